@@ -1,0 +1,361 @@
+#include "ops/tensor_ops.h"
+
+#include <atomic>
+#include <cmath>
+#include <future>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "kernels/checks/index_check.h"
+#include "kernels/copy/copy.h"
+#include "kernels/creation/creation.h"
+#include "runtime/stream.h"
+#ifdef LMK_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
+#endif
+
+namespace lmk::ops {
+namespace {
+
+std::atomic<uint64_t> global_seed{0};
+std::atomic<uint64_t> global_offset{1};  // offset 0 is kept for explicit seeds
+
+void* stream_handle(const Device& device) { return cuda_stream_handle(device.index); }
+
+}  // namespace
+
+Tensor empty(const Shape& shape, DType dtype, const Device& device, const char* fn) {
+  check_device_usable(device, fn, "device");
+  if (dtype == DType::Float64 && device.is_cuda()) {
+    throw_type_error(fn, ": dtype float64 is CPU-only (for references and gradient checks), got device ",
+                     device.to_string());
+  }
+  int64_t n = checked_numel(shape, fn, "shape");
+  Tensor t;
+  t.storage = Storage::allocate(device, static_cast<size_t>(n) * dtype_size(dtype), fn);
+  t.shape = shape;
+  t.dtype = dtype;
+  return t;
+}
+
+Tensor full(const Shape& shape, double value, DType dtype, const Device& device, const char* fn) {
+  Tensor t = empty(shape, dtype, device, fn);
+  int64_t n = t.numel();
+  void* data = t.data();
+  if (device.is_cpu()) {
+    stream_for(device).enqueue(fn, [=] { kernels::fill_cpu(data, dtype, n, value); }, {t.storage}, {t.storage});
+  } else {
+    void* s = stream_handle(device);
+    stream_for(device).enqueue(fn, [=] { kernels::fill_cuda(data, dtype, n, value, s); }, {t.storage}, {t.storage});
+  }
+  return t;
+}
+
+Tensor arange(int64_t n, DType dtype, const Device& device) {
+  if (n < 0) throw_range_error("arange: n must be a non-negative integer, got ", n);
+  Tensor t = empty({n}, dtype, device, "arange");
+  void* data = t.data();
+  if (device.is_cpu()) {
+    stream_for(device).enqueue("arange", [=] { kernels::arange_cpu(data, dtype, n); }, {t.storage}, {t.storage});
+  } else {
+    void* s = stream_handle(device);
+    stream_for(device).enqueue("arange", [=] { kernels::arange_cuda(data, dtype, n, s); }, {t.storage}, {t.storage});
+  }
+  return t;
+}
+
+void manual_seed(uint64_t seed) {
+  global_seed.store(seed);
+  global_offset.store(1);
+}
+
+static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, const Device& device,
+                            std::optional<uint64_t> seed, kernels::RandomParams params) {
+  if (!dtype_is_float(dtype)) throw_type_error(fn, ": dtype must be a floating type, got ", dtype_name(dtype));
+  Tensor t = empty(shape, dtype, device, fn);
+  if (seed) {
+    params.seed = *seed;
+    params.offset = 0;
+  } else {
+    params.seed = global_seed.load();
+    params.offset = global_offset.fetch_add(1);
+  }
+  int64_t n = t.numel();
+  void* data = t.data();
+  if (device.is_cpu()) {
+    stream_for(device).enqueue(fn, [=] { kernels::random_cpu(data, dtype, n, params); }, {t.storage}, {t.storage});
+  } else {
+    void* s = stream_handle(device);
+    stream_for(device).enqueue(fn, [=] { kernels::random_cuda(data, dtype, n, params, s); }, {t.storage},
+                               {t.storage});
+  }
+  return t;
+}
+
+Tensor rand(const Shape& shape, DType dtype, const Device& device, std::optional<uint64_t> seed, double low,
+            double high) {
+  if (!(low < high)) throw_range_error("rand: low must be less than high, got low=", low, ", high=", high);
+  kernels::RandomParams params;
+  params.low = low;
+  params.high = high;
+  return random_tensor("rand", shape, dtype, device, seed, params);
+}
+
+Tensor randn(const Shape& shape, DType dtype, const Device& device, std::optional<uint64_t> seed, double mean,
+             double std) {
+  if (!(std >= 0) || !std::isfinite(std) || !std::isfinite(mean)) {
+    throw_range_error("randn: std must be finite and >= 0 and mean finite, got mean=", mean, ", std=", std);
+  }
+  kernels::RandomParams params;
+  params.normal = true;
+  params.mean = mean;
+  params.std = std;
+  return random_tensor("randn", shape, dtype, device, seed, params);
+}
+
+Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape& shape, DType dtype,
+                 const Device& device) {
+  int64_t n = checked_numel(shape, "tensor", "shape");
+  if (n != count) {
+    throw_range_error("tensor: shape ", shape_string(shape), " holds ", n, " elements but data has ", count);
+  }
+  Tensor t = empty(shape, dtype, device, "tensor");
+  // Copy the caller's bytes now: the JS array may change after we return.
+  auto staging = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n) * dtype_size(host_dtype));
+  if (n > 0) std::memcpy(staging->data(), data, staging->size());
+  void* dst = t.data();
+  if (device.is_cpu()) {
+    stream_for(device).enqueue(
+        "tensor", [=] { kernels::convert_cpu(staging->data(), host_dtype, dst, dtype, n); }, {t.storage},
+        {t.storage});
+    return t;
+  }
+#ifdef LMK_WITH_CUDA
+  // Convert on the host, then one stream-ordered copy; the staging buffer is
+  // released once the copy has finished.
+  auto converted = std::make_shared<std::vector<uint8_t>>(t.nbytes());
+  kernels::convert_cpu(staging->data(), host_dtype, converted->data(), dtype, n);
+  void* s = stream_handle(device);
+  Stream& stream = stream_for(device);
+  stream.enqueue(
+      "tensor",
+      [=] {
+        cuda_check(cudaMemcpyAsync(dst, converted->data(), converted->size(), cudaMemcpyHostToDevice,
+                                   static_cast<cudaStream_t>(s)),
+                   "tensor");
+      },
+      {t.storage}, {t.storage});
+  stream.keep_until_done(converted);
+#endif
+  return t;
+}
+
+Tensor to_dtype(const Tensor& src, DType dtype) {
+  Tensor dst = empty(src.shape, dtype, src.device(), "Tensor.to");
+  int64_t n = src.numel();
+  const void* in = src.data();
+  void* out = dst.data();
+  DType src_dtype = src.dtype;
+  if (src.device().is_cpu()) {
+    stream_for(src.device()).enqueue(
+        "Tensor.to", [=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); }, {src.storage, dst.storage},
+        {dst.storage});
+  } else {
+    void* s = stream_handle(src.device());
+    stream_for(src.device()).enqueue(
+        "Tensor.to", [=] { kernels::convert_cuda(in, src_dtype, out, dtype, n, s); }, {src.storage, dst.storage},
+        {dst.storage});
+  }
+  return dst;
+}
+
+Tensor clone(const Tensor& src) {
+  Tensor dst = to_dtype(src, src.dtype);
+  return dst;
+}
+
+#ifdef LMK_WITH_CUDA
+namespace {
+// Page-locked host memory for transfers between the CPU and CUDA streams.
+struct PinnedBuffer {
+  void* data = nullptr;
+  explicit PinnedBuffer(size_t bytes) { cuda_check(cudaMallocHost(&data, bytes == 0 ? 1 : bytes), "Tensor.to"); }
+  ~PinnedBuffer() { cudaFreeHost(data); }
+};
+}  // namespace
+#endif
+
+Tensor to_device(const Tensor& src, const Device& device) {
+  check_device_usable(device, "Tensor.to", "target");
+  if (device == src.device()) return clone(src);
+  Tensor dst = empty(src.shape, src.dtype, device, "Tensor.to");
+#ifdef LMK_WITH_CUDA
+  size_t bytes = src.nbytes();
+  auto pinned = std::make_shared<PinnedBuffer>(bytes);
+  const void* in = src.data();
+  void* out = dst.data();
+  if (src.device().is_cpu()) {
+    // The CPU stream fills a pinned buffer; the CUDA stream waits for that
+    // (a host function that blocks on the CPU task), then copies it in.
+    auto filled = std::make_shared<std::promise<void>>();
+    auto ready = std::make_shared<std::shared_future<void>>(filled->get_future().share());
+    stream_for(src.device()).enqueue(
+        "Tensor.to",
+        [=] {
+          std::memcpy(pinned->data, in, bytes);
+          filled->set_value();
+        },
+        {src.storage}, {});
+    Stream& cuda = stream_for(device);
+    auto s = static_cast<cudaStream_t>(stream_handle(device));
+    auto* wait_ready = new std::shared_future<void>(*ready);
+    cuda.enqueue(
+        "Tensor.to",
+        [=] {
+          cuda_check(cudaLaunchHostFunc(
+                         s,
+                         [](void* arg) {
+                           auto* f = static_cast<std::shared_future<void>*>(arg);
+                           f->wait();
+                           delete f;
+                         },
+                         wait_ready),
+                     "Tensor.to");
+          cuda_check(cudaMemcpyAsync(out, pinned->data, bytes, cudaMemcpyHostToDevice, s), "Tensor.to");
+        },
+        {dst.storage}, {dst.storage});
+    cuda.keep_until_done(pinned);
+  } else {
+    // The CUDA stream copies into a pinned buffer and records an event; the
+    // CPU stream waits for the event, then copies out.
+    auto s = static_cast<cudaStream_t>(stream_handle(src.device()));
+    auto event = std::make_shared<cudaEvent_t>(nullptr);
+    stream_for(src.device()).enqueue(
+        "Tensor.to",
+        [=] {
+          cuda_check(cudaMemcpyAsync(pinned->data, in, bytes, cudaMemcpyDeviceToHost, s), "Tensor.to");
+          cuda_check(cudaEventCreateWithFlags(event.get(), cudaEventDisableTiming), "Tensor.to");
+          cuda_check(cudaEventRecord(*event, s), "Tensor.to");
+        },
+        {src.storage}, {});
+    stream_for(device).enqueue(
+        "Tensor.to",
+        [=] {
+          if (*event == nullptr) throw_runtime_error("Tensor.to: the device-to-host copy could not be queued");
+          cudaError_t status = cudaEventSynchronize(*event);
+          cudaEventDestroy(*event);
+          cuda_check(status, "Tensor.to");
+          std::memcpy(out, pinned->data, bytes);
+        },
+        {dst.storage}, {dst.storage});
+  }
+#endif
+  return dst;
+}
+
+Tensor reshape(const Tensor& src, const Shape& shape) {
+  int64_t known = 1;
+  int inferred = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (inferred >= 0) throw_range_error("Tensor.reshape: shape may contain only one -1, got ", shape_string(shape));
+      inferred = static_cast<int>(i);
+    } else if (shape[i] < 0) {
+      throw_range_error("Tensor.reshape: shape sizes must be >= 0 or a single -1, got ", shape_string(shape));
+    } else {
+      known = known * shape[i];
+      if (known > (int64_t(1) << 53)) throw_range_error("Tensor.reshape: shape ", shape_string(shape), " is too large");
+    }
+  }
+  Shape result = shape;
+  int64_t n = src.numel();
+  if (inferred >= 0) {
+    if (known == 0 || n % known != 0) {
+      throw_range_error("Tensor.reshape: cannot infer -1 in ", shape_string(shape), " for ", n, " elements (shape ",
+                        shape_string(src.shape), ")");
+    }
+    result[inferred] = n / known;
+  } else if (known != n) {
+    throw_range_error("Tensor.reshape: cannot reshape ", shape_string(src.shape), " (", n, " elements) to ",
+                      shape_string(shape), " (", known, " elements)");
+  }
+  Tensor view = src;
+  view.shape = result;
+  return view;
+}
+
+DType host_read_dtype(DType dtype) {
+  return (dtype == DType::BFloat16 || dtype == DType::Float16) ? DType::Float32 : dtype;
+}
+
+void read_to_host(const Tensor& src, ReadDone done) {
+  DType host_dtype = host_read_dtype(src.dtype);
+  int64_t n = src.numel();
+  auto bytes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n) * dtype_size(host_dtype));
+  Stream& stream = stream_for(src.device());
+  const void* in = src.data();
+  DType src_dtype = src.dtype;
+  StoragePtr storage = src.storage;
+  if (src.device().is_cpu()) {
+    stream.enqueue("data", [=] { kernels::convert_cpu(in, src_dtype, bytes->data(), host_dtype, n); }, {storage},
+                   {});
+  } else {
+#ifdef LMK_WITH_CUDA
+    void* s = stream_handle(src.device());
+    Tensor staging = src_dtype == host_dtype ? src : empty(src.shape, host_dtype, src.device(), "data");
+    const void* device_in = staging.data();
+    StoragePtr staging_storage = staging.storage;
+    stream.enqueue(
+        "data",
+        [=] {
+          if (src_dtype != host_dtype) kernels::convert_cuda(in, src_dtype, staging_storage->data(), host_dtype, n, s);
+          cuda_check(cudaMemcpyAsync(bytes->data(), device_in, bytes->size(), cudaMemcpyDeviceToHost,
+                                     static_cast<cudaStream_t>(s)),
+                     "data");
+        },
+        {storage, staging_storage}, {});
+#endif
+  }
+  stream.when_done([bytes, storage, done = std::move(done)](const std::optional<RecordedError>& error) {
+    std::optional<RecordedError> result = error;
+    if (!result) result = storage->poison_error();
+    done(std::move(*bytes), result);
+  });
+}
+
+void when_device_done(const Device& device, std::function<void(const std::optional<RecordedError>&)> done) {
+  check_device_usable(device, "synchronize", "device");
+  stream_for(device).when_done(std::move(done));
+}
+
+Tensor check_indices(const Tensor& values, int64_t limit, const char* fn, const char* arg) {
+  if (values.dtype != DType::Int32) {
+    throw_type_error(fn, ": ", arg, " must be int32, got ", dtype_name(values.dtype));
+  }
+  Tensor copy = clone(values);
+  std::string fn_name = fn, arg_name = arg;
+  Shape shape = values.shape;
+  Stream& stream = stream_for(values.device());
+  ValueCheck check = stream.add_value_check(
+      ErrorKind::Range,
+      [=](int64_t index) {
+        return concat(fn_name, ": ", arg_name, " has a value outside [0, ", limit, ") at flat index ", index,
+                      " (shape ", shape_string(shape), ")");
+      },
+      {copy.storage});
+  const int32_t* data = values.data_as<int32_t>();
+  int64_t n = values.numel();
+  if (values.device().is_cpu()) {
+    stream.enqueue(fn, [=] { kernels::index_check_cpu(data, n, limit, check.first_bad_index); }, {values.storage}, {});
+  } else {
+    void* s = stream_handle(values.device());
+    stream.enqueue(fn, [=] { kernels::index_check_cuda(data, n, limit, check.first_bad_index, s); },
+                   {values.storage}, {});
+  }
+  return copy;
+}
+
+}  // namespace lmk::ops

@@ -1,0 +1,69 @@
+// One in-order stream per device. An op validates its arguments on the calling
+// (JS) thread, allocates its outputs, then enqueues its kernel here and
+// returns at once.
+//   CPU:  `run` executes later on the stream's worker thread, in order.
+//   CUDA: `run` executes now on the calling thread and only launches work on
+//         the device's cudaStream_t, which keeps the order.
+// Failures surface at the next sync point (when_done): a thrown lmk::Error or
+// a CUDA launch error is recorded with the op's name and poisons the op's
+// outputs; a value check (an invalid label found by a kernel) is inspected at
+// the sync point. Once reported the error is cleared and the stream is usable.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/device.h"
+#include "runtime/error.h"
+#include "runtime/storage.h"
+
+namespace lmk {
+
+// Kernels record the smallest offending flat index here (atomic min); the
+// sentinel means "no error". On CUDA the word lives in mapped host memory.
+constexpr int64_t kNoBadIndex = std::numeric_limits<int64_t>::max();
+
+struct ValueCheck {
+  int64_t* first_bad_index = nullptr;  // pointer the kernel writes (device-visible)
+};
+
+using DescribeBadIndex = std::function<std::string(int64_t)>;
+using DoneCallback = std::function<void(const std::optional<RecordedError>&)>;
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual const Device& device() const = 0;
+
+  // `uses` are kept alive until the work finishes; `outputs` are poisoned if it fails.
+  virtual void enqueue(const char* op, std::function<void()> run, std::vector<StoragePtr> uses,
+                       std::vector<StoragePtr> outputs) = 0;
+
+  // A word for the next enqueued kernel to report the first bad index into.
+  // At the next sync point a set word becomes a RangeError (`kind`) with the
+  // message `describe(index)`, and `outputs` are poisoned.
+  virtual ValueCheck add_value_check(ErrorKind kind, DescribeBadIndex describe,
+                                     std::vector<StoragePtr> outputs) = 0;
+
+  // After all earlier work: done(first error since the last report, if any).
+  // Runs on a background thread; the error is cleared once handed over.
+  virtual void when_done(DoneCallback done) = 0;
+
+  // Holds `keep` until all earlier work has finished; reports nothing.
+  virtual void keep_until_done(std::shared_ptr<void> keep) = 0;
+
+  // Blocks the caller until when_done fires; throws the error, if any.
+  void synchronize();
+};
+
+Stream& stream_for(const Device& device);
+
+// For CUDA only (cuda_runtime.cc); the CPU build throws.
+Stream& cuda_stream(int device_index);
+void* cuda_stream_handle(int device_index);  // cudaStream_t
+
+}  // namespace lmk

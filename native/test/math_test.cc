@@ -1,0 +1,141 @@
+// core/math: Philox known answers, bf16/f16 rounding against a brute-force
+// nearest-value search, the exact log/sin/cos against libm.
+#include <cmath>
+#include <cstdint>
+#include <random>
+
+#include "math/convert.h"
+#include "math/exact_math.h"
+#include "math/half.h"
+#include "math/philox.h"
+#include "test_harness.h"
+
+using namespace lmk;
+
+// Random123's published known-answer vectors for philox4x32_10.
+TEST(philox_known_answers) {
+  Philox4 a = philox4x32_10(Philox4{{0, 0, 0, 0}}, 0, 0);
+  CHECK_EQ(a.v[0], 0x6627e8d5u);
+  CHECK_EQ(a.v[1], 0xe169c58du);
+  CHECK_EQ(a.v[2], 0xbc57ac4cu);
+  CHECK_EQ(a.v[3], 0x9b00dbd8u);
+  Philox4 b = philox4x32_10(Philox4{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu, 0xffffffffu);
+  CHECK_EQ(b.v[0], 0x408f276du);
+  CHECK_EQ(b.v[1], 0x41c83b0eu);
+  CHECK_EQ(b.v[2], 0xa20bc7c6u);
+  CHECK_EQ(b.v[3], 0x6d5451fdu);
+  Philox4 c = philox4x32_10(Philox4{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}}, 0xa4093822u, 0x299f31d0u);
+  CHECK_EQ(c.v[0], 0xd16cfe09u);
+  CHECK_EQ(c.v[1], 0x94fdccebu);
+  CHECK_EQ(c.v[2], 0x5001e420u);
+  CHECK_EQ(c.v[3], 0x24126ea1u);
+}
+
+// Nearest representable value by search over all finite 16-bit patterns of
+// the same sign, ties to the even pattern; Inf beyond max + half an ulp.
+static uint16_t nearest_16(double x, bool bfloat) {
+  auto value = [&](uint16_t bits) -> double {
+    return bfloat ? static_cast<double>(bf16_to_float(bf16{bits})) : static_cast<double>(f16_to_float(f16{bits}));
+  };
+  uint16_t sign = std::signbit(x) ? 0x8000 : 0;
+  uint16_t inf = bfloat ? 0x7f80 : 0x7c00;
+  double ax = std::fabs(x);
+  // Binary search on the monotone magnitude patterns [0, inf].
+  uint16_t lo = 0, hi = inf;
+  while (hi - lo > 1) {
+    uint16_t mid = static_cast<uint16_t>((lo + hi) / 2);
+    if (value(mid) <= ax) lo = mid; else hi = mid;
+  }
+  double vlo = value(lo);
+  double vhi = hi == inf ? value(static_cast<uint16_t>(inf - 1)) * 2 - value(static_cast<uint16_t>(inf - 2)) : value(hi);
+  // vhi for the Inf pattern is where the next finite value would be.
+  uint16_t pick;
+  if (ax == vlo) pick = lo;
+  else if (ax - vlo < vhi - ax) pick = lo;
+  else if (ax - vlo > vhi - ax) pick = hi;
+  else pick = (lo & 1) ? hi : lo;
+  return static_cast<uint16_t>(pick | sign);
+}
+
+TEST(bf16_f16_round_to_nearest_even) {
+  std::mt19937_64 rng(7);
+  int mismatches = 0;
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t bits = static_cast<uint32_t>(rng());
+    if (i % 4 == 0) bits = (bits & 0xffff0000u) | 0x8000u;  // exact ties
+    if (i % 8 == 1) bits = (bits & 0x8fffffffu) | 0x30000000u;  // near f16 range
+    float f = bits_float(bits);
+    if (!std::isfinite(f)) continue;
+    if (float_to_bf16(f).bits != nearest_16(f, true)) ++mismatches;
+    if (float_to_f16(f).bits != nearest_16(f, false)) ++mismatches;
+    double d = static_cast<double>(f) * (1.0 + std::ldexp(static_cast<double>(rng() % 1024), -40));
+    if (double_to_bf16(d).bits != nearest_16(d, true)) ++mismatches;
+    if (double_to_f16(d).bits != nearest_16(d, false)) ++mismatches;
+  }
+  CHECK_EQ(mismatches, 0);
+  // Every f16 and bf16 value converts back to itself.
+  for (uint32_t h = 0; h < 65536; ++h) {
+    f16 x{static_cast<uint16_t>(h)};
+    bf16 y{static_cast<uint16_t>(h)};
+    float fx = f16_to_float(x), fy = bf16_to_float(y);
+    if (std::isnan(fx)) CHECK(std::isnan(f16_to_float(float_to_f16(fx))));
+    else CHECK_EQ(float_to_f16(fx).bits, x.bits);
+    if (std::isnan(fy)) CHECK(std::isnan(bf16_to_float(float_to_bf16(fy))));
+    else CHECK_EQ(float_to_bf16(fy).bits, y.bits);
+  }
+  CHECK_EQ(float_to_f16(65520.0f).bits, 0x7c00);  // halfway above max rounds to Inf
+  CHECK_EQ(float_to_f16(65519.99f).bits, 0x7bff);
+  CHECK(std::isnan(f16_to_float(float_to_f16(NAN))));
+  CHECK(std::isnan(bf16_to_float(float_to_bf16(NAN))));
+}
+
+TEST(int32_store_saturates) {
+  int32_t out[4];
+  store_from_double(out, 0, 3.9);
+  store_from_double(out, 1, -3.9);
+  store_from_double(out, 2, 1e12);
+  store_from_double(out, 3, NAN);
+  CHECK_EQ(out[0], 3);
+  CHECK_EQ(out[1], -3);
+  CHECK_EQ(out[2], 2147483647);
+  CHECK_EQ(out[3], 0);
+}
+
+TEST(exact_log_and_sincos_match_libm) {
+  std::mt19937_64 rng(3);
+  double worst_log = 0, worst_trig = 0;
+  for (int i = 0; i < 100000; ++i) {
+    uint32_t w = static_cast<uint32_t>(rng());
+    double u = (static_cast<double>(w) + 0.5) * 2.3283064365386963e-10;
+    worst_log = std::max(worst_log, std::fabs(exact_log(u) - std::log(u)) / std::fabs(std::log(u)));
+    double t = static_cast<double>(w) * 2.3283064365386963e-10;
+    double s, c;
+    exact_sincos_turns(t, &s, &c);
+    double angle = 2 * M_PI * t;
+    worst_trig = std::max(worst_trig, std::max(std::fabs(s - std::sin(angle)), std::fabs(c - std::cos(angle))));
+  }
+  CHECK_LE(worst_log, 1e-14);
+  CHECK_LE(worst_trig, 1e-14);
+}
+
+TEST(philox_uniform_and_normal_moments) {
+  const int n = 200000;
+  double sum = 0, sum_sq = 0, usum = 0;
+  float umin = 1, umax = 0;
+  for (int i = 0; i < n; ++i) {
+    double z = philox_normal(42, 0, static_cast<uint64_t>(i), 0.0, 1.0);
+    sum += z;
+    sum_sq += z * z;
+    float u = philox_uniform(42, 0, static_cast<uint64_t>(i), 0.0f, 1.0f);
+    usum += u;
+    umin = std::min(umin, u);
+    umax = std::max(umax, u);
+  }
+  CHECK_LE(std::fabs(sum / n), 0.01);
+  CHECK_LE(std::fabs(sum_sq / n - 1.0), 0.02);
+  CHECK_LE(std::fabs(usum / n - 0.5), 0.005);
+  CHECK(umin >= 0.0f);
+  CHECK(umax < 1.0f);
+}
+
+LMK_TEST_MAIN()
