@@ -1,0 +1,11 @@
+// lmkernels: CUDA and C++ training kernels for language models.
+export { Device, devices, defaultDevice, setDefaultDevice, cudaAvailable, synchronize, backendInfo } from './device';
+export type { DeviceSpec, DeviceKind, BackendInfo } from './device';
+export type { DType } from './dtype';
+export { Tensor } from './tensor';
+export { tensor, zeros, ones, full, empty, arange, randn, rand, manualSeed } from './creation';
+export type { CreationOptions, NestedNumbers } from './creation';
+export { tidy, keep } from './scope';
+export { memory, emptyCache } from './memory';
+export type { MemoryInfo } from './memory';
+export { checkIndices } from './debug';

@@ -1,0 +1,119 @@
+// The Tensor wrapper: owns one native handle, knows its shape/dtype/device,
+// and takes part in tidy scopes. Memory lives until dispose (or tidy, or the
+// GC finalizer as a safety net) AND every queued op using it has finished.
+import { Device, parseDevice, usableDevice, type DeviceSpec } from './device';
+import { checkDType, isDType, type DType } from './dtype';
+import { native, type HostArray, type NativeTensor } from './native';
+import { trackTensor, untrackTensor, type Scope } from './scope';
+import { checkShape } from './validate';
+
+const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('Symbol.dispose');
+
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly device: Device;
+  readonly numel: number;
+  /** @internal */ _handle: unknown;
+  /** @internal */ _kept = false;
+  /** @internal */ _scope: Scope | null = null;
+
+  /** @internal Tensors are made by creation functions and ops, not by `new`. */
+  constructor(t: NativeTensor) {
+    this._handle = t.handle;
+    this.shape = Object.freeze([...t.shape]);
+    this.dtype = t.dtype as DType;
+    this.device = parseDevice(t.device, 'Tensor');
+    this.numel = t.shape.reduce((a, b) => a * b, 1);
+    trackTensor(this);
+  }
+
+  get isDisposed(): boolean {
+    return this._handle === null;
+  }
+
+  /** @internal The native handle; TypeError naming fn/arg once disposed. */
+  _handleFor(fn: string, arg = 'tensor'): unknown {
+    if (this._handle === null) throw new TypeError(`${fn}: ${arg} tensor was disposed`);
+    return this._handle;
+  }
+
+  /** Copies the values to the host after all queued work; bfloat16/float16 read as Float32Array. */
+  data(): Promise<Float32Array | Float64Array | Int32Array> {
+    return native().read(this._handleFor('Tensor.data'));
+  }
+
+  /** Blocks until the values are on the host. Prefer data(). */
+  dataSync(): Float32Array | Float64Array | Int32Array {
+    return native().readSync(this._handleFor('Tensor.dataSync'));
+  }
+
+  async item(): Promise<number> {
+    const handle = this._handleFor('Tensor.item');
+    if (this.numel !== 1) {
+      throw new RangeError(`Tensor.item: tensor must have exactly 1 element, got shape [${this.shape.join(',')}]`);
+    }
+    return (await native().read(handle))[0]!;
+  }
+
+  /** A new tensor on another device or with another dtype (always a copy). */
+  to(target: DeviceSpec | DType): Tensor {
+    const handle = this._handleFor('Tensor.to');
+    if (isDType(target)) return new Tensor(native().toDtype(handle, target));
+    if (typeof target === 'string' && !target.startsWith('cpu') && !target.startsWith('cuda')) {
+      checkDType(target, 'Tensor.to', 'target');
+    }
+    const device = usableDevice(target, 'Tensor.to', 'target');
+    return new Tensor(native().toDevice(handle, device.toString()));
+  }
+
+  /** A view sharing storage; one -1 is inferred. Dispose it like any tensor. */
+  reshape(shape: readonly number[]): Tensor {
+    const handle = this._handleFor('Tensor.reshape');
+    checkShape(shape, 'Tensor.reshape', 'shape', true);
+    return new Tensor(native().reshape(handle, shape));
+  }
+
+  clone(): Tensor {
+    return new Tensor(native().clone(this._handleFor('Tensor.clone')));
+  }
+
+  /** Releases this tensor's reference to its memory. Idempotent. */
+  dispose(): void {
+    if (this._handle === null) return;
+    native().release(this._handle);
+    this._handle = null;
+    untrackTensor(this);
+  }
+
+  [Symbol.toPrimitive](hint: string): string | number {
+    if (hint === 'number') return Number.NaN;
+    return this.toString();
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}[${this.shape.join(',')}] ${this.device}${this.isDisposed ? ', disposed' : ''})`;
+  }
+}
+
+// `using t = ...` support (TypeScript 5.2+ / explicit resource management).
+Object.defineProperty(Tensor.prototype, disposeSymbol, {
+  value: function (this: Tensor) {
+    this.dispose();
+  },
+  writable: true,
+  configurable: true,
+});
+
+export interface Tensor {
+  [Symbol.dispose](): void;
+}
+
+/** TypeError naming fn/arg unless value is a live Tensor. */
+export function checkTensor(value: unknown, fn: string, arg: string): Tensor {
+  if (!(value instanceof Tensor)) throw new TypeError(`${fn}: ${arg} must be a Tensor, got ${typeof value}`);
+  value._handleFor(fn, arg);
+  return value;
+}
+
+export type { HostArray };
