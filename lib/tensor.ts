@@ -33,8 +33,8 @@ export class Tensor {
   }
 
   /** @internal The native handle; TypeError naming fn/arg once disposed. */
-  _handleFor(fn: string, arg = 'tensor'): unknown {
-    if (this._handle === null) throw new TypeError(`${fn}: ${arg} tensor was disposed`);
+  _handleFor(fn: string, arg?: string): unknown {
+    if (this._handle === null) throw new TypeError(`${fn}: ${arg ? `${arg} ` : ''}tensor was disposed`);
     return this._handle;
   }
 

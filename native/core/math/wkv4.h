@@ -1,0 +1,194 @@
+// RWKV-4 WKV: one step of the stable recurrence and its exact derivative,
+// shared by the CPU and CUDA kernels (KERNELS.md#wkv4). `Acc` is the
+// accumulation type: float for float32/bfloat16/float16 storage, double for
+// float64.
+//
+// State (aa, bb, pp): numerator e^{pp}·aa and denominator e^{pp}·bb of
+//   y_t = ( Σ_{i<t} e^{(t-1-i)w + k_i} v_i + e^{u + k_t} v_t )
+//       / ( Σ_{i<t} e^{(t-1-i)w + k_i}       + e^{u + k_t}     )
+// with w = -exp(timeDecay) < 0, u = timeFirst; the empty state is (0, 0, -1e38).
+//
+//   output:  p = max(pp, u+k);  y = (e^{pp-p}·aa + e^{u+k-p}·v) / (e^{pp-p}·bb + e^{u+k-p})
+//   update:  p' = max(pp+w, k); aa' = e^{pp+w-p'}·aa + e^{k-p'}·v;
+//            bb' = e^{pp+w-p'}·bb + e^{k-p'};  pp' = p'
+//
+// One of each pair of exponentials is e^0 = 1, so each half of a step costs one
+// exponential: e^{-|a-b|} for the smaller argument (bit-identical to computing
+// both, since wkv4_exp(0) == 1 exactly).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "math/half.h"
+#include "math/host_device.h"
+
+namespace lmk {
+
+// ---- a fast, vectorisable exp -------------------------------------------------
+//
+// e^x = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 in [−ln2/2, ln2/2]
+// (Cody–Waite: ln 2 split so n·kLn2Hi is exact), e^r by the Cephes degree-7
+// polynomial. Branch-free (two selects), so GCC vectorises loops that call it.
+// Accuracy: within 2 ulp of e^x on [-86.9, 88.72] (measured against the double
+// exp in wkv4_test); exactly 1 for x = 0, 0 below -86.9 (where e^x < 1.9e-38:
+// flushed, as no WKV term that small can matter next to the e^0 = 1 of its
+// pair), +Inf above 88.72, NaN for NaN.
+LMK_HOST_DEVICE float wkv4_expf(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f;         // 355/512: n·kLn2Hi is exact for |n| <= 2^15
+  constexpr float kLn2Lo = -2.12194440e-4f;      // ln 2 - kLn2Hi
+  constexpr float kRound = 12582912.0f;          // 1.5·2^23: x + kRound rounds x to an integer
+  constexpr float kMinArg = -86.9f;                // rounds to n >= -125
+  constexpr float kMaxArg = 88.72283935546875f;  // ln(FLT_MAX), rounded down
+  float xc = x < kMinArg ? kMinArg : x;
+  xc = xc > kMaxArg ? kMaxArg : xc;
+  float shifted = xc * kLog2e + kRound;  // round to nearest, ties to even
+  float fn = shifted - kRound;
+  float r = xc - fn * kLn2Hi;  // exact (Sterbenz)
+  r = r - fn * kLn2Lo;
+  float r2 = r * r;
+  float poly = 1.9875691500e-4f;
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  poly = poly * r2 + r;
+  poly = poly + 1.0f;  // e^r in [0.70, 1.42]
+  // 2^n as 2·2^(n-1) with n in [-125, 128] (the low bits of `shifted` hold n;
+  // unsigned arithmetic, so a NaN's bits wrap harmlessly): exponent field n + 126.
+  uint32_t biased = float_bits(shifted) - float_bits(kRound) + 126u;
+  float scale = bits_float(biased << 23);
+  float result = (poly * 2.0f) * scale;
+  result = x < kMinArg ? 0.0f : result;
+  result = x > kMaxArg ? bits_float(0x7f800000u) : result;
+  return result;
+}
+
+template <typename Acc> LMK_HOST_DEVICE Acc wkv4_exp(Acc x);
+template <> LMK_HOST_DEVICE float wkv4_exp<float>(float x) { return wkv4_expf(x); }
+template <> LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
+#if defined(__CUDA_ARCH__)
+  return ::exp(x);
+#else
+  return std::exp(x);
+#endif
+}
+
+// ---- the recurrence -------------------------------------------------------------
+
+// pp of the empty state: e^{pp} is 0 for every practical purpose, yet pp + w
+// stays finite in float.
+template <typename Acc> LMK_HOST_DEVICE Acc wkv4_empty_pp() { return static_cast<Acc>(-1e38); }
+
+// w = -exp(timeDecay): the per-step log-decay, always negative.
+template <typename Acc> LMK_HOST_DEVICE Acc wkv4_decay(Acc time_decay) { return -wkv4_exp<Acc>(time_decay); }
+
+// The larger of two exponents and e^{-|a-b|}, the factor for the smaller one.
+// `a_wins` is a >= b: the branch the update's max took (its derivative needs it).
+template <typename Acc>
+struct Wkv4Pair {
+  Acc e_a, e_b;  // e^{a-p}, e^{b-p}: one of them is exactly 1
+  bool a_wins;
+};
+
+template <typename Acc>
+LMK_HOST_DEVICE Wkv4Pair<Acc> wkv4_pair(Acc a, Acc b) {
+  bool a_wins = a >= b;
+  Acc e = wkv4_exp<Acc>(a_wins ? b - a : a - b);
+  Wkv4Pair<Acc> out;
+  out.e_a = a_wins ? static_cast<Acc>(1) : e;
+  out.e_b = a_wins ? e : static_cast<Acc>(1);
+  out.a_wins = a_wins;
+  return out;
+}
+
+// y_t from the state before step t.
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_output(Acc aa, Acc bb, Acc pp, Acc u, Acc k, Acc v) {
+  Wkv4Pair<Acc> e = wkv4_pair<Acc>(pp, u + k);
+  return (e.e_a * aa + e.e_b * v) / (e.e_a * bb + e.e_b);
+}
+
+// The state after step t from the state before it.
+template <typename Acc>
+LMK_HOST_DEVICE void wkv4_update(Acc& aa, Acc& bb, Acc& pp, Acc w, Acc k, Acc v) {
+  Acc ww = pp + w;
+  Wkv4Pair<Acc> e = wkv4_pair<Acc>(ww, k);
+  aa = e.e_a * aa + e.e_b * v;
+  bb = e.e_a * bb + e.e_b;
+  pp = e.a_wins ? ww : k;
+}
+
+// ---- the derivative of one step ------------------------------------------------
+//
+// The adjoint of a state (aa, bb, pp) is carried as (gaa, gbb, gq) with
+//   gq = gpp - gaa·aa - gbb·bb,
+// the part of d(loss)/d(pp) that is not explained by the represented sums
+// e^{pp}·aa and e^{pp}·bb. Every y_t depends on the state only through those
+// sums (the output's max cancels), so the output step adds nothing to gq, and
+// the update passes it through its max: along the kept branch (pp+w >= k,
+// pp' = pp + w) to the previous pp, else to k. So gq is exactly zero unless the
+// caller seeds d/d(pp_T) inconsistently with the sums (any gState), and the
+// recursion never cancels large terms (gpp itself would: it tracks
+// gaa·aa + gbb·bb). Derivation, with p' held fixed and then differentiated
+// through the max:
+//   aa' = e^{pp+w-p'} aa + e^{k-p'} v:  d/d(pp) = e1·aa, d/dk = e2·v, d/dp' = -aa'
+//   bb' = e^{pp+w-p'} bb + e^{k-p'}:    d/d(pp) = e1·bb, d/dk = e2,   d/dp' = -bb'
+//   gp' = gpp' - gaa'·aa' - gbb'·bb' = gq'
+//   output: y = num/den, dy/daa = e1/den, dy/dbb = -e1·y/den, dy/dv = e2/den,
+//           dy/d(u+k) = e2·(v-y)/den, dy/dpp = e1·(aa - bb·y)/den = aa·dy/daa + bb·dy/dbb.
+//
+// Input: the state before step t, the step's inputs and gy_t, and (gaa, gbb, gq)
+// of the state after it. Output: (gaa, gbb, gq) of the state before it, gk_t,
+// gv_t, and this step's terms of dL/dw and dL/du (to be summed over t).
+template <typename Acc>
+LMK_HOST_DEVICE void wkv4_step_backward(Acc aa, Acc bb, Acc pp, Acc w, Acc u, Acc k, Acc v, Acc gy, Acc& gaa,
+                                        Acc& gbb, Acc& gq, Acc& gk, Acc& gv, Acc& gw, Acc& gu) {
+  // The update, backwards.
+  Acc ww = pp + w;
+  Wkv4Pair<Acc> e = wkv4_pair<Acc>(ww, k);
+  Acc q = gq;
+  Acc kept_q = e.a_wins ? q : static_cast<Acc>(0);
+  Acc k_q = e.a_wins ? static_cast<Acc>(0) : q;
+  gw = e.e_a * (gaa * aa + gbb * bb) + kept_q;
+  Acc gk_update = e.e_b * (gaa * v + gbb) + k_q;
+  Acc gv_update = e.e_b * gaa;
+  gaa = e.e_a * gaa;
+  gbb = e.e_a * gbb;
+  gq = kept_q;
+  // The output, backwards (y recomputed exactly as the forward did).
+  Wkv4Pair<Acc> o = wkv4_pair<Acc>(pp, u + k);
+  Acc den = o.e_a * bb + o.e_b;
+  Acc y = (o.e_a * aa + o.e_b * v) / den;
+  Acc g = gy / den;
+  Acc g_state = g * o.e_a;
+  gaa = gaa + g_state;
+  gbb = gbb - g_state * y;
+  Acc g_v = g * o.e_b;
+  gu = g_v * (v - y);
+  gk = gu + gk_update;
+  gv = g_v + gv_update;
+}
+
+// The seed (gaa, gbb, gq) from d(loss)/d(final state) = (gaa, gbb, gpp).
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_gq_from_gpp(Acc gaa, Acc gbb, Acc gpp, Acc aa, Acc bb) {
+  return gpp - gaa * aa - gbb * bb;
+}
+
+// d(loss)/d(pp) of the initial state from its (gaa, gbb, gq).
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_gpp_from_gq(Acc gaa, Acc gbb, Acc gq, Acc aa, Acc bb) {
+  return gq + gaa * aa + gbb * bb;
+}
+
+// d(loss)/d(timeDecay) from Σ gw: the chain rule through w = -exp(timeDecay).
+// A decay that overflowed (w = -Inf) makes every term vanish; keep 0 then
+// rather than -Inf·0.
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_time_decay_grad(Acc w, Acc gw_sum) {
+  return gw_sum == static_cast<Acc>(0) ? static_cast<Acc>(0) : w * gw_sum;
+}
+
+}  // namespace lmk
