@@ -75,6 +75,24 @@ template <> LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
 #endif
 }
 
+// ---- storage types ---------------------------------------------------------------
+
+// The accumulation type of a storage type and the conversions to and from it
+// (bfloat16/float16 round once, to nearest even, on store).
+template <typename T> struct Wkv4Acc { using type = float; };
+template <> struct Wkv4Acc<double> { using type = double; };
+
+LMK_HOST_DEVICE float wkv4_load(float x) { return x; }
+LMK_HOST_DEVICE double wkv4_load(double x) { return x; }
+LMK_HOST_DEVICE float wkv4_load(bf16 x) { return bf16_to_float(x); }
+LMK_HOST_DEVICE float wkv4_load(f16 x) { return f16_to_float(x); }
+
+template <typename T> LMK_HOST_DEVICE T wkv4_store(typename Wkv4Acc<T>::type x);
+template <> LMK_HOST_DEVICE float wkv4_store<float>(float x) { return x; }
+template <> LMK_HOST_DEVICE double wkv4_store<double>(double x) { return x; }
+template <> LMK_HOST_DEVICE bf16 wkv4_store<bf16>(float x) { return float_to_bf16(x); }
+template <> LMK_HOST_DEVICE f16 wkv4_store<f16>(float x) { return float_to_f16(x); }
+
 // ---- the recurrence -------------------------------------------------------------
 
 // pp of the empty state: e^{pp} is 0 for every practical purpose, yet pp + w

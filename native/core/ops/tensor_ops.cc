@@ -10,6 +10,7 @@
 #include "kernels/checks/index_check.h"
 #include "kernels/copy/copy.h"
 #include "kernels/creation/creation.h"
+#include "runtime/cuda_call.h"
 #include "runtime/stream.h"
 #ifdef LMK_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -49,7 +50,7 @@ Tensor full(const Shape& shape, double value, DType dtype, const Device& device,
     stream_for(device).enqueue(fn, [=] { kernels::fill_cpu(data, dtype, n, value); }, {t.storage}, {t.storage});
   } else {
     void* s = stream_handle(device);
-    stream_for(device).enqueue(fn, [=] { kernels::fill_cuda(data, dtype, n, value, s); }, {t.storage}, {t.storage});
+    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, {t.storage}, {t.storage});
   }
   return t;
 }
@@ -62,7 +63,7 @@ Tensor arange(int64_t n, DType dtype, const Device& device) {
     stream_for(device).enqueue("arange", [=] { kernels::arange_cpu(data, dtype, n); }, {t.storage}, {t.storage});
   } else {
     void* s = stream_handle(device);
-    stream_for(device).enqueue("arange", [=] { kernels::arange_cuda(data, dtype, n, s); }, {t.storage}, {t.storage});
+    stream_for(device).enqueue("arange", [=] { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); }, {t.storage}, {t.storage});
   }
   return t;
 }
@@ -89,7 +90,7 @@ static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, con
     stream_for(device).enqueue(fn, [=] { kernels::random_cpu(data, dtype, n, params); }, {t.storage}, {t.storage});
   } else {
     void* s = stream_handle(device);
-    stream_for(device).enqueue(fn, [=] { kernels::random_cuda(data, dtype, n, params, s); }, {t.storage},
+    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::random_cuda(data, dtype, n, params, s)); }, {t.storage},
                                {t.storage});
   }
   return t;
@@ -166,7 +167,7 @@ Tensor to_dtype(const Tensor& src, DType dtype) {
   } else {
     void* s = stream_handle(src.device());
     stream_for(src.device()).enqueue(
-        "Tensor.to", [=] { kernels::convert_cuda(in, src_dtype, out, dtype, n, s); }, {src.storage, dst.storage},
+        "Tensor.to", [=] { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); }, {src.storage, dst.storage},
         {dst.storage});
   }
   return dst;
@@ -352,7 +353,7 @@ Tensor check_indices(const Tensor& values, int64_t limit, const char* fn, const 
     stream.enqueue(fn, [=] { kernels::index_check_cpu(data, n, limit, check.first_bad_index); }, {values.storage}, {});
   } else {
     void* s = stream_handle(values.device());
-    stream.enqueue(fn, [=] { kernels::index_check_cuda(data, n, limit, check.first_bad_index, s); },
+    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::index_check_cuda(data, n, limit, check.first_bad_index, s)); },
                    {values.storage}, {});
   }
   return copy;
