@@ -2,6 +2,7 @@
 // family. The addon only translates; validation and numerics live in core.
 #include <napi.h>
 
+#include "binding_registry.h"
 #include "js_convert.h"
 #include "runtime/device.h"
 #include "tensor_binding.h"
@@ -48,6 +49,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   register_tensor_bindings(env, exports);
+  for (RegisterBindings register_family : binding_registry()) register_family(env, exports);
   return exports;
 }
 

@@ -96,4 +96,18 @@ inline std::optional<uint64_t> to_optional_seed(const Napi::Value& v) {
   return static_cast<uint64_t>(d);
 }
 
+// A field of an options object (undefined when absent).
+inline Napi::Value field(const Napi::Value& opts, const char* name) {
+  if (!opts.IsObject()) throw_type_error("options must be an object");
+  return opts.As<Napi::Object>().Get(name);
+}
+
+// A numeric field with a default when absent.
+inline double number_field(const Napi::Value& opts, const char* name, const char* fn, double fallback) {
+  Napi::Value v = field(opts, name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw_type_error(fn, ": ", name, " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
 }  // namespace lmk::addon
