@@ -5,6 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // Native addons and worker threads do not mix well: one process per file.
     pool: 'forks',
+    // The soak test measures RSS after a forced collection.
+    execArgv: ['--expose-gc'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // The suites import the built package (dist/) exactly as users do; load it

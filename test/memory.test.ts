@@ -115,9 +115,10 @@ describe('dispose, tidy, keep, using', () => {
   });
 
   it('soak: 10 000 create/dispose cycles return memory exactly to baseline', async () => {
+    expect(typeof globalThis.gc).toBe('function'); // vitest.config.mjs passes --expose-gc
     await lmk.synchronize('cpu');
     const base = lmk.memory();
-    globalThis.gc?.();
+    globalThis.gc!();
     const rssBefore = process.memoryUsage().rss;
     for (let i = 0; i < 10_000; i++) {
       const a = lmk.randn([256], { seed: i });
@@ -132,7 +133,7 @@ describe('dispose, tidy, keep, using', () => {
     const after = lmk.memory();
     expect(after.tensors).toBe(base.tensors);
     expect(after.bytesInUse.cpu).toBe(base.bytesInUse.cpu);
-    globalThis.gc?.();
+    globalThis.gc!();
     const growth = process.memoryUsage().rss - rssBefore;
     expect(growth).toBeLessThan(20 * 2 ** 20);
   });
