@@ -12,9 +12,18 @@
 //   update:  p' = max(pp+w, k); aa' = e^{pp+w-p'}·aa + e^{k-p'}·v;
 //            bb' = e^{pp+w-p'}·bb + e^{k-p'};  pp' = p'
 //
-// One of each pair of exponentials is e^0 = 1, so each half of a step costs one
-// exponential: e^{-|a-b|} for the smaller argument (bit-identical to computing
-// both, since wkv4_exp(0) == 1 exactly).
+// Two refinements over the textbook kernel, both about the exponents, which
+// reach |k| ~ 1000 in the extreme inputs while a float's ulp there is 6e-5
+// (an absolute error in an exponent is a relative error of its term):
+//  - Inside a call, pp is carried as an unevaluated sum pp + pl (pl: the
+//    rounding errors of the repeated pp + w, caught by TwoSum), and w as
+//    w_hi + w_lo (from -exp(timeDecay) in double), so the decay of a term kept
+//    for n steps is not off by n roundings. Exponent differences are formed
+//    as (pp - k) first (exact when they are close, Sterbenz), then the small
+//    parts are added. At the end the stored pp is pp + pl rounded, and aa, bb
+//    absorb the remainder (wkv4_fold): the same sums.
+//  - One of each pair of exponentials is e^0 = 1, so each half of a step costs
+//    one exponential: e^{-|d|} for the smaller argument.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -99,21 +108,41 @@ template <> LMK_HOST_DEVICE f16 wkv4_store<f16>(float x) { return float_to_f16(x
 // stays finite in float.
 template <typename Acc> LMK_HOST_DEVICE Acc wkv4_empty_pp() { return static_cast<Acc>(-1e38); }
 
-// w = -exp(timeDecay): the per-step log-decay, always negative.
-template <typename Acc> LMK_HOST_DEVICE Acc wkv4_decay(Acc time_decay) { return -wkv4_exp<Acc>(time_decay); }
+// w = -exp(timeDecay) as hi + lo (computed in double; lo = 0 for double).
+// Always negative; clamped at -1e30 (a decay that strong forgets everything
+// at every step either way) so that no Inf enters the arithmetic.
+template <typename Acc>
+struct Wkv4Decay {
+  Acc hi, lo;
+  LMK_HOST_DEVICE double value() const { return static_cast<double>(hi) + static_cast<double>(lo); }
+};
 
-// The larger of two exponents and e^{-|a-b|}, the factor for the smaller one.
-// `a_wins` is a >= b: the branch the update's max took (its derivative needs it).
+template <typename Acc>
+LMK_HOST_DEVICE Wkv4Decay<Acc> wkv4_decay(Acc time_decay) {
+#if defined(__CUDA_ARCH__)
+  double w = -::exp(static_cast<double>(time_decay));
+#else
+  double w = -std::exp(static_cast<double>(time_decay));
+#endif
+  w = w < -1e30 ? -1e30 : w;
+  Wkv4Decay<Acc> d;
+  d.hi = static_cast<Acc>(w);
+  d.lo = static_cast<Acc>(w - static_cast<double>(d.hi));
+  return d;
+}
+
+// The larger of two exponents, from d = a - b: (e^{a-max}, e^{b-max}), one of
+// them exactly 1. `a_wins` (d >= 0) is the branch the max took.
 template <typename Acc>
 struct Wkv4Pair {
-  Acc e_a, e_b;  // e^{a-p}, e^{b-p}: one of them is exactly 1
+  Acc e_a, e_b;
   bool a_wins;
 };
 
 template <typename Acc>
-LMK_HOST_DEVICE Wkv4Pair<Acc> wkv4_pair(Acc a, Acc b) {
-  bool a_wins = a >= b;
-  Acc e = wkv4_exp<Acc>(a_wins ? b - a : a - b);
+LMK_HOST_DEVICE Wkv4Pair<Acc> wkv4_pair(Acc d) {
+  bool a_wins = d >= static_cast<Acc>(0);
+  Acc e = wkv4_exp<Acc>(a_wins ? -d : d);
   Wkv4Pair<Acc> out;
   out.e_a = a_wins ? static_cast<Acc>(1) : e;
   out.e_b = a_wins ? e : static_cast<Acc>(1);
@@ -121,21 +150,63 @@ LMK_HOST_DEVICE Wkv4Pair<Acc> wkv4_pair(Acc a, Acc b) {
   return out;
 }
 
-// y_t from the state before step t.
+// (pp + pl) - (u + k): the state's exponent minus the current token's.
 template <typename Acc>
-LMK_HOST_DEVICE Acc wkv4_output(Acc aa, Acc bb, Acc pp, Acc u, Acc k, Acc v) {
-  Wkv4Pair<Acc> e = wkv4_pair<Acc>(pp, u + k);
+LMK_HOST_DEVICE Acc wkv4_output_gap(Acc pp, Acc pl, Acc u, Acc k) {
+  return ((pp - k) - u) + pl;
+}
+
+// pp + w as s + lo (TwoSum: s + err == pp + w_hi exactly), and the gap
+// (pp + pl + w) - k.
+template <typename Acc>
+struct Wkv4Decayed {
+  Acc s, lo, gap;
+};
+
+template <typename Acc>
+LMK_HOST_DEVICE Wkv4Decayed<Acc> wkv4_decayed(Acc pp, Acc pl, Wkv4Decay<Acc> w, Acc k) {
+  Wkv4Decayed<Acc> r;
+  r.s = pp + w.hi;
+  Acc bv = r.s - pp;
+  Acc err = (pp - (r.s - bv)) + (w.hi - bv);
+  r.lo = pl + (w.lo + err);
+  r.gap = (r.s - k) + r.lo;
+  return r;
+}
+
+// y_t from the state (aa, bb, pp + pl) before step t.
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_output(Acc aa, Acc bb, Acc pp, Acc pl, Acc u, Acc k, Acc v) {
+  Wkv4Pair<Acc> e = wkv4_pair<Acc>(wkv4_output_gap<Acc>(pp, pl, u, k));
   return (e.e_a * aa + e.e_b * v) / (e.e_a * bb + e.e_b);
 }
 
 // The state after step t from the state before it.
 template <typename Acc>
-LMK_HOST_DEVICE void wkv4_update(Acc& aa, Acc& bb, Acc& pp, Acc w, Acc k, Acc v) {
-  Acc ww = pp + w;
-  Wkv4Pair<Acc> e = wkv4_pair<Acc>(ww, k);
+LMK_HOST_DEVICE void wkv4_update(Acc& aa, Acc& bb, Acc& pp, Acc& pl, Wkv4Decay<Acc> w, Acc k, Acc v) {
+  Wkv4Decayed<Acc> ww = wkv4_decayed<Acc>(pp, pl, w, k);
+  Wkv4Pair<Acc> e = wkv4_pair<Acc>(ww.gap);
   aa = e.e_a * aa + e.e_b * v;
   bb = e.e_a * bb + e.e_b;
-  pp = e.a_wins ? ww : k;
+  pp = e.a_wins ? ww.s : k;
+  pl = e.a_wins ? ww.lo : static_cast<Acc>(0);
+}
+
+// The stored state from the carried one (aa, bb, pp + pl): pp_out = pp + pl
+// rounded (the nearest value to the exact exponent, so the stored
+// representation does not depend on the rounding path), and aa, bb times
+// `scale` = e^{(pp + pl) - pp_out}: the same sums.
+template <typename Acc>
+struct Wkv4Folded {
+  Acc pp, scale;
+};
+
+template <typename Acc>
+LMK_HOST_DEVICE Wkv4Folded<Acc> wkv4_fold(Acc pp, Acc pl) {
+  Wkv4Folded<Acc> f;
+  f.pp = pp + pl;
+  f.scale = wkv4_exp<Acc>((pp - f.pp) + pl);
+  return f;
 }
 
 // ---- the derivative of one step ------------------------------------------------
@@ -149,7 +220,8 @@ LMK_HOST_DEVICE void wkv4_update(Acc& aa, Acc& bb, Acc& pp, Acc w, Acc k, Acc v)
 // pp' = pp + w) to the previous pp, else to k. So gq is exactly zero unless the
 // caller seeds d/d(pp_T) inconsistently with the sums (any gState), and the
 // recursion never cancels large terms (gpp itself would: it tracks
-// gaa·aa + gbb·bb). Derivation, with p' held fixed and then differentiated
+// gaa·aa + gbb·bb). pl is part of pp (pp + pl is the exponent), so it shares
+// pp's adjoint. Derivation, with p' held fixed and then differentiated
 // through the max:
 //   aa' = e^{pp+w-p'} aa + e^{k-p'} v:  d/d(pp) = e1·aa, d/dk = e2·v, d/dp' = -aa'
 //   bb' = e^{pp+w-p'} bb + e^{k-p'}:    d/d(pp) = e1·bb, d/dk = e2,   d/dp' = -bb'
@@ -161,11 +233,10 @@ LMK_HOST_DEVICE void wkv4_update(Acc& aa, Acc& bb, Acc& pp, Acc w, Acc k, Acc v)
 // of the state after it. Output: (gaa, gbb, gq) of the state before it, gk_t,
 // gv_t, and this step's terms of dL/dw and dL/du (to be summed over t).
 template <typename Acc>
-LMK_HOST_DEVICE void wkv4_step_backward(Acc aa, Acc bb, Acc pp, Acc w, Acc u, Acc k, Acc v, Acc gy, Acc& gaa,
-                                        Acc& gbb, Acc& gq, Acc& gk, Acc& gv, Acc& gw, Acc& gu) {
+LMK_HOST_DEVICE void wkv4_step_backward(Acc aa, Acc bb, Acc pp, Acc pl, Wkv4Decay<Acc> w, Acc u, Acc k, Acc v,
+                                        Acc gy, Acc& gaa, Acc& gbb, Acc& gq, Acc& gk, Acc& gv, Acc& gw, Acc& gu) {
   // The update, backwards.
-  Acc ww = pp + w;
-  Wkv4Pair<Acc> e = wkv4_pair<Acc>(ww, k);
+  Wkv4Pair<Acc> e = wkv4_pair<Acc>(wkv4_decayed<Acc>(pp, pl, w, k).gap);
   Acc q = gq;
   Acc kept_q = e.a_wins ? q : static_cast<Acc>(0);
   Acc k_q = e.a_wins ? static_cast<Acc>(0) : q;
@@ -176,7 +247,7 @@ LMK_HOST_DEVICE void wkv4_step_backward(Acc aa, Acc bb, Acc pp, Acc w, Acc u, Ac
   gbb = e.e_a * gbb;
   gq = kept_q;
   // The output, backwards (y recomputed exactly as the forward did).
-  Wkv4Pair<Acc> o = wkv4_pair<Acc>(pp, u + k);
+  Wkv4Pair<Acc> o = wkv4_pair<Acc>(wkv4_output_gap<Acc>(pp, pl, u, k));
   Acc den = o.e_a * bb + o.e_b;
   Acc y = (o.e_a * aa + o.e_b * v) / den;
   Acc g = gy / den;
@@ -189,10 +260,15 @@ LMK_HOST_DEVICE void wkv4_step_backward(Acc aa, Acc bb, Acc pp, Acc w, Acc u, Ac
   gv = g_v + gv_update;
 }
 
-// The seed (gaa, gbb, gq) from d(loss)/d(final state) = (gaa, gbb, gpp).
+// The adjoint (gaa, gbb, gq) of the carried final state (aa, bb, pp + pl)
+// from d(loss)/d(stored final state) = (gaa_out, gbb_out, gpp_out), through
+// wkv4_fold (aa_out = aa·scale, bb_out = bb·scale, pp_out = pp + pl).
 template <typename Acc>
-LMK_HOST_DEVICE Acc wkv4_gq_from_gpp(Acc gaa, Acc gbb, Acc gpp, Acc aa, Acc bb) {
-  return gpp - gaa * aa - gbb * bb;
+LMK_HOST_DEVICE void wkv4_seed_adjoint(Acc gaa_out, Acc gbb_out, Acc gpp_out, Acc aa_out, Acc bb_out, Acc scale,
+                                       Acc& gaa, Acc& gbb, Acc& gq) {
+  gaa = gaa_out * scale;
+  gbb = gbb_out * scale;
+  gq = gpp_out - gaa_out * aa_out - gbb_out * bb_out;
 }
 
 // d(loss)/d(pp) of the initial state from its (gaa, gbb, gq).
@@ -202,11 +278,9 @@ LMK_HOST_DEVICE Acc wkv4_gpp_from_gq(Acc gaa, Acc gbb, Acc gq, Acc aa, Acc bb) {
 }
 
 // d(loss)/d(timeDecay) from Σ gw: the chain rule through w = -exp(timeDecay).
-// A decay that overflowed (w = -Inf) makes every term vanish; keep 0 then
-// rather than -Inf·0.
 template <typename Acc>
 LMK_HOST_DEVICE Acc wkv4_time_decay_grad(Acc w, Acc gw_sum) {
-  return gw_sum == static_cast<Acc>(0) ? static_cast<Acc>(0) : w * gw_sum;
+  return w * gw_sum;
 }
 
 }  // namespace lmk

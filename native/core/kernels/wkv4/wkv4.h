@@ -10,7 +10,8 @@
 // holding (aa, bb, pp); timeDecay, timeFirst and their gradients [C].
 //
 // Backward recomputes everything from (state, k, v): it replays the forward
-// keeping the state every kWkv4Checkpoint* steps in the workspace, then walks
+// keeping the carried state (aa, bb, pp, pl; math/wkv4.h) every
+// kWkv4Checkpoint* steps in the workspace, then walks
 // the chunks last to first, replaying each into a short per-thread buffer and
 // running the exact derivative of each step backwards. Memory per thread does
 // not grow with T. y is not read (recomputed in the accumulation type).

@@ -44,150 +44,179 @@ namespace {
 
 constexpr int64_t kBlock = 64;  // channels per task: four AVX-512 vectors of floats
 constexpr int64_t kChunk = kWkv4CheckpointCpu;
+constexpr int64_t kStateParts = 4;  // aa, bb, pp, pl (see math/wkv4.h)
 
-// One task's view of the tensors: offsets applied, strides in elements.
+// The running state of a block of channels and its per-channel constants.
+// Local arrays: the compiler knows they alias nothing else.
+template <typename Acc>
+struct BlockState {
+  alignas(64) Acc aa[kBlock];
+  alignas(64) Acc bb[kBlock];
+  alignas(64) Acc pp[kBlock];
+  alignas(64) Acc pl[kBlock];
+  alignas(64) Acc w_hi[kBlock];
+  alignas(64) Acc w_lo[kBlock];
+  alignas(64) Acc u[kBlock];
+};
+
+// The hot loops take every pointer as a __restrict parameter: GCC honours
+// restrict on parameters (also once inlined), and without it the loops need
+// more run-time alias checks than it is willing to emit, and stay scalar.
+
+// `steps` steps of one block of n channels: k, v, y point at [b, t0, c0] with
+// row stride C.
+template <typename T, typename Acc>
+LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v, T* __restrict y, int64_t steps,
+                                   int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb,
+                                   Acc* __restrict pp, Acc* __restrict pl, const Acc* __restrict w_hi,
+                                   const Acc* __restrict w_lo, const Acc* __restrict u) {
+  for (int64_t t = 0; t < steps; ++t) {
+    const T* kt = k + t * C;
+    const T* vt = v + t * C;
+    T* yt = y + t * C;
+    for (int64_t i = 0; i < n; ++i) {
+      Acc kk = wkv4_load(kt[i]), vv = wkv4_load(vt[i]);
+      Acc a = aa[i], b = bb[i], p = pp[i], l = pl[i];
+      yt[i] = wkv4_store<T>(wkv4_output<Acc>(a, b, p, l, u[i], kk, vv));
+      wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, kk, vv);
+      aa[i] = a;
+      bb[i] = b;
+      pp[i] = p;
+      pl[i] = l;
+    }
+  }
+}
+
+// Advances the state by `steps` steps, first saving the state before every
+// `every`-th step to saved[j / every][kStateParts][kBlock].
+template <typename T, typename Acc>
+LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, int64_t steps, int64_t every,
+                                  int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
+                                  Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
+                                  Acc* __restrict saved) {
+  for (int64_t j = 0; j < steps; ++j) {
+    if (j % every == 0) {
+      Acc* s = saved + (j / every) * kStateParts * kBlock;
+      for (int64_t i = 0; i < n; ++i) {
+        s[i] = aa[i];
+        s[kBlock + i] = bb[i];
+        s[2 * kBlock + i] = pp[i];
+        s[3 * kBlock + i] = pl[i];
+      }
+    }
+    const T* kt = k + j * C;
+    const T* vt = v + j * C;
+    for (int64_t i = 0; i < n; ++i) {
+      Acc a = aa[i], b = bb[i], p = pp[i], l = pl[i];
+      wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, wkv4_load(kt[i]), wkv4_load(vt[i]));
+      aa[i] = a;
+      bb[i] = b;
+      pp[i] = p;
+      pl[i] = l;
+    }
+  }
+}
+
+// The reverse pass over one chunk: saved[j] is the state before step j;
+// (gaa, gbb, gq) is the adjoint of the state after the chunk on entry and
+// before it on exit; this chunk's dL/dw, dL/du terms are added to gw, gu.
+template <typename T, typename Acc>
+LMK_WKV4_INLINE void reverse_block(const T* __restrict k, const T* __restrict v, const T* __restrict gy,
+                                   T* __restrict gk, T* __restrict gv, int64_t steps, int64_t C, int64_t n,
+                                   const Acc* __restrict saved, const Acc* __restrict w_hi,
+                                   const Acc* __restrict w_lo, const Acc* __restrict u, Acc* __restrict gaa,
+                                   Acc* __restrict gbb, Acc* __restrict gq, Acc* __restrict gw_sum,
+                                   Acc* __restrict gu_sum) {
+  for (int64_t j = steps - 1; j >= 0; --j) {
+    const Acc* s = saved + j * kStateParts * kBlock;
+    const T* kt = k + j * C;
+    const T* vt = v + j * C;
+    const T* gyt = gy + j * C;
+    T* gkt = gk + j * C;
+    T* gvt = gv + j * C;
+    for (int64_t i = 0; i < n; ++i) {
+      Acc ga = gaa[i], gb = gbb[i], g_q = gq[i];
+      Acc d_k, d_v, d_w, d_u;
+      wkv4_step_backward<Acc>(s[i], s[kBlock + i], s[2 * kBlock + i], s[3 * kBlock + i],
+                              Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, u[i], wkv4_load(kt[i]), wkv4_load(vt[i]),
+                              wkv4_load(gyt[i]), ga, gb, g_q, d_k, d_v, d_w, d_u);
+      gaa[i] = ga;
+      gbb[i] = gb;
+      gq[i] = g_q;
+      gkt[i] = wkv4_store<T>(d_k);
+      gvt[i] = wkv4_store<T>(d_v);
+      gw_sum[i] += d_w;
+      gu_sum[i] += d_u;
+    }
+  }
+}
+
+// One task: its tensors, offsets applied (k etc. at [b, 0, c0], row stride C).
 template <typename T>
 struct Block {
   using Acc = typename Wkv4Acc<T>::type;
-  const T* k;  // &k[b, 0, c0]; step t at k[t * C]
+  const T* k;
   const T* v;
   T* y;
   const T* gy;
   T* gk;
   T* gv;
-  int64_t T_steps;
+  int64_t steps;
   int64_t C;
-  int64_t n;  // channels in this block (<= kBlock)
-  const Acc* w;
-  const Acc* u;
-  Acc* aa;  // the running state, [kBlock] each
-  Acc* bb;
-  Acc* pp;
+  int64_t n;                // channels in this block (<= kBlock)
+  BlockState<Acc>* state;   // in: the initial state; out: the final one, carried (not yet folded)
   // backward only
-  Acc* checkpoints;  // [ceil(T/kChunk)][3][kBlock]
-  Acc* replay;       // [kChunk][3][kBlock]
-  Acc* gaa;          // adjoint of the running state, [kBlock] each
+  const Acc* gstate;  // gState input at [b, 0, c0], or nullptr
+  Acc* checkpoints;   // [ceil(steps / kChunk)][kStateParts][kBlock]
+  Acc* replay;        // [kChunk][kStateParts][kBlock]
+  Acc* gaa;           // out: the adjoint of the initial state, [kBlock] each
   Acc* gbb;
   Acc* gq;
-  double* gw;  // per-channel sums over t, [kBlock] each
+  double* gw;  // out: per-channel sums over t, [kBlock] each
   double* gu;
 };
 
 template <typename T>
-LMK_WKV4_INLINE void forward_block(const Block<T>& blk) {
-  using Acc = typename Wkv4Acc<T>::type;
-  const int64_t n = blk.n, C = blk.C;
-  Acc* __restrict aa = blk.aa;
-  Acc* __restrict bb = blk.bb;
-  Acc* __restrict pp = blk.pp;
-  const Acc* __restrict w = blk.w;
-  const Acc* __restrict u = blk.u;
-  for (int64_t t = 0; t < blk.T_steps; ++t) {
-    const T* __restrict kt = blk.k + t * C;
-    const T* __restrict vt = blk.v + t * C;
-    T* __restrict yt = blk.y + t * C;
-    for (int64_t i = 0; i < n; ++i) {
-      Acc kk = wkv4_load(kt[i]), vv = wkv4_load(vt[i]);
-      Acc a = aa[i], b = bb[i], p = pp[i];
-      yt[i] = wkv4_store<T>(wkv4_output<Acc>(a, b, p, u[i], kk, vv));
-      wkv4_update<Acc>(a, b, p, w[i], kk, vv);
-      aa[i] = a;
-      bb[i] = b;
-      pp[i] = p;
-    }
-  }
+LMK_WKV4_INLINE void forward_task(const Block<T>& blk) {
+  auto& st = *blk.state;
+  forward_block(blk.k, blk.v, blk.y, blk.steps, blk.C, blk.n, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo, st.u);
 }
 
-// The state before each of `steps` steps from t0 goes to `saved` ([steps][3][kBlock]
-// when stride is 3*kBlock); the running state advances past them.
 template <typename T>
-LMK_WKV4_INLINE void replay(const Block<T>& blk, int64_t t0, int64_t steps, int64_t every, typename Wkv4Acc<T>::type* saved) {
+LMK_WKV4_INLINE void backward_task(const Block<T>& blk) {
   using Acc = typename Wkv4Acc<T>::type;
-  const int64_t n = blk.n, C = blk.C;
-  Acc* __restrict aa = blk.aa;
-  Acc* __restrict bb = blk.bb;
-  Acc* __restrict pp = blk.pp;
-  const Acc* __restrict w = blk.w;
-  for (int64_t j = 0; j < steps; ++j) {
-    if (j % every == 0) {
-      Acc* __restrict s = saved + (j / every) * 3 * kBlock;
-      for (int64_t i = 0; i < n; ++i) {
-        s[i] = aa[i];
-        s[kBlock + i] = bb[i];
-        s[2 * kBlock + i] = pp[i];
-      }
-    }
-    const T* __restrict kt = blk.k + (t0 + j) * C;
-    const T* __restrict vt = blk.v + (t0 + j) * C;
-    for (int64_t i = 0; i < n; ++i) {
-      Acc a = aa[i], b = bb[i], p = pp[i];
-      wkv4_update<Acc>(a, b, p, w[i], wkv4_load(kt[i]), wkv4_load(vt[i]));
-      aa[i] = a;
-      bb[i] = b;
-      pp[i] = p;
-    }
-  }
-}
-
-// On entry: the running state is the initial one, the adjoint holds the seed
-// from gState (or zeros); on exit the adjoint is that of the initial state.
-template <typename T>
-LMK_WKV4_INLINE void backward_block(const Block<T>& blk, bool has_gstate, const typename Wkv4Acc<T>::type* gstate) {
-  using Acc = typename Wkv4Acc<T>::type;
-  const int64_t n = blk.n, C = blk.C, steps = blk.T_steps;
+  auto& st = *blk.state;
+  const int64_t n = blk.n, C = blk.C, steps = blk.steps;
   const int64_t chunks = (steps + kChunk - 1) / kChunk;
-  replay(blk, 0, steps, kChunk, blk.checkpoints);
-  // Seed: (gaa, gbb, gpp) of the final state -> (gaa, gbb, gq).
+  replay_block(blk.k, blk.v, steps, kChunk, C, n, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo, blk.checkpoints);
+  // Seed the adjoint from d(loss)/d(stored final state).
   for (int64_t i = 0; i < n; ++i) {
-    Acc ga = has_gstate ? gstate[i] : Acc(0);
-    Acc gb = has_gstate ? gstate[C + i] : Acc(0);
-    Acc gp = has_gstate ? gstate[2 * C + i] : Acc(0);
-    blk.gaa[i] = ga;
-    blk.gbb[i] = gb;
-    blk.gq[i] = wkv4_gq_from_gpp<Acc>(ga, gb, gp, blk.aa[i], blk.bb[i]);
+    const Acc* gs = blk.gstate;
+    Acc ga = gs ? gs[i] : Acc(0), gb = gs ? gs[C + i] : Acc(0), gp = gs ? gs[2 * C + i] : Acc(0);
+    Wkv4Folded<Acc> fold = wkv4_fold<Acc>(st.pp[i], st.pl[i]);
+    wkv4_seed_adjoint<Acc>(ga, gb, gp, st.aa[i] * fold.scale, st.bb[i] * fold.scale, fold.scale, blk.gaa[i],
+                           blk.gbb[i], blk.gq[i]);
     blk.gw[i] = 0;
     blk.gu[i] = 0;
   }
-  Acc gw_chunk[kBlock], gu_chunk[kBlock];
+  alignas(64) Acc gw_chunk[kBlock], gu_chunk[kBlock];
   for (int64_t chunk = chunks - 1; chunk >= 0; --chunk) {
     const int64_t t0 = chunk * kChunk;
     const int64_t len = std::min(kChunk, steps - t0);
-    const Acc* ck = blk.checkpoints + chunk * 3 * kBlock;
+    const Acc* ck = blk.checkpoints + chunk * kStateParts * kBlock;
     for (int64_t i = 0; i < n; ++i) {
-      blk.aa[i] = ck[i];
-      blk.bb[i] = ck[kBlock + i];
-      blk.pp[i] = ck[2 * kBlock + i];
+      st.aa[i] = ck[i];
+      st.bb[i] = ck[kBlock + i];
+      st.pp[i] = ck[2 * kBlock + i];
+      st.pl[i] = ck[3 * kBlock + i];
       gw_chunk[i] = 0;
       gu_chunk[i] = 0;
     }
-    replay(blk, t0, len, 1, blk.replay);
-    Acc* __restrict gaa = blk.gaa;
-    Acc* __restrict gbb = blk.gbb;
-    Acc* __restrict gq = blk.gq;
-    const Acc* __restrict w = blk.w;
-    const Acc* __restrict u = blk.u;
-    for (int64_t j = len - 1; j >= 0; --j) {
-      const int64_t t = t0 + j;
-      const Acc* __restrict s = blk.replay + j * 3 * kBlock;
-      const T* __restrict kt = blk.k + t * C;
-      const T* __restrict vt = blk.v + t * C;
-      const T* __restrict gyt = blk.gy + t * C;
-      T* __restrict gkt = blk.gk + t * C;
-      T* __restrict gvt = blk.gv + t * C;
-      for (int64_t i = 0; i < n; ++i) {
-        Acc ga = gaa[i], gb = gbb[i], g_q = gq[i];
-        Acc gk, gv, gw, gu;
-        wkv4_step_backward<Acc>(s[i], s[kBlock + i], s[2 * kBlock + i], w[i], u[i], wkv4_load(kt[i]),
-                                wkv4_load(vt[i]), wkv4_load(gyt[i]), ga, gb, g_q, gk, gv, gw, gu);
-        gaa[i] = ga;
-        gbb[i] = gb;
-        gq[i] = g_q;
-        gkt[i] = wkv4_store<T>(gk);
-        gvt[i] = wkv4_store<T>(gv);
-        gw_chunk[i] += gw;
-        gu_chunk[i] += gu;
-      }
-    }
+    const int64_t offset = t0 * C;
+    replay_block(blk.k + offset, blk.v + offset, len, 1, C, n, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo,
+                 blk.replay);
+    reverse_block(blk.k + offset, blk.v + offset, blk.gy + offset, blk.gk + offset, blk.gv + offset, len, C, n,
+                  blk.replay, st.w_hi, st.w_lo, st.u, blk.gaa, blk.gbb, blk.gq, gw_chunk, gu_chunk);
     // Chunk sums (<= kChunk terms in Acc) into double totals.
     for (int64_t i = 0; i < n; ++i) {
       blk.gw[i] += static_cast<double>(gw_chunk[i]);
@@ -198,23 +227,15 @@ LMK_WKV4_INLINE void backward_block(const Block<T>& blk, bool has_gstate, const 
 
 // The multi-versioned entry points, one per storage type (the templates
 // above are inlined into each clone and compiled for its instruction set).
-LMK_WKV4_CLONES void forward_block_isa(const Block<float>& blk) { forward_block(blk); }
-LMK_WKV4_CLONES void forward_block_isa(const Block<bf16>& blk) { forward_block(blk); }
-LMK_WKV4_CLONES void forward_block_isa(const Block<f16>& blk) { forward_block(blk); }
-void forward_block_isa(const Block<double>& blk) { forward_block(blk); }
+LMK_WKV4_CLONES void forward_task_isa(const Block<float>& blk) { forward_task(blk); }
+LMK_WKV4_CLONES void forward_task_isa(const Block<bf16>& blk) { forward_task(blk); }
+LMK_WKV4_CLONES void forward_task_isa(const Block<f16>& blk) { forward_task(blk); }
+void forward_task_isa(const Block<double>& blk) { forward_task(blk); }
 
-LMK_WKV4_CLONES void backward_block_isa(const Block<float>& blk, bool has_gstate, const float* gstate) {
-  backward_block(blk, has_gstate, gstate);
-}
-LMK_WKV4_CLONES void backward_block_isa(const Block<bf16>& blk, bool has_gstate, const float* gstate) {
-  backward_block(blk, has_gstate, gstate);
-}
-LMK_WKV4_CLONES void backward_block_isa(const Block<f16>& blk, bool has_gstate, const float* gstate) {
-  backward_block(blk, has_gstate, gstate);
-}
-void backward_block_isa(const Block<double>& blk, bool has_gstate, const double* gstate) {
-  backward_block(blk, has_gstate, gstate);
-}
+LMK_WKV4_CLONES void backward_task_isa(const Block<float>& blk) { backward_task(blk); }
+LMK_WKV4_CLONES void backward_task_isa(const Block<bf16>& blk) { backward_task(blk); }
+LMK_WKV4_CLONES void backward_task_isa(const Block<f16>& blk) { backward_task(blk); }
+void backward_task_isa(const Block<double>& blk) { backward_task(blk); }
 
 int64_t channel_blocks(int64_t C) { return (C + kBlock - 1) / kBlock; }
 int64_t checkpoint_count(int64_t T) { return (T + kChunk - 1) / kChunk; }
@@ -223,57 +244,64 @@ int64_t checkpoint_count(int64_t T) { return (T + kChunk - 1) / kChunk; }
 // sequences (step, T = 1) do not pay for waking the pool.
 int64_t task_grain(int64_t T) { return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, T * kBlock)); }
 
+// Loads the per-channel constants and the initial state of block (b, c0).
+template <typename Acc>
+void load_block(const Wkv4Params& p, int64_t b, int64_t c0, int64_t n, BlockState<Acc>& st) {
+  const Acc* td = static_cast<const Acc*>(p.time_decay);
+  const Acc* tf = static_cast<const Acc*>(p.time_first);
+  const Acc* s = static_cast<const Acc*>(p.state_in);
+  const int64_t C = p.C;
+  for (int64_t i = 0; i < n; ++i) {
+    Wkv4Decay<Acc> w = wkv4_decay<Acc>(td[c0 + i]);
+    st.w_hi[i] = w.hi;
+    st.w_lo[i] = w.lo;
+    st.u[i] = tf[c0 + i];
+    st.aa[i] = s ? s[(b * 3 + 0) * C + c0 + i] : Acc(0);
+    st.bb[i] = s ? s[(b * 3 + 1) * C + c0 + i] : Acc(0);
+    st.pp[i] = s ? s[(b * 3 + 2) * C + c0 + i] : wkv4_empty_pp<Acc>();
+    st.pl[i] = Acc(0);
+  }
+}
+
 template <typename T>
 void forward_impl(const Wkv4Params& p) {
   using Acc = typename Wkv4Acc<T>::type;
   const int64_t B = p.B, Tn = p.T, C = p.C;
   const int64_t blocks = channel_blocks(C);
-  const Acc* td = static_cast<const Acc*>(p.time_decay);
-  const Acc* tf = static_cast<const Acc*>(p.time_first);
-  const Acc* state_in = static_cast<const Acc*>(p.state_in);
   Acc* state_out = static_cast<Acc*>(p.state_out);
   parallel_for(B * blocks, task_grain(Tn), [&](int64_t begin, int64_t end) {
-    alignas(64) Acc w[kBlock], u[kBlock], aa[kBlock], bb[kBlock], pp[kBlock];
+    BlockState<Acc> st;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, c0 = (task % blocks) * kBlock;
       const int64_t n = std::min(kBlock, C - c0);
-      for (int64_t i = 0; i < n; ++i) {
-        w[i] = wkv4_decay<Acc>(td[c0 + i]);
-        u[i] = tf[c0 + i];
-        aa[i] = state_in ? state_in[(b * 3 + 0) * C + c0 + i] : Acc(0);
-        bb[i] = state_in ? state_in[(b * 3 + 1) * C + c0 + i] : Acc(0);
-        pp[i] = state_in ? state_in[(b * 3 + 2) * C + c0 + i] : wkv4_empty_pp<Acc>();
-      }
+      load_block(p, b, c0, n, st);
       Block<T> blk{};
       const int64_t offset = b * Tn * C + c0;
       blk.k = static_cast<const T*>(p.k) + offset;
       blk.v = static_cast<const T*>(p.v) + offset;
       blk.y = static_cast<T*>(p.y) + offset;
-      blk.T_steps = Tn;
+      blk.steps = Tn;
       blk.C = C;
       blk.n = n;
-      blk.w = w;
-      blk.u = u;
-      blk.aa = aa;
-      blk.bb = bb;
-      blk.pp = pp;
-      forward_block_isa(blk);
+      blk.state = &st;
+      forward_task_isa(blk);
       for (int64_t i = 0; i < n; ++i) {
-        state_out[(b * 3 + 0) * C + c0 + i] = aa[i];
-        state_out[(b * 3 + 1) * C + c0 + i] = bb[i];
-        state_out[(b * 3 + 2) * C + c0 + i] = pp[i];
+        Wkv4Folded<Acc> fold = wkv4_fold<Acc>(st.pp[i], st.pl[i]);
+        state_out[(b * 3 + 0) * C + c0 + i] = st.aa[i] * fold.scale;
+        state_out[(b * 3 + 1) * C + c0 + i] = st.bb[i] * fold.scale;
+        state_out[(b * 3 + 2) * C + c0 + i] = fold.pp;
       }
     }
   });
 }
 
 // Workspace: partial sums gw, gu [B][C] (double), then the checkpoints of
-// each task [B*blocks][chunks][3][kBlock] (Acc).
+// each task [B*blocks][chunks][kStateParts][kBlock] (Acc).
 template <typename Acc>
 size_t backward_workspace_bytes(const Wkv4Params& p) {
   const int64_t tasks = p.B * channel_blocks(p.C);
   return static_cast<size_t>(2 * p.B * p.C) * sizeof(double) +
-         static_cast<size_t>(tasks * checkpoint_count(p.T) * 3 * kBlock) * sizeof(Acc);
+         static_cast<size_t>(tasks * checkpoint_count(p.T) * kStateParts * kBlock) * sizeof(Acc);
 }
 
 template <typename T>
@@ -281,8 +309,6 @@ void backward_impl(const Wkv4Params& p) {
   using Acc = typename Wkv4Acc<T>::type;
   const int64_t B = p.B, Tn = p.T, C = p.C;
   const int64_t blocks = channel_blocks(C), chunks = checkpoint_count(Tn);
-  const Acc* td = static_cast<const Acc*>(p.time_decay);
-  const Acc* tf = static_cast<const Acc*>(p.time_first);
   const Acc* state_in = static_cast<const Acc*>(p.state_in);
   const Acc* gstate_in = static_cast<const Acc*>(p.gstate_in);
   Acc* gstate_out = static_cast<Acc*>(p.gstate_out);
@@ -290,20 +316,14 @@ void backward_impl(const Wkv4Params& p) {
   double* part_gu = part_gw + B * C;
   Acc* checkpoints = reinterpret_cast<Acc*>(part_gu + B * C);
   parallel_for(B * blocks, task_grain(Tn), [&](int64_t begin, int64_t end) {
-    alignas(64) Acc w[kBlock], u[kBlock], aa[kBlock], bb[kBlock], pp[kBlock];
+    BlockState<Acc> st;
     alignas(64) Acc gaa[kBlock], gbb[kBlock], gq[kBlock];
     alignas(64) double gw[kBlock], gu[kBlock];
-    std::vector<Acc> replay_buffer(static_cast<size_t>(std::min(kChunk, Tn) * 3 * kBlock));
+    std::vector<Acc> replay_buffer(static_cast<size_t>(std::min(kChunk, Tn) * kStateParts * kBlock));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, c0 = (task % blocks) * kBlock;
       const int64_t n = std::min(kBlock, C - c0);
-      for (int64_t i = 0; i < n; ++i) {
-        w[i] = wkv4_decay<Acc>(td[c0 + i]);
-        u[i] = tf[c0 + i];
-        aa[i] = state_in ? state_in[(b * 3 + 0) * C + c0 + i] : Acc(0);
-        bb[i] = state_in ? state_in[(b * 3 + 1) * C + c0 + i] : Acc(0);
-        pp[i] = state_in ? state_in[(b * 3 + 2) * C + c0 + i] : wkv4_empty_pp<Acc>();
-      }
+      load_block(p, b, c0, n, st);
       Block<T> blk{};
       const int64_t offset = b * Tn * C + c0;
       blk.k = static_cast<const T*>(p.k) + offset;
@@ -311,40 +331,40 @@ void backward_impl(const Wkv4Params& p) {
       blk.gy = static_cast<const T*>(p.gy) + offset;
       blk.gk = static_cast<T*>(p.gk) + offset;
       blk.gv = static_cast<T*>(p.gv) + offset;
-      blk.T_steps = Tn;
+      blk.steps = Tn;
       blk.C = C;
       blk.n = n;
-      blk.w = w;
-      blk.u = u;
-      blk.aa = aa;
-      blk.bb = bb;
-      blk.pp = pp;
-      blk.checkpoints = checkpoints + task * chunks * 3 * kBlock;
+      blk.state = &st;
+      blk.gstate = gstate_in ? gstate_in + b * 3 * C + c0 : nullptr;
+      blk.checkpoints = checkpoints + task * chunks * kStateParts * kBlock;
       blk.replay = replay_buffer.data();
       blk.gaa = gaa;
       blk.gbb = gbb;
       blk.gq = gq;
       blk.gw = gw;
       blk.gu = gu;
-      const Acc* gstate = gstate_in ? gstate_in + b * 3 * C + c0 : nullptr;
-      backward_block_isa(blk, gstate != nullptr, gstate);
+      backward_task_isa(blk);
       for (int64_t i = 0; i < n; ++i) {
         part_gw[b * C + c0 + i] = gw[i];
         part_gu[b * C + c0 + i] = gu[i];
       }
       if (gstate_out) {
         for (int64_t i = 0; i < n; ++i) {
-          // The adjoint of the initial state; its pp part through the sums it represents.
-          Acc aa0 = state_in[(b * 3 + 0) * C + c0 + i];
-          Acc bb0 = state_in[(b * 3 + 1) * C + c0 + i];
-          gstate_out[(b * 3 + 0) * C + c0 + i] = gaa[i];
-          gstate_out[(b * 3 + 1) * C + c0 + i] = gbb[i];
-          gstate_out[(b * 3 + 2) * C + c0 + i] = wkv4_gpp_from_gq<Acc>(gaa[i], gbb[i], gq[i], aa0, bb0);
+          // The adjoint of the initial state; its pp part through the sums it
+          // represents. With no steps the state passes through: hand gState's
+          // pp part on exactly rather than through gq's rounding.
+          const int64_t at = b * 3 * C + c0 + i;
+          gstate_out[at] = gaa[i];
+          gstate_out[at + C] = gbb[i];
+          gstate_out[at + 2 * C] = Tn == 0 ? (gstate_in ? gstate_in[at + 2 * C] : Acc(0))
+                                           : wkv4_gpp_from_gq<Acc>(gaa[i], gbb[i], gq[i], state_in[at],
+                                                                   state_in[at + C]);
         }
       }
     }
   });
   // Sum over b in order: deterministic whatever the thread count.
+  const Acc* td = static_cast<const Acc*>(p.time_decay);
   Acc* gtd = static_cast<Acc*>(p.gtime_decay);
   Acc* gtf = static_cast<Acc*>(p.gtime_first);
   parallel_for(C, 4096, [&](int64_t begin, int64_t end) {
@@ -354,8 +374,7 @@ void backward_impl(const Wkv4Params& p) {
         sum_gw += part_gw[b * C + c];
         sum_gu += part_gu[b * C + c];
       }
-      double w = static_cast<double>(wkv4_decay<Acc>(td[c]));
-      gtd[c] = static_cast<Acc>(wkv4_time_decay_grad<double>(w, sum_gw));
+      gtd[c] = static_cast<Acc>(wkv4_time_decay_grad<double>(wkv4_decay<Acc>(td[c]).value(), sum_gw));
       gtf[c] = static_cast<Acc>(sum_gu);
     }
   });
