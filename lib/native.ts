@@ -51,6 +51,8 @@ export interface NativeAddon {
   checkIndices(handle: unknown, limit: number): NativeTensor;
   read(handle: unknown): Promise<HostArray>;
   readSync(handle: unknown): HostArray;
+  readRaw(handle: unknown): Uint8Array;
+  fromRaw(bytes: Uint8Array, shape: readonly number[], dtype: string, device: string): NativeTensor;
   synchronize(device: string): Promise<void>;
   memory(): NativeMemory;
   emptyCache(): void;

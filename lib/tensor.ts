@@ -7,6 +7,17 @@ import { native, type HostArray, type NativeTensor } from './native';
 import { trackTensor, untrackTensor, type Scope } from './scope';
 import { checkShape } from './validate';
 
+/** What autograd attaches to a tensor (lib/autograd/engine.ts). */
+export interface GradFn {
+  readonly name: string;
+}
+
+// Installed by lib/autograd/engine.ts (kept apart to avoid an import cycle).
+let backwardHook: ((root: Tensor, grad: Tensor | undefined) => void) | null = null;
+export function installBackward(hook: (root: Tensor, grad: Tensor | undefined) => void): void {
+  backwardHook = hook;
+}
+
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('Symbol.dispose');
 
 export class Tensor {
@@ -17,6 +28,12 @@ export class Tensor {
   /** @internal */ _handle: unknown;
   /** @internal */ _kept = false;
   /** @internal */ _scope: Scope | null = null;
+  /** @internal The op that produced this tensor, when it was recorded for autograd. */
+  _gradFn: GradFn | null = null;
+  /** @internal Which output of _gradFn this is. */
+  _outputIndex = 0;
+  /** @internal */ _requiresGrad = false;
+  /** @internal */ _grad: Tensor | null = null;
 
   /** @internal Tensors are made by creation functions and ops, not by `new`. */
   constructor(t: NativeTensor) {
@@ -26,6 +43,35 @@ export class Tensor {
     this.device = parseDevice(t.device, 'Tensor');
     this.numel = t.shape.reduce((a, b) => a * b, 1);
     trackTensor(this);
+  }
+
+  /** Whether gradients flow to (a leaf) or through (an op's output) this tensor. */
+  get requiresGrad(): boolean {
+    return this._requiresGrad;
+  }
+  set requiresGrad(value: boolean) {
+    if (typeof value !== 'boolean') throw new TypeError(`Tensor.requiresGrad must be a boolean, got ${typeof value}`);
+    if (this._gradFn && !value) {
+      throw new RangeError('Tensor.requiresGrad: cannot turn off gradients of a non-leaf tensor; use clone() under noGrad()');
+    }
+    if (value && this.dtype === 'int32') throw new TypeError('Tensor.requiresGrad: int32 tensors cannot require gradients');
+    this._requiresGrad = value;
+  }
+
+  /** The accumulated gradient of a leaf after backward(), or null. */
+  get grad(): Tensor | null {
+    return this._grad;
+  }
+  set grad(value: Tensor | null) {
+    if (value !== null && !(value instanceof Tensor)) throw new TypeError('Tensor.grad must be a Tensor or null');
+    this._grad = value;
+  }
+
+  /** Back-propagates from this tensor; grad defaults to 1 for a scalar. */
+  backward(grad?: Tensor): void {
+    this._handleFor('Tensor.backward');
+    if (!backwardHook) throw new Error('Tensor.backward: autograd is not loaded');
+    backwardHook(this, grad);
   }
 
   get isDisposed(): boolean {

@@ -216,6 +216,45 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   });
 }
 
+// The storage's raw bytes (a Uint8Array), for checkpoints that must keep
+// bfloat16/float16 bit for bit.
+Napi::Value ReadRaw(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const Tensor& t = unwrap_tensor(info[0], "readRaw", "tensor");
+    std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> landed;
+    auto result = landed.get_future();
+    ops::read_to_host(
+        t,
+        [&landed](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
+          landed.set_value({std::move(bytes), error});
+        },
+        true);
+    auto [bytes, error] = result.get();
+    if (error) throw js_error(info.Env(), *error);
+    auto buffer = Napi::ArrayBuffer::New(info.Env(), bytes.size());
+    if (!bytes.empty()) std::memcpy(buffer.Data(), bytes.data(), bytes.size());
+    return Napi::Uint8Array::New(info.Env(), bytes.size(), buffer, 0);
+  });
+}
+
+// A tensor from raw little-endian bytes of its own dtype.
+Napi::Value FromRaw(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw_type_error("fromRaw: bytes must be a Uint8Array");
+    }
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    DType dtype = to_dtype(info[2]);
+    size_t size = dtype_size(dtype);
+    if (bytes.ByteLength() % size != 0) {
+      throw_range_error("fromRaw: ", bytes.ByteLength(), " bytes is not a whole number of ", dtype_name(dtype), " elements");
+    }
+    const uint8_t* data = static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
+    return wrap_tensor(info.Env(), ops::from_host(data, dtype, static_cast<int64_t>(bytes.ByteLength() / size),
+                                                  to_shape(info[1]), dtype, to_device(info[3])));
+  });
+}
+
 Napi::Value ReadSync(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const Tensor& t = unwrap_tensor(info[0], "Tensor.dataSync", "this");
@@ -295,6 +334,8 @@ void register_tensor_bindings(Napi::Env env, Napi::Object exports) {
   exports.Set("checkIndices", Napi::Function::New(env, CheckIndices));
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("readSync", Napi::Function::New(env, ReadSync));
+  exports.Set("readRaw", Napi::Function::New(env, ReadRaw));
+  exports.Set("fromRaw", Napi::Function::New(env, FromRaw));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("memory", Napi::Function::New(env, Memory));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));

@@ -292,8 +292,8 @@ DType host_read_dtype(DType dtype) {
   return (dtype == DType::BFloat16 || dtype == DType::Float16) ? DType::Float32 : dtype;
 }
 
-void read_to_host(const Tensor& src, ReadDone done) {
-  DType host_dtype = host_read_dtype(src.dtype);
+void read_to_host(const Tensor& src, ReadDone done, bool raw) {
+  DType host_dtype = raw ? src.dtype : host_read_dtype(src.dtype);
   int64_t n = src.numel();
   auto bytes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n) * dtype_size(host_dtype));
   Stream& stream = stream_for(src.device());

@@ -38,7 +38,8 @@ DType host_read_dtype(DType dtype);
 // Copies `src` to the host after all queued work; `done` runs on a background
 // thread with the bytes (host_read_dtype) or the error to report.
 using ReadDone = std::function<void(std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error)>;
-void read_to_host(const Tensor& src, ReadDone done);
+// With raw = true the bytes are the storage's own (bf16/f16 as 16-bit words).
+void read_to_host(const Tensor& src, ReadDone done, bool raw = false);
 
 // Resolves after all work queued on `device`; reports (and clears) its error.
 void when_device_done(const Device& device, std::function<void(const std::optional<RecordedError>&)> done);
