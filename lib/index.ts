@@ -9,3 +9,4 @@ export { tidy, keep } from './scope';
 export { memory, emptyCache } from './memory';
 export type { MemoryInfo } from './memory';
 export { checkIndices } from './debug';
+export { saveSafetensors, loadSafetensors, safetensorsMetadata } from './safetensors';
