@@ -16,7 +16,7 @@
 // reach |k| ~ 1000 in the extreme inputs while a float's ulp there is 6e-5
 // (an absolute error in an exponent is a relative error of its term):
 //  - Inside a call, pp is carried as an unevaluated sum pp + pl (pl: the
-//    rounding errors of the repeated pp + w, caught by TwoSum), and w as
+//    rounding errors of the repeated pp + w, caught by Fast2Sum), and w as
 //    w_hi + w_lo (from -exp(timeDecay) in double), so the decay of a term kept
 //    for n steps is not off by n roundings. Exponent differences are formed
 //    as (pp - k) first (exact when they are close, Sterbenz), then the small
@@ -74,6 +74,34 @@ LMK_HOST_DEVICE float wkv4_expf(float x) {
   return result;
 }
 
+// e^x for x <= 0 (or NaN), the only arguments the recurrence produces:
+// wkv4_expf without the overflow branch and without the 2·2^(n-1) split
+// (n <= 0, so 2^n is a normal float down to n = -126). Same accuracy; 0 below -87.
+LMK_HOST_DEVICE float wkv4_expf_nonpositive(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f;
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;
+  constexpr float kMinArg = -87.0f;  // rounds to n >= -126
+  float xc = x < kMinArg ? kMinArg : x;
+  float shifted = xc * kLog2e + kRound;
+  float fn = shifted - kRound;
+  float r = xc - fn * kLn2Hi;
+  r = r - fn * kLn2Lo;
+  float r2 = r * r;
+  float poly = 1.9875691500e-4f;
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  poly = poly * r2 + r;
+  poly = poly + 1.0f;
+  uint32_t biased = float_bits(shifted) - float_bits(kRound) + 127u;  // n + 127 in [1, 127]
+  float result = poly * bits_float(biased << 23);
+  return x < kMinArg ? 0.0f : result;
+}
+
 template <typename Acc> LMK_HOST_DEVICE Acc wkv4_exp(Acc x);
 template <> LMK_HOST_DEVICE float wkv4_exp<float>(float x) { return wkv4_expf(x); }
 template <> LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
@@ -83,6 +111,10 @@ template <> LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
   return std::exp(x);
 #endif
 }
+
+// e^x for x <= 0.
+template <typename Acc> LMK_HOST_DEVICE Acc wkv4_exp_nonpositive(Acc x) { return wkv4_exp<Acc>(x); }
+template <> LMK_HOST_DEVICE float wkv4_exp_nonpositive<float>(float x) { return wkv4_expf_nonpositive(x); }
 
 // ---- storage types ---------------------------------------------------------------
 
@@ -140,9 +172,18 @@ struct Wkv4Pair {
 };
 
 template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_neg_abs(Acc d) {
+#if defined(__CUDA_ARCH__)
+  return -fabs(d);
+#else
+  return -std::fabs(d);
+#endif
+}
+
+template <typename Acc>
 LMK_HOST_DEVICE Wkv4Pair<Acc> wkv4_pair(Acc d) {
   bool a_wins = d >= static_cast<Acc>(0);
-  Acc e = wkv4_exp<Acc>(a_wins ? -d : d);
+  Acc e = wkv4_exp_nonpositive<Acc>(wkv4_neg_abs<Acc>(d));
   Wkv4Pair<Acc> out;
   out.e_a = a_wins ? static_cast<Acc>(1) : e;
   out.e_b = a_wins ? e : static_cast<Acc>(1);
@@ -156,8 +197,10 @@ LMK_HOST_DEVICE Acc wkv4_output_gap(Acc pp, Acc pl, Acc u, Acc k) {
   return ((pp - k) - u) + pl;
 }
 
-// pp + w as s + lo (TwoSum: s + err == pp + w_hi exactly), and the gap
-// (pp + pl + w) - k.
+// pp + w as s + lo, and the gap (pp + pl + w) - k. err is the rounding error
+// of s = pp + w_hi (Fast2Sum: exact when |pp| >= |w_hi|, the case that
+// matters — a large exponent decaying; otherwise both are small and so is
+// the error left).
 template <typename Acc>
 struct Wkv4Decayed {
   Acc s, lo, gap;
@@ -167,8 +210,7 @@ template <typename Acc>
 LMK_HOST_DEVICE Wkv4Decayed<Acc> wkv4_decayed(Acc pp, Acc pl, Wkv4Decay<Acc> w, Acc k) {
   Wkv4Decayed<Acc> r;
   r.s = pp + w.hi;
-  Acc bv = r.s - pp;
-  Acc err = (pp - (r.s - bv)) + (w.hi - bv);
+  Acc err = (pp - r.s) + w.hi;
   r.lo = pl + (w.lo + err);
   r.gap = (r.s - k) + r.lo;
   return r;
