@@ -35,8 +35,8 @@ export function tensorOptions(
 }
 
 /** Wraps every native tensor of a result object; absent entries stay absent. */
-export function wrapResult<T extends Record<string, Tensor | undefined>>(result: NativeResult): T {
+export function wrapResult<T>(result: NativeResult): T {
   const out: Record<string, Tensor> = {};
   for (const [name, value] of Object.entries(result)) if (value) out[name] = new Tensor(value);
-  return out as T;
+  return out as unknown as T;
 }
