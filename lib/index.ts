@@ -10,3 +10,4 @@ export { memory, emptyCache } from './memory';
 export type { MemoryInfo } from './memory';
 export { checkIndices } from './debug';
 export { saveSafetensors, loadSafetensors, safetensorsMetadata } from './safetensors';
+export { wkv4 } from './ops/wkv4';
