@@ -17,12 +17,14 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/wkv4/wkv4.h"
 #include "math/half.h"
 #include "math/wkv4.h"
 #include "ops/tensor_ops.h"
 #include "ops/wkv4.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/stream.h"
 #include "test_harness.h"
 
 using namespace lmk;
@@ -800,6 +802,92 @@ TEST(bad_arguments_throw_before_queueing) {
   }
 }
 
+// ---- chunks of T in parallel (CUDA version 2) ----------------------------------------
+//
+// The algorithm of the chunked CUDA forward, run here on the CPU with the same
+// math functions in float: summaries of chunks from the empty state, a scan
+// of wkv4_merge over them, a replay of each chunk from its start. It must
+// agree with the serial recurrence (and so with the direct formula).
+Forward chunked_emulation(const Case& c, int64_t len) {
+  const int64_t B = c.B, T = c.T, C = c.C, chunks = (T + len - 1) / len;
+  Forward out;
+  out.y.assign(static_cast<size_t>(B * T * C), 0);
+  out.state.assign(static_cast<size_t>(B * 3 * C), 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t ch = 0; ch < C; ++ch) {
+      const Wkv4Decay<float> w = wkv4_decay<float>(static_cast<float>(c.td[ch]));
+      const float u = static_cast<float>(c.tf[ch]);
+      auto kk = [&](int64_t t) { return static_cast<float>(c.k[(b * T + t) * C + ch]); };
+      auto vv = [&](int64_t t) { return static_cast<float>(c.v[(b * T + t) * C + ch]); };
+      struct S {
+        float aa, bb, pp, pl;
+      };
+      std::vector<S> summary(static_cast<size_t>(chunks)), start(static_cast<size_t>(chunks));
+      for (int64_t j = 0; j + 1 < chunks; ++j) {
+        S s{0, 0, wkv4_empty_pp<float>(), 0};
+        for (int64_t t = j * len; t < (j + 1) * len; ++t) wkv4_update<float>(s.aa, s.bb, s.pp, s.pl, w, kk(t), vv(t));
+        summary[j] = s;
+      }
+      S s{0, 0, wkv4_empty_pp<float>(), 0};
+      if (c.has_state()) {
+        s.aa = static_cast<float>(c.state[(b * 3 + 0) * C + ch]);
+        s.bb = static_cast<float>(c.state[(b * 3 + 1) * C + ch]);
+        s.pp = static_cast<float>(c.state[(b * 3 + 2) * C + ch]);
+      }
+      for (int64_t j = 0; j < chunks; ++j) {
+        start[j] = s;
+        if (j + 1 < chunks) {
+          const S& m = summary[j];
+          wkv4_merge<float>(s.aa, s.bb, s.pp, s.pl, w, static_cast<float>(len), m.aa, m.bb, m.pp, m.pl);
+        }
+      }
+      for (int64_t j = 0; j < chunks; ++j) {
+        S x = start[j];
+        for (int64_t t = j * len; t < std::min(T, (j + 1) * len); ++t) {
+          out.y[(b * T + t) * C + ch] = wkv4_output<float>(x.aa, x.bb, x.pp, x.pl, u, kk(t), vv(t));
+          wkv4_update<float>(x.aa, x.bb, x.pp, x.pl, w, kk(t), vv(t));
+        }
+        if (j + 1 == chunks) {
+          Wkv4Folded<float> f = wkv4_fold<float>(x.pp, x.pl);
+          out.state[(b * 3 + 0) * C + ch] = x.aa * f.scale;
+          out.state[(b * 3 + 1) * C + ch] = x.bb * f.scale;
+          out.state[(b * 3 + 2) * C + ch] = f.pp;
+        }
+      }
+    }
+  return out;
+}
+
+TEST(chunked_scan_matches_serial_recurrence) {
+  struct Item {
+    const char* name;
+    Case c;
+    int64_t len;
+  };
+  std::vector<Item> items;
+  items.push_back({"B=1 T=100000 C=3, L=512", rounded(random_case(1, 100000, 3, true, false, 121), DType::Float32), 512});
+  items.push_back({"B=2 T=1000 C=5, L=32 (partial last chunk)", rounded(random_case(2, 1000, 5, false, false, 122), DType::Float32), 32});
+  {
+    Case x = random_case(2, 1024, 4, true, false, 123);
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> k_dist(-1000, 1000), v_dist(-1, 1);
+    for (double& e : x.k) e = k_dist(rng);
+    for (double& e : x.v) e = v_dist(rng);
+    items.push_back({"B=2 T=1024 C=4 k in ±1000, L=64", rounded(x, DType::Float32), 64});
+  }
+  for (const Item& it : items) {
+    Forward chunked = chunked_emulation(it.c, it.len);
+    Forward serial = run_forward(it.c, DType::Float32, kCpu);
+    Forward exact = run_forward(it.c, DType::Float64, kCpu);
+    double e_y = relative_error(chunked.y, exact.y), e_s = relative_error(chunked.state, exact.state);
+    double s_y = relative_error(serial.y, exact.y);
+    std::printf("    %s: chunked vs float64 y %.2e state %.2e (serial float32 y %.2e)\n", it.name, e_y, e_s, s_y);
+    CHECK(all_finite(chunked.y));
+    CHECK_LE(e_y, 1e-5);
+    CHECK_LE(e_s, 1e-5);
+  }
+}
+
 // ---- CUDA against the CPU ----------------------------------------------------------
 
 TEST(cuda_matches_cpu) {
@@ -840,6 +928,40 @@ TEST(cuda_matches_cpu) {
                         (what + " backward").c_str());
     }
   }
+#ifdef LMK_WITH_CUDA
+  // Both forward versions on the same inputs, whatever Auto would pick.
+  for (auto& [name, raw] : cases) {
+    Case c = rounded(raw, DType::Float32);
+    Forward cpu = run_forward(c, DType::Float32, kCpu);
+    for (auto variant : {kernels::Wkv4CudaForward::Serial, kernels::Wkv4CudaForward::Chunked}) {
+      Tensor td = make(c.td, {c.C}, DType::Float32, kCuda), tf = make(c.tf, {c.C}, DType::Float32, kCuda);
+      Tensor k = make(c.k, {c.B, c.T, c.C}, DType::Float32, kCuda), v = make(c.v, {c.B, c.T, c.C}, DType::Float32, kCuda);
+      std::optional<Tensor> state;
+      if (c.has_state()) state = make(c.state, {c.B, 3, c.C}, DType::Float32, kCuda);
+      Tensor y = ops::empty({c.B, c.T, c.C}, DType::Float32, kCuda), state_out = ops::empty({c.B, 3, c.C}, DType::Float32, kCuda);
+      kernels::Wkv4Params p;
+      p.dtype = DType::Float32;
+      p.B = c.B;
+      p.T = c.T;
+      p.C = c.C;
+      p.time_decay = td.data();
+      p.time_first = tf.data();
+      p.k = k.data();
+      p.v = v.data();
+      p.state_in = state ? state->data() : nullptr;
+      p.y = y.data();
+      p.state_out = state_out.data();
+      stream_for(kCuda).synchronize();  // inputs in place
+      kernels::wkv4_forward_cuda_variant(p, cuda_stream_handle(0), variant);
+      Forward gpu{read(y), read(state_out)};
+      double e_y = relative_error(gpu.y, cpu.y), e_s = relative_error(gpu.state, cpu.state);
+      std::printf("    %s forward version %s: y %.2e state %.2e\n", name.c_str(),
+                  variant == kernels::Wkv4CudaForward::Serial ? "serial" : "chunked", e_y, e_s);
+      CHECK_LE(e_y, 1e-5);
+      CHECK_LE(e_s, 1e-5);
+    }
+  }
+#endif
   // step on CUDA == step on the CPU
   Case c = random_case(4, 1, 300, true, false, 208);
   ops::Wkv4StepArgs args[2];

@@ -251,6 +251,29 @@ LMK_HOST_DEVICE Wkv4Folded<Acc> wkv4_fold(Acc pp, Acc pl) {
   return f;
 }
 
+// ---- chunks of a sequence in parallel ---------------------------------------------
+//
+// The update is linear in the represented sums (A' = e^w A + e^k v), so a run
+// of `steps` steps from a state S equals S decayed by e^{steps·w} plus the
+// same run from the empty state (its "summary"). wkv4_merge forms that sum
+// in the carried representation. `steps` must be a power of two, so
+// steps·w_hi and steps·w_lo are exact.
+template <typename Acc>
+LMK_HOST_DEVICE void wkv4_merge(Acc& aa, Acc& bb, Acc& pp, Acc& pl, Wkv4Decay<Acc> w, Acc steps, Acc aa2, Acc bb2,
+                                Acc pp2, Acc pl2) {
+  const Acc decay_hi = steps * w.hi, decay_lo = steps * w.lo;
+  // s + err = pp + decay_hi exactly (TwoSum: the decay may exceed |pp| here).
+  Acc s = pp + decay_hi;
+  Acc bv = s - pp;
+  Acc err = (pp - (s - bv)) + (decay_hi - bv);
+  Acc lo = pl + (decay_lo + err);
+  Wkv4Pair<Acc> e = wkv4_pair<Acc>(((s - pp2) + lo) - pl2);
+  aa = e.e_a * aa + e.e_b * aa2;
+  bb = e.e_a * bb + e.e_b * bb2;
+  pp = e.a_wins ? s : pp2;
+  pl = e.a_wins ? lo : pl2;
+}
+
 // ---- the derivative of one step ------------------------------------------------
 //
 // The adjoint of a state (aa, bb, pp) is carried as (gaa, gbb, gq) with

@@ -68,8 +68,13 @@ void wkv4_forward_cpu(const Wkv4Params& params);
 void wkv4_backward_cpu(const Wkv4Params& params);
 void wkv4_step_cpu(const Wkv4Params& params);  // T must be 1; state_in required
 
-// CUDA: enqueue on `stream` (a cudaStream_t); one thread per (b, c).
+// CUDA: enqueue on `stream` (a cudaStream_t). The forward picks a version:
+// Serial (one thread per (b, c), walking all of T) when B·C fills the GPU or
+// T is short, else Chunked (T split into chunks combined by a scan; see
+// wkv4_cuda.cu). Backward and step are always one thread per (b, c).
+enum class Wkv4CudaForward { Auto, Serial, Chunked };
 void wkv4_forward_cuda(const Wkv4Params& params, void* stream);
+void wkv4_forward_cuda_variant(const Wkv4Params& params, void* stream, Wkv4CudaForward variant);  // for tests
 void wkv4_backward_cuda(const Wkv4Params& params, void* stream);
 void wkv4_step_cuda(const Wkv4Params& params, void* stream);
 

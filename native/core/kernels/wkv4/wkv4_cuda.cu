@@ -1,10 +1,13 @@
-// RWKV-4 WKV on CUDA, version 1: one thread per (b, c), looping over t.
+// RWKV-4 WKV on CUDA. Version 1 (the reference on the GPU, always used for
+// backward): one thread per (b, c), looping over t.
 // Consecutive threads take consecutive channels, so every load and store of
 // a time step is coalesced; any B·C works (the last block is guarded). The
 // math is math/wkv4.h, shared with the CPU kernel.
 //
 // Forward: each thread loads kUnroll steps of k and v before computing them,
 // so several loads per thread are in flight (the recurrence itself is serial).
+//
+// Version 2 of the forward (below) splits T into chunks when B·C is small.
 //
 // Backward: the same checkpoint/replay scheme as the CPU (kernels/wkv4/wkv4.h):
 // the state every kWkv4CheckpointCuda steps goes to global memory
@@ -197,6 +200,105 @@ __global__ void __launch_bounds__(kThreads) wkv4_reduce_kernel(Wkv4Params p) {
   static_cast<Acc*>(p.gtime_first)[c] = static_cast<Acc>(sum_gu);
 }
 
+// ---- version 2 of the forward: T split into chunks, for small B·C ----------------
+//
+// With few (b, c) pairs, one thread each leaves the GPU idle while each walks
+// all of T. Here T is cut into chunks of L steps (L a power of two near √T):
+//   1. summaries: one thread per (chunk, b, c) runs its chunk from the empty
+//      state (in parallel);
+//   2. scan: one thread per (b, c) walks the chunks in order, turning the
+//      summaries into each chunk's true starting state with wkv4_merge
+//      (S_{j+1} = S_j decayed by L steps, plus summary j);
+//   3. outputs: one thread per (chunk, b, c) replays its chunk from its
+//      starting state, writing y (and the last chunk the final state).
+// The same math functions as version 1; the results agree with it to
+// rounding (the merge rounds differently from L single steps).
+// Scratch: [chunks][kStateParts][B·C] (Acc), stream-ordered.
+
+template <typename Acc>
+struct ChunkLayout {
+  Acc* states;     // [chunks][kStateParts][BC]
+  int64_t chunks;  // ceil(T / len)
+  int64_t len;     // L, a power of two
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) wkv4_chunk_summary_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
+  using Acc = typename Wkv4Acc<T>::type;
+  const int64_t C = p.C, steps = p.T, BC = p.B * p.C;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  // The last chunk's summary is never used (nothing follows it).
+  if (idx >= BC * (lay.chunks - 1)) return;
+  const int64_t chunk = idx / BC, bc = idx - chunk * BC;
+  const int64_t b = bc / C, c = bc - b * C;
+  const Wkv4Decay<Acc> w = wkv4_decay<Acc>(static_cast<const Acc*>(p.time_decay)[c]);
+  Acc aa = Acc(0), bb = Acc(0), pp = wkv4_empty_pp<Acc>(), pl = Acc(0);
+  const int64_t t0 = chunk * lay.len;
+  const T* __restrict__ k = static_cast<const T*>(p.k) + (b * steps + t0) * C + c;
+  const T* __restrict__ v = static_cast<const T*>(p.v) + (b * steps + t0) * C + c;
+  for (int64_t j = 0; j < lay.len; ++j) {
+    wkv4_update<Acc>(aa, bb, pp, pl, w, wkv4_load(k[j * C]), wkv4_load(v[j * C]));
+  }
+  Acc* out = lay.states + chunk * kStateParts * BC + bc;
+  out[0] = aa;
+  out[BC] = bb;
+  out[2 * BC] = pp;
+  out[3 * BC] = pl;
+}
+
+template <typename Acc>
+__global__ void __launch_bounds__(kThreads) wkv4_chunk_scan_kernel(Wkv4Params p, ChunkLayout<Acc> lay) {
+  const int64_t C = p.C, BC = p.B * p.C;
+  const int64_t bc = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (bc >= BC) return;
+  const int64_t b = bc / C, c = bc - b * C;
+  const Wkv4Decay<Acc> w = wkv4_decay<Acc>(static_cast<const Acc*>(p.time_decay)[c]);
+  Acc aa, bb, pp, pl;
+  load_state(static_cast<const Acc*>(p.state_in), b, c, C, aa, bb, pp, pl);
+  const Acc len = static_cast<Acc>(lay.len);
+  for (int64_t chunk = 0; chunk < lay.chunks; ++chunk) {
+    Acc* slot = lay.states + chunk * kStateParts * BC + bc;
+    const Acc aa2 = slot[0], bb2 = slot[BC], pp2 = slot[2 * BC], pl2 = slot[3 * BC];
+    slot[0] = aa;  // the summary's slot now holds the chunk's starting state
+    slot[BC] = bb;
+    slot[2 * BC] = pp;
+    slot[3 * BC] = pl;
+    if (chunk + 1 < lay.chunks) wkv4_merge<Acc>(aa, bb, pp, pl, w, len, aa2, bb2, pp2, pl2);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) wkv4_chunk_output_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
+  using Acc = typename Wkv4Acc<T>::type;
+  const int64_t C = p.C, steps = p.T, BC = p.B * p.C;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= BC * lay.chunks) return;
+  const int64_t chunk = idx / BC, bc = idx - chunk * BC;
+  const int64_t b = bc / C, c = bc - b * C;
+  const Wkv4Decay<Acc> w = wkv4_decay<Acc>(static_cast<const Acc*>(p.time_decay)[c]);
+  const Acc u = static_cast<const Acc*>(p.time_first)[c];
+  const Acc* start = lay.states + chunk * kStateParts * BC + bc;
+  Acc aa = start[0], bb = start[BC], pp = start[2 * BC], pl = start[3 * BC];
+  const int64_t t0 = chunk * lay.len;
+  const int64_t len = steps - t0 < lay.len ? steps - t0 : lay.len;
+  const int64_t offset = (b * steps + t0) * C + c;
+  const T* __restrict__ k = static_cast<const T*>(p.k) + offset;
+  const T* __restrict__ v = static_cast<const T*>(p.v) + offset;
+  T* __restrict__ y = static_cast<T*>(p.y) + offset;
+  for (int64_t j = 0; j < len; ++j) {
+    const Acc kk = wkv4_load(k[j * C]), vv = wkv4_load(v[j * C]);
+    y[j * C] = wkv4_store<T>(wkv4_output<Acc>(aa, bb, pp, pl, u, kk, vv));
+    wkv4_update<Acc>(aa, bb, pp, pl, w, kk, vv);
+  }
+  if (chunk + 1 == lay.chunks) {
+    const Wkv4Folded<Acc> fold = wkv4_fold<Acc>(pp, pl);
+    Acc* state_out = static_cast<Acc*>(p.state_out);
+    state_out[(b * 3 + 0) * C + c] = aa * fold.scale;
+    state_out[(b * 3 + 1) * C + c] = bb * fold.scale;
+    state_out[(b * 3 + 2) * C + c] = fold.pp;
+  }
+}
+
 template <typename Fn>
 void dispatch_cuda_dtype(DType dtype, const char* what, Fn&& fn) {
   switch (dtype) {
@@ -207,14 +309,60 @@ void dispatch_cuda_dtype(DType dtype, const char* what, Fn&& fn) {
   }
 }
 
-void launch_forward(const Wkv4Params& params, void* stream, const char* what) {
+void launch_serial_forward(const Wkv4Params& params, cudaStream_t stream, const char* what) {
   const int64_t n = params.B * params.C;
   if (n == 0) return;
   dispatch_cuda_dtype(params.dtype, what, [&](auto tag) {
-    wkv4_forward_kernel<decltype(tag)>
-        <<<blocks_for(n, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(params);
+    wkv4_forward_kernel<decltype(tag)><<<blocks_for(n, kThreads), kThreads, 0, stream>>>(params);
   });
   cuda_check_launch(what);
+}
+
+void launch_chunked_forward(const Wkv4Params& params, cudaStream_t stream, int64_t len, const char* what) {
+  const int64_t bc = params.B * params.C;
+  if (bc == 0) return;
+  if (params.T == 0) return launch_serial_forward(params, stream, what);  // just the state
+  ChunkLayout<float> lay{nullptr, (params.T + len - 1) / len, len};
+  const size_t bytes = static_cast<size_t>(lay.chunks * kStateParts * bc) * sizeof(float);
+  void* scratch = nullptr;
+  cuda_check(cudaMallocAsync(&scratch, bytes, stream), what);
+  lay.states = static_cast<float*>(scratch);
+  dispatch_cuda_dtype(params.dtype, what, [&](auto tag) {
+    using T = decltype(tag);
+    if (lay.chunks > 1) {
+      wkv4_chunk_summary_kernel<T><<<blocks_for(bc * (lay.chunks - 1), kThreads), kThreads, 0, stream>>>(params, lay);
+    }
+    wkv4_chunk_scan_kernel<float><<<blocks_for(bc, kThreads), kThreads, 0, stream>>>(params, lay);
+    wkv4_chunk_output_kernel<T><<<blocks_for(bc * lay.chunks, kThreads), kThreads, 0, stream>>>(params, lay);
+  });
+  cudaError_t launched = cudaGetLastError();
+  cudaFreeAsync(scratch, stream);  // stream-ordered: after the kernels
+  cuda_check(launched, what);
+}
+
+// Version 1 has one thread per (b, c); below ~kSerialMinThreads of them the
+// GPU is mostly idle, so long sequences go to version 2, with chunks of about
+// √T steps (balancing the chunk walks against the scan over chunks).
+constexpr int64_t kSerialMinThreads = 16384;
+
+int64_t chunk_length(int64_t T) {
+  int64_t len = 32;
+  while (len * len < T && len < 4096) len *= 2;
+  return len;
+}
+
+void launch_forward(const Wkv4Params& params, void* stream, Wkv4CudaForward variant, const char* what) {
+  auto s = static_cast<cudaStream_t>(stream);
+  const int64_t len = chunk_length(params.T);
+  if (variant == Wkv4CudaForward::Auto) {
+    bool few_threads = params.B * params.C < kSerialMinThreads;
+    variant = few_threads && params.T >= 4 * len ? Wkv4CudaForward::Chunked : Wkv4CudaForward::Serial;
+  }
+  if (variant == Wkv4CudaForward::Chunked) {
+    launch_chunked_forward(params, s, len, what);
+  } else {
+    launch_serial_forward(params, s, what);
+  }
 }
 
 }  // namespace
@@ -226,9 +374,17 @@ size_t wkv4_backward_workspace_bytes_cuda(const Wkv4Params& params) {
   return static_cast<size_t>(2 * bc) * sizeof(double) + static_cast<size_t>(chunks * kStateParts * bc) * acc_size;
 }
 
-void wkv4_forward_cuda(const Wkv4Params& params, void* stream) { launch_forward(params, stream, "wkv4.forward"); }
+void wkv4_forward_cuda(const Wkv4Params& params, void* stream) {
+  launch_forward(params, stream, Wkv4CudaForward::Auto, "wkv4.forward");
+}
 
-void wkv4_step_cuda(const Wkv4Params& params, void* stream) { launch_forward(params, stream, "wkv4.step"); }
+void wkv4_forward_cuda_variant(const Wkv4Params& params, void* stream, Wkv4CudaForward variant) {
+  launch_forward(params, stream, variant, "wkv4.forward");
+}
+
+void wkv4_step_cuda(const Wkv4Params& params, void* stream) {
+  launch_forward(params, stream, Wkv4CudaForward::Serial, "wkv4.step");
+}
 
 void wkv4_backward_cuda(const Wkv4Params& params, void* stream) {
   const int64_t n = params.B * params.C;
