@@ -11,3 +11,4 @@ export type { MemoryInfo } from './memory';
 export { checkIndices } from './debug';
 export { saveSafetensors, loadSafetensors, safetensorsMetadata } from './safetensors';
 export { wkv4 } from './ops/wkv4';
+export { fam } from './ops/fam';
