@@ -616,6 +616,19 @@ TEST(extreme_k_stays_finite_and_accurate) {
   check_finite_differences(random_case(2, 1, 3, true, true, 95), "T = 1");
 }
 
+TEST(extreme_time_decay_stays_finite_and_accurate) {
+  // w from -9e-14 (timeDecay -30: no decay at float precision, which the
+  // compensated exponent still tracks) to -exp(100) (clamped at -1e30:
+  // everything forgotten at once).
+  Case c = random_case(2, 60, 6, true, true, 131);
+  c.td = {-30, -5, 0, 5, 30, 100};
+  Case c32 = rounded(c, DType::Float32);
+  check_forward_against_direct(c, run_forward(c, DType::Float64, kCpu), 1e-12, "float64, timeDecay -30..100");
+  check_forward_against_direct(c32, run_forward(c32, DType::Float32, kCpu), 1e-5, "float32, timeDecay -30..100");
+  check_grads_close(run_backward(c32, DType::Float32, kCpu), run_backward(c32, DType::Float64, kCpu), 1e-4,
+                    "float32 gradients, timeDecay -30..100");
+}
+
 TEST(long_sequence_small_batch) {
   // T = 100 000, B·C = 3: the float32 result against float64 (itself checked
   // against the direct formula at sampled steps) and all finite.
@@ -940,6 +953,11 @@ TEST(cuda_matches_cpu) {
     cases.push_back({"k in ±1000", x});
   }
   cases.push_back({"T=0 state", random_case(2, 0, 5, true, true, 207)});
+  {
+    Case x = random_case(2, 60, 6, true, true, 209);
+    x.td = {-30, -5, 0, 5, 30, 100};
+    cases.push_back({"timeDecay -30..100", x});
+  }
   for (Bar bar : {Bar{DType::Float32, 1e-5, 1e-4}, Bar{DType::BFloat16, 1e-2, 1e-2}, Bar{DType::Float16, 1e-2, 1e-2}}) {
     for (auto& [name, raw] : cases) {
       Case c = rounded(raw, bar.dtype);
