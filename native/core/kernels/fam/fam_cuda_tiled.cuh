@@ -574,10 +574,6 @@ struct TiledFam {
     size_t ld = D + 1;
     return (2 * KK * ld + 2 * KQ * ld + 2 * KK * (KQ + 1) + 2 * KQ) * sizeof(float);
   }
-  static bool fits(int D, size_t limit) {
-    return forward_smem(D) <= limit && dq_smem(D) <= limit && dkv_smem(D) <= limit;
-  }
-
   template <typename Kernel> static void prepare(Kernel kernel, size_t smem) {
     if (smem > 48 * 1024) {
       cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
