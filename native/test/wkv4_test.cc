@@ -396,6 +396,19 @@ TEST(wkv4_exp_within_two_ulp) {
   };
   for (uint32_t bits = 0x80000000u; bits <= float_bits(-86.9f); bits += 97) check(bits_float(bits));
   for (uint32_t bits = 0; bits <= float_bits(88.72f); bits += 97) check(bits_float(bits));
+  // The variant for x <= 0 that the recurrence uses, on every 7th float of [-87, 0].
+  double worst_nonpositive = 0;
+  for (uint32_t bits = 0x80000000u; bits <= float_bits(-87.0f); bits += 7) {
+    float x = bits_float(bits);
+    double ref = std::exp(static_cast<double>(x));
+    double ulp = std::ldexp(1.0, std::ilogb(static_cast<float>(ref)) - 23);
+    worst_nonpositive = std::max(worst_nonpositive, std::fabs(static_cast<double>(wkv4_expf_nonpositive(x)) - ref) / ulp);
+  }
+  std::printf("    wkv4_expf_nonpositive: worst error %.3f ulp\n", worst_nonpositive);
+  CHECK_LE(worst_nonpositive, 2.0);
+  CHECK(wkv4_expf_nonpositive(0.0f) == 1.0f);
+  CHECK(wkv4_expf_nonpositive(-87.5f) == 0.0f);
+  CHECK(wkv4_expf_nonpositive(-1e38f) == 0.0f);
   std::printf("    %lld arguments, worst error %.3f ulp\n", static_cast<long long>(count), worst);
   CHECK_LE(worst, 2.0);
   CHECK(count > 1000000);
