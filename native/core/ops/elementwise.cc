@@ -1,0 +1,305 @@
+#include "ops/elementwise.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/copy/copy.h"
+#include "kernels/creation/creation.h"
+#include "kernels/elementwise/elementwise.h"
+#include "ops/dense_checks.h"
+#include "ops/reduce.h"
+#include "ops/tensor_ops.h"
+#include "runtime/cuda_call.h"
+
+namespace lmk::ops {
+namespace {
+
+using dense::check_float;
+using dense::check_like;
+using dense::check_tensor;
+using dense::launch;
+using dense::storages;
+
+const char* binary_fn(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "ops.add";
+    case BinaryOp::Sub: return "ops.sub";
+    case BinaryOp::Mul: return "ops.mul";
+    case BinaryOp::Div: return "ops.div";
+    case BinaryOp::Maximum: return "ops.maximum";
+  }
+  return "ops.binary";
+}
+
+const char* binary_backward_fn(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "ops.addBackward";
+    case BinaryOp::Sub: return "ops.subBackward";
+    case BinaryOp::Mul: return "ops.mulBackward";
+    case BinaryOp::Div: return "ops.divBackward";
+    case BinaryOp::Maximum: return "ops.maximumBackward";
+  }
+  return "ops.binaryBackward";
+}
+
+const char* scalar_fn(ScalarOp op) {
+  switch (op) {
+    case ScalarOp::Add: return "ops.add";
+    case ScalarOp::Mul: return "ops.mul";
+    case ScalarOp::Pow: return "ops.pow";
+    case ScalarOp::RSub: return "ops.rsub";
+    case ScalarOp::DivBy: return "ops.divBy";
+  }
+  return "ops.scalarOp";
+}
+
+const char* unary_fn(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Neg: return "ops.neg";
+    case UnaryOp::Exp: return "ops.exp";
+    case UnaryOp::Log: return "ops.log";
+    case UnaryOp::Sigmoid: return "ops.sigmoid";
+    case UnaryOp::Relu: return "ops.relu";
+    case UnaryOp::Square: return "ops.square";
+    case UnaryOp::Tanh: return "ops.tanh";
+    case UnaryOp::Silu: return "ops.silu";
+    case UnaryOp::Sqrt: return "ops.sqrt";
+    case UnaryOp::Abs: return "ops.abs";
+  }
+  return "ops.unary";
+}
+
+const char* unary_backward_fn(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Neg: return "ops.negBackward";
+    case UnaryOp::Exp: return "ops.expBackward";
+    case UnaryOp::Log: return "ops.logBackward";
+    case UnaryOp::Sigmoid: return "ops.sigmoidBackward";
+    case UnaryOp::Relu: return "ops.reluBackward";
+    case UnaryOp::Square: return "ops.squareBackward";
+    case UnaryOp::Tanh: return "ops.tanhBackward";
+    case UnaryOp::Silu: return "ops.siluBackward";
+    case UnaryOp::Sqrt: return "ops.sqrtBackward";
+    case UnaryOp::Abs: return "ops.absBackward";
+  }
+  return "ops.unaryBackward";
+}
+
+void check_same_shape(const Tensor& t, const Shape& shape, const char* fn, const char* arg, const char* like) {
+  if (t.shape != shape) {
+    throw_range_error(fn, ": ", arg, " must have the shape of ", like, " ", shape_string(shape), ", got ",
+                      shape_string(t.shape));
+  }
+}
+
+kernels::StridedLayout binary_layout(const Tensor& a, const Tensor& b, const Shape& out, const char* fn) {
+  return kernels::make_strided_layout(out, {kernels::broadcast_strides(a.shape, out), kernels::broadcast_strides(b.shape, out)},
+                                      fn);
+}
+
+}  // namespace
+
+BinaryOp binary_op_from_name(const std::string& name, const char* fn) {
+  if (name == "add") return BinaryOp::Add;
+  if (name == "sub") return BinaryOp::Sub;
+  if (name == "mul") return BinaryOp::Mul;
+  if (name == "div") return BinaryOp::Div;
+  if (name == "maximum") return BinaryOp::Maximum;
+  throw_range_error(fn, ": op must be one of 'add', 'sub', 'mul', 'div', 'maximum', got '", name, "'");
+}
+
+ScalarOp scalar_op_from_name(const std::string& name, const char* fn) {
+  if (name == "add") return ScalarOp::Add;
+  if (name == "mul") return ScalarOp::Mul;
+  if (name == "pow") return ScalarOp::Pow;
+  if (name == "rsub") return ScalarOp::RSub;
+  if (name == "div_by") return ScalarOp::DivBy;
+  throw_range_error(fn, ": op must be one of 'add', 'mul', 'pow', 'rsub', 'div_by', got '", name, "'");
+}
+
+UnaryOp unary_op_from_name(const std::string& name, const char* fn) {
+  static const char* names[] = {"neg", "exp", "log", "sigmoid", "relu", "square", "tanh", "silu", "sqrt", "abs"};
+  for (int i = 0; i < 10; ++i) {
+    if (name == names[i]) return static_cast<UnaryOp>(i);
+  }
+  throw_range_error(fn, ": op must be one of 'neg', 'exp', 'log', 'sigmoid', 'relu', 'square', 'tanh', 'silu', "
+                        "'sqrt', 'abs', got '",
+                    name, "'");
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* fn, const char* a_name, const char* b_name) {
+  size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) {
+      throw_range_error(fn, ": ", a_name, " has shape ", shape_string(a), " and ", b_name, " has shape ",
+                        shape_string(b), ", which do not broadcast (sizes ", da, " and ", db, " at dim ",
+                        static_cast<int64_t>(i) - static_cast<int64_t>(rank), ")");
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const char* fn = binary_fn(op);
+  check_float(a, fn, "a");
+  check_like(b, a.device(), a.dtype, fn, "b", "a");
+  Shape shape = broadcast_shapes(a.shape, b.shape, fn, "a", "b");
+  Tensor out = empty(shape, a.dtype, a.device(), fn);
+  kernels::BinaryParams p;
+  p.dtype = a.dtype;
+  p.op = op;
+  p.layout = binary_layout(a, b, shape, fn);
+  p.a = a.data();
+  p.b = b.data();
+  p.out = out.data();
+  launch(fn, a.device(), [p] { kernels::binary_cpu(p); },
+         [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); }, storages({&a, &b, &out}), storages({&out}));
+  return out;
+}
+
+BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& gy) {
+  const char* fn = binary_backward_fn(op);
+  check_float(a, fn, "a");
+  check_like(b, a.device(), a.dtype, fn, "b", "a");
+  check_like(gy, a.device(), a.dtype, fn, "gy", "a");
+  Shape shape = broadcast_shapes(a.shape, b.shape, fn, "a", "b");
+  if (gy.shape != shape) {
+    throw_range_error(fn, ": gy must have the broadcast shape of a ", shape_string(a.shape), " and b ",
+                      shape_string(b.shape), ", which is ", shape_string(shape), ", got ", shape_string(gy.shape));
+  }
+  Tensor ga_full = empty(shape, a.dtype, a.device(), fn);
+  Tensor gb_full = empty(shape, a.dtype, a.device(), fn);
+  kernels::BinaryBackwardParams p;
+  p.dtype = a.dtype;
+  p.op = op;
+  p.layout = binary_layout(a, b, shape, fn);
+  p.a = a.data();
+  p.b = b.data();
+  p.gy = gy.data();
+  p.ga = ga_full.data();
+  p.gb = gb_full.data();
+  launch(fn, a.device(), [p] { kernels::binary_backward_cpu(p); },
+         [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); },
+         storages({&a, &b, &gy, &ga_full, &gb_full}), storages({&ga_full, &gb_full}));
+  BinaryGrads grads;
+  grads.ga = a.shape == shape ? ga_full : sum_to_shape(ga_full, a.shape);
+  grads.gb = b.shape == shape ? gb_full : sum_to_shape(gb_full, b.shape);
+  return grads;
+}
+
+Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
+  const char* fn = scalar_fn(op);
+  check_float(x, fn, "x");
+  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  kernels::ScalarParams p;
+  p.dtype = x.dtype;
+  p.op = op;
+  p.n = x.numel();
+  p.s = s;
+  p.x = x.data();
+  p.out = out.data();
+  launch(fn, x.device(), [p] { kernels::scalar_op_cpu(p); },
+         [p](void* st) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, st)); }, storages({&x, &out}), storages({&out}));
+  return out;
+}
+
+Tensor unary(UnaryOp op, const Tensor& x) {
+  const char* fn = unary_fn(op);
+  check_float(x, fn, "x");
+  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  kernels::UnaryParams p;
+  p.dtype = x.dtype;
+  p.op = op;
+  p.n = x.numel();
+  p.x = x.data();
+  p.out = out.data();
+  launch(fn, x.device(), [p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); },
+         storages({&x, &out}), storages({&out}));
+  return out;
+}
+
+Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::optional<Tensor>& y, const Tensor& gy) {
+  const char* fn = unary_backward_fn(op);
+  check_float(gy, fn, "gy");
+  const bool need_x = unary_grad_needs_x(op), need_y = unary_grad_needs_y(op);
+  if (need_x && !x) throw_type_error(fn, ": x (the forward's input) is required");
+  if (need_y && !y) throw_type_error(fn, ": y (the forward's output) is required");
+  if (x) {
+    check_like(*x, gy.device(), gy.dtype, fn, "x", "gy");
+    check_same_shape(*x, gy.shape, fn, "x", "gy");
+  }
+  if (y) {
+    check_like(*y, gy.device(), gy.dtype, fn, "y", "gy");
+    check_same_shape(*y, gy.shape, fn, "y", "gy");
+  }
+  Tensor gx = empty(gy.shape, gy.dtype, gy.device(), fn);
+  kernels::UnaryBackwardParams p;
+  p.dtype = gy.dtype;
+  p.op = op;
+  p.n = gy.numel();
+  p.x = need_x ? x->data() : nullptr;
+  p.y = need_y ? y->data() : nullptr;
+  p.gy = gy.data();
+  p.gx = gx.data();
+  const Tensor* xp = need_x ? &*x : nullptr;
+  const Tensor* yp = need_y ? &*y : nullptr;
+  launch(fn, gy.device(), [p] { kernels::unary_backward_cpu(p); },
+         [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); }, storages({xp, yp, &gy, &gx}),
+         storages({&gx}));
+  return gx;
+}
+
+void fill_(const Tensor& x, double value) {
+  const char* fn = "ops.fill_";
+  check_tensor(x, fn, "x");
+  check_device_usable(x.device(), fn, "x");
+  if (std::isnan(value) && x.dtype == DType::Int32) throw_range_error(fn, ": value NaN cannot be stored in int32");
+  int64_t n = x.numel();
+  void* data = x.data();
+  DType dtype = x.dtype;
+  launch(fn, x.device(), [=] { kernels::fill_cpu(data, dtype, n, value); },
+         [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, storages({&x}),
+         storages({&x}));
+}
+
+void add_in_place_(const Tensor& target, const Tensor& src, double alpha) {
+  const char* fn = "ops.addInPlace_";
+  check_float(target, fn, "target");
+  check_like(src, target.device(), target.dtype, fn, "src", "target");
+  check_same_shape(src, target.shape, fn, "src", "target");
+  if (!std::isfinite(alpha)) throw_range_error(fn, ": alpha must be a finite number, got ", alpha);
+  kernels::AxpyParams p;
+  p.dtype = target.dtype;
+  p.n = target.numel();
+  p.alpha = alpha;
+  p.target = target.data();
+  p.src = src.data();
+  launch(fn, target.device(), [p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); },
+         storages({&target, &src}), storages({&target}));
+}
+
+void copy_into_(const Tensor& target, const Tensor& src) {
+  const char* fn = "ops.copyInto_";
+  check_tensor(target, fn, "target");
+  check_tensor(src, fn, "src");
+  check_device_usable(target.device(), fn, "target");
+  if (src.device() != target.device()) {
+    throw_type_error(fn, ": src must be on the same device as target (", target.device().to_string(), "), got ",
+                     src.device().to_string());
+  }
+  check_same_shape(src, target.shape, fn, "src", "target");
+  int64_t n = target.numel();
+  const void* in = src.data();
+  void* out = target.data();
+  DType sd = src.dtype, td = target.dtype;
+  if (in == out && sd == td) return;
+  launch(fn, target.device(), [=] { kernels::convert_cpu(in, sd, out, td, n); },
+         [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); }, storages({&target, &src}),
+         storages({&target}));
+}
+
+}  // namespace lmk::ops

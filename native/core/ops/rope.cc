@@ -1,0 +1,55 @@
+#include "ops/rope.h"
+
+#include <cmath>
+
+#include "kernels/rope/rope.h"
+#include "ops/dense_checks.h"
+#include "ops/tensor_ops.h"
+#include "runtime/cuda_call.h"
+
+namespace lmk::ops {
+
+Tensor rope(const Tensor& x, const Tensor& positions, double base, bool inverse) {
+  const char* fn = "ops.rope";
+  dense::check_float(x, fn, "x");
+  dense::check_int32(positions, x.device(), fn, "positions", "x");
+  const size_t rank = x.shape.size();
+  if (rank < 2 || x.shape[rank - 1] % 2 != 0) {
+    throw_range_error(fn, ": x must have shape [..., T, D] with D even, got ", shape_string(x.shape));
+  }
+  if (!(base > 0) || !std::isfinite(base)) throw_range_error(fn, ": base must be a finite number > 0, got ", base);
+  const int64_t T = x.shape[rank - 2], D = x.shape[rank - 1];
+  int64_t P = 1;
+  if (positions.shape.size() == 1) {
+    if (positions.shape[0] != T) {
+      throw_range_error(fn, ": positions must have shape [T] = [", T, "] (T from x ", shape_string(x.shape),
+                        ") or [B,T], got ", shape_string(positions.shape));
+    }
+  } else if (positions.shape.size() == 2) {
+    if (rank < 3 || positions.shape[0] != x.shape[0] || positions.shape[1] != T) {
+      throw_range_error(fn, ": positions of shape [B,T] must match x's leading batch dim and T: x ",
+                        shape_string(x.shape), ", positions ", shape_string(positions.shape));
+    }
+    P = x.shape[0];
+  } else {
+    throw_range_error(fn, ": positions must have shape [T] or [B,T], got ", shape_string(positions.shape));
+  }
+  int64_t total = x.numel();
+  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  kernels::RopeParams p;
+  p.dtype = x.dtype;
+  p.P = P;
+  p.T = T;
+  p.D = D;
+  p.Mid = (P * T * D) == 0 ? 0 : total / (P * T * D);
+  p.base = base;
+  p.inverse = inverse;
+  p.x = x.data();
+  p.positions = positions.data_as<int32_t>();
+  p.out = out.data();
+  dense::launch(fn, x.device(), [p] { kernels::rope_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::rope_cuda(p, s)); },
+                dense::storages({&x, &positions, &out}), dense::storages({&out}));
+  return out;
+}
+
+}  // namespace lmk::ops
