@@ -5,8 +5,9 @@
 // float (double for float64), in an order fixed by the shape alone: r is cut
 // into chunks of a size that depends only on (R, I); each chunk is summed in
 // order in the compute type (for I = 1 in interleaved lanes folded by a fixed
-// tree), then the chunk sums are added in chunk order in double. No float atomics, so results are
-// bit-identical from run to run and for any thread count.
+// tree), then the chunk sums are added in chunk order in double. No float
+// atomics, so results are bit-identical from run to run and for any thread
+// count.
 #pragma once
 #include <cstddef>
 #include <cstdint>
