@@ -12,3 +12,5 @@ export { checkIndices } from './debug';
 export { saveSafetensors, loadSafetensors, safetensorsMetadata } from './safetensors';
 export { wkv4 } from './ops/wkv4';
 export { fam } from './ops/fam';
+export { ops, nn, optim, noGrad, isGradEnabled, gradcheck, clipGradNorm } from './training';
+export type { RWKV4State, RWKV4Options, AdamWOptions } from './training';

@@ -1,0 +1,323 @@
+// Differentiable ops (`ops.*`): each runs its forward kernel and, when an
+// input requires a gradient, records its backward on the autograd tape.
+// Backward formulas are stated next to each op.
+import * as dense from '../kernels/dense';
+import { Tensor, checkTensor } from '../tensor';
+import { checkInteger, checkNumber, checkOptions } from '../validate';
+import { record } from './engine';
+import { wkv4 as wkv4Kernel } from '../ops/wkv4';
+import { zeros } from '../creation';
+
+type Binary = 'add' | 'sub' | 'mul';
+
+function binaryOp(op: Binary, a: Tensor, b: Tensor): Tensor {
+  const fn = `ops.${op}`;
+  checkTensor(a, fn, 'a');
+  checkTensor(b, fn, 'b');
+  const out = dense.binary(op, a, b);
+  return record(fn, [a, b], [out], (save) => {
+    const aShape = a.shape, bShape = b.shape;
+    const sa = op === 'mul' && b._requiresGrad ? save(a) : null;
+    const sb = op === 'mul' && a._requiresGrad ? save(b) : null;
+    return ([g]) => {
+      // d(a+b) = g, g; d(a-b) = g, -g; d(a*b) = g*b, g*a; each summed back over broadcast dims.
+      const reduce = (t: Tensor, shape: readonly number[]) => {
+        if (t.shape.join(',') === shape.join(',')) return t;
+        const r = dense.sumToShape(t, shape);
+        if (t !== g) t.dispose();
+        return r;
+      };
+      let ga: Tensor | null = null, gb: Tensor | null = null;
+      if (a._requiresGrad) ga = reduce(op === 'mul' ? dense.binary('mul', g!, sb!) : g!, aShape);
+      if (b._requiresGrad) {
+        const raw = op === 'mul' ? dense.binary('mul', g!, sa!) : op === 'sub' ? dense.unary('neg', g!) : g!;
+        gb = reduce(raw, bShape);
+      }
+      return [ga, gb];
+    };
+  })[0]!;
+}
+
+export const add = (a: Tensor, b: Tensor): Tensor => binaryOp('add', a, b);
+export const sub = (a: Tensor, b: Tensor): Tensor => binaryOp('sub', a, b);
+export const mul = (a: Tensor, b: Tensor): Tensor => binaryOp('mul', a, b);
+
+type Unary = 'sigmoid' | 'relu' | 'square' | 'exp' | 'tanh' | 'silu' | 'neg' | 'log' | 'sqrt';
+
+function unaryOp(op: Unary, x: Tensor): Tensor {
+  const fn = `ops.${op}`;
+  checkTensor(x, fn, 'x');
+  const y = dense.unary(op, x);
+  return record(fn, [x], [y], (save) => {
+    const sx = save(x), sy = save(y);
+    return ([g]) => [dense.unaryBackward(op, sx, sy, g!)];
+  })[0]!;
+}
+
+export const sigmoid = (x: Tensor): Tensor => unaryOp('sigmoid', x);
+export const relu = (x: Tensor): Tensor => unaryOp('relu', x);
+export const square = (x: Tensor): Tensor => unaryOp('square', x);
+export const exp = (x: Tensor): Tensor => unaryOp('exp', x);
+export const tanh = (x: Tensor): Tensor => unaryOp('tanh', x);
+export const silu = (x: Tensor): Tensor => unaryOp('silu', x);
+export const neg = (x: Tensor): Tensor => unaryOp('neg', x);
+export const log = (x: Tensor): Tensor => unaryOp('log', x);
+
+/** x * s for a number s: gradient g * s. */
+export function scale(x: Tensor, s: number): Tensor {
+  checkTensor(x, 'ops.scale', 'x');
+  checkNumber(s, 'ops.scale', 's');
+  const y = dense.scalarOp('mul', x, s);
+  return record('ops.scale', [x], [y], () => ([g]) => [dense.scalarOp('mul', g!, s)])[0]!;
+}
+
+function normaliseDims(dim: number | number[] | undefined, rank: number, fn: string): number[] {
+  if (dim === undefined) return Array.from({ length: rank }, (_, i) => i);
+  const dims = Array.isArray(dim) ? dim : [dim];
+  return dims.map((d) => {
+    checkInteger(d, fn, 'dim', -rank, Math.max(rank - 1, 0));
+    return d < 0 ? d + rank : d;
+  });
+}
+
+/** Sum over `dim` (all when omitted): gradient broadcasts g back to x's shape. */
+export function sum(x: Tensor, opts: { dim?: number | number[]; keepDim?: boolean } = {}): Tensor {
+  checkTensor(x, 'ops.sum', 'x');
+  checkOptions(opts, 'ops.sum', ['dim', 'keepDim']);
+  const dims = normaliseDims(opts.dim, x.shape.length, 'ops.sum');
+  const keepDim = opts.keepDim ?? false;
+  const y = dense.sum(x, dims, keepDim);
+  const xShape = x.shape;
+  return record('ops.sum', [x], [y], () => ([g]) => {
+    const kept = keepDim ? g! : g!.reshape(xShape.map((d, i) => (dims.includes(i) ? 1 : d)));
+    const out = dense.expandTo(kept, xShape);
+    if (kept !== g) kept.dispose();
+    return [out];
+  })[0]!;
+}
+
+/** Mean over `dim` (all when omitted). */
+export function mean(x: Tensor, opts: { dim?: number | number[]; keepDim?: boolean } = {}): Tensor {
+  checkTensor(x, 'ops.mean', 'x');
+  const dims = normaliseDims(opts.dim, x.shape.length, 'ops.mean');
+  const count = dims.reduce((n, d) => n * x.shape[d]!, 1);
+  const s = sum(x, opts);
+  const m = scale(s, 1 / Math.max(count, 1));
+  if (s !== m) s.dispose();
+  return m;
+}
+
+/**
+ * a [..., M, K] @ b [..., K, N] with broadcast batch dims.
+ * Gradients: ga = g @ bᵀ, gb = aᵀ @ g, each summed over broadcast batch dims.
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  checkTensor(a, 'ops.matmul', 'a');
+  checkTensor(b, 'ops.matmul', 'b');
+  const y = dense.matmul(a, b);
+  return record('ops.matmul', [a, b], [y], (save) => {
+    const sa = b._requiresGrad ? save(a) : null;
+    const sb = a._requiresGrad ? save(b) : null;
+    const aShape = a.shape, bShape = b.shape;
+    return ([g]) => {
+      let ga: Tensor | null = null, gb: Tensor | null = null;
+      if (sb) {
+        const full = dense.matmul(g!, sb, { transB: true });
+        ga = full.shape.join(',') === aShape.join(',') ? full : dense.sumToShape(full, aShape);
+        if (ga !== full) full.dispose();
+      }
+      if (sa) {
+        if (aShape.length > 2 && bShape.length === 2) {
+          // Shared weight: flatten the batch of a into rows, then aᵀ g.
+          const rows = aShape.slice(0, -1).reduce((n, d) => n * d, 1);
+          const a2 = sa.reshape([rows, aShape[aShape.length - 1]!]);
+          const g2 = g!.reshape([rows, g!.shape[g!.shape.length - 1]!]);
+          gb = dense.matmul(a2, g2, { transA: true });
+          a2.dispose();
+          g2.dispose();
+        } else {
+          const full = dense.matmul(sa, g!, { transA: true });
+          gb = full.shape.join(',') === bShape.join(',') ? full : dense.sumToShape(full, bShape);
+          if (gb !== full) full.dispose();
+        }
+      }
+      return [ga, gb];
+    };
+  })[0]!;
+}
+
+/** weight [V, D] gathered at int32 ids: gradient scatter-adds g rows into [V, D] (deterministic). */
+export function embedding(weight: Tensor, ids: Tensor): Tensor {
+  checkTensor(weight, 'ops.embedding', 'weight');
+  checkTensor(ids, 'ops.embedding', 'ids');
+  const y = dense.embedding(weight, ids);
+  const numEmbeddings = weight.shape[0]!;
+  return record('ops.embedding', [weight], [y], (save) => {
+    const sids = save(ids);
+    return ([g]) => [dense.embeddingBackward(g!, sids, numEmbeddings)];
+  })[0]!;
+}
+
+export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, opts: { eps?: number } = {}): Tensor {
+  checkTensor(x, 'ops.layerNorm', 'x');
+  if (weight) checkTensor(weight, 'ops.layerNorm', 'weight');
+  if (bias) checkTensor(bias, 'ops.layerNorm', 'bias');
+  checkOptions(opts, 'ops.layerNorm', ['eps']);
+  const eps = opts.eps ?? 1e-5;
+  const { y, mean: mu, rstd } = dense.layerNorm(x, weight, bias, eps);
+  const out = record('ops.layerNorm', [x, weight, bias], [y], (save) => {
+    const sx = save(x), sw = weight ? save(weight) : null, sm = save(mu), sr = save(rstd);
+    return ([g]) => {
+      const r = dense.layerNormBackward(sx, sw, sm, sr, g!);
+      if (!bias) r.gBias?.dispose();
+      return [r.gx, r.gWeight ?? null, bias ? (r.gBias ?? null) : null];
+    };
+  })[0]!;
+  mu.dispose();
+  rstd.dispose();
+  return out;
+}
+
+export function rmsNorm(x: Tensor, weight: Tensor | null, opts: { eps?: number } = {}): Tensor {
+  checkTensor(x, 'ops.rmsNorm', 'x');
+  if (weight) checkTensor(weight, 'ops.rmsNorm', 'weight');
+  checkOptions(opts, 'ops.rmsNorm', ['eps']);
+  const eps = opts.eps ?? 1e-6;
+  const { y, rstd } = dense.rmsNorm(x, weight, eps);
+  const out = record('ops.rmsNorm', [x, weight], [y], (save) => {
+    const sx = save(x), sw = weight ? save(weight) : null, sr = save(rstd);
+    return ([g]) => {
+      const r = dense.rmsNormBackward(sx, sw, sr, g!);
+      return [r.gx, r.gWeight ?? null];
+    };
+  })[0]!;
+  rstd.dispose();
+  return out;
+}
+
+/** Rotary embedding with explicit int32 positions; gradient: rotate g by the negative angle. */
+export function rope(x: Tensor, positions: Tensor, opts: { base?: number } = {}): Tensor {
+  checkTensor(x, 'ops.rope', 'x');
+  checkTensor(positions, 'ops.rope', 'positions');
+  checkOptions(opts, 'ops.rope', ['base']);
+  const base = opts.base ?? 10000;
+  const y = dense.rope(x, positions, base, false);
+  return record('ops.rope', [x], [y], (save) => {
+    const sp = save(positions);
+    return ([g]) => [dense.rope(g!, sp, base, true)];
+  })[0]!;
+}
+
+/** RWKV's time shift: out[:, t] = x[:, t-1], zeros at t = 0. */
+export function tokenShift(x: Tensor): Tensor {
+  checkTensor(x, 'ops.tokenShift', 'x');
+  const y = dense.tokenShift(x);
+  return record('ops.tokenShift', [x], [y], () => ([g]) => [dense.tokenShiftBackward(g!)])[0]!;
+}
+
+export function concat(xs: Tensor[], dim: number): Tensor {
+  if (!Array.isArray(xs) || xs.length === 0) throw new TypeError('ops.concat: xs must be a non-empty array of Tensors');
+  xs.forEach((t, i) => checkTensor(t, 'ops.concat', `xs[${i}]`));
+  const rank = xs[0]!.shape.length;
+  checkInteger(dim, 'ops.concat', 'dim', -rank, rank - 1);
+  const d = dim < 0 ? dim + rank : dim;
+  const y = dense.concat(xs, d);
+  const sizes = xs.map((t) => t.shape[d]!);
+  return record('ops.concat', xs, [y], () => ([g]) => {
+    let start = 0;
+    return sizes.map((n, i) => {
+      const part = xs[i]!._requiresGrad ? dense.slice(g!, d, start, start + n) : null;
+      start += n;
+      return part;
+    });
+  })[0]!;
+}
+
+export function slice(x: Tensor, dim: number, start: number, end: number): Tensor {
+  checkTensor(x, 'ops.slice', 'x');
+  const y = dense.slice(x, dim, start, end);
+  const shape = x.shape;
+  return record('ops.slice', [x], [y], () => ([g]) => [dense.sliceBackward(g!, shape, dim, start, end)])[0]!;
+}
+
+/** A transposed copy: gradient transposes back. */
+export function transpose(x: Tensor, dimA: number, dimB: number): Tensor {
+  checkTensor(x, 'ops.transpose', 'x');
+  const rank = x.shape.length;
+  checkInteger(dimA, 'ops.transpose', 'dimA', -rank, rank - 1);
+  checkInteger(dimB, 'ops.transpose', 'dimB', -rank, rank - 1);
+  const a = dimA < 0 ? dimA + rank : dimA, b = dimB < 0 ? dimB + rank : dimB;
+  const perm = Array.from({ length: rank }, (_, i) => (i === a ? b : i === b ? a : i));
+  const y = dense.permute(x, perm);
+  return record('ops.transpose', [x], [y], () => ([g]) => [dense.permute(g!, perm)])[0]!;
+}
+
+/** A reshaped view that takes part in autograd. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  checkTensor(x, 'ops.reshape', 'x');
+  const y = x.reshape(shape);
+  const xShape = x.shape;
+  return record('ops.reshape', [x], [y], () => ([g]) => [g!.reshape(xShape)])[0]!;
+}
+
+/**
+ * y = x Wᵀ + b (PyTorch's Linear layout: weight [out, in]).
+ * Gradients: gx = g W, gW = gᵀ x over all rows, gb = Σ_rows g.
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  checkTensor(x, 'ops.linear', 'x');
+  checkTensor(weight, 'ops.linear', 'weight');
+  if (bias) checkTensor(bias, 'ops.linear', 'bias');
+  const xw = dense.matmul(x, weight, { transB: true });
+  let y = xw;
+  if (bias) {
+    y = dense.binary('add', xw, bias);
+    xw.dispose();
+  }
+  return record('ops.linear', [x, weight, bias], [y], (save) => {
+    const needW = weight._requiresGrad, needX = x._requiresGrad;
+    const sx = needW ? save(x) : null;
+    const sw = needX ? save(weight) : null;
+    const inFeatures = weight.shape[1]!, outFeatures = weight.shape[0]!;
+    const rows = x.shape.slice(0, -1).reduce((n, d) => n * d, 1);
+    return ([g]) => {
+      const gx = sw ? dense.matmul(g!, sw) : null;
+      let gw: Tensor | null = null;
+      if (sx) {
+        const g2 = g!.reshape([rows, outFeatures]);
+        const x2 = sx.reshape([rows, inFeatures]);
+        gw = dense.matmul(g2, x2, { transA: true });
+        g2.dispose();
+        x2.dispose();
+      }
+      const gb = bias && bias._requiresGrad ? dense.sumToShape(g!, bias.shape) : null;
+      return [gx, gw, gb];
+    };
+  })[0]!;
+}
+
+/**
+ * wkv4 with autograd: { y, state } from wkv4.forward; gradients flow to
+ * timeDecay, timeFirst, k, v and the input state from both outputs.
+ */
+export function wkv4(opts: { timeDecay: Tensor; timeFirst: Tensor; k: Tensor; v: Tensor; state?: Tensor }): { y: Tensor; state: Tensor } {
+  const { y, state } = wkv4Kernel.forward(opts);
+  const inputs = [opts.timeDecay, opts.timeFirst, opts.k, opts.v, opts.state ?? null];
+  record('ops.wkv4', inputs, [y, state], (save) => {
+    const s = {
+      timeDecay: save(opts.timeDecay), timeFirst: save(opts.timeFirst), k: save(opts.k), v: save(opts.v),
+      state: opts.state ? save(opts.state) : undefined, y: save(y),
+    };
+    return ([gy, gState]) => {
+      const gyOrZeros = gy ?? zerosLike(y);
+      const r = wkv4Kernel.backward({ ...s, ...(s.state ? {} : { state: undefined }), gy: gyOrZeros, ...(gState ? { gState } : {}) });
+      if (!gy) gyOrZeros.dispose();
+      return [r.gTimeDecay, r.gTimeFirst, r.gk, r.gv, r.gState ?? null];
+    };
+  });
+  return { y, state };
+}
+
+function zerosLike(t: Tensor): Tensor {
+  return zeros(t.shape, { dtype: t.dtype, device: t.device });
+}
