@@ -418,6 +418,8 @@ LMK_FAM_INLINE void backward_dkv_range(const FamParams& p, int64_t begin, int64_
   Acc* dpt = buf.dp.data();
   Acc* dk = buf.acc.data();
   Acc* dv = buf.acc2.data();
+  Acc* tile_lse = buf.row_lse.data();
+  Acc* tile_delta = buf.row_delta.data();
   const int64_t tiles_per_kv = g.seq_key_tiles + g.NF * g.fam_key_tiles;
 
   for (int64_t item = begin; item < end; ++item) {
@@ -471,19 +473,25 @@ LMK_FAM_INLINE void backward_dkv_range(const FamParams& p, int64_t begin, int64_
           load_rows(grad_out + qoff, nq, kQueryTile, D, Acc(1), go, ld);
           tile_product<kKeyTile, kQueryTile>(ks, ld, qt, D, st);
           tile_product<kKeyTile, kQueryTile>(vs, ld, got, D, dpt);
-          const Acc* row_lse = lse + g.stat_offset(b, h, q0);
-          const Acc* row_delta = delta + g.stat_offset(b, h, q0);
-          // st ← p, dpt ← ds (key-major); columns past nq and invisible pairs are 0.
+          // Padding queries get lse = +inf, so their weights come out 0.
+          for (int64_t i = 0; i < kQueryTile; ++i) {
+            tile_lse[i] = i < nq ? lse[g.stat_offset(b, h, q0 + i)] : -attention_neg_inf<Acc>();
+            tile_delta[i] = i < nq ? delta[g.stat_offset(b, h, q0 + i)] : Acc(0);
+          }
+          if (kind == kFamTilePartial) {
+            for (int c = 0; c < n; ++c)
+              for (int64_t i = 0; i < nq; ++i)
+                if (!fam_key_visible(p.mask, q0 + i, k0 + c)) st[c * kQueryTile + i] = attention_neg_inf<Acc>();
+          }
+          // st ← p, dpt ← ds (key-major); padding rows and columns and invisible pairs are 0.
           for (int c = 0; c < n; ++c) {
-            Acc* srow = st + c * kQueryTile;
-            Acc* dsrow = dpt + c * kQueryTile;
-            for (int64_t i = 0; i < nq; ++i) {
-              bool visible = kind == kFamTileFull || fam_key_visible(p.mask, q0 + i, k0 + c);
-              Acc pw = visible ? softmax_weight<Acc>(srow[i], row_lse[i]) : Acc(0);
+            Acc* __restrict srow = st + c * kQueryTile;
+            Acc* __restrict dsrow = dpt + c * kQueryTile;
+            for (int i = 0; i < kQueryTile; ++i) {
+              Acc pw = softmax_weight<Acc>(srow[i], tile_lse[i]);
               srow[i] = pw;
-              dsrow[i] = softmax_score_grad<Acc>(pw, dsrow[i], row_delta[i]);
+              dsrow[i] = softmax_score_grad<Acc>(pw, dsrow[i], tile_delta[i]);
             }
-            for (int64_t i = nq; i < kQueryTile; ++i) srow[i] = dsrow[i] = 0;
           }
           for (int c = n; c < kKeyTile; ++c)
             for (int i = 0; i < kQueryTile; ++i) st[c * kQueryTile + i] = dpt[c * kQueryTile + i] = 0;
