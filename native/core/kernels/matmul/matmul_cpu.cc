@@ -37,7 +37,7 @@ namespace {
 #define LMK_GEMM_INLINE inline __attribute__((always_inline))
 
 constexpr int64_t kKC = 256;   // k per packed block
-constexpr int64_t kMC = 96;    // rows of A per task (a multiple of every MR)
+constexpr int64_t kMC = 48;    // rows of A per task (a multiple of every MR)
 constexpr int64_t kNC = 4096;  // columns of B per packed block
 
 template <typename S, int W>
