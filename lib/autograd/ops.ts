@@ -6,6 +6,7 @@ import { Tensor, checkTensor } from '../tensor';
 import { checkInteger, checkNumber, checkOptions } from '../validate';
 import { record } from './engine';
 import { wkv4 as wkv4Kernel } from '../ops/wkv4';
+import { fam as famKernel, type FamBlockAttentionOptions, type FamMemoryAttentionOptions } from '../ops/fam';
 import { zeros } from '../creation';
 
 type Binary = 'add' | 'sub' | 'mul';
@@ -320,4 +321,46 @@ export function wkv4(opts: { timeDecay: Tensor; timeFirst: Tensor; k: Tensor; v:
 
 function zerosLike(t: Tensor): Tensor {
   return zeros(t.shape, { dtype: t.dtype, device: t.device });
+}
+
+/**
+ * fam.blockAttention with autograd: returns out [B,H,T,D]; gradients flow to
+ * q, k, v, famK and famV (FlashAttention-2 style backward from out and lse).
+ */
+export function famBlockAttention(opts: FamBlockAttentionOptions): Tensor {
+  const { out, lse } = famKernel.blockAttention(opts);
+  const inputs = [opts.q, opts.k, opts.v, opts.famK ?? null, opts.famV ?? null];
+  const result = record('ops.famBlockAttention', inputs, [out], (save) => {
+    const saved = {
+      q: save(opts.q), k: save(opts.k), v: save(opts.v),
+      ...(opts.famK ? { famK: save(opts.famK), famV: save(opts.famV!) } : {}),
+      out: save(out), lse: save(lse),
+      blockSize: opts.blockSize, memoryBlocks: opts.memoryBlocks,
+      ...(opts.scale !== undefined ? { scale: opts.scale } : {}),
+    };
+    return ([g]) => {
+      const r = famKernel.blockAttentionBackward({ ...saved, gOut: g! });
+      return [r.gq, r.gk, r.gv, r.gFamK ?? null, r.gFamV ?? null];
+    };
+  })[0]!;
+  lse.dispose();
+  return result;
+}
+
+/** fam.memoryAttention with autograd: returns out [B,H,F,D]. */
+export function famMemoryAttention(opts: FamMemoryAttentionOptions): Tensor {
+  const { out, lse } = famKernel.memoryAttention(opts);
+  const inputs = [opts.famQ, opts.famK, opts.famV, opts.blockK, opts.blockV];
+  const result = record('ops.famMemoryAttention', inputs, [out], (save) => {
+    const saved = {
+      famQ: save(opts.famQ), famK: save(opts.famK), famV: save(opts.famV), blockK: save(opts.blockK), blockV: save(opts.blockV),
+      out: save(out), lse: save(lse), ...(opts.scale !== undefined ? { scale: opts.scale } : {}),
+    };
+    return ([g]) => {
+      const r = famKernel.memoryAttentionBackward({ ...saved, gOut: g! });
+      return [r.gFamQ, r.gFamK, r.gFamV, r.gBlockK, r.gBlockV];
+    };
+  })[0]!;
+  lse.dispose();
+  return result;
 }
