@@ -14,3 +14,4 @@ export { wkv4 } from './ops/wkv4';
 export { fam } from './ops/fam';
 export { ops, nn, optim, noGrad, isGradEnabled, gradcheck, clipGradNorm } from './training';
 export type { RWKV4State, RWKV4Options, AdamWOptions } from './training';
+export { losses } from './ops/losses';

@@ -1,0 +1,246 @@
+// Losses (API.md `losses`; math in KERNELS.md#losses): cross-entropy whose
+// gradient is written in the same pass, goldfish loss and mask, ORPO, and
+// shiftLabels. Every loss runs one cross-entropy row kernel with per-token
+// gradient coefficients (native/core/kernels/losses/).
+//
+// Choices where the contract is silent:
+// - `crossEntropy` with reduction 'mean' and no supervised token gives loss 0
+//   and a zero gradient (PyTorch gives NaN). The same holds for every mean
+//   over an empty set: goldfish `loss` with no kept token, `lossDroppedTokens`
+//   with none dropped, ORPO's `nllLoss` with no SFT token.
+// - 'mean' divides Σ weight·loss by the number of supervised tokens (as
+//   API.md says), not by Σ weight. `weights` may be float32, or float64 when
+//   the logits are float64; no gradient is computed for them.
+// - reduction 'none': `loss` is shaped like labels, 0 at ignored tokens; the
+//   gradient is that of Σ_i loss_i (times gradScale).
+// - `lse` is computed for every row, ignored ones included.
+// - A label equal to ignoreIndex is not supervised even when ignoreIndex lies
+//   in [0, V) (as in PyTorch).
+// - Goldfish positions run along the last dimension of labels: labels [B,T]
+//   are B sequences of T tokens; a 1-D labels [N] is one sequence of N tokens.
+//   `goldfishMask` marks ignored labels 0 and does not check labels against V.
+//   `k`, `contextWidth`, `startPosition` and `seed` must be integers
+//   (RangeError otherwise): k >= 2, contextWidth >= 1, startPosition >= 0,
+//   0 <= seed < 2^53. Options of other strategies are accepted and unused.
+// - `orpo`: chosen/rejected logits must be 3-D [B,T,V]/[B,T',V] with the same
+//   B, V, dtype and device; B >= 1 and T, T' >= 1 (RangeError at once). A
+//   pair whose chosenLabels or rejectedLabels are all ignoreIndex is the
+//   value-dependent RangeError of the contract, reported at the next sync
+//   with the pair's index. chosenLogps/rejectedLogps are the plain means of
+//   log p (TRL's average_log_prob); only the log-odds clamp them to at most
+//   -1e-30, which keeps every result finite when the model is certain.
+//   `lambda` may be any finite number.
+// - `shiftLabels` returns the labels tensor itself (not an object).
+// - NaN logits give NaN results for their rows (not an error).
+// - Results are deterministic: on the CPU bit-identical across runs and
+//   thread counts; on CUDA no floating-point atomics.
+import { native, type NativeTensor } from '../native';
+import { Tensor } from '../tensor';
+import { tensorOptions, wrapResult, type NativeResult } from './common';
+
+export type LossReduction = 'mean' | 'sum' | 'none';
+export type GoldfishStrategy = 'hash' | 'static' | 'random';
+
+/** Goldfish options (KERNELS.md#goldfish). */
+export interface Goldfish {
+  /** Drop about 1 in k supervised tokens; default 4; integer >= 2. */
+  k?: number;
+  /** Default 'hash'. */
+  strategy?: GoldfishStrategy;
+  /** h for 'hash'; default 13. */
+  contextWidth?: number;
+  /** Default 0. */
+  seed?: number;
+  /** For 'static'; default 0. */
+  startPosition?: number;
+  /** int32 like labels: what 'hash' reads; default labels. */
+  hashTokens?: Tensor;
+}
+
+export interface CrossEntropyOptions {
+  /** [B,T,V] or [N,V]: float32 | bfloat16 | float16 | float64 (cpu). */
+  logits: Tensor;
+  /** int32 [B,T] or [N]. */
+  labels: Tensor;
+  /** Default -100. */
+  ignoreIndex?: number;
+  /** Default 'mean'. */
+  reduction?: LossReduction;
+  /** Per-token weights shaped like labels. */
+  weights?: Tensor;
+  /** Default true. */
+  computeGrad?: boolean;
+  /** Default 1. */
+  gradScale?: number;
+}
+export interface CrossEntropyResult {
+  loss: Tensor;
+  lse: Tensor;
+  gradLogits?: Tensor;
+}
+
+export interface GoldfishMaskOptions extends Goldfish {
+  labels: Tensor;
+  ignoreIndex?: number;
+}
+
+export interface GoldfishLossOptions extends Goldfish {
+  logits: Tensor;
+  labels: Tensor;
+  ignoreIndex?: number;
+  computeGrad?: boolean;
+  gradScale?: number;
+}
+export interface GoldfishLossResult {
+  /** Mean over kept tokens. */
+  loss: Tensor;
+  gradLogits?: Tensor;
+  /** Mean over all supervised tokens (plain cross-entropy). */
+  lossAllTokens: Tensor;
+  /** Mean over dropped tokens. */
+  lossDroppedTokens: Tensor;
+  /** 0-d int32. */
+  supervisedTokens: Tensor;
+  /** 0-d int32. */
+  keptTokens: Tensor;
+}
+
+export interface OrpoOptions {
+  /** [B,T,V]. */
+  chosenLogits: Tensor;
+  /** [B,T',V]. */
+  rejectedLogits: Tensor;
+  /** int32 [B,T]. */
+  chosenLabels: Tensor;
+  /** int32 [B,T']. */
+  rejectedLabels: Tensor;
+  /** Labels of the SFT term, like chosenLabels; default chosenLabels. */
+  nllLabels?: Tensor;
+  /** Default 0.1 (TRL's beta). */
+  lambda?: number;
+  ignoreIndex?: number;
+  /** Applied to the SFT term only. */
+  goldfish?: Goldfish;
+  computeGrad?: boolean;
+  gradScale?: number;
+}
+export interface OrpoMetrics {
+  rewardsChosen: Tensor;
+  rewardsRejected: Tensor;
+  rewardsAccuracy: Tensor;
+  rewardsMargin: Tensor;
+  logOddsRatio: Tensor;
+  logOddsChosen: Tensor;
+}
+export interface OrpoResult {
+  loss: Tensor;
+  nllLoss: Tensor;
+  orLoss: Tensor;
+  /** [B] */
+  chosenLogps: Tensor;
+  /** [B] */
+  rejectedLogps: Tensor;
+  /** [B] */
+  logOdds: Tensor;
+  metrics: OrpoMetrics;
+  gradChosenLogits?: Tensor;
+  gradRejectedLogits?: Tensor;
+}
+
+export interface ShiftLabelsOptions {
+  /** int32 [B,T] or [N]. */
+  inputIds: Tensor;
+  /** Default -100. */
+  ignoreIndex?: number;
+}
+
+const GOLDFISH_NUMBERS = ['k', 'contextWidth', 'seed', 'startPosition'] as const;
+const GOLDFISH_KEYS = [...GOLDFISH_NUMBERS, 'strategy'] as const;
+
+type Call<R> = (opts: Record<string, unknown>) => R;
+const call = <R>(name: string): Call<R> => native()[name] as Call<R>;
+
+/** TypeError unless each present option has the JS type the contract gives it. */
+function checkTypes(fn: string, o: Record<string, unknown>, kinds: Record<string, 'number' | 'boolean' | 'string'>): void {
+  for (const [name, kind] of Object.entries(kinds)) {
+    const v = o[name];
+    if (v !== undefined && typeof v !== kind) {
+      throw new TypeError(`${fn}: ${name} must be a ${kind}, got ${v === null ? 'null' : typeof v}`);
+    }
+  }
+}
+
+const goldfishKinds = {
+  k: 'number',
+  contextWidth: 'number',
+  seed: 'number',
+  startPosition: 'number',
+  strategy: 'string',
+} as const;
+
+function checkEnum(fn: string, name: string, value: unknown, allowed: readonly string[]): void {
+  if (value !== undefined && !allowed.includes(value as string)) {
+    throw new RangeError(`${fn}: ${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${String(value)}'`);
+  }
+}
+
+export const losses = {
+  /**
+   * Cross-entropy of logits[..., t, :] against labels[..., t], with lse and —
+   * in the same pass — d loss / d logits (times gradScale).
+   */
+  crossEntropy(opts: CrossEntropyOptions): CrossEntropyResult {
+    const fn = 'losses.crossEntropy';
+    const o = tensorOptions(fn, opts, ['logits', 'labels'], ['weights'], ['ignoreIndex', 'reduction', 'computeGrad', 'gradScale']);
+    checkTypes(fn, o, { ignoreIndex: 'number', reduction: 'string', computeGrad: 'boolean', gradScale: 'number' });
+    checkEnum(fn, 'reduction', o.reduction, ['mean', 'sum', 'none']);
+    return wrapResult(call<NativeResult>('lossesCrossEntropy')(o));
+  },
+
+  /** int32 like labels: 1 where the token is supervised and kept, 0 where dropped or ignored. */
+  goldfishMask(opts: GoldfishMaskOptions): Tensor {
+    const fn = 'losses.goldfishMask';
+    const o = tensorOptions(fn, opts, ['labels'], ['hashTokens'], ['ignoreIndex', ...GOLDFISH_KEYS]);
+    checkTypes(fn, o, { ignoreIndex: 'number', ...goldfishKinds });
+    checkEnum(fn, 'strategy', o.strategy, ['hash', 'static', 'random']);
+    return new Tensor(call<NativeTensor>('lossesGoldfishMask')(o));
+  },
+
+  /** Cross-entropy over the tokens the goldfish rule keeps; the mask is computed inside the kernel. */
+  goldfishLoss(opts: GoldfishLossOptions): GoldfishLossResult {
+    const fn = 'losses.goldfishLoss';
+    const o = tensorOptions(fn, opts, ['logits', 'labels'], ['hashTokens'],
+      ['ignoreIndex', 'computeGrad', 'gradScale', ...GOLDFISH_KEYS]);
+    checkTypes(fn, o, { ignoreIndex: 'number', computeGrad: 'boolean', gradScale: 'number', ...goldfishKinds });
+    checkEnum(fn, 'strategy', o.strategy, ['hash', 'static', 'random']);
+    return wrapResult(call<NativeResult>('lossesGoldfishLoss')(o));
+  },
+
+  /** ORPO (Hong et al. 2024) as TRL's ORPOTrainer computes it, finite everywhere, with both gradients. */
+  orpo(opts: OrpoOptions): OrpoResult {
+    const fn = 'losses.orpo';
+    const o = tensorOptions(fn, opts, ['chosenLogits', 'rejectedLogits', 'chosenLabels', 'rejectedLabels'], ['nllLabels'],
+      ['lambda', 'ignoreIndex', 'goldfish', 'computeGrad', 'gradScale']);
+    checkTypes(fn, o, { lambda: 'number', ignoreIndex: 'number', computeGrad: 'boolean', gradScale: 'number' });
+    if (o.goldfish !== undefined) {
+      if (typeof o.goldfish !== 'object' || o.goldfish === null || Array.isArray(o.goldfish)) {
+        throw new TypeError(`${fn}: goldfish must be an object`);
+      }
+      const g = tensorOptions(`${fn}: goldfish`, o.goldfish, [], ['hashTokens'], GOLDFISH_KEYS);
+      checkTypes(fn, g, goldfishKinds);
+      checkEnum(fn, 'strategy', g.strategy, ['hash', 'static', 'random']);
+      o.goldfish = g;
+    }
+    const r = call<NativeResult & { metrics: NativeResult }>('lossesOrpo')(o);
+    const { metrics, ...rest } = r;
+    return { ...wrapResult(rest as NativeResult), metrics: wrapResult(metrics) } as OrpoResult;
+  },
+
+  /** labels[b,t] = inputIds[b,t+1], ignoreIndex at the last position. */
+  shiftLabels(opts: ShiftLabelsOptions): Tensor {
+    const fn = 'losses.shiftLabels';
+    const o = tensorOptions(fn, opts, ['inputIds'], [], ['ignoreIndex']);
+    checkTypes(fn, o, { ignoreIndex: 'number' });
+    return new Tensor(call<NativeTensor>('lossesShiftLabels')(o));
+  },
+};

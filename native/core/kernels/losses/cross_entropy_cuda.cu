@@ -1,0 +1,160 @@
+// Cross-entropy and goldfish loss on CUDA (kernels/losses/losses.h): the
+// counting pre-pass (integer atomics: exact in any order), the row kernel
+// (ce_rows_cuda.cu), and a one-block reduction of the per-row losses in a
+// fixed order, in double. Also the goldfish mask and shiftLabels.
+#include <cuda_runtime.h>
+
+#include "kernels/losses/ce_rows.h"
+#include "kernels/losses/losses.h"
+#include "runtime/cuda_check.h"
+
+namespace lmk::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned grid_for(int64_t n) {
+  int64_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096);
+}
+
+size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// counts[0] += supervised tokens, counts[1] += kept ones; first bad label.
+__global__ void count_kernel(const CrossEntropyParams p, unsigned long long* counts) {
+  __shared__ unsigned long long block_counts[2];
+  if (threadIdx.x < 2) block_counts[threadIdx.x] = 0;
+  __syncthreads();
+  unsigned long long supervised = 0, kept = 0;
+  const bool goldfish = p.goldfish.strategy != kGoldfishOff;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.rows; i += int64_t(gridDim.x) * blockDim.x) {
+    int32_t y = p.labels[i];
+    if (y == p.ignore_index) continue;
+    if (y < 0 || y >= p.V) {
+      atomicMin(reinterpret_cast<unsigned long long*>(p.first_bad_label), static_cast<unsigned long long>(i));
+      continue;
+    }
+    ++supervised;
+    if (!goldfish || !p.goldfish.drops(i / p.T, i % p.T, p.T)) ++kept;
+  }
+  atomicAdd(&block_counts[0], supervised);
+  atomicAdd(&block_counts[1], kept);
+  __syncthreads();
+  if (threadIdx.x < 2) atomicAdd(&counts[threadIdx.x], block_counts[threadIdx.x]);
+}
+
+template <typename Acc>
+__device__ double value_at(const void* p, int64_t i) {
+  return static_cast<double>(static_cast<const Acc*>(p)[i]);
+}
+
+// One block: sums[k] = Σ_i rows_k[i] in a fixed order (thread t sums
+// i ≡ t mod kThreads in order, then a fixed tree), then the outputs.
+template <typename Acc>
+__global__ void finish_kernel(const CrossEntropyParams p, const int64_t* counts, const void* nll,
+                              const void* nll_dropped) {
+  __shared__ double partial[2][kThreads];
+  double kept = 0, dropped = 0;
+  for (int64_t i = threadIdx.x; i < p.rows; i += kThreads) {
+    kept += value_at<Acc>(nll, i);
+    if (nll_dropped) dropped += value_at<Acc>(nll_dropped, i);
+  }
+  partial[0][threadIdx.x] = kept;
+  partial[1][threadIdx.x] = dropped;
+  __syncthreads();
+  for (int width = kThreads / 2; width > 0; width /= 2) {
+    if (threadIdx.x < width) {
+      partial[0][threadIdx.x] += partial[0][threadIdx.x + width];
+      partial[1][threadIdx.x] += partial[1][threadIdx.x + width];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x != 0) return;
+  double sum_kept = partial[0][0], sum_dropped = partial[1][0];
+  auto mean = [](double sum, int64_t count) { return count > 0 ? sum / static_cast<double>(count) : 0.0; };
+  Acc* loss = static_cast<Acc*>(p.loss);
+  if (!nll_dropped) {
+    *loss = static_cast<Acc>(p.reduction == kLossMean ? mean(sum_kept, counts[0]) : sum_kept);
+    return;
+  }
+  *loss = static_cast<Acc>(mean(sum_kept, counts[1]));
+  *static_cast<Acc*>(p.loss_all) = static_cast<Acc>(mean(sum_kept + sum_dropped, counts[0]));
+  *static_cast<Acc*>(p.loss_dropped) = static_cast<Acc>(mean(sum_dropped, counts[0] - counts[1]));
+  *p.supervised_count = static_cast<int32_t>(counts[0] < INT32_MAX ? counts[0] : INT32_MAX);
+  *p.kept_count = static_cast<int32_t>(counts[1] < INT32_MAX ? counts[1] : INT32_MAX);
+}
+
+__global__ void goldfish_mask_kernel(const GoldfishMaskParams p) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.rows; i += int64_t(gridDim.x) * blockDim.x) {
+    bool keep = p.labels[i] != p.ignore_index && !p.goldfish.drops(i / p.T, i % p.T, p.T);
+    p.mask[i] = keep ? 1 : 0;
+  }
+}
+
+__global__ void shift_labels_kernel(const int32_t* input_ids, int32_t* labels, int64_t n, int64_t T,
+                                    int32_t ignore_index) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    labels[i] = (i % T == T - 1) ? ignore_index : input_ids[i + 1];
+  }
+}
+
+}  // namespace
+
+void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const bool goldfish = p.goldfish.strategy != kGoldfishOff;
+  char* ws = static_cast<char*>(p.workspace);
+  int64_t* counts = reinterpret_cast<int64_t*>(ws);  // [0] supervised, [1] kept
+  size_t acc = p.dtype == DType::Float64 ? 8 : 4;
+  void* nll = ws + round_up(2 * sizeof(int64_t));
+  void* nll_dropped = goldfish ? static_cast<char*>(nll) + round_up(static_cast<size_t>(p.rows) * acc) : nullptr;
+
+  cuda_check(cudaMemsetAsync(counts, 0, 2 * sizeof(int64_t), s), "losses");
+  if (p.rows > 0) {
+    count_kernel<<<grid_for(p.rows), kThreads, 0, s>>>(p, reinterpret_cast<unsigned long long*>(counts));
+    cuda_check_launch("losses: count");
+  }
+
+  CeRowsJob job;
+  job.dtype = p.dtype;
+  job.rows = p.rows;
+  job.V = p.V;
+  job.T = p.T;
+  job.ignore_index = p.ignore_index;
+  job.mode = kCeFused;
+  job.logits = p.logits;
+  job.goldfish = p.goldfish;
+  job.lse = p.lse;
+  job.grad = p.grad;
+  CeSlot& slot = job.slot[0];
+  slot.labels = p.labels;
+  slot.grad_scale = p.grad_scale;
+  slot.count = goldfish ? &counts[1] : (p.reduction == kLossMean ? &counts[0] : nullptr);
+  slot.weights = p.weights;
+  slot.weights_dtype = p.weights_dtype;
+  slot.goldfish = goldfish;
+  slot.nll = p.reduction == kLossNone && !goldfish ? p.loss : nll;
+  slot.nll_dropped = nll_dropped;
+  ce_rows_cuda(job, stream);
+
+  if (p.reduction == kLossNone && !goldfish) return;
+  finish_kernel<float><<<1, kThreads, 0, s>>>(p, counts, nll, nll_dropped);
+  cuda_check_launch("losses: reduce");
+}
+
+void goldfish_mask_cuda(const GoldfishMaskParams& p, void* stream) {
+  if (p.rows == 0) return;
+  goldfish_mask_kernel<<<grid_for(p.rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
+  cuda_check_launch("losses.goldfishMask");
+}
+
+void shift_labels_cuda(const int32_t* input_ids, int32_t* labels, int64_t rows, int64_t T, int32_t ignore_index,
+                       void* stream) {
+  int64_t n = rows * T;
+  if (n == 0) return;
+  shift_labels_kernel<<<grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(input_ids, labels, n, T,
+                                                                                       ignore_index);
+  cuda_check_launch("losses.shiftLabels");
+}
+
+}  // namespace lmk::kernels

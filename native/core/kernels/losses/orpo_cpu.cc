@@ -1,0 +1,129 @@
+// ORPO on the CPU (kernels/losses/losses.h, orpo_math.h): pre-pass counts
+// and label checks; a stats pass over the chosen and rejected rows (each
+// chosen row carries two label slots: the odds-ratio label and the SFT
+// label); the per-pair coefficients and batch results; then, when the
+// gradient is wanted, a gradient pass from the saved row stats.
+#include <algorithm>
+#include <atomic>
+
+#include "kernels/losses/ce_rows.h"
+#include "kernels/losses/losses.h"
+#include "kernels/losses/orpo_math.h"
+#include "runtime/thread_pool.h"
+
+namespace lmk::kernels {
+namespace {
+
+void atomic_min_index(std::atomic<int64_t>& first, int64_t index) {
+  int64_t seen = first.load();
+  while (index < seen && !first.compare_exchange_weak(seen, index)) {
+  }
+}
+
+// Supervised tokens of each sequence of labels [B, T]; the first bad label
+// into `first_bad`; when `rule` is given, only kept tokens count.
+void count_labels(const int32_t* labels, int64_t B, int64_t T, int64_t V, int64_t ignore_index, int64_t* counts,
+                  int64_t* first_bad, const GoldfishRule* rule) {
+  std::atomic<int64_t> first{*first_bad};
+  parallel_for(B, std::max<int64_t>(1, 4096 / std::max<int64_t>(T, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      int64_t n = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        int64_t i = b * T + t;
+        int32_t y = labels[i];
+        if (y == ignore_index) continue;
+        if (y < 0 || y >= V) {
+          atomic_min_index(first, i);
+          continue;
+        }
+        if (rule && rule->drops(b, t, T)) continue;
+        ++n;
+      }
+      counts[b] = n;
+    }
+  });
+  *first_bad = first.load();
+}
+
+template <typename Acc, typename Out>
+void orpo_typed(const OrpoParams& p) {
+  const bool with_grad = p.grad_chosen != nullptr;
+  OrpoWorkspace w = orpo_workspace(p, p.workspace, with_grad);
+  const int64_t B = p.B, Tw = p.T_chosen, Tl = p.T_rejected;
+
+  count_labels(p.chosen_labels, B, Tw, p.V, p.ignore_index, w.n_chosen, p.first_bad_chosen_label, nullptr);
+  count_labels(p.rejected_labels, B, Tl, p.V, p.ignore_index, w.n_rejected, p.first_bad_rejected_label, nullptr);
+  count_labels(p.nll_labels, B, Tw, p.V, p.ignore_index, w.n_sft_pair, p.first_bad_nll_label,
+               p.goldfish.strategy != kGoldfishOff ? &p.goldfish : nullptr);
+  int64_t n_sft = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    n_sft += w.n_sft_pair[b];
+    if (w.n_chosen[b] == 0) *p.first_empty_chosen = std::min(*p.first_empty_chosen, b);
+    if (w.n_rejected[b] == 0) *p.first_empty_rejected = std::min(*p.first_empty_rejected, b);
+  }
+  *w.n_sft = n_sft;
+
+  // The row jobs of both sides; stats first.
+  CeRowsJob chosen;
+  chosen.dtype = p.dtype;
+  chosen.rows = B * Tw;
+  chosen.V = p.V;
+  chosen.T = Tw;
+  chosen.ignore_index = p.ignore_index;
+  chosen.logits = p.chosen_logits;
+  chosen.goldfish = p.goldfish;
+  chosen.slot[0].labels = p.chosen_labels;
+  chosen.slot[0].nll = w.nll_chosen;
+  chosen.slot[1].labels = p.nll_labels;
+  chosen.slot[1].goldfish = p.goldfish.strategy != kGoldfishOff;
+  chosen.slot[1].nll = w.nll_sft;
+  chosen.row_max = w.max_chosen;
+  chosen.row_sum = w.sum_chosen;
+  CeRowsJob rejected = chosen;
+  rejected.rows = B * Tl;
+  rejected.T = Tl;
+  rejected.logits = p.rejected_logits;
+  rejected.goldfish = GoldfishRule{};
+  rejected.slot[0].labels = p.rejected_labels;
+  rejected.slot[0].nll = w.nll_rejected;
+  rejected.slot[1] = CeSlot{};
+  rejected.row_max = w.max_rejected;
+  rejected.row_sum = w.sum_rejected;
+  chosen.mode = rejected.mode = kCeStats;
+  ce_rows_cpu(chosen);
+  ce_rows_cpu(rejected);
+
+  parallel_for(B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) orpo_sequence<Acc, Out>(p, w, b);
+  });
+  orpo_reduce<Out>(p, w);
+  if (!with_grad) return;
+
+  chosen.mode = rejected.mode = kCeGrad;
+  chosen.grad = p.grad_chosen;
+  chosen.slot[0].grad_scale = p.grad_scale;
+  chosen.slot[0].seq_coef = w.coef_chosen;
+  chosen.slot[1].grad_scale = p.grad_scale;
+  chosen.slot[1].count = w.n_sft;
+  rejected.grad = p.grad_rejected;
+  rejected.slot[0].grad_scale = p.grad_scale;
+  rejected.slot[0].seq_coef = w.coef_rejected;
+  ce_rows_cpu(chosen);
+  ce_rows_cpu(rejected);
+}
+
+}  // namespace
+
+size_t orpo_workspace_bytes(const OrpoParams& params) {
+  return orpo_workspace(params, nullptr, params.grad_chosen != nullptr).bytes;
+}
+
+void orpo_cpu(const OrpoParams& p) {
+  if (p.dtype == DType::Float64) {
+    orpo_typed<double, double>(p);
+  } else {
+    orpo_typed<float, float>(p);
+  }
+}
+
+}  // namespace lmk::kernels

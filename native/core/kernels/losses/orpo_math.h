@@ -1,0 +1,135 @@
+// ORPO's per-sequence and batch-level steps (KERNELS.md#orpo), shared by
+// orpo_cpu.cc and orpo_cuda.cu so the two backends compute them alike, in
+// double, in the same order: orpo_sequence for each pair b (independent),
+// then orpo_reduce once, over b in order.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/losses/losses.h"
+#include "math/host_device.h"
+#include "math/log1mexp.h"
+
+namespace lmk::kernels {
+
+// Workspace layout (one allocation, 64-byte aligned pieces). Acc is the
+// accumulation type (4 or 8 bytes).
+struct OrpoWorkspace {
+  int64_t* n_chosen;    // [B] supervised chosen tokens per pair
+  int64_t* n_rejected;  // [B]
+  int64_t* n_sft_pair;  // [B] supervised (and kept) nll tokens per pair
+  int64_t* n_sft;       // [1] their total
+  double* coef_chosen;    // [B] gradient coefficient of chosen OR tokens (before grad_scale)
+  double* coef_rejected;  // [B]
+  double* pair;           // [B][5]: a_w, a_l, logOdds, logσ(logOdds), Σ sft nll of the pair
+  void* nll_chosen;       // [B·Tw] acc: −log p of chosen labels
+  void* nll_sft;          // [B·Tw] acc: −log p of nll labels (kept)
+  void* nll_rejected;     // [B·Tl] acc
+  void* max_chosen;       // [B·Tw] acc, saved row stats (gradient only)
+  void* sum_chosen;
+  void* max_rejected;     // [B·Tl]
+  void* sum_rejected;
+  size_t bytes;
+};
+
+inline OrpoWorkspace orpo_workspace(const OrpoParams& p, void* base, bool with_grad) {
+  auto up = [](size_t b) { return (b + 63) / 64 * 64; };
+  size_t acc = p.dtype == DType::Float64 ? 8 : 4;
+  size_t B = static_cast<size_t>(p.B), nw = B * static_cast<size_t>(p.T_chosen),
+         nl = B * static_cast<size_t>(p.T_rejected);
+  char* at = static_cast<char*>(base);
+  size_t offset = 0;
+  auto take = [&](size_t bytes) {
+    char* piece = at ? at + offset : nullptr;
+    offset += up(bytes);
+    return static_cast<void*>(piece);
+  };
+  OrpoWorkspace w;
+  w.n_chosen = static_cast<int64_t*>(take(B * 8));
+  w.n_rejected = static_cast<int64_t*>(take(B * 8));
+  w.n_sft_pair = static_cast<int64_t*>(take(B * 8));
+  w.n_sft = static_cast<int64_t*>(take(8));
+  w.coef_chosen = static_cast<double*>(take(B * 8));
+  w.coef_rejected = static_cast<double*>(take(B * 8));
+  w.pair = static_cast<double*>(take(B * 5 * 8));
+  w.nll_chosen = take(nw * acc);
+  w.nll_sft = take(nw * acc);
+  w.nll_rejected = take(nl * acc);
+  w.max_chosen = with_grad ? take(nw * acc) : nullptr;
+  w.sum_chosen = with_grad ? take(nw * acc) : nullptr;
+  w.max_rejected = with_grad ? take(nl * acc) : nullptr;
+  w.sum_rejected = with_grad ? take(nl * acc) : nullptr;
+  w.bytes = offset;
+  return w;
+}
+
+template <typename Out>
+LMK_HOST_DEVICE void orpo_store(void* p, int64_t i, double v) {
+  if (p) static_cast<Out*>(p)[i] = static_cast<Out>(v);
+}
+
+// Pair b: mean log-probabilities, log-odds, the OR gradient coefficients.
+// A pair with no supervised token (reported by the pre-pass) gets a = clamp
+// value so nothing here divides by zero.
+template <typename Acc, typename Out>
+LMK_HOST_DEVICE void orpo_sequence(const OrpoParams& p, const OrpoWorkspace& w, int64_t b) {
+  const Acc* nll_w = static_cast<const Acc*>(w.nll_chosen) + b * p.T_chosen;
+  const Acc* nll_s = static_cast<const Acc*>(w.nll_sft) + b * p.T_chosen;
+  const Acc* nll_l = static_cast<const Acc*>(w.nll_rejected) + b * p.T_rejected;
+  double sum_w = 0, sum_s = 0, sum_l = 0;
+  for (int64_t t = 0; t < p.T_chosen; ++t) {
+    sum_w += static_cast<double>(nll_w[t]);
+    sum_s += static_cast<double>(nll_s[t]);
+  }
+  for (int64_t t = 0; t < p.T_rejected; ++t) sum_l += static_cast<double>(nll_l[t]);
+  int64_t n_w = w.n_chosen[b], n_l = w.n_rejected[b];
+  double a_w = n_w > 0 ? -sum_w / static_cast<double>(n_w) : kOrpoMaxMeanLogProb;
+  double a_l = n_l > 0 ? -sum_l / static_cast<double>(n_l) : kOrpoMaxMeanLogProb;
+  double cw = a_w < kOrpoMaxMeanLogProb ? a_w : kOrpoMaxMeanLogProb;
+  double cl = a_l < kOrpoMaxMeanLogProb ? a_l : kOrpoMaxMeanLogProb;
+  double log_odds = (cw - cl) - (log1mexp(cw) - log1mexp(cl));
+  double s = sigmoid(-log_odds);
+  double batch = static_cast<double>(p.B);
+  // d(λ·orLoss)/dz = c·(softmax − onehot), c = ±λ·s / (B·n·(1 − e^a)).
+  w.coef_chosen[b] = n_w > 0 ? p.lambda * s / (batch * static_cast<double>(n_w) * -::expm1(cw)) : 0.0;
+  w.coef_rejected[b] = n_l > 0 ? -p.lambda * s / (batch * static_cast<double>(n_l) * -::expm1(cl)) : 0.0;
+  double* pair = w.pair + b * 5;
+  pair[0] = a_w;
+  pair[1] = a_l;
+  pair[2] = log_odds;
+  pair[3] = log_sigmoid(log_odds);
+  pair[4] = sum_s;
+  orpo_store<Out>(p.chosen_logps, b, a_w);
+  orpo_store<Out>(p.rejected_logps, b, a_l);
+  orpo_store<Out>(p.log_odds, b, log_odds);
+}
+
+// The batch-level results, over b in order.
+template <typename Out>
+LMK_HOST_DEVICE void orpo_reduce(const OrpoParams& p, const OrpoWorkspace& w) {
+  double sum_w = 0, sum_l = 0, wins = 0, margin = 0, log_sig = 0, log_odds = 0, sft = 0;
+  for (int64_t b = 0; b < p.B; ++b) {
+    const double* pair = w.pair + b * 5;
+    sum_w += pair[0];
+    sum_l += pair[1];
+    wins += pair[0] > pair[1] ? 1.0 : 0.0;
+    margin += pair[0] - pair[1];
+    log_odds += pair[2];
+    log_sig += pair[3];
+    sft += pair[4];
+  }
+  double batch = static_cast<double>(p.B);
+  double nll_loss = *w.n_sft > 0 ? sft / static_cast<double>(*w.n_sft) : 0.0;
+  double or_loss = -log_sig / batch;
+  orpo_store<Out>(p.nll_loss, 0, nll_loss);
+  orpo_store<Out>(p.or_loss, 0, or_loss);
+  orpo_store<Out>(p.loss, 0, nll_loss + p.lambda * or_loss);
+  orpo_store<Out>(p.rewards_chosen, 0, p.lambda * sum_w / batch);
+  orpo_store<Out>(p.rewards_rejected, 0, p.lambda * sum_l / batch);
+  orpo_store<Out>(p.rewards_accuracy, 0, wins / batch);
+  orpo_store<Out>(p.rewards_margin, 0, p.lambda * margin / batch);
+  orpo_store<Out>(p.log_odds_ratio, 0, log_sig / batch);
+  orpo_store<Out>(p.log_odds_chosen, 0, log_odds / batch);
+}
+
+}  // namespace lmk::kernels
