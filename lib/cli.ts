@@ -35,6 +35,8 @@ function doctor(): number {
   for (const d of info.cuda.devices) {
     rows.push([`cuda:${d.index}`, `${d.name}, sm_${d.computeCapability.replace('.', '')}, ${formatBytes(d.totalMemory)}`]);
   }
+  rows.push(['gemm (cpu)', info.gemm.cpu + (info.gemm.cpuLibrary ? ` (${info.gemm.cpuLibrary})` : '')]);
+  rows.push(['gemm (cuda)', info.gemm.cuda]);
   rows.push(['default device', defaultDevice().toString()]);
   console.log('lmkernels doctor\n' + table(rows));
   return 0;

@@ -103,9 +103,17 @@ export interface BackendInfo {
   version: string;
   cpu: { threads: number };
   cuda: NativeBackendInfo['cuda'];
+  /** Which GEMM runs: OpenBLAS/cuBLAS when they load at run time, else our kernels. */
+  gemm: { cpu: 'openblas' | 'builtin'; cuda: 'cublas' | 'builtin' | 'unavailable'; cpuLibrary?: string };
 }
 
 export function backendInfo(): BackendInfo {
   const i = native().backendInfo();
-  return { version: i.version, cpu: { ...i.cpu }, cuda: { ...i.cuda, devices: i.cuda.devices.map((d) => ({ ...d })) } };
+  const gemm = (native().denseGemmInfo as () => BackendInfo['gemm'])();
+  return {
+    version: i.version,
+    cpu: { ...i.cpu },
+    cuda: { ...i.cuda, devices: i.cuda.devices.map((d) => ({ ...d })) },
+    gemm: { cpu: gemm.cpu, cuda: gemm.cuda, ...(gemm.cpuLibrary ? { cpuLibrary: gemm.cpuLibrary } : {}) },
+  };
 }

@@ -13,7 +13,10 @@ describe('devices and backend', () => {
     expect(info.cpu.threads).toBeGreaterThanOrEqual(1);
     expect(typeof info.cuda.compiled).toBe('boolean');
     expect(info.cuda.available).toBe(lmk.cudaAvailable());
+    expect(['openblas', 'builtin']).toContain(info.gemm.cpu);
+    expect(['cublas', 'builtin', 'unavailable']).toContain(info.gemm.cuda);
     if (!info.cuda.available) {
+      expect(info.gemm.cuda).toBe('unavailable');
       expect(info.cuda.reason).toMatch(/\w+/);
       expect(info.cuda.devices).toEqual([]);
     }
