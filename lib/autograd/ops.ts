@@ -169,7 +169,7 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   const out = record('ops.layerNorm', [x, weight, bias], [y], (save) => {
     const sx = save(x), sw = weight ? save(weight) : null, sm = save(mu), sr = save(rstd);
     return ([g]) => {
-      const r = dense.layerNormBackward(sx, sw, sm, sr, g!);
+      const r = dense.layerNormBackward(sx, sw, sm, sr, g!, bias !== null && bias._requiresGrad);
       if (!bias) r.gBias?.dispose();
       return [r.gx, r.gWeight ?? null, bias ? (r.gBias ?? null) : null];
     };
