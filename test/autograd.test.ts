@@ -9,6 +9,8 @@ function leaf(shape: number[], seed: number, dtype: lmk.DType = 'float64'): lmk.
   return t;
 }
 
+const labels23 = () => lmk.tensor(new Int32Array([1, 3, -100, 0, 2, 4]), { shape: [2, 3] });
+
 describe('gradcheck of every differentiable op (float64)', () => {
   const ids = () => lmk.tensor(new Int32Array([0, 4, 4, 2]), { shape: [2, 2] });
   const cases: [string, (...xs: lmk.Tensor[]) => lmk.Tensor, () => lmk.Tensor[]][] = [
@@ -43,6 +45,14 @@ describe('gradcheck of every differentiable op (float64)', () => {
       s.requiresGrad = true;
       return [leaf([3], 1), leaf([3], 2), leaf([2, 4, 3], 3), leaf([2, 4, 3], 4), s];
     }],
+    ['crossEntropy (mean, ignored label)', (z) => ops.crossEntropy({ logits: z!, labels: labels23() }).loss, () => [leaf([2, 3, 5], 1)]],
+    ['crossEntropy (none)', (z) => ops.crossEntropy({ logits: z!, labels: labels23(), reduction: 'none' }).loss, () => [leaf([2, 3, 5], 1)]],
+    ['goldfishLoss (static k=2)', (z) => ops.goldfishLoss({ logits: z!, labels: labels23(), k: 2, strategy: 'static' }).loss, () => [leaf([2, 3, 5], 1)]],
+    ['orpo', (a, b) => ops.orpo({
+      chosenLogits: a!, rejectedLogits: b!,
+      chosenLabels: lmk.tensor(new Int32Array([1, 3, 2, 0, 2, 4]), { shape: [2, 3] }),
+      rejectedLabels: lmk.tensor(new Int32Array([2, 2, 4, 1]), { shape: [2, 2] }),
+    }).loss, () => [leaf([2, 3, 5], 1), leaf([2, 2, 5], 2)]],
     ['a composite graph with reuse', (a, b) => { const m = ops.matmul(a!, b!); return ops.sum(ops.mul(ops.sigmoid(m), ops.tanh(m))); }, () => [leaf([3, 4], 1), leaf([4, 2], 2)]],
   ];
   for (const [name, fn, make] of cases) {

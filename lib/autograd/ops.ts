@@ -4,7 +4,12 @@
 import * as dense from '../kernels/dense';
 import { Tensor, checkTensor } from '../tensor';
 import { checkInteger, checkNumber, checkOptions } from '../validate';
-import { record } from './engine';
+import { needsGrad, record } from './engine';
+import {
+  losses as lossKernels,
+  type CrossEntropyOptions, type CrossEntropyResult, type GoldfishLossOptions, type GoldfishLossResult,
+  type OrpoOptions, type OrpoResult,
+} from '../ops/losses';
 import { wkv4 as wkv4Kernel } from '../ops/wkv4';
 import { fam as famKernel, type FamBlockAttentionOptions, type FamMemoryAttentionOptions } from '../ops/fam';
 import { zeros } from '../creation';
@@ -363,4 +368,75 @@ export function famMemoryAttention(opts: FamMemoryAttentionOptions): Tensor {
   })[0]!;
   lse.dispose();
   return result;
+}
+
+// ---- losses ------------------------------------------------------------------------
+// The fused loss kernels write d loss / d logits in the forward pass; their
+// backward only scales that saved gradient by the upstream gradient g (a
+// scalar, or one value per token for reduction 'none').
+
+function scaleSavedGrad(saved: Tensor, g: Tensor): Tensor {
+  const gg = g.dtype === saved.dtype ? g : g.to(saved.dtype);
+  const shaped = gg.shape.length === 0 ? gg : gg.reshape([...gg.shape, 1]);
+  const out = dense.binary('mul', saved, shaped);
+  if (shaped !== gg) shaped.dispose();
+  if (gg !== g) gg.dispose();
+  return out;
+}
+
+/** losses.crossEntropy with autograd: `loss` takes part in backward(). */
+export function crossEntropy(opts: CrossEntropyOptions): CrossEntropyResult {
+  const wantGrad = needsGrad([opts?.logits]);
+  const r = lossKernels.crossEntropy({ ...opts, computeGrad: wantGrad || (opts.computeGrad ?? false) });
+  if (!wantGrad) return r;
+  const gradLogits = r.gradLogits!;
+  record('ops.crossEntropy', [opts.logits], [r.loss], (save) => {
+    const sg = save(gradLogits);
+    return ([g]) => [scaleSavedGrad(sg, g!)];
+  });
+  if (opts.computeGrad === false) {
+    gradLogits.dispose();
+    return { loss: r.loss, lse: r.lse };
+  }
+  return r;
+}
+
+/** losses.goldfishLoss with autograd on `loss` (the mean over kept tokens). */
+export function goldfishLoss(opts: GoldfishLossOptions): GoldfishLossResult {
+  const wantGrad = needsGrad([opts?.logits]);
+  const r = lossKernels.goldfishLoss({ ...opts, computeGrad: wantGrad || (opts.computeGrad ?? false) });
+  if (!wantGrad) return r;
+  const gradLogits = r.gradLogits!;
+  record('ops.goldfishLoss', [opts.logits], [r.loss], (save) => {
+    const sg = save(gradLogits);
+    return ([g]) => [scaleSavedGrad(sg, g!)];
+  });
+  if (opts.computeGrad === false) {
+    gradLogits.dispose();
+    const { gradLogits: _dropped, ...rest } = r;
+    void _dropped;
+    return rest;
+  }
+  return r;
+}
+
+/** losses.orpo with autograd on `loss` (SFT + λ·odds-ratio term). */
+export function orpo(opts: OrpoOptions): OrpoResult {
+  const wantGrad = needsGrad([opts?.chosenLogits, opts?.rejectedLogits]);
+  const r = lossKernels.orpo({ ...opts, computeGrad: wantGrad || (opts.computeGrad ?? false) });
+  if (!wantGrad) return r;
+  const gc = r.gradChosenLogits!, gr = r.gradRejectedLogits!;
+  record('ops.orpo', [opts.chosenLogits, opts.rejectedLogits], [r.loss], (save) => {
+    const sc = save(gc), sr = save(gr);
+    return ([g]) => [scaleSavedGrad(sc, g!), scaleSavedGrad(sr, g!)];
+  });
+  if (opts.computeGrad === false) {
+    gc.dispose();
+    gr.dispose();
+    const { gradChosenLogits: _c, gradRejectedLogits: _r, ...rest } = r;
+    void _c;
+    void _r;
+    return rest;
+  }
+  return r;
 }
