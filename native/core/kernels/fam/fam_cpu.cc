@@ -141,6 +141,86 @@ template <int N, typename Acc> LMK_FAM_INLINE Acc exp_row(Acc* __restrict s, Acc
   return sum;
 }
 
+// ---- the hot tile steps, compiled per instruction set ---------------------------
+// Small non-template functions (float and double) carry target_clones; the
+// task loops around them are compiled once. Each call does O(tile² · D) or
+// O(tile²) work, so the call costs nothing.
+
+static_assert(kQueryTile == kKeyTile, "the cloned tile steps assume square tiles");
+constexpr int kTile = kQueryTile;
+
+#define LMK_FAM_HOT_STEPS(Acc, suffix)                                                                             \
+  /* out = a · bt for a kTile-row a (stride lda) and bt (D × kTile) */                                             \
+  LMK_FAM_CLONES void product_##suffix(const Acc* a, int64_t lda, const Acc* bt, int64_t D, Acc* out) {            \
+    tile_product<kTile, kTile>(a, lda, bt, D, out);                                                                \
+  }                                                                                                                \
+  /* acc[r][:] += Σ_{c<n} w[r][c] · b[c][:] for kTile rows */                                                       \
+  LMK_FAM_CLONES void accumulate_##suffix(const Acc* w, int n, const Acc* b, int64_t ld, Acc* acc) {               \
+    tile_accumulate<kTile, kTile>(w, n, b, ld, ld, acc, ld);                                                       \
+  }                                                                                                                \
+  /* forward: online softmax over rows [0, nq) of s (masked scores −inf); s ← weights, o rescaled */              \
+  LMK_FAM_CLONES void softmax_step_##suffix(Acc* s, int64_t nq, Acc* m, Acc* l, Acc* o, int64_t ld) {             \
+    for (int64_t i = 0; i < nq; ++i) {                                                                             \
+      Acc* row = s + i * kTile;                                                                                    \
+      Acc factor = online_softmax_grow<Acc>(&m[i], row_max<kTile>(row));                                           \
+      Acc sum = exp_row<kTile>(row, online_softmax_offset<Acc>(m[i]));                                             \
+      l[i] = l[i] * factor + sum;                                                                                  \
+      if (factor != Acc(1)) {                                                                                      \
+        Acc* orow = o + i * ld;                                                                                    \
+        for (int64_t d = 0; d < ld; ++d) orow[d] *= factor;                                                        \
+      }                                                                                                            \
+    }                                                                                                              \
+  }                                                                                                                \
+  /* query-major s ← p·(dp − Δ) with p = e^{s − lse} per row; rows nq.. zeroed */                                 \
+  LMK_FAM_CLONES void score_grads_rows_##suffix(Acc* s, const Acc* dp, int64_t nq, const Acc* lse,                 \
+                                                const Acc* delta) {                                                \
+    for (int64_t i = 0; i < nq; ++i) {                                                                             \
+      Acc* __restrict srow = s + i * kTile;                                                                        \
+      const Acc* __restrict dprow = dp + i * kTile;                                                                \
+      for (int c = 0; c < kTile; ++c)                                                                              \
+        srow[c] = softmax_score_grad<Acc>(softmax_weight<Acc>(srow[c], lse[i]), dprow[c], delta[i]);               \
+    }                                                                                                              \
+    for (int64_t i = nq; i < kTile; ++i)                                                                           \
+      for (int c = 0; c < kTile; ++c) s[i * kTile + c] = 0;                                                        \
+  }                                                                                                                \
+  /* key-major: st ← p, dpt ← p·(dpt − Δ) per query column; key rows n.. zeroed */                                \
+  LMK_FAM_CLONES void score_grads_columns_##suffix(Acc* st, Acc* dpt, int n, const Acc* lse, const Acc* delta) {  \
+    for (int c = 0; c < n; ++c) {                                                                                  \
+      Acc* __restrict srow = st + c * kTile;                                                                       \
+      Acc* __restrict dsrow = dpt + c * kTile;                                                                     \
+      for (int i = 0; i < kTile; ++i) {                                                                            \
+        Acc pw = softmax_weight<Acc>(srow[i], lse[i]);                                                             \
+        srow[i] = pw;                                                                                              \
+        dsrow[i] = softmax_score_grad<Acc>(pw, dsrow[i], delta[i]);                                                \
+      }                                                                                                            \
+    }                                                                                                              \
+    for (int c = n; c < kTile; ++c)                                                                                \
+      for (int i = 0; i < kTile; ++i) st[c * kTile + i] = dpt[c * kTile + i] = 0;                                  \
+  }
+LMK_FAM_HOT_STEPS(float, f32)
+LMK_FAM_HOT_STEPS(double, f64)
+#undef LMK_FAM_HOT_STEPS
+
+// Overloads so the task templates below can call the steps for either type.
+inline void product(const float* a, int64_t lda, const float* bt, int64_t D, float* out) { product_f32(a, lda, bt, D, out); }
+inline void product(const double* a, int64_t lda, const double* bt, int64_t D, double* out) { product_f64(a, lda, bt, D, out); }
+inline void accumulate(const float* w, int n, const float* b, int64_t ld, float* acc) { accumulate_f32(w, n, b, ld, acc); }
+inline void accumulate(const double* w, int n, const double* b, int64_t ld, double* acc) { accumulate_f64(w, n, b, ld, acc); }
+inline void softmax_step(float* s, int64_t nq, float* m, float* l, float* o, int64_t ld) { softmax_step_f32(s, nq, m, l, o, ld); }
+inline void softmax_step(double* s, int64_t nq, double* m, double* l, double* o, int64_t ld) { softmax_step_f64(s, nq, m, l, o, ld); }
+inline void score_grads_rows(float* s, const float* dp, int64_t nq, const float* lse, const float* delta) {
+  score_grads_rows_f32(s, dp, nq, lse, delta);
+}
+inline void score_grads_rows(double* s, const double* dp, int64_t nq, const double* lse, const double* delta) {
+  score_grads_rows_f64(s, dp, nq, lse, delta);
+}
+inline void score_grads_columns(float* st, float* dpt, int n, const float* lse, const float* delta) {
+  score_grads_columns_f32(st, dpt, n, lse, delta);
+}
+inline void score_grads_columns(double* st, double* dpt, int n, const double* lse, const double* delta) {
+  score_grads_columns_f64(st, dpt, n, lse, delta);
+}
+
 // ---- loading tiles ---------------------------------------------------------
 
 // rows[r][d] = scale · src[r][d] for r < n (row stride D in src, ld in rows); rows n..R zeroed.
@@ -258,7 +338,7 @@ LMK_FAM_INLINE void collect_key_tiles(const FamParams& p, const Geometry& g, int
 // ---- forward -------------------------------------------------------------------
 
 template <typename T>
-LMK_FAM_INLINE void forward_range(const FamParams& p, int64_t begin, int64_t end) {
+void forward_range(const FamParams& p, int64_t begin, int64_t end) {
   using Acc = typename AccOf<T>::type;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
@@ -295,19 +375,10 @@ LMK_FAM_INLINE void forward_range(const FamParams& p, int64_t begin, int64_t end
     for (const KeyTile<T>& t : tiles) {
       load_columns(t.k, t.n, kKeyTile, D, Acc(1), kt);
       load_rows(t.v, t.n, 0, D, Acc(1), vs, ld);
-      tile_product<kQueryTile, kKeyTile>(qs, ld, kt, D, s);
+      product(qs, ld, kt, D, s);
       mask_query_major(s, nq, t.n, t.kind, p.mask, q0, t.j0);
-      for (int64_t i = 0; i < nq; ++i) {
-        Acc* row = s + i * kKeyTile;
-        Acc factor = online_softmax_grow<Acc>(&m[i], row_max<kKeyTile>(row));
-        Acc sum = exp_row<kKeyTile>(row, online_softmax_offset<Acc>(m[i]));
-        l[i] = l[i] * factor + sum;
-        if (factor != Acc(1)) {
-          Acc* orow = o + i * ld;
-          for (int64_t d = 0; d < ld; ++d) orow[d] *= factor;
-        }
-      }
-      tile_accumulate<kQueryTile, kKeyTile>(s, t.n, vs, ld, ld, o, ld);
+      softmax_step(s, nq, m, l, o, ld);
+      accumulate(s, t.n, vs, ld, o);
     }
 
     for (int64_t i = 0; i < nq; ++i) {
@@ -322,7 +393,7 @@ LMK_FAM_INLINE void forward_range(const FamParams& p, int64_t begin, int64_t end
 // ---- backward, pass 1: Δ and dq per query tile ------------------------------
 
 template <typename T>
-LMK_FAM_INLINE void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
+void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
   using Acc = typename AccOf<T>::type;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
@@ -371,17 +442,11 @@ LMK_FAM_INLINE void backward_dq_range(const FamParams& p, int64_t begin, int64_t
       load_columns(t.k, t.n, kKeyTile, D, Acc(1), kt);
       load_rows(t.k, t.n, 0, D, Acc(1), ks, ld);
       load_columns(t.v, t.n, kKeyTile, D, Acc(1), vt);
-      tile_product<kQueryTile, kKeyTile>(qs, ld, kt, D, s);
-      tile_product<kQueryTile, kKeyTile>(go, ld, vt, D, dp);
+      product(qs, ld, kt, D, s);
+      product(go, ld, vt, D, dp);
       mask_query_major(s, nq, t.n, t.kind, p.mask, q0, t.j0);
-      for (int64_t i = 0; i < nq; ++i) {
-        Acc* srow = s + i * kKeyTile;
-        const Acc* dprow = dp + i * kKeyTile;
-        for (int c = 0; c < kKeyTile; ++c)
-          srow[c] = softmax_score_grad<Acc>(softmax_weight<Acc>(srow[c], row_lse[i]), dprow[c], row_delta[i]);
-      }
-      for (int64_t i = nq; i < kQueryTile; ++i) std::fill(s + i * kKeyTile, s + (i + 1) * kKeyTile, Acc(0));
-      tile_accumulate<kQueryTile, kKeyTile>(s, t.n, ks, ld, ld, dq, ld);
+      score_grads_rows(s, dp, nq, row_lse, row_delta);
+      accumulate(s, t.n, ks, ld, dq);
     }
 
     const Acc scale = static_cast<Acc>(p.scale);
@@ -395,7 +460,7 @@ LMK_FAM_INLINE void backward_dq_range(const FamParams& p, int64_t begin, int64_t
 // ---- backward, pass 2: dk and dv per key tile --------------------------------
 
 template <typename T>
-LMK_FAM_INLINE void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
+void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
   using Acc = typename AccOf<T>::type;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
@@ -471,8 +536,8 @@ LMK_FAM_INLINE void backward_dkv_range(const FamParams& p, int64_t begin, int64_
           load_rows(q + qoff, nq, kQueryTile, D, static_cast<Acc>(p.scale), qs, ld);
           load_columns(grad_out + qoff, nq, kQueryTile, D, Acc(1), got);
           load_rows(grad_out + qoff, nq, kQueryTile, D, Acc(1), go, ld);
-          tile_product<kKeyTile, kQueryTile>(ks, ld, qt, D, st);
-          tile_product<kKeyTile, kQueryTile>(vs, ld, got, D, dpt);
+          product(ks, ld, qt, D, st);
+          product(vs, ld, got, D, dpt);
           // Padding queries get lse = +inf, so their weights come out 0.
           for (int64_t i = 0; i < kQueryTile; ++i) {
             tile_lse[i] = i < nq ? lse[g.stat_offset(b, h, q0 + i)] : -attention_neg_inf<Acc>();
@@ -484,19 +549,9 @@ LMK_FAM_INLINE void backward_dkv_range(const FamParams& p, int64_t begin, int64_
                 if (!fam_key_visible(p.mask, q0 + i, k0 + c)) st[c * kQueryTile + i] = attention_neg_inf<Acc>();
           }
           // st ← p, dpt ← ds (key-major); padding rows and columns and invisible pairs are 0.
-          for (int c = 0; c < n; ++c) {
-            Acc* __restrict srow = st + c * kQueryTile;
-            Acc* __restrict dsrow = dpt + c * kQueryTile;
-            for (int i = 0; i < kQueryTile; ++i) {
-              Acc pw = softmax_weight<Acc>(srow[i], tile_lse[i]);
-              srow[i] = pw;
-              dsrow[i] = softmax_score_grad<Acc>(pw, dsrow[i], tile_delta[i]);
-            }
-          }
-          for (int c = n; c < kKeyTile; ++c)
-            for (int i = 0; i < kQueryTile; ++i) st[c * kQueryTile + i] = dpt[c * kQueryTile + i] = 0;
-          tile_accumulate<kKeyTile, kQueryTile>(st, static_cast<int>(nq), go, ld, ld, dv, ld);
-          tile_accumulate<kKeyTile, kQueryTile>(dpt, static_cast<int>(nq), qs, ld, ld, dk, ld);
+          score_grads_columns(st, dpt, n, tile_lse, tile_delta);
+          accumulate(st, static_cast<int>(nq), go, ld, dv);
+          accumulate(dpt, static_cast<int>(nq), qs, ld, dk);
         }
         q0 = q1;
       }
@@ -513,32 +568,14 @@ LMK_FAM_INLINE void backward_dkv_range(const FamParams& p, int64_t begin, int64_
   }
 }
 
-// ---- entry points, compiled per instruction set --------------------------------
+// ---- dispatch on the storage type ---------------------------------------------
 
-#define LMK_FAM_ENTRY(name, impl, T) \
-  LMK_FAM_CLONES void name(const FamParams& p, int64_t b, int64_t e) { impl<T>(p, b, e); }
-LMK_FAM_ENTRY(forward_f32, forward_range, float)
-LMK_FAM_ENTRY(forward_bf16, forward_range, bf16)
-LMK_FAM_ENTRY(forward_f16, forward_range, f16)
-LMK_FAM_ENTRY(forward_f64, forward_range, double)
-LMK_FAM_ENTRY(dq_f32, backward_dq_range, float)
-LMK_FAM_ENTRY(dq_bf16, backward_dq_range, bf16)
-LMK_FAM_ENTRY(dq_f16, backward_dq_range, f16)
-LMK_FAM_ENTRY(dq_f64, backward_dq_range, double)
-LMK_FAM_ENTRY(dkv_f32, backward_dkv_range, float)
-LMK_FAM_ENTRY(dkv_bf16, backward_dkv_range, bf16)
-LMK_FAM_ENTRY(dkv_f16, backward_dkv_range, f16)
-LMK_FAM_ENTRY(dkv_f64, backward_dkv_range, double)
-#undef LMK_FAM_ENTRY
-
-using RangeFn = void (*)(const FamParams&, int64_t, int64_t);
-
-RangeFn pick(DType dtype, RangeFn f32, RangeFn bf, RangeFn f16_fn, RangeFn f64) {
+template <typename Fn> void dispatch_storage(DType dtype, Fn&& fn) {
   switch (dtype) {
-    case DType::Float32: return f32;
-    case DType::BFloat16: return bf;
-    case DType::Float16: return f16_fn;
-    case DType::Float64: return f64;
+    case DType::Float32: fn(float{}); break;
+    case DType::BFloat16: fn(bf16{}); break;
+    case DType::Float16: fn(f16{}); break;
+    case DType::Float64: fn(double{}); break;
     default: throw_type_error("fam: unsupported dtype ", dtype_name(dtype));
   }
 }
@@ -547,18 +584,21 @@ RangeFn pick(DType dtype, RangeFn f32, RangeFn bf, RangeFn f16_fn, RangeFn f64) 
 
 void fam_forward_cpu(const FamParams& p) {
   const Geometry g(p);
-  RangeFn fn = pick(p.dtype, forward_f32, forward_bf16, forward_f16, forward_f64);
-  parallel_for(g.B * g.H * g.query_tiles, 1, [&](int64_t b, int64_t e) { fn(p, b, e); });
+  dispatch_storage(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    parallel_for(g.B * g.H * g.query_tiles, 1, [&](int64_t b, int64_t e) { forward_range<T>(p, b, e); });
+  });
 }
 
 void fam_backward_cpu(const FamParams& p) {
   const Geometry g(p);
-  RangeFn dq = pick(p.dtype, dq_f32, dq_bf16, dq_f16, dq_f64);
-  RangeFn dkv = pick(p.dtype, dkv_f32, dkv_bf16, dkv_f16, dkv_f64);
-  parallel_for(g.B * g.H * g.query_tiles, 1, [&](int64_t b, int64_t e) { dq(p, b, e); });
-  // Pass 2 reads the Δ written by pass 1.
   const int64_t tiles_per_kv = g.seq_key_tiles + g.NF * g.fam_key_tiles;
-  parallel_for(g.B * g.Hkv * tiles_per_kv, 1, [&](int64_t b, int64_t e) { dkv(p, b, e); });
+  dispatch_storage(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    parallel_for(g.B * g.H * g.query_tiles, 1, [&](int64_t b, int64_t e) { backward_dq_range<T>(p, b, e); });
+    // Pass 2 reads the Δ written by pass 1.
+    parallel_for(g.B * g.Hkv * tiles_per_kv, 1, [&](int64_t b, int64_t e) { backward_dkv_range<T>(p, b, e); });
+  });
 }
 
 }  // namespace lmk::kernels
