@@ -706,6 +706,20 @@ TEST(cuda_kernels_match_the_cpu) {
       expect_close(run_block(r, dtype, kCuda, true, true), ref, fwd, grad, ("cuda simple " + name).c_str());
     }
   }
+  {
+    // Saturated softmax (q, k of norm 100) on both CUDA paths.
+    Problem p;
+    p.T = 150;
+    p.L = 64;
+    p.m = 1;
+    p.F = 5;
+    p.D = 64;
+    p = random_problem(p, 123, 100.0 / 8.0);  // rows of norm ≈ 100 for D = 64
+    p = rounded_problem(p, DType::Float32);
+    Reference ref = reference_block(p);
+    expect_close(run_block(p, DType::Float32, kCuda, true, false), ref, 1e-5, 1e-4, "cuda tiled saturated", true);
+    expect_close(run_block(p, DType::Float32, kCuda, true, true), ref, 1e-5, 1e-4, "cuda simple saturated", true);
+  }
   for (int64_t Lb : {0, 5, 100}) {
     MemoryProblem p;
     p.Lb = Lb;
