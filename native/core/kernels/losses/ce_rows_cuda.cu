@@ -4,7 +4,7 @@
 //   ce_rows_simple_kernel — one thread per row, plain loops (max, sum of
 //     exponentials without the labels, gradient): obviously correct, slow;
 //     the GPU tests compare it with the fast one and with the CPU.
-//   ce_rows_kernel — one block of kThreads per row. Stats: each thread walks
+//   ce_rows_kernel — one block per row (256 or 1024 threads). Stats: each thread walks
 //     the row in 16-byte packs (4 float32 or 8 bfloat16/float16 entries,
 //     after a scalar head up to 16-byte alignment) keeping an online (max,
 //     sum) pair that skips the label entries; the pairs are merged by warp
@@ -29,8 +29,13 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+// Threads per row: 1024 for long rows (fewer rows in flight per SM, so a
+// row is more likely still in L2 when the gradient pass re-reads it), 256
+// otherwise. Chosen from V alone, so results do not depend on the device.
+constexpr int kMaxThreads = 1024;
+constexpr int kMaxWarps = kMaxThreads / 32;
+constexpr int64_t kLongRow = 16384;
+inline int threads_for(int64_t V) { return V >= kLongRow ? 1024 : 256; }
 
 __device__ __forceinline__ float load_f(const float* p, int64_t j) { return p[j]; }
 __device__ __forceinline__ float load_f(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
@@ -142,12 +147,12 @@ struct RowShared {
   bool skip_stats;  // no label and no lse: the row is not read
   bool zero_grad;   // the gradient row is all zeros
   float m, s_other, scale, g_label[2];
-  float warp_m[kWarps], warp_s[kWarps];
-  int warp_nan[kWarps];
+  float warp_m[kMaxWarps], warp_s[kMaxWarps];
+  int warp_nan[kMaxWarps];
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) ce_rows_kernel(CeRowsJob job) {
+__global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
   // RowShared has default member initialisers, which __shared__ variables
   // may not have: use raw storage.
   __shared__ __align__(16) unsigned char sh_raw[sizeof(RowShared)];
@@ -155,6 +160,7 @@ __global__ void __launch_bounds__(kThreads) ce_rows_kernel(CeRowsJob job) {
   constexpr int W = Pack<T>::W;
   const int64_t V = job.V;
   const bool want_grad = job.grad != nullptr && job.mode != kCeStats;
+  const int threads = blockDim.x, warps = threads / 32;
   for (int64_t i = blockIdx.x; i < job.rows; i += gridDim.x) {
     const T* z = static_cast<const T*>(job.logits) + i * V;
     T* g = want_grad ? static_cast<T*>(job.grad) + i * V : nullptr;
@@ -183,12 +189,12 @@ __global__ void __launch_bounds__(kThreads) ce_rows_kernel(CeRowsJob job) {
           acc.add(&v, 1, threadIdx.x, y0, y1);
         }
         const uint4* packs = reinterpret_cast<const uint4*>(z + split.head);
-        for (int64_t p = threadIdx.x; p < split.packs; p += kThreads) {
+        for (int64_t p = threadIdx.x; p < split.packs; p += threads) {
           float v[W];
           Pack<T>::unpack(packs[p], v);
           acc.add(v, W, split.head + p * W, y0, y1);
         }
-        for (int64_t j = split.tail_start + threadIdx.x; j < V; j += kThreads) {
+        for (int64_t j = split.tail_start + threadIdx.x; j < V; j += threads) {
           float v = load_f(z, j);
           acc.add(&v, 1, j, y0, y1);
         }
@@ -210,7 +216,7 @@ __global__ void __launch_bounds__(kThreads) ce_rows_kernel(CeRowsJob job) {
         if (threadIdx.x == 0) {
           float m = sh.warp_m[0], s = sh.warp_s[0];
           int any_nan = sh.warp_nan[0];
-          for (int w = 1; w < kWarps; ++w) {
+          for (int w = 1; w < warps; ++w) {
             lse_merge(m, s, sh.warp_m[w], sh.warp_s[w]);
             any_nan |= sh.warp_nan[w];
           }
@@ -249,14 +255,14 @@ __global__ void __launch_bounds__(kThreads) ce_rows_kernel(CeRowsJob job) {
       };
       if ((reinterpret_cast<uintptr_t>(g) & 15u) != (reinterpret_cast<uintptr_t>(z) & 15u)) {
         // Rows aligned differently (a logits view at an odd offset): scalar stores.
-        for (int64_t j = threadIdx.x; j < V; j += kThreads) store_f(g, j, value(zero ? 0.0f : load_f(z, j), j));
+        for (int64_t j = threadIdx.x; j < V; j += threads) store_f(g, j, value(zero ? 0.0f : load_f(z, j), j));
         __syncthreads();
         continue;
       }
       if (threadIdx.x < split.head) store_f(g, threadIdx.x, value(load_f(z, threadIdx.x), threadIdx.x));
       const uint4* packs = reinterpret_cast<const uint4*>(z + split.head);
       uint4* out = reinterpret_cast<uint4*>(g + split.head);
-      for (int64_t p = threadIdx.x; p < split.packs; p += kThreads) {
+      for (int64_t p = threadIdx.x; p < split.packs; p += threads) {
         float v[W];
         if (!zero) Pack<T>::unpack(packs[p], v);
         int64_t j0 = split.head + p * W;
@@ -264,7 +270,7 @@ __global__ void __launch_bounds__(kThreads) ce_rows_kernel(CeRowsJob job) {
         for (int k = 0; k < W; ++k) v[k] = value(zero ? 0.0f : v[k], j0 + k);
         out[p] = Pack<T>::pack(v);
       }
-      for (int64_t j = split.tail_start + threadIdx.x; j < V; j += kThreads) {
+      for (int64_t j = split.tail_start + threadIdx.x; j < V; j += threads) {
         store_f(g, j, value(zero ? 0.0f : load_f(z, j), j));
       }
     }
@@ -340,7 +346,7 @@ void launch(const CeRowsJob& job, cudaStream_t stream) {
     ce_rows_simple_kernel<T><<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 128, 0, stream>>>(job);
   } else {
     int64_t blocks = job.rows < (int64_t(1) << 20) ? job.rows : (int64_t(1) << 20);
-    ce_rows_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(job);
+    ce_rows_kernel<T><<<static_cast<unsigned>(blocks), threads_for(job.V), 0, stream>>>(job);
   }
 }
 
