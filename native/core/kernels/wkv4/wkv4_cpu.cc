@@ -11,7 +11,8 @@
 // local buffer and run wkv4_step_backward over it in reverse. Partial sums of
 // dL/dw and dL/du per (b, c) go to the workspace (in double) and are summed
 // over b in a fixed order afterwards, so results do not depend on threading.
-// Without this, GCC threads jumps through the selects of the exp and the
+
+// no-trapping-math: without it, GCC threads jumps through the selects of the exp and the
 // max, duplicates floating-point operations into the branches, and then may
 // not if-convert them back (they "could trap"), leaving the loops scalar. We
 // never read FP exception flags, so nothing observable changes. Applies to
