@@ -20,7 +20,7 @@ import { terminalPlot, writeSvg, ema } from './lib/plot.mjs';
 import { generate } from './lib/sample.mjs';
 import { createModel, ModelUnavailable, parameterCount, evaluate, train } from './lib/train.mjs';
 
-const DEFAULTS = { dModel: 128, layers: 4, batch: 8, seqLen: 128, steps: 700, lr: 4e-3, sampleBytes: 300 };
+const DEFAULTS = { dModel: 128, layers: 4, batch: 8, seqLen: 128, steps: 800, lr: 4e-3, sampleBytes: 300 };
 const TINY = { dModel: 32, layers: 2, batch: 4, seqLen: 32, steps: 8, lr: 1e-2, sampleBytes: 64, evalBatches: 4 };
 
 const HELP = `Usage: node examples/demo.mjs [options]      (npm run demo -- [options])
