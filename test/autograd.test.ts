@@ -169,7 +169,7 @@ describe('layers and modules', () => {
     const out = model.forward(tokens);
     out.backward(rTensor);
     const objective = () =>
-      lmk.noGrad(() => lmk.tidy(() => model.forward(tokens).dataSync().reduce((s, v, i) => s + v * r[i]!, 0)));
+      lmk.noGrad(() => lmk.tidy(() => Array.from(model.forward(tokens).dataSync()).reduce((s, v, i) => s + v * r[i]!, 0)));
     const eps = 1e-6;
     for (const [name, p] of model.namedParameters()) {
       const analytic = await p.grad!.data();

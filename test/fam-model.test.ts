@@ -39,7 +39,7 @@ describe('FamTransformerModel', () => {
     const model = new lmk.nn.FamTransformerModel({ ...cfg, nLayers: 1, dModel: 8, nHeads: 2 });
     const r = Float64Array.from({ length: 2 * T * 16 }, (_, i) => Math.sin(i + 1));
     model.forward(tokens).backward(lmk.tensor(r, { shape: [2, T, 16], dtype: 'float64' }));
-    const objective = () => lmk.noGrad(() => lmk.tidy(() => model.forward(tokens).dataSync().reduce((s, v, i) => s + v * r[i]!, 0)));
+    const objective = () => lmk.noGrad(() => lmk.tidy(() => Array.from(model.forward(tokens).dataSync()).reduce((s, v, i) => s + v * r[i]!, 0)));
     const eps = 1e-6;
     for (const [name, p] of model.namedParameters()) {
       const analytic = await p.grad!.data();
