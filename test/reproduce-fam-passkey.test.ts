@@ -1,7 +1,7 @@
 // examples/reproduce/fam-passkey.mjs in its --smoke configuration: the FAM
 // model and both BSWA variants train for a few steps and are scored on
 // passkey retrieval, and the accuracy table is printed. Not the scientific
-// result (see examples/reproduce/results/fam-passkey.md for the full run).
+// result (see examples/reproduce/RESULTS.md for the full run).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

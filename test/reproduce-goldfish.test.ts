@@ -1,7 +1,7 @@
 // The goldfish reproduction (examples/reproduce/goldfish.mjs) in its --smoke
 // configuration: it runs end to end and prints its result table. The
 // scientific result (plain cross-entropy memorises, goldfish does not) needs
-// the full run; see examples/reproduce/results/goldfish.md.
+// the full run; see examples/reproduce/RESULTS.md.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';

@@ -1,7 +1,7 @@
 // examples/reproduce/orpo.mjs in its --smoke configuration: it runs end to
 // end (base fine-tuning, SFT and ORPO arms, held-out evaluation) and prints
 // its tables with finite metrics. Not the scientific result (see
-// examples/reproduce/results/orpo.md for the full run).
+// examples/reproduce/RESULTS.md for the full run).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

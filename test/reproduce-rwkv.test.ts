@@ -2,7 +2,7 @@
 // configuration: it runs end to end and prints both tables. Its agreement
 // checks are numerical identities, so they are asserted here too; the
 // timing result (flat for RWKV-4, growing for attention) needs the full run;
-// see examples/reproduce/results/rwkv.md.
+// see examples/reproduce/RESULTS.md.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
