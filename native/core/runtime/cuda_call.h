@@ -7,5 +7,8 @@
 #ifdef LMK_WITH_CUDA
 #define LMK_CUDA_CALL(...) __VA_ARGS__
 #else
-#define LMK_CUDA_CALL(...) ::lmk::throw_type_error("lmkernels was built without CUDA")
+// sizeof keeps the call unevaluated (no link dependency) while its arguments
+// still count as used.
+#define LMK_CUDA_CALL(...) \
+  ((void)sizeof(((__VA_ARGS__), 0)), ::lmk::throw_type_error("lmkernels was built without CUDA"))
 #endif
