@@ -221,16 +221,7 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
 Napi::Value ReadRaw(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const Tensor& t = unwrap_tensor(info[0], "readRaw", "tensor");
-    std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> landed;
-    auto result = landed.get_future();
-    ops::read_to_host(
-        t,
-        [&landed](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-          landed.set_value({std::move(bytes), error});
-        },
-        true);
-    auto [bytes, error] = result.get();
-    if (error) throw js_error(info.Env(), *error);
+    std::vector<uint8_t> bytes = ops::read_to_host_blocking(t, true);
     auto buffer = Napi::ArrayBuffer::New(info.Env(), bytes.size());
     if (!bytes.empty()) std::memcpy(buffer.Data(), bytes.data(), bytes.size());
     return Napi::Uint8Array::New(info.Env(), bytes.size(), buffer, 0);
@@ -259,13 +250,7 @@ Napi::Value ReadSync(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const Tensor& t = unwrap_tensor(info[0], "Tensor.dataSync", "this");
     DType host_dtype = ops::host_read_dtype(t.dtype);
-    std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> landed;
-    auto result = landed.get_future();
-    ops::read_to_host(t, [&landed](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-      landed.set_value({std::move(bytes), error});
-    });
-    auto [bytes, error] = result.get();
-    if (error) throw js_error(info.Env(), *error);
+    std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
     return typed_array_from(info.Env(), host_dtype, bytes);
   });
 }

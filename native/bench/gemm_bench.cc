@@ -30,13 +30,7 @@
 using namespace lmk;
 
 static std::vector<float> read_floats(const Tensor& t) {
-  std::promise<std::vector<uint8_t>> landed;
-  auto result = landed.get_future();
-  ops::read_to_host(t, [&](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-    if (error) std::fprintf(stderr, "error: %s\n", error->message.c_str());
-    landed.set_value(std::move(bytes));
-  });
-  auto bytes = result.get();
+  std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
   std::vector<float> v(bytes.size() / 4);
   std::memcpy(v.data(), bytes.data(), bytes.size());
   return v;

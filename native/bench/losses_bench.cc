@@ -41,16 +41,7 @@ using namespace lmk;
 static const Device kCpu{DeviceKind::CPU, 0};
 
 static std::vector<double> read_double(const Tensor& t) {
-  std::promise<std::vector<uint8_t>> landed;
-  auto result = landed.get_future();
-  ops::read_to_host(t, [&](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-    if (error) {
-      std::fprintf(stderr, "losses_bench: %s\n", error->message.c_str());
-      std::exit(1);
-    }
-    landed.set_value(std::move(bytes));
-  });
-  auto bytes = result.get();
+  std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
   std::vector<double> out;
   if (ops::host_read_dtype(t.dtype) == DType::Float64) {
     out.resize(bytes.size() / 8);

@@ -32,16 +32,7 @@ const Device kCpu{DeviceKind::CPU, 0};
 const Device kCuda{DeviceKind::CUDA, 0};
 
 std::vector<double> read(const Tensor& t) {
-  std::promise<std::vector<uint8_t>> landed;
-  auto result = landed.get_future();
-  ops::read_to_host(t, [&](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-    if (error) {
-      std::fprintf(stderr, "wkv4_bench: %s\n", error->message.c_str());
-      std::exit(1);
-    }
-    landed.set_value(std::move(bytes));
-  });
-  std::vector<uint8_t> bytes = result.get();
+  std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
   std::vector<double> out(static_cast<size_t>(t.numel()));
   if (ops::host_read_dtype(t.dtype) == DType::Float64) {
     std::memcpy(out.data(), bytes.data(), bytes.size());

@@ -33,13 +33,7 @@ static const Device kCpu{DeviceKind::CPU, 0};
 // ---- helpers ------------------------------------------------------------------
 
 static Values read(const Tensor& t) {
-  std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> landed;
-  auto result = landed.get_future();
-  ops::read_to_host(t, [&](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-    landed.set_value({std::move(bytes), error});
-  });
-  auto [bytes, error] = result.get();
-  if (error) throw Error(error->kind, error->message);
+  std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
   DType host = ops::host_read_dtype(t.dtype);
   size_t n = bytes.size() / dtype_size(host);
   Values out(n);

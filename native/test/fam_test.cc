@@ -30,13 +30,7 @@ static const Device kCuda{DeviceKind::CUDA, 0};
 
 template <typename T>
 static std::vector<T> read(const Tensor& t) {
-  std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> landed;
-  auto result = landed.get_future();
-  ops::read_to_host(t, [&](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-    landed.set_value({std::move(bytes), error});
-  });
-  auto [bytes, error] = result.get();
-  if (error) throw Error(error->kind, error->message);
+  std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
   std::vector<T> values(bytes.size() / sizeof(T));
   if (!bytes.empty()) std::memcpy(values.data(), bytes.data(), bytes.size());
   return values;

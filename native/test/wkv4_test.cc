@@ -46,13 +46,7 @@ Tensor make(const Vec& data, const Shape& shape, DType dtype, const Device& devi
 
 // Blocks until every queued op before it has run; throws the recorded error.
 Vec read(const Tensor& t) {
-  std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> promise;
-  auto future = promise.get_future();
-  ops::read_to_host(t, [&](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-    promise.set_value({std::move(bytes), error});
-  });
-  auto [bytes, error] = future.get();
-  if (error) throw Error(error->kind, error->message);
+  std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
   Vec out(static_cast<size_t>(t.numel()));
   if (ops::host_read_dtype(t.dtype) == DType::Float64) {
     const double* d = reinterpret_cast<const double*>(bytes.data());

@@ -327,6 +327,20 @@ void read_to_host(const Tensor& src, ReadDone done, bool raw) {
   });
 }
 
+std::vector<uint8_t> read_to_host_blocking(const Tensor& src, bool raw) {
+  std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> landed;
+  auto result = landed.get_future();
+  read_to_host(
+      src,
+      [&landed](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
+        landed.set_value({std::move(bytes), error});
+      },
+      raw);
+  auto [bytes, error] = result.get();
+  if (error) throw Error(error->kind, error->message);
+  return std::move(bytes);
+}
+
 void when_device_done(const Device& device, std::function<void(const std::optional<RecordedError>&)> done) {
   check_device_usable(device, "synchronize", "device");
   stream_for(device).when_done(std::move(done));

@@ -41,6 +41,10 @@ using ReadDone = std::function<void(std::vector<uint8_t>&& bytes, const std::opt
 // With raw = true the bytes are the storage's own (bf16/f16 as 16-bit words).
 void read_to_host(const Tensor& src, ReadDone done, bool raw = false);
 
+// The same, blocking the caller until the bytes land; throws the error.
+// For C++ callers: the addon's dataSync, tests and benchmarks.
+std::vector<uint8_t> read_to_host_blocking(const Tensor& src, bool raw = false);
+
 // Resolves after all work queued on `device`; reports (and clears) its error.
 void when_device_done(const Device& device, std::function<void(const std::optional<RecordedError>&)> done);
 
