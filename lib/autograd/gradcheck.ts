@@ -46,8 +46,8 @@ export function gradcheck(
     const rTensor = new Tensor(native().fromHost(r, out.shape, out.dtype, out.device.toString()));
     out.backward(rTensor);
     const analytic = leaves.map((leaf, i) => (differentiable[i] ? (leaf.grad?.dataSync() as Float64Array | undefined) : undefined));
-    leaves.forEach((leaf) => {
-      if (leaf !== inputs[leaves.indexOf(leaf)]) leaf.grad?.dispose();
+    leaves.forEach((leaf, i) => {
+      if (leaf !== inputs[i]) leaf.grad?.dispose();
     });
 
     const objective = (xs: Tensor[]): number =>
