@@ -53,6 +53,10 @@ describe('gradcheck of every differentiable op (float64)', () => {
       chosenLabels: lmk.tensor(new Int32Array([1, 3, 2, 0, 2, 4]), { shape: [2, 3] }),
       rejectedLabels: lmk.tensor(new Int32Array([2, 2, 4, 1]), { shape: [2, 2] }),
     }).loss, () => [leaf([2, 3, 5], 1), leaf([2, 2, 5], 2)]],
+    ['famBlockAttention (grouped heads, FAM, memory)', (q, k, v, fk, fv) => ops.famBlockAttention({ q: q!, k: k!, v: v!, famK: fk!, famV: fv!, blockSize: 2, memoryBlocks: 1 }).out,
+      () => [leaf([1, 2, 5, 4], 1), leaf([1, 1, 5, 4], 2), leaf([1, 1, 5, 4], 3), leaf([1, 1, 3, 2, 4], 4), leaf([1, 1, 3, 2, 4], 5)]],
+    ['famMemoryAttention', (q, k, v, bk, bv) => ops.famMemoryAttention({ famQ: q!, famK: k!, famV: v!, blockK: bk!, blockV: bv! }).out,
+      () => [leaf([1, 2, 2, 4], 1), leaf([1, 1, 2, 4], 2), leaf([1, 1, 2, 4], 3), leaf([1, 1, 3, 4], 4), leaf([1, 1, 3, 4], 5)]],
     ['a composite graph with reuse', (a, b) => { const m = ops.matmul(a!, b!); return ops.sum(ops.mul(ops.sigmoid(m), ops.tanh(m))); }, () => [leaf([3, 4], 1), leaf([4, 2], 2)]],
   ];
   for (const [name, fn, make] of cases) {

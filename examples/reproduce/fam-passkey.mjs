@@ -123,7 +123,7 @@ function bswaForward(model, tokens) {
     const q = heads(block, xn, block.wq, H, positions);
     const k = heads(block, xn, block.wk, H, positions);
     const v = heads(block, xn, block.wv, H, null);
-    const o = lmk.ops.famBlockAttention({ q, k, v, famK: noFam, famV: noFam, blockSize: L, memoryBlocks: m });
+    const o = lmk.ops.famBlockAttention({ q, k, v, famK: noFam, famV: noFam, blockSize: L, memoryBlocks: m }).out;
     const merged = lmk.ops.reshape(lmk.ops.transpose(o, 1, 2), [B, T, H * D]);
     const h = lmk.ops.add(x, block.wo.forward(merged));
     x = lmk.ops.add(h, block.ffn.forward(block.norm2.forward(h)));

@@ -11,7 +11,7 @@ import {
   type OrpoOptions, type OrpoResult,
 } from '../ops/losses';
 import { wkv4 as wkv4Kernel } from '../ops/wkv4';
-import { fam as famKernel, type FamBlockAttentionOptions, type FamMemoryAttentionOptions } from '../ops/fam';
+import { fam as famKernel, type FamAttentionResult, type FamBlockAttentionOptions, type FamMemoryAttentionOptions } from '../ops/fam';
 import { zeros } from '../creation';
 
 type Binary = 'add' | 'sub' | 'mul';
@@ -329,10 +329,11 @@ function zerosLike(t: Tensor): Tensor {
 }
 
 /**
- * fam.blockAttention with autograd: returns out [B,H,T,D]; gradients flow to
- * q, k, v, famK and famV (FlashAttention-2 style backward from out and lse).
+ * fam.blockAttention with autograd: { out, lse } as the kernel; gradients flow
+ * from out to q, k, v, famK and famV (FlashAttention-2 style backward from out
+ * and lse). lse carries no gradient.
  */
-export function famBlockAttention(opts: FamBlockAttentionOptions): Tensor {
+export function famBlockAttention(opts: FamBlockAttentionOptions): FamAttentionResult {
   const { out, lse } = famKernel.blockAttention(opts);
   const inputs = [opts.q, opts.k, opts.v, opts.famK ?? null, opts.famV ?? null];
   const result = record('ops.famBlockAttention', inputs, [out], (save) => {
@@ -348,12 +349,11 @@ export function famBlockAttention(opts: FamBlockAttentionOptions): Tensor {
       return [r.gq, r.gk, r.gv, r.gFamK ?? null, r.gFamV ?? null];
     };
   })[0]!;
-  lse.dispose();
-  return result;
+  return { out: result, lse };
 }
 
-/** fam.memoryAttention with autograd: returns out [B,H,F,D]. */
-export function famMemoryAttention(opts: FamMemoryAttentionOptions): Tensor {
+/** fam.memoryAttention with autograd: { out, lse } as the kernel; gradients flow from out. */
+export function famMemoryAttention(opts: FamMemoryAttentionOptions): FamAttentionResult {
   const { out, lse } = famKernel.memoryAttention(opts);
   const inputs = [opts.famQ, opts.famK, opts.famV, opts.blockK, opts.blockV];
   const result = record('ops.famMemoryAttention', inputs, [out], (save) => {
@@ -366,8 +366,7 @@ export function famMemoryAttention(opts: FamMemoryAttentionOptions): Tensor {
       return [r.gFamQ, r.gFamK, r.gFamV, r.gBlockK, r.gBlockV];
     };
   })[0]!;
-  lse.dispose();
-  return result;
+  return { out: result, lse };
 }
 
 // ---- losses ------------------------------------------------------------------------

@@ -140,9 +140,10 @@ export class FamTransformerBlock extends Module {
       famKs.push(ops.reshape(fk, [B, Hkv, 1, this.cfg.famLength, this.headDim]));
       famVs.push(ops.reshape(fv, [B, Hkv, 1, this.cfg.famLength, this.headDim]));
       const end = Math.min(T, (tau + 1) * L);
-      const o = ops.famMemoryAttention({
+      const { out: o, lse: famLse } = ops.famMemoryAttention({
         famQ: fq, famK: fk, famV: fv, blockK: ops.slice(k, 2, tau * L, end), blockV: ops.slice(v, 2, tau * L, end),
       });
+      famLse.dispose();
       const h = ops.add(famState, this.wo.forward(this.merge(o)));
       famState = ops.add(h, this.ffn.forward(this.norm2.forward(h)));
     }
@@ -154,14 +155,18 @@ export class FamTransformerBlock extends Module {
     const P = state.memK ? state.memK.shape[2]! : 0;
     let out: Tensor;
     if (P === 0) {
-      out = ops.famBlockAttention({ q, k, v, famK, famV, blockSize: L, memoryBlocks: m });
+      const r = ops.famBlockAttention({ q, k, v, famK, famV, blockSize: L, memoryBlocks: m });
+      r.lse.dispose();
+      out = r.out;
     } else {
       const prefixBlocks = P / L;
       const qFull = ops.concat([zeros([B, H, P, this.headDim], { dtype: q.dtype, device: q.device }), q], 2);
       const kFull = ops.concat([state.memK!, k], 2);
       const vFull = ops.concat([state.memV!, v], 2);
       const pad = (t: Tensor) => ops.concat([...Array.from({ length: prefixBlocks }, () => ops.slice(t, 2, 0, 1)), t], 2);
-      const full = ops.famBlockAttention({ q: qFull, k: kFull, v: vFull, famK: pad(famK), famV: pad(famV), blockSize: L, memoryBlocks: m });
+      const r = ops.famBlockAttention({ q: qFull, k: kFull, v: vFull, famK: pad(famK), famV: pad(famV), blockSize: L, memoryBlocks: m });
+      r.lse.dispose();
+      const full = r.out;
       out = ops.slice(full, 2, P, P + T);
     }
     const h = ops.add(x, this.wo.forward(this.merge(out)));
