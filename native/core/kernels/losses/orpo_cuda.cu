@@ -73,37 +73,14 @@ void orpo_cuda(const OrpoParams& p, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const bool with_grad = p.grad_chosen != nullptr;
   OrpoWorkspace w = orpo_workspace(p, p.workspace, with_grad);
-  const int64_t B = p.B, Tw = p.T_chosen, Tl = p.T_rejected;
+  const int64_t B = p.B;
 
   count_kernel<<<dim3(static_cast<unsigned>(B), 3), kThreads, 0, s>>>(p, w);
   cuda_check_launch("losses.orpo: count");
 
-  CeRowsJob chosen;
-  chosen.dtype = p.dtype;
-  chosen.rows = B * Tw;
-  chosen.V = p.V;
-  chosen.T = Tw;
-  chosen.ignore_index = p.ignore_index;
-  chosen.logits = p.chosen_logits;
-  chosen.goldfish = p.goldfish;
-  chosen.slot[0].labels = p.chosen_labels;
-  chosen.slot[0].nll = w.nll_chosen;
-  chosen.slot[1].labels = p.nll_labels;
-  chosen.slot[1].goldfish = p.goldfish.strategy != kGoldfishOff;
-  chosen.slot[1].nll = w.nll_sft;
-  chosen.row_max = w.max_chosen;
-  chosen.row_sum = w.sum_chosen;
-  CeRowsJob rejected = chosen;
-  rejected.rows = B * Tl;
-  rejected.T = Tl;
-  rejected.logits = p.rejected_logits;
-  rejected.goldfish = GoldfishRule{};
-  rejected.slot[0].labels = p.rejected_labels;
-  rejected.slot[0].nll = w.nll_rejected;
-  rejected.slot[1] = CeSlot{};
-  rejected.row_max = w.max_rejected;
-  rejected.row_sum = w.sum_rejected;
-  chosen.mode = rejected.mode = kCeStats;
+  OrpoRowJobs jobs = orpo_stats_jobs(p, w);
+  CeRowsJob& chosen = jobs.chosen;
+  CeRowsJob& rejected = jobs.rejected;
   ce_rows_cuda(chosen, stream);
   ce_rows_cuda(rejected, stream);
 

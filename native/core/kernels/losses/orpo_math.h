@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
 #include "math/host_device.h"
 #include "math/log1mexp.h"
@@ -130,6 +131,45 @@ LMK_HOST_DEVICE void orpo_reduce(const OrpoParams& p, const OrpoWorkspace& w) {
   orpo_store<Out>(p.rewards_margin, 0, p.lambda * margin / batch);
   orpo_store<Out>(p.log_odds_ratio, 0, log_sig / batch);
   orpo_store<Out>(p.log_odds_chosen, 0, log_odds / batch);
+}
+
+// The two row jobs of ORPO's stats pass (host code, both backends): chosen
+// rows carry the odds-ratio label (slot 0) and the SFT label (slot 1, with
+// goldfish); rejected rows only the odds-ratio label.
+struct OrpoRowJobs {
+  CeRowsJob chosen, rejected;
+};
+
+inline OrpoRowJobs orpo_stats_jobs(const OrpoParams& p, const OrpoWorkspace& w) {
+  OrpoRowJobs j;
+  CeRowsJob& chosen = j.chosen;
+  chosen.dtype = p.dtype;
+  chosen.rows = p.B * p.T_chosen;
+  chosen.V = p.V;
+  chosen.T = p.T_chosen;
+  chosen.ignore_index = p.ignore_index;
+  chosen.logits = p.chosen_logits;
+  chosen.goldfish = p.goldfish;
+  chosen.slot[0].labels = p.chosen_labels;
+  chosen.slot[0].nll = w.nll_chosen;
+  chosen.slot[1].labels = p.nll_labels;
+  chosen.slot[1].goldfish = p.goldfish.strategy != kGoldfishOff;
+  chosen.slot[1].nll = w.nll_sft;
+  chosen.row_max = w.max_chosen;
+  chosen.row_sum = w.sum_chosen;
+  CeRowsJob& rejected = j.rejected;
+  rejected = chosen;
+  rejected.rows = p.B * p.T_rejected;
+  rejected.T = p.T_rejected;
+  rejected.logits = p.rejected_logits;
+  rejected.goldfish = GoldfishRule{};
+  rejected.slot[0].labels = p.rejected_labels;
+  rejected.slot[0].nll = w.nll_rejected;
+  rejected.slot[1] = CeSlot{};
+  rejected.row_max = w.max_rejected;
+  rejected.row_sum = w.sum_rejected;
+  chosen.mode = rejected.mode = kCeStats;
+  return j;
 }
 
 }  // namespace lmk::kernels
