@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "kernels/losses/ce_rows.h"
+#include "kernels/losses/cross_entropy_job.h"
 #include "kernels/losses/losses.h"
 #include "runtime/thread_pool.h"
 
@@ -65,26 +66,7 @@ void cross_entropy_cpu(const CrossEntropyParams& p) {
   counts[0] = supervised.load();
   counts[1] = goldfish ? kept.load() : counts[0];
 
-  CeRowsJob job;
-  job.dtype = p.dtype;
-  job.rows = p.rows;
-  job.V = p.V;
-  job.T = p.T;
-  job.ignore_index = p.ignore_index;
-  job.mode = kCeFused;
-  job.logits = p.logits;
-  job.goldfish = p.goldfish;
-  job.lse = p.lse;
-  job.grad = p.grad;
-  CeSlot& slot = job.slot[0];
-  slot.labels = p.labels;
-  slot.grad_scale = p.grad_scale;
-  slot.count = (goldfish || p.reduction == kLossMean) ? &counts[1] : nullptr;
-  slot.weights = p.weights;
-  slot.weights_dtype = p.weights_dtype;
-  slot.goldfish = goldfish;
-  slot.nll = p.reduction == kLossNone && !goldfish ? p.loss : nll;
-  slot.nll_dropped = nll_dropped;
+  CeRowsJob job = cross_entropy_job(p, &counts[1], nll, nll_dropped);
   ce_rows_cpu(job);
 
   // Fixed-order reductions in double.

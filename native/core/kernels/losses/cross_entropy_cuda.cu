@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/losses/ce_rows.h"
+#include "kernels/losses/cross_entropy_job.h"
 #include "kernels/losses/losses.h"
 #include "runtime/cuda_check.h"
 
@@ -115,26 +116,7 @@ void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
     cuda_check_launch("losses: count");
   }
 
-  CeRowsJob job;
-  job.dtype = p.dtype;
-  job.rows = p.rows;
-  job.V = p.V;
-  job.T = p.T;
-  job.ignore_index = p.ignore_index;
-  job.mode = kCeFused;
-  job.logits = p.logits;
-  job.goldfish = p.goldfish;
-  job.lse = p.lse;
-  job.grad = p.grad;
-  CeSlot& slot = job.slot[0];
-  slot.labels = p.labels;
-  slot.grad_scale = p.grad_scale;
-  slot.count = goldfish ? &counts[1] : (p.reduction == kLossMean ? &counts[0] : nullptr);
-  slot.weights = p.weights;
-  slot.weights_dtype = p.weights_dtype;
-  slot.goldfish = goldfish;
-  slot.nll = p.reduction == kLossNone && !goldfish ? p.loss : nll;
-  slot.nll_dropped = nll_dropped;
+  CeRowsJob job = cross_entropy_job(p, goldfish ? &counts[1] : &counts[0], nll, nll_dropped);
   ce_rows_cuda(job, stream);
 
   if (p.reduction == kLossNone && !goldfish) return;
