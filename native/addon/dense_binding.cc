@@ -131,8 +131,9 @@ Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
     const char* fn = "unaryBackward";
     UnaryOp op = ops::unary_op_from_name(string_field(info[0], "op", fn), fn);
-    return one(info.Env(), ops::unary_backward(op, optional_tensor_field(info[0], "x", fn),
-                                               optional_tensor_field(info[0], "y", fn), tensor_field(info[0], "gy", fn)));
+    return one(info.Env(),
+               ops::unary_backward(op, optional_tensor_field(info[0], "x", fn), optional_tensor_field(info[0], "y", fn),
+                                   tensor_field(info[0], "gy", fn)));
   });
 }
 
@@ -197,8 +198,9 @@ Napi::Value ExpandTo(const Napi::CallbackInfo& info) {
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
     const char* fn = "ops.matmul";
-    return one(info.Env(), ops::matmul(tensor_field(info[0], "a", fn), tensor_field(info[0], "b", fn),
-                                       bool_field(info[0], "transA", fn, false), bool_field(info[0], "transB", fn, false)));
+    return one(info.Env(),
+               ops::matmul(tensor_field(info[0], "a", fn), tensor_field(info[0], "b", fn),
+                           bool_field(info[0], "transA", fn, false), bool_field(info[0], "transB", fn, false)));
   });
 }
 
@@ -220,9 +222,12 @@ Napi::Value SetGemmBackend(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
     const char* fn = "setGemmBackend";
     std::string backend = string_field(info[0], "backend", fn);
-    if (backend == "auto") ops::set_gemm_kernel(kernels::GemmKernel::Library);
-    else if (backend == "builtin") ops::set_gemm_kernel(kernels::GemmKernel::Builtin);
-    else throw_range_error(fn, ": backend must be 'auto' or 'builtin', got '", backend, "'");
+    if (backend == "auto")
+      ops::set_gemm_kernel(kernels::GemmKernel::Library);
+    else if (backend == "builtin")
+      ops::set_gemm_kernel(kernels::GemmKernel::Builtin);
+    else
+      throw_range_error(fn, ": backend must be 'auto' or 'builtin', got '", backend, "'");
     return info.Env().Undefined();
   });
 }
@@ -346,9 +351,10 @@ Napi::Value Slice(const Napi::CallbackInfo& info) {
 Napi::Value SliceBackward(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
     const char* fn = "ops.sliceBackward";
-    return one(info.Env(), ops::slice_backward(tensor_field(info[0], "g", fn), integers_field(info[0], "inputShape", fn),
-                                               integer_field(info[0], "dim", fn), integer_field(info[0], "start", fn),
-                                               integer_field(info[0], "end", fn)));
+    return one(info.Env(),
+               ops::slice_backward(tensor_field(info[0], "g", fn), integers_field(info[0], "inputShape", fn),
+                                   integer_field(info[0], "dim", fn), integer_field(info[0], "start", fn),
+                                   integer_field(info[0], "end", fn)));
   });
 }
 

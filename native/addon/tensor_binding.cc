@@ -67,8 +67,11 @@ Napi::Value Empty(const Napi::CallbackInfo& info) {
 Napi::Value Full(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
     std::string fn = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "full";
-    return wrap_tensor(info.Env(), ops::full(to_shape(info[0]), to_number(info[1], "value"), to_dtype(info[2]),
-                                             to_device(info[3]), fn == "zeros" ? "zeros" : fn == "ones" ? "ones" : "full"));
+    return wrap_tensor(info.Env(),
+                       ops::full(to_shape(info[0]), to_number(info[1], "value"), to_dtype(info[2]), to_device(info[3]),
+                                 fn == "zeros"  ? "zeros"
+                                 : fn == "ones" ? "ones"
+                                                : "full"));
   });
 }
 
@@ -93,17 +96,17 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
 
 Napi::Value Rand(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
-    return wrap_tensor(info.Env(), ops::rand(to_shape(info[0]), to_dtype(info[1]), to_device(info[2]),
-                                             to_optional_seed(info[3]), to_number(info[4], "rand: low"),
-                                             to_number(info[5], "rand: high")));
+    return wrap_tensor(info.Env(),
+                       ops::rand(to_shape(info[0]), to_dtype(info[1]), to_device(info[2]), to_optional_seed(info[3]),
+                                 to_number(info[4], "rand: low"), to_number(info[5], "rand: high")));
   });
 }
 
 Napi::Value Randn(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&] {
-    return wrap_tensor(info.Env(), ops::randn(to_shape(info[0]), to_dtype(info[1]), to_device(info[2]),
-                                              to_optional_seed(info[3]), to_number(info[4], "randn: mean"),
-                                              to_number(info[5], "randn: std")));
+    return wrap_tensor(info.Env(),
+                       ops::randn(to_shape(info[0]), to_dtype(info[1]), to_device(info[2]), to_optional_seed(info[3]),
+                                  to_number(info[4], "randn: mean"), to_number(info[5], "randn: std")));
   });
 }
 
@@ -138,9 +141,8 @@ Napi::Value ToDevice(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Clone(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&] {
-    return wrap_tensor(info.Env(), ops::clone(unwrap_tensor(info[0], "Tensor.clone", "this")));
-  });
+  return guard(info.Env(),
+               [&] { return wrap_tensor(info.Env(), ops::clone(unwrap_tensor(info[0], "Tensor.clone", "this"))); });
 }
 
 Napi::Value Reshape(const Napi::CallbackInfo& info) {
@@ -194,9 +196,7 @@ void settle_on_js_thread(Napi::Env env, Napi::Function, std::nullptr_t*, Pending
 
 using SettleFunction = Napi::TypedThreadSafeFunction<std::nullptr_t, PendingRead, settle_on_js_thread>;
 
-SettleFunction make_settler(Napi::Env env, const char* name) {
-  return SettleFunction::New(env, name, 0, 1);
-}
+SettleFunction make_settler(Napi::Env env, const char* name) { return SettleFunction::New(env, name, 0, 1); }
 
 Napi::Value Read(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
@@ -206,12 +206,13 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
     auto settler = make_settler(info.Env(), "lmkernels.data");
     DType host_dtype = ops::host_read_dtype(t.dtype);
     auto* pending = new PendingRead{deferred, host_dtype, {}, std::nullopt, true};
-    ops::read_to_host(t, [settler, pending](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) mutable {
-      pending->bytes = std::move(bytes);
-      pending->error = error;
-      settler.BlockingCall(pending);
-      settler.Release();
-    });
+    ops::read_to_host(
+        t, [settler, pending](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) mutable {
+          pending->bytes = std::move(bytes);
+          pending->error = error;
+          settler.BlockingCall(pending);
+          settler.Release();
+        });
     return promise;
   });
 }
@@ -238,7 +239,8 @@ Napi::Value FromRaw(const Napi::CallbackInfo& info) {
     DType dtype = to_dtype(info[2]);
     size_t size = dtype_size(dtype);
     if (bytes.ByteLength() % size != 0) {
-      throw_range_error("fromRaw: ", bytes.ByteLength(), " bytes is not a whole number of ", dtype_name(dtype), " elements");
+      throw_range_error("fromRaw: ", bytes.ByteLength(), " bytes is not a whole number of ", dtype_name(dtype),
+                        " elements");
     }
     const uint8_t* data = static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
     return wrap_tensor(info.Env(), ops::from_host(data, dtype, static_cast<int64_t>(bytes.ByteLength() / size),

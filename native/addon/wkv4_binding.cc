@@ -51,9 +51,8 @@ Napi::Value Wkv4Step(const Napi::CallbackInfo& info) {
     const char* fn = "wkv4.step";
     Napi::Value o = info[0];
     ops::Wkv4StepArgs args{unwrap_tensor(field(o, "timeDecay"), fn, "timeDecay"),
-                           unwrap_tensor(field(o, "timeFirst"), fn, "timeFirst"),
-                           unwrap_tensor(field(o, "k"), fn, "k"), unwrap_tensor(field(o, "v"), fn, "v"),
-                           unwrap_tensor(field(o, "state"), fn, "state")};
+                           unwrap_tensor(field(o, "timeFirst"), fn, "timeFirst"), unwrap_tensor(field(o, "k"), fn, "k"),
+                           unwrap_tensor(field(o, "v"), fn, "v"), unwrap_tensor(field(o, "state"), fn, "state")};
     ops::Wkv4StepResult r = ops::wkv4_step(args);
     auto out = Napi::Object::New(info.Env());
     out.Set("y", wrap_tensor(info.Env(), r.y));

@@ -73,7 +73,8 @@ Inputs make_inputs(const Shape5& s, DType dtype, const Device& device) {
   return in;
 }
 
-template <typename Fn> double median_ms(const Device& device, int runs, Fn&& fn) {
+template <typename Fn>
+double median_ms(const Device& device, int runs, Fn&& fn) {
   Stream& stream = stream_for(device);
   fn();
   stream.synchronize();
@@ -109,11 +110,11 @@ struct DenseHead {
   Shape5 s;
   int64_t Nk;
   float scale;
-  const float* q;    // [T, D] this head's queries
-  const float* kt;   // [D, Nk] all keys, transposed
-  const float* vall; // [Nk, D] all values
-  float* scores;     // [T, Nk]
-  float* out;        // [T, D]
+  const float* q;     // [T, D] this head's queries
+  const float* kt;    // [D, Nk] all keys, transposed
+  const float* vall;  // [Nk, D] all values
+  float* scores;      // [T, Nk]
+  float* out;         // [T, D]
 };
 
 // Rows [r0, r1) (multiples of 4) of one head: every score, the mask, softmax, P·V.
@@ -191,8 +192,14 @@ std::vector<float> dense_masked_attention(const Shape5& s, const std::vector<flo
           vall[j * D + d] = vr[d];
         }
       }
-      DenseHead head{s, Nk, 1.0f / std::sqrt(static_cast<float>(D)), &q[(b * s.H + h) * s.T * D], kt.data(),
-                     vall.data(), scores.data(), &out[(b * s.H + h) * s.T * D]};
+      DenseHead head{s,
+                     Nk,
+                     1.0f / std::sqrt(static_cast<float>(D)),
+                     &q[(b * s.H + h) * s.T * D],
+                     kt.data(),
+                     vall.data(),
+                     scores.data(),
+                     &out[(b * s.H + h) * s.T * D]};
       parallel_for(s.T / 4, 1, [&](int64_t r0, int64_t r1) { dense_rows(head, r0 * 4, r1 * 4); });
     }
   return out;
@@ -206,10 +213,12 @@ void bench_cpu(const Shape5& s, int runs, int dense_runs) {
   auto fk = read_floats(*in.args.fam_k), fv = read_floats(*in.args.fam_v);
   auto dense_start = std::chrono::steady_clock::now();
   std::vector<float> dense = dense_masked_attention(s, q, k, v, fk, fv);
-  double dense_first = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - dense_start).count();
+  double dense_first =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - dense_start).count();
   double err = rel_error(read_floats(fwd.out), dense);
   if (!(err <= 1e-5)) {
-    std::fprintf(stderr, "fam_bench: cpu T=%lld: FAM kernel differs from dense attention by %.3g\n", (long long)s.T, err);
+    std::fprintf(stderr, "fam_bench: cpu T=%lld: FAM kernel differs from dense attention by %.3g\n", (long long)s.T,
+                 err);
     std::exit(1);
   }
   double fwd_ms = median_ms(kCpu, runs, [&] { ops::fam_block_attention(in.args); });

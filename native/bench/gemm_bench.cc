@@ -39,7 +39,7 @@ static std::vector<float> read_floats(const Tensor& t) {
 struct Inputs {
   int64_t M, N, K;
   DType dtype;
-  Tensor a, b;                     // on the device, dtype
+  Tensor a, b;                        // on the device, dtype
   std::vector<float> a_host, b_host;  // the stored values
 };
 
@@ -117,7 +117,8 @@ static bool bench(const char* name, kernels::GemmKernel kernel, const Device& de
                 dtype_name(in.dtype), shape, err);
     return false;
   }
-  double ms = time_ms(device, [&] { Tensor c = ops::matmul(in.a, in.b, false, false); }, runs);
+  double ms = time_ms(
+      device, [&] { Tensor c = ops::matmul(in.a, in.b, false, false); }, runs);
   double gflops = 2.0 * in.M * in.N * in.K / (ms / 1e3) / 1e9;
   std::printf("gemm_bench  %-7s %-9s %-8s %-16s %10.3f ms  %9.1f GFLOP/s", device.to_string().c_str(), name,
               dtype_name(in.dtype), shape, ms, gflops);

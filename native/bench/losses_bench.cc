@@ -126,7 +126,7 @@ static inline void store(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v);
 // One row of log-softmax: max, sum of exponentials, then z − lse written out.
 template <typename T>
 static inline __attribute__((always_inline)) void log_softmax_row(const T* __restrict z, T* __restrict out, int64_t V,
-                                                                   float* __restrict tmp) {
+                                                                  float* __restrict tmp) {
   for (int64_t j = 0; j < V; ++j) tmp[j] = load(z, j);
   Lanes16 lane = Lanes16{} - __builtin_inff(), sum = Lanes16{};
   int64_t j = 0;
@@ -153,7 +153,7 @@ static inline __attribute__((always_inline)) void log_softmax_row(const T* __res
 
 template <typename T>
 static inline __attribute__((always_inline)) void softmax_grad_row(const T* __restrict logsm, T* __restrict grad,
-                                                                    int64_t V, int32_t y, float inv_n) {
+                                                                   int64_t V, int32_t y, float inv_n) {
   for (int64_t j = 0; j < V; ++j) store(grad, j, vector_expf_nonpositive(load(logsm, j)) * inv_n);
   store(grad, y, (vector_expf_nonpositive(load(logsm, y)) - 1.0f) * inv_n);
 }
@@ -164,10 +164,12 @@ LMK_BENCH_CLONES static void log_softmax_rows(const float* z, float* out, int64_
 LMK_BENCH_CLONES static void log_softmax_rows(const bf16* z, bf16* out, int64_t V, int64_t b, int64_t e, float* tmp) {
   for (int64_t i = b; i < e; ++i) log_softmax_row(z + i * V, out + i * V, V, tmp);
 }
-LMK_BENCH_CLONES static void grad_rows(const float* l, float* g, int64_t V, int64_t b, int64_t e, const int32_t* y, float inv_n) {
+LMK_BENCH_CLONES static void grad_rows(const float* l, float* g, int64_t V, int64_t b, int64_t e, const int32_t* y,
+                                       float inv_n) {
   for (int64_t i = b; i < e; ++i) softmax_grad_row(l + i * V, g + i * V, V, y[i], inv_n);
 }
-LMK_BENCH_CLONES static void grad_rows(const bf16* l, bf16* g, int64_t V, int64_t b, int64_t e, const int32_t* y, float inv_n) {
+LMK_BENCH_CLONES static void grad_rows(const bf16* l, bf16* g, int64_t V, int64_t b, int64_t e, const int32_t* y,
+                                       float inv_n) {
   for (int64_t i = b; i < e; ++i) softmax_grad_row(l + i * V, g + i * V, V, y[i], inv_n);
 }
 
@@ -207,7 +209,8 @@ static void bench_cross_entropy(const Device& device, DType dtype, int64_t N, in
   {
     int64_t n = std::min<int64_t>(N, 64);
     Tensor zs = ops::reshape(ops::to_device(ops::randn({n, V}, dtype, kCpu, 9, 0, 2), device), {n, V});
-    Tensor ys = ops::to_dtype(ops::rand({n}, DType::Float32, device, 10, 0, static_cast<double>(V) - 0.5), DType::Int32);
+    Tensor ys =
+        ops::to_dtype(ops::rand({n}, DType::Float32, device, 10, 0, static_cast<double>(V) - 0.5), DType::Int32);
     validate(zs, ys, ops::cross_entropy(zs, ys), 8);
   }
   double s = static_cast<double>(dtype_size(dtype));
@@ -219,10 +222,12 @@ static void bench_cross_entropy(const Device& device, DType dtype, int64_t N, in
     return std::vector<Tensor>{r.loss, r.lse, *r.grad_logits};
   });
   double gbps = floor_bytes / (ms / 1e3) / 1e9;
-  std::printf("losses_bench  %-6s crossEntropy fused  %-8s N=%-5lld V=%-6lld %9.2f ms  %7.1f GB/s  %.2f of copy  extra %lld B (%.1f B/row)\n",
-              device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(N), static_cast<long long>(V), ms,
-              gbps, floor_bytes / (ms / 1e3) / copy_bw, static_cast<long long>(extra),
-              static_cast<double>(extra) / static_cast<double>(N));
+  std::printf(
+      "losses_bench  %-6s crossEntropy fused  %-8s N=%-5lld V=%-6lld %9.2f ms  %7.1f GB/s  %.2f of copy  extra %lld B "
+      "(%.1f B/row)\n",
+      device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(N), static_cast<long long>(V), ms, gbps,
+      floor_bytes / (ms / 1e3) / copy_bw, static_cast<long long>(extra),
+      static_cast<double>(extra) / static_cast<double>(N));
 
   if (device.is_cpu()) {
     Tensor logsm = ops::empty({N, V}, dtype, device);
@@ -236,50 +241,72 @@ static void bench_cross_entropy(const Device& device, DType dtype, int64_t N, in
         base_loss = unfused_cross_entropy(logits.data_as<float>(), yi.data(), logsm.data_as<float>(),
                                           grad.data_as<float>(), N, V);
       } else {
-        base_loss = unfused_cross_entropy(logits.data_as<bf16>(), yi.data(), logsm.data_as<bf16>(),
-                                          grad.data_as<bf16>(), N, V);
+        base_loss =
+            unfused_cross_entropy(logits.data_as<bf16>(), yi.data(), logsm.data_as<bf16>(), grad.data_as<bf16>(), N, V);
       }
     };
     run_base();
     double fused_loss = read_double(ops::cross_entropy(logits, labels).loss)[0];
-    if (std::fabs(base_loss - fused_loss) > 2e-2 * std::fabs(fused_loss)) fail("baseline disagrees with the fused loss");
+    if (std::fabs(base_loss - fused_loss) > 2e-2 * std::fabs(fused_loss))
+      fail("baseline disagrees with the fused loss");
     double base_ms = median_ms(device, runs, run_base);
-    std::printf("losses_bench  %-6s crossEntropy unfused %-8s N=%-5lld V=%-6lld %9.2f ms  %7.1f GB/s  speedup of fused: %.2fx  extra %lld B (N*V log-softmax)\n",
-                device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(N), static_cast<long long>(V),
-                base_ms, floor_bytes / (base_ms / 1e3) / 1e9, base_ms / ms, static_cast<long long>(logsm.nbytes()));
+    std::printf(
+        "losses_bench  %-6s crossEntropy unfused %-8s N=%-5lld V=%-6lld %9.2f ms  %7.1f GB/s  speedup of fused: %.2fx  "
+        "extra %lld B (N*V log-softmax)\n",
+        device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(N), static_cast<long long>(V), base_ms,
+        floor_bytes / (base_ms / 1e3) / 1e9, base_ms / ms, static_cast<long long>(logsm.nbytes()));
   }
 }
 
-static void bench_orpo_and_goldfish(const Device& device, DType dtype, int64_t B, int64_t T, int64_t V, double copy_bw) {
+static void bench_orpo_and_goldfish(const Device& device, DType dtype, int64_t B, int64_t T, int64_t V,
+                                    double copy_bw) {
   Tensor zw = ops::randn({B, T, V}, dtype, device, 11, 0, 2), zl = ops::randn({B, T, V}, dtype, device, 12, 0, 2);
-  Tensor y = ops::to_dtype(ops::rand({B, T}, DType::Float32, device, 13, 0, static_cast<double>(V) - 0.5), DType::Int32);
+  Tensor y =
+      ops::to_dtype(ops::rand({B, T}, DType::Float32, device, 13, 0, static_cast<double>(V) - 0.5), DType::Int32);
   double s = static_cast<double>(dtype_size(dtype));
   double n = static_cast<double>(B * T) * static_cast<double>(V);
   int runs = device.is_cpu() ? 5 : 20;
   ops::GoldfishOptions g;
   double gms = median_ms(device, runs, [&] { auto r = ops::goldfish_loss(zw, y, -100, g); });
-  std::printf("losses_bench  %-6s goldfishLoss hash   %-8s N=%-5lld V=%-6lld %9.2f ms  %7.1f GB/s  %.2f of copy (floor 2 passes)\n",
-              device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(B * T), static_cast<long long>(V),
-              gms, 2 * n * s / (gms / 1e3) / 1e9, 2 * n * s / (gms / 1e3) / copy_bw);
+  std::printf(
+      "losses_bench  %-6s goldfishLoss hash   %-8s N=%-5lld V=%-6lld %9.2f ms  %7.1f GB/s  %.2f of copy (floor 2 "
+      "passes)\n",
+      device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(B * T), static_cast<long long>(V), gms,
+      2 * n * s / (gms / 1e3) / 1e9, 2 * n * s / (gms / 1e3) / copy_bw);
   double oms = median_ms(device, runs, [&] { auto r = ops::orpo(zw, zl, y, y); });
   int64_t extra = extra_bytes(device, [&] {
     auto r = ops::orpo(zw, zl, y, y);
-    return std::vector<Tensor>{r.loss, r.nll_loss, r.or_loss, r.chosen_logps, r.rejected_logps, r.log_odds,
-                               r.rewards_chosen, r.rewards_rejected, r.rewards_accuracy, r.rewards_margin,
-                               r.log_odds_ratio, r.log_odds_chosen, *r.grad_chosen_logits, *r.grad_rejected_logits};
+    return std::vector<Tensor>{r.loss,
+                               r.nll_loss,
+                               r.or_loss,
+                               r.chosen_logps,
+                               r.rejected_logps,
+                               r.log_odds,
+                               r.rewards_chosen,
+                               r.rewards_rejected,
+                               r.rewards_accuracy,
+                               r.rewards_margin,
+                               r.log_odds_ratio,
+                               r.log_odds_chosen,
+                               *r.grad_chosen_logits,
+                               *r.grad_rejected_logits};
   });
   // Floor: both logits read once, both gradients written once; ORPO reads twice (3 passes).
-  std::printf("losses_bench  %-6s orpo (both sides)   %-8s N=2x%-3lld V=%-6lld %9.2f ms  %7.1f GB/s over the 2-pass floor, %.2f of copy for its 3 passes  extra %lld B\n",
-              device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(B * T), static_cast<long long>(V),
-              oms, 4 * n * s / (oms / 1e3) / 1e9, 6 * n * s / (oms / 1e3) / copy_bw, static_cast<long long>(extra));
+  std::printf(
+      "losses_bench  %-6s orpo (both sides)   %-8s N=2x%-3lld V=%-6lld %9.2f ms  %7.1f GB/s over the 2-pass floor, "
+      "%.2f of copy for its 3 passes  extra %lld B\n",
+      device.to_string().c_str(), dtype_name(dtype), static_cast<long long>(B * T), static_cast<long long>(V), oms,
+      4 * n * s / (oms / 1e3) / 1e9, 6 * n * s / (oms / 1e3) / copy_bw, static_cast<long long>(extra));
 }
 
 int main(int argc, char** argv) {
   int64_t cpu_rows = argc > 1 ? std::atoll(argv[1]) : 4096;
   double cpu_bw = copy_bandwidth(kCpu, int64_t(64) << 20);
-  std::printf("losses_bench  cpu    copy bandwidth %.1f GB/s (read+write), %d threads\n", cpu_bw / 1e9, thread_pool_size());
+  std::printf("losses_bench  cpu    copy bandwidth %.1f GB/s (read+write), %d threads\n", cpu_bw / 1e9,
+              thread_pool_size());
   for (DType dtype : {DType::Float32, DType::BFloat16}) bench_cross_entropy(kCpu, dtype, cpu_rows, 32000, cpu_bw);
-  for (DType dtype : {DType::Float32, DType::BFloat16}) bench_orpo_and_goldfish(kCpu, dtype, 4, cpu_rows / 8, 32000, cpu_bw);
+  for (DType dtype : {DType::Float32, DType::BFloat16})
+    bench_orpo_and_goldfish(kCpu, dtype, 4, cpu_rows / 8, 32000, cpu_bw);
   if (!cuda_info().available) {
     std::printf("losses_bench  cuda: not available (%s)\n", cuda_info().reason.c_str());
     return 0;

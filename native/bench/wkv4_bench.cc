@@ -100,8 +100,8 @@ Inputs convert(const Inputs& in, DType dtype, const Device& device) {
     Tensor on = t.device() == device ? t : ops::to_device(t, device);
     return on.dtype == d ? on : ops::to_dtype(on, d);
   };
-  return {in.B, in.T, in.C, move(in.td, acc), move(in.tf, acc), move(in.k, dtype), move(in.v, dtype),
-          move(in.gy, dtype)};
+  return {
+      in.B, in.T, in.C, move(in.td, acc), move(in.tf, acc), move(in.k, dtype), move(in.v, dtype), move(in.gy, dtype)};
 }
 
 ops::Wkv4ForwardResult forward(const Inputs& in) {
@@ -131,14 +131,24 @@ ops::Wkv4BackwardResult backward(const Inputs& in, const Tensor& y) {
 // from libm. Passes are kept out of line so the compiler cannot fuse them.
 using Buf = std::vector<float>;
 #define LMK_PASS __attribute__((noinline)) static void
-LMK_PASS pass_add(const Buf& a, const Buf& b, Buf& o) { for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] + b[i]; }
-LMK_PASS pass_sub(const Buf& a, const Buf& b, Buf& o) { for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] - b[i]; }
-LMK_PASS pass_mul(const Buf& a, const Buf& b, Buf& o) { for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] * b[i]; }
-LMK_PASS pass_div(const Buf& a, const Buf& b, Buf& o) { for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] / b[i]; }
+LMK_PASS pass_add(const Buf& a, const Buf& b, Buf& o) {
+  for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] + b[i];
+}
+LMK_PASS pass_sub(const Buf& a, const Buf& b, Buf& o) {
+  for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] - b[i];
+}
+LMK_PASS pass_mul(const Buf& a, const Buf& b, Buf& o) {
+  for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] * b[i];
+}
+LMK_PASS pass_div(const Buf& a, const Buf& b, Buf& o) {
+  for (size_t i = 0; i < o.size(); ++i) o[i] = a[i] / b[i];
+}
 LMK_PASS pass_max(const Buf& a, const Buf& b, Buf& o) {
   for (size_t i = 0; i < o.size(); ++i) o[i] = std::max(a[i], b[i]);
 }
-LMK_PASS pass_exp(const Buf& a, Buf& o) { for (size_t i = 0; i < o.size(); ++i) o[i] = std::exp(a[i]); }
+LMK_PASS pass_exp(const Buf& a, Buf& o) {
+  for (size_t i = 0; i < o.size(); ++i) o[i] = std::exp(a[i]);
+}
 LMK_PASS pass_gather(const float* src, int64_t B, int64_t T, int64_t C, int64_t t, Buf& o) {
   for (int64_t b = 0; b < B; ++b) std::memcpy(&o[b * C], src + (b * T + t) * C, C * sizeof(float));
 }
@@ -223,8 +233,8 @@ double memcpy_gbps() {
 }
 
 void bench_cpu(int64_t B, int64_t T, int64_t C, double copy_gbps) {
-  std::printf("\nCPU float32 B=%lld T=%lld C=%lld (%d threads)\n", static_cast<long long>(B),
-              static_cast<long long>(T), static_cast<long long>(C), thread_pool_size());
+  std::printf("\nCPU float32 B=%lld T=%lld C=%lld (%d threads)\n", static_cast<long long>(B), static_cast<long long>(T),
+              static_cast<long long>(C), thread_pool_size());
   Inputs in = make_inputs(B, T, C, DType::Float32, kCpu);
   Inputs in64 = convert(in, DType::Float64, kCpu);
   // Validate: float32 against float64 (same inputs), then the naive loop.
@@ -249,11 +259,15 @@ void bench_cpu(int64_t B, int64_t T, int64_t C, double copy_gbps) {
 
   const double elems = static_cast<double>(B * T * C);
   double fwd_min = 0, fb_min = 0;
-  double fwd_ms = median_ms(kCpu, 15, [&] { forward(in); }, &fwd_min);
-  double fb_ms = median_ms(kCpu, 9, [&] {
-    auto f = forward(in);
-    backward(in, f.y);
-  }, &fb_min);
+  double fwd_ms = median_ms(
+      kCpu, 15, [&] { forward(in); }, &fwd_min);
+  double fb_ms = median_ms(
+      kCpu, 9,
+      [&] {
+        auto f = forward(in);
+        backward(in, f.y);
+      },
+      &fb_min);
   std::vector<double> naive_runs;
   for (int r = 0; r < 3; ++r) {
     auto t0 = std::chrono::steady_clock::now();
@@ -269,8 +283,8 @@ void bench_cpu(int64_t B, int64_t T, int64_t C, double copy_gbps) {
               fwd_min, fwd_gbps, 100 * fwd_gbps / copy_gbps, fwd_ms * 1e6 / elems);
   std::printf("  forward+backward  %9.3f ms (min %.3f)  %7.2f GB/s  %5.1f%% of memcpy  %6.2f ns/element-step\n", fb_ms,
               fb_min, fb_gbps, 100 * fb_gbps / copy_gbps, fb_ms * 1e6 / elems);
-  std::printf("  naive per-step loop (1 thread, libm exp) forward %9.3f ms: fused forward is %.1fx faster\n",
-              naive_ms, naive_ms / fwd_ms);
+  std::printf("  naive per-step loop (1 thread, libm exp) forward %9.3f ms: fused forward is %.1fx faster\n", naive_ms,
+              naive_ms / fwd_ms);
 }
 
 void bench_cuda() {

@@ -38,9 +38,12 @@ static Values read(const Tensor& t) {
   size_t n = bytes.size() / dtype_size(host);
   Values out(n);
   for (size_t i = 0; i < n; ++i) {
-    if (host == DType::Float64) out[i] = reinterpret_cast<const double*>(bytes.data())[i];
-    else if (host == DType::Int32) out[i] = reinterpret_cast<const int32_t*>(bytes.data())[i];
-    else out[i] = reinterpret_cast<const float*>(bytes.data())[i];
+    if (host == DType::Float64)
+      out[i] = reinterpret_cast<const double*>(bytes.data())[i];
+    else if (host == DType::Int32)
+      out[i] = reinterpret_cast<const int32_t*>(bytes.data())[i];
+    else
+      out[i] = reinterpret_cast<const float*>(bytes.data())[i];
   }
   return out;
 }
@@ -73,8 +76,7 @@ static Values rounded(const Values& v, DType dtype) { return read(make(v, {stati
 static double rel(const Values& out, const Values& ref) { return lmk_test::relative_error(out, ref); }
 
 // Central difference of Σ w·f(x) with respect to every x (float64).
-static Values numeric_grad(const std::function<Values(const Values&)>& f, Values x, const Values& w,
-                           double h = 1e-6) {
+static Values numeric_grad(const std::function<Values(const Values&)>& f, Values x, const Values& w, double h = 1e-6) {
   Values g(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
     double keep = x[i];
@@ -105,8 +107,11 @@ TEST(binary_broadcasts_like_numpy) {
         for (int j = 0; j < 4; ++j)
           for (int k = 0; k < 3; ++k) {
             double x = ar[i * 3 + k], y = br[j];
-            double r = op == BinaryOp::Add ? x + y : op == BinaryOp::Sub ? x - y : op == BinaryOp::Mul ? x * y
-                     : op == BinaryOp::Div ? x / y : std::max(x, y);
+            double r = op == BinaryOp::Add   ? x + y
+                       : op == BinaryOp::Sub ? x - y
+                       : op == BinaryOp::Mul ? x * y
+                       : op == BinaryOp::Div ? x / y
+                                             : std::max(x, y);
             ref.push_back(r);
           }
       double tol = dt == DType::Float64 ? 1e-15 : dt == DType::Float32 ? 1e-6 : 1e-2;
@@ -132,7 +137,11 @@ TEST(unary_and_its_gradient_match_finite_differences) {
   }
   Values xs = random_values(5, 5);
   CHECK_LE(rel(read(ops::unary(UnaryOp::Sigmoid, make(xs, {5}))),
-               [&] { Values r; for (double v : xs) r.push_back(1 / (1 + std::exp(-v))); return r; }()),
+               [&] {
+                 Values r;
+                 for (double v : xs) r.push_back(1 / (1 + std::exp(-v)));
+                 return r;
+               }()),
            1e-15);
   CHECK_THROWS_KIND(ops::unary_backward(UnaryOp::Exp, make(x, {37}), std::nullopt, make(gy, {37})), ErrorKind::Type,
                     "ops.expBackward: y (the forward's output) is required");
@@ -268,9 +277,9 @@ static void check_matmul_cases(kernels::GemmKernel kernel, const Device& device)
     int64_t batch, M, N, K;
     bool ta, tb, shared;
   };
-  std::vector<Case> cases = {{1, 1, 1, 1, false, false, true},     {1, 7, 13, 5, false, false, true},
-                             {3, 33, 65, 70, true, false, false},  {2, 64, 96, 300, false, true, false},
-                             {4, 10, 33, 17, false, false, true},  {1, 130, 70, 513, true, true, true},
+  std::vector<Case> cases = {{1, 1, 1, 1, false, false, true},    {1, 7, 13, 5, false, false, true},
+                             {3, 33, 65, 70, true, false, false}, {2, 64, 96, 300, false, true, false},
+                             {4, 10, 33, 17, false, false, true}, {1, 130, 70, 513, true, true, true},
                              {2, 5, 3, 0, false, false, false}};
   for (const Case& c : cases) {
     Shape sa = c.ta ? Shape{c.batch, c.K, c.M} : Shape{c.batch, c.M, c.K};
@@ -285,8 +294,9 @@ static void check_matmul_cases(kernels::GemmKernel kernel, const Device& device)
       CHECK(out.shape == (Shape{c.batch, c.M, c.N}));
       double tol = dt == DType::Float64 ? 1e-13 : dt == DType::Float32 ? 1e-5 : 1e-2;
       double err = rel(read(out), ref);
-      if (!(err <= tol)) std::fprintf(stderr, "  matmul M=%ld N=%ld K=%ld dtype=%s: %g\n", long(c.M), long(c.N),
-                                      long(c.K), dtype_name(dt), err);
+      if (!(err <= tol))
+        std::fprintf(stderr, "  matmul M=%ld N=%ld K=%ld dtype=%s: %g\n", long(c.M), long(c.N), long(c.K),
+                     dtype_name(dt), err);
       CHECK_LE(err, tol);
     }
   }
@@ -377,7 +387,8 @@ TEST(layer_norm_and_rms_norm_forward_and_gradients) {
   }
   // float32 forward against the float64 reference of the rounded input.
   Values xr = rounded(x, DType::Float32), wr = rounded(w, DType::Float32), br = rounded(b, DType::Float32);
-  auto y32 = ops::layer_norm(make(x, sx, DType::Float32), make(w, {C}, DType::Float32), make(b, {C}, DType::Float32), eps);
+  auto y32 =
+      ops::layer_norm(make(x, sx, DType::Float32), make(w, {C}, DType::Float32), make(b, {C}, DType::Float32), eps);
   CHECK_LE(rel(read(y32.y), ref_layer_norm(xr, &wr, &br, rows, C, eps, false)), 1e-5);
   CHECK(y32.mean.dtype == DType::Float32);
   CHECK_THROWS_KIND(ops::layer_norm(make(x, sx), make(w, {C}), make(Values(4), {4}), eps), ErrorKind::Range,
@@ -408,7 +419,8 @@ TEST(embedding_gathers_and_scatters_deterministically) {
   }
   // A bad id: no error now, a RangeError at the next sync naming ids and the index.
   Tensor bad = ops::embedding(make(w, {V, D}), make_ids({1, 7, 2}, {3}));
-  CHECK_THROWS_KIND(stream_for(kCpu).synchronize(), ErrorKind::Range, "ops.embedding: ids has a value outside [0, 5) at flat index 1");
+  CHECK_THROWS_KIND(stream_for(kCpu).synchronize(), ErrorKind::Range,
+                    "ops.embedding: ids has a value outside [0, 5) at flat index 1");
   CHECK_THROWS_KIND(read(bad), ErrorKind::Range, "flat index 1");
   CHECK_THROWS_KIND(ops::embedding(make(w, {V, D}), make(Values{1}, {1})), ErrorKind::Type,
                     "ops.embedding: ids must have dtype int32");

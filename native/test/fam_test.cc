@@ -279,14 +279,13 @@ static void expect_close(const Run& r, const Reference& ref, double fwd, double 
   double e_gq = rel(r.gq, ref.gq), e_gk = rel_floor(r.gk, ref.gk, key_floor), e_gv = rel(r.gv, ref.gv);
   double e_gfk = r.gfk.empty() ? 0 : rel_floor(r.gfk, ref.gfk, key_floor);
   double e_gfv = r.gfv.empty() ? 0 : rel(r.gfv, ref.gfv);
-  bool ok = e_out <= fwd && e_lse <= fwd && e_gq <= grad && e_gk <= grad && e_gv <= grad && e_gfk <= grad &&
-            e_gfv <= grad;
+  bool ok =
+      e_out <= fwd && e_lse <= fwd && e_gq <= grad && e_gk <= grad && e_gv <= grad && e_gfk <= grad && e_gfv <= grad;
   for (auto* v : {&r.out, &r.lse, &r.gq, &r.gk, &r.gv, &r.gfk, &r.gfv}) ok = ok && all_finite(*v);
   if (!ok) {
     lmk_test::fail(__FILE__, __LINE__,
-                   std::string(what) + ": out " + fmt(e_out) + " lse " + fmt(e_lse) + " gq " +
-                       fmt(e_gq) + " gk " + fmt(e_gk) + " gv " + fmt(e_gv) +
-                       " gFamK " + fmt(e_gfk) + " gFamV " + fmt(e_gfv));
+                   std::string(what) + ": out " + fmt(e_out) + " lse " + fmt(e_lse) + " gq " + fmt(e_gq) + " gk " +
+                       fmt(e_gk) + " gv " + fmt(e_gv) + " gFamK " + fmt(e_gfk) + " gFamV " + fmt(e_gfv));
   }
 }
 
@@ -348,8 +347,9 @@ TEST(forward_and_backward_match_the_float64_reference) {
         p.L = L;
         p = random_problem(p, static_cast<uint32_t>(T * 100 + m * 10 + L));
         Reference ref = reference_block(p);
-        expect_close(run_block(p, DType::Float64), ref, 1e-12, 1e-12,
-                     ("float64 T=" + std::to_string(T) + " m=" + std::to_string(m) + " L=" + std::to_string(L)).c_str());
+        expect_close(
+            run_block(p, DType::Float64), ref, 1e-12, 1e-12,
+            ("float64 T=" + std::to_string(T) + " m=" + std::to_string(m) + " L=" + std::to_string(L)).c_str());
       }
     }
   }
@@ -357,8 +357,11 @@ TEST(forward_and_backward_match_the_float64_reference) {
 
 TEST(float32_within_the_bar_across_tile_edges) {
   // Sizes around the CPU tiles (32 queries, 64 keys) and several head dims.
-  struct Case { int64_t T, L, m, F, D; };
-  for (Case c : {Case{200, 70, 1, 3, 64}, Case{130, 64, 2, 65, 16}, Case{97, 33, 0, 1, 128}, Case{75, 128, 1, 64, 40}}) {
+  struct Case {
+    int64_t T, L, m, F, D;
+  };
+  for (Case c :
+       {Case{200, 70, 1, 3, 64}, Case{130, 64, 2, 65, 16}, Case{97, 33, 0, 1, 128}, Case{75, 128, 1, 64, 40}}) {
     Problem p;
     p.T = c.T;
     p.L = c.L;
@@ -464,7 +467,11 @@ TEST(finite_differences_match_the_block_backward) {
     return s;
   };
   const double eps = 1e-6;
-  struct Input { std::vector<double> Problem::*field; const std::vector<double>* grad; const char* name; };
+  struct Input {
+    std::vector<double> Problem::*field;
+    const std::vector<double>* grad;
+    const char* name;
+  };
   for (Input in : {Input{&Problem::q, &r.gq, "q"}, Input{&Problem::k, &r.gk, "k"}, Input{&Problem::v, &r.gv, "v"},
                    Input{&Problem::fk, &r.gfk, "famK"}, Input{&Problem::fv, &r.gfv, "famV"}}) {
     size_t n = (p.*(in.field)).size();
@@ -555,7 +562,8 @@ TEST(memory_attention_matches_the_reference) {
       auto want = reference_memory(p);
       for (size_t i = 0; i < want.size(); ++i) {
         double e = rel(got[i], want[i]);
-        if (!(e <= 1e-12)) lmk_test::fail(__FILE__, __LINE__, "memory result " + std::to_string(i) + ": " + std::to_string(e));
+        if (!(e <= 1e-12))
+          lmk_test::fail(__FILE__, __LINE__, "memory result " + std::to_string(i) + ": " + std::to_string(e));
       }
     }
   }
@@ -584,8 +592,9 @@ TEST(finite_differences_match_the_memory_backward) {
       double fd = (loss(plus) - loss(minus)) / 2e-6;
       double an = grads[2 + f][i];
       if (std::fabs(fd - an) > 1e-6 * std::max(1.0, std::fabs(an)))
-        lmk_test::fail(__FILE__, __LINE__, "memory input " + std::to_string(f) + "[" + std::to_string(i) +
-                                               "]: fd " + std::to_string(fd) + " vs " + std::to_string(an));
+        lmk_test::fail(__FILE__, __LINE__,
+                       "memory input " + std::to_string(f) + "[" + std::to_string(i) + "]: fd " + std::to_string(fd) +
+                           " vs " + std::to_string(an));
     }
   }
 }
@@ -604,7 +613,8 @@ TEST(bad_arguments_are_named_errors) {
   {
     auto a = good();
     a.v = make(std::vector<double>(10 * 16, 0), {1, 1, 10, 16}, DType::Float32);
-    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Range, "v must have shape [B,Hkv,T,D] = [1,2,10,16] like k");
+    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Range,
+                      "v must have shape [B,Hkv,T,D] = [1,2,10,16] like k");
   }
   {
     Problem g = p;
@@ -612,17 +622,20 @@ TEST(bad_arguments_are_named_errors) {
     g.Hkv = 2;
     g = random_problem(g, 2);
     auto a = block_args(g, DType::Float32, kCpu);
-    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Range, "H=3 query heads of q must be a multiple of the Hkv=2");
+    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Range,
+                      "H=3 query heads of q must be a multiple of the Hkv=2");
   }
   {
     auto a = good();
     a.fam_v.reset();
-    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Type, "fam.blockAttention: famV is required when famK is given");
+    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Type,
+                      "fam.blockAttention: famV is required when famK is given");
   }
   {
     auto a = good();
     a.fam_k = make(std::vector<double>(2 * 2 * 3 * 16, 0), {1, 2, 2, 3, 16}, DType::Float32);
-    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Range, "famK must have shape [B,Hkv,NB,F,D] = [1,2,3,F,16]");
+    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Range,
+                      "famK must have shape [B,Hkv,NB,F,D] = [1,2,3,F,16]");
   }
   {
     auto a = good();
@@ -653,7 +666,8 @@ TEST(bad_arguments_are_named_errors) {
     b.out = f.out;
     b.grad_out = f.out;
     b.lse = ops::empty({1, 2, 10}, DType::BFloat16, kCpu);
-    CHECK_THROWS_KIND(ops::fam_block_attention_backward(b), ErrorKind::Type, "fam.blockAttentionBackward: lse must be float32");
+    CHECK_THROWS_KIND(ops::fam_block_attention_backward(b), ErrorKind::Type,
+                      "fam.blockAttentionBackward: lse must be float32");
     b.lse = ops::empty({1, 2, 9}, DType::Float32, kCpu);
     CHECK_THROWS_KIND(ops::fam_block_attention_backward(b), ErrorKind::Range, "lse must have shape [B,H,T] = [1,2,10]");
   }
@@ -677,7 +691,10 @@ TEST(cuda_kernels_match_the_cpu) {
     std::printf("  (skipped: CUDA not available: %s)\n", cuda_info().reason.c_str());
     return;
   }
-  struct Case { int64_t B, H, Hkv, T, L, m, F, D; bool fam = true; };
+  struct Case {
+    int64_t B, H, Hkv, T, L, m, F, D;
+    bool fam = true;
+  };
   for (Case c : {Case{1, 2, 2, 37, 8, 1, 3, 16}, Case{2, 4, 2, 130, 64, 2, 64, 64}, Case{1, 4, 1, 200, 96, 1, 5, 128},
                  Case{1, 2, 1, 77, 16, 3, 7, 40}, Case{1, 2, 2, 300, 100, 0, 1, 256}, Case{1, 1, 1, 1, 4, 5, 1, 64},
                  Case{2, 2, 2, 50, 7, 2, 0, 64, false}}) {
@@ -728,8 +745,9 @@ TEST(cuda_kernels_match_the_cpu) {
       for (size_t i = 0; i < want.size(); ++i) {
         double e = rel(got[i], want[i]);
         if (!(e <= (i < 2 ? 1e-5 : 1e-4)))
-          lmk_test::fail(__FILE__, __LINE__, std::string(simple ? "simple" : "tiled") + " cuda memory result " +
-                                                 std::to_string(i) + ": " + std::to_string(e));
+          lmk_test::fail(__FILE__, __LINE__,
+                         std::string(simple ? "simple" : "tiled") + " cuda memory result " + std::to_string(i) + ": " +
+                             std::to_string(e));
       }
     }
   }

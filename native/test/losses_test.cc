@@ -127,9 +127,9 @@ static uint64_t test_mix(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-static std::vector<int32_t> ref_goldfish_mask(const std::vector<int32_t>& labels, int64_t T, const std::string& strategy,
-                                              int64_t k, int64_t h, uint64_t seed, int64_t start,
-                                              const std::vector<int32_t>* hash_tokens = nullptr) {
+static std::vector<int32_t> ref_goldfish_mask(const std::vector<int32_t>& labels, int64_t T,
+                                              const std::string& strategy, int64_t k, int64_t h, uint64_t seed,
+                                              int64_t start, const std::vector<int32_t>* hash_tokens = nullptr) {
   const std::vector<int32_t>& tokens = hash_tokens ? *hash_tokens : labels;
   std::vector<int32_t> mask(labels.size());
   for (size_t i = 0; i < labels.size(); ++i) {
@@ -237,7 +237,7 @@ static void check_cross_entropy(DType dtype, int64_t rows, int64_t V, const std:
     for (auto& x : w) x = static_cast<float>(std::fabs(x));
     weights = tensor_of(w, {rows}, DType::Float32);
   }
-  auto red = reduction == "mean" ? ops::LossReduction::Mean
+  auto red = reduction == "mean"  ? ops::LossReduction::Mean
              : reduction == "sum" ? ops::LossReduction::Sum
                                   : ops::LossReduction::None;
   auto result = ops::cross_entropy(logits, labels_of(labels, {rows}), -100, red, weights, true, 0.5);
@@ -336,8 +336,9 @@ TEST(cross_entropy_is_bit_identical_across_runs) {
 TEST(cross_entropy_bad_labels_are_reported_at_the_next_sync) {
   auto z = random_logits(4 * 6, 51, 1.0);
   auto r = ops::cross_entropy(tensor_of(z, {2, 2, 6}, DType::Float32), labels_of({1, 6, -100, -7}, {2, 2}));
-  CHECK_THROWS_KIND(stream_for(kCpu).synchronize(), ErrorKind::Range,
-                    "losses.crossEntropy: labels has a value outside [0, 6) other than ignoreIndex -100 at flat index 1");
+  CHECK_THROWS_KIND(
+      stream_for(kCpu).synchronize(), ErrorKind::Range,
+      "losses.crossEntropy: labels has a value outside [0, 6) other than ignoreIndex -100 at flat index 1");
   stream_for(kCpu).synchronize();
   CHECK_THROWS_KIND(read<float>(r.loss), ErrorKind::Range, "flat index 1");
   // ignoreIndex inside [0, V) ignores that class.
@@ -385,7 +386,8 @@ TEST(bad_arguments_throw_at_once) {
                     "losses.orpo: rejectedLogits must have dtype float32 like chosenLogits");
   CHECK_THROWS_KIND(ops::orpo(z, ops::empty({3, 4, 5}, DType::Float32, kCpu), y, yr), ErrorKind::Range,
                     "losses.orpo: rejectedLogits must have shape [B,T',V] with B = 2");
-  CHECK_THROWS_KIND(ops::orpo(z, zr, y, y), ErrorKind::Range, "losses.orpo: rejectedLabels must have shape [B,T] = [2,4]");
+  CHECK_THROWS_KIND(ops::orpo(z, zr, y, y), ErrorKind::Range,
+                    "losses.orpo: rejectedLabels must have shape [B,T] = [2,4]");
   CHECK_THROWS_KIND(ops::orpo(ops::empty({6, 5}, DType::Float32, kCpu), zr, y, yr), ErrorKind::Range,
                     "chosenLogits must have shape [B,T,V]");
   ops::OrpoOptions o;
@@ -591,7 +593,8 @@ static void check_orpo(DType dtype, bool separate_nll, bool goldfish, double tol
     keep = read<int32_t>(ops::goldfish_mask(labels_of(ynll, {B, Tw}), -100, g));
   }
   auto r = ops::orpo(tw, tl, labels_of(yw, {B, Tw}), labels_of(yl, {B, Tl}), o);
-  RefOrpo ref = ref_orpo(read_double(tw), read_double(tl), yw, yl, ynll, B, Tw, Tl, V, 0.25, goldfish ? &keep : nullptr);
+  RefOrpo ref =
+      ref_orpo(read_double(tw), read_double(tl), yw, yl, ynll, B, Tw, Tl, V, 0.25, goldfish ? &keep : nullptr);
   CHECK_LE(std::fabs(read_double(r.loss)[0] - ref.loss) / std::fabs(ref.loss), tol_fwd);
   CHECK_LE(std::fabs(read_double(r.nll_loss)[0] - ref.nll_loss) / std::fabs(ref.nll_loss), tol_fwd);
   CHECK_LE(std::fabs(read_double(r.or_loss)[0] - ref.or_loss) / std::fabs(ref.or_loss), tol_fwd);
@@ -671,13 +674,15 @@ TEST(orpo_value_errors_are_reported_at_the_next_sync) {
   const int64_t B = 3, T = 2, V = 4;
   auto z = random_logits(B * T * V, 121, 1.0);
   Tensor logits = tensor_of(z, {B, T, V}, DType::Float32);
-  auto r = ops::orpo(logits, logits, labels_of({1, 2, -100, -100, 3, 0}, {B, T}), labels_of({1, 2, 3, 0, 1, 1}, {B, T}));
+  auto r =
+      ops::orpo(logits, logits, labels_of({1, 2, -100, -100, 3, 0}, {B, T}), labels_of({1, 2, 3, 0, 1, 1}, {B, T}));
   CHECK_THROWS_KIND(stream_for(kCpu).synchronize(), ErrorKind::Range,
                     "losses.orpo: chosenLabels has no supervised token (every label is ignoreIndex -100) in pair 1");
   CHECK_THROWS_KIND(read<float>(r.loss), ErrorKind::Range, "pair 1");
   auto bad = ops::orpo(logits, logits, labels_of({1, 2, 3, 0, 3, 0}, {B, T}), labels_of({1, 2, 3, 0, 1, 4}, {B, T}));
-  CHECK_THROWS_KIND(read<float>(bad.or_loss), ErrorKind::Range,
-                    "losses.orpo: rejectedLabels has a value outside [0, 4) other than ignoreIndex -100 at flat index 5");
+  CHECK_THROWS_KIND(
+      read<float>(bad.or_loss), ErrorKind::Range,
+      "losses.orpo: rejectedLabels has a value outside [0, 4) other than ignoreIndex -100 at flat index 5");
   stream_for(kCpu).synchronize();
 }
 
@@ -720,7 +725,8 @@ TEST(cuda_matches_cpu_when_present) {
         auto gb = ops::goldfish_loss(gpu_z, gpu_y, -100, g);
         CHECK(read<int32_t>(ops::goldfish_mask(cpu_y, -100, g)) == read<int32_t>(ops::goldfish_mask(gpu_y, -100, g)));
         CHECK_EQ(read<int32_t>(gb.kept_tokens)[0], read<int32_t>(ga.kept_tokens)[0]);
-        CHECK_LE(std::fabs(read_double(gb.loss)[0] - read_double(ga.loss)[0]), tol * std::fabs(read_double(ga.loss)[0]) + 1e-30);
+        CHECK_LE(std::fabs(read_double(gb.loss)[0] - read_double(ga.loss)[0]),
+                 tol * std::fabs(read_double(ga.loss)[0]) + 1e-30);
         CHECK_LE(lmk_test::relative_error(read_double(*gb.grad_logits), read_double(*ga.grad_logits)), tol * 10);
         ops::OrpoOptions o;
         o.goldfish = g;
@@ -730,9 +736,12 @@ TEST(cuda_matches_cpu_when_present) {
         auto oa = ops::orpo(cpu_z, cpu_r, cpu_y, labels_of(yr, {B, 5}), o);
         auto ob = ops::orpo(gpu_z, gpu_r, gpu_y, labels_of(yr, {B, 5}, gpu), o);
         CHECK_LE(lmk_test::relative_error(read_double(ob.log_odds), read_double(oa.log_odds)), tol * 10);
-        CHECK_LE(std::fabs(read_double(ob.loss)[0] - read_double(oa.loss)[0]), tol * std::fabs(read_double(oa.loss)[0]));
-        CHECK_LE(lmk_test::relative_error(read_double(*ob.grad_chosen_logits), read_double(*oa.grad_chosen_logits)), tol * 10);
-        CHECK_LE(lmk_test::relative_error(read_double(*ob.grad_rejected_logits), read_double(*oa.grad_rejected_logits)), tol * 10);
+        CHECK_LE(std::fabs(read_double(ob.loss)[0] - read_double(oa.loss)[0]),
+                 tol * std::fabs(read_double(oa.loss)[0]));
+        CHECK_LE(lmk_test::relative_error(read_double(*ob.grad_chosen_logits), read_double(*oa.grad_chosen_logits)),
+                 tol * 10);
+        CHECK_LE(lmk_test::relative_error(read_double(*ob.grad_rejected_logits), read_double(*oa.grad_rejected_logits)),
+                 tol * 10);
       }
     }
     // Bad labels are found on the device too.

@@ -44,16 +44,24 @@ static uint16_t nearest_16(double x, bool bfloat) {
   uint16_t lo = 0, hi = inf;
   while (hi - lo > 1) {
     uint16_t mid = static_cast<uint16_t>((lo + hi) / 2);
-    if (value(mid) <= ax) lo = mid; else hi = mid;
+    if (value(mid) <= ax)
+      lo = mid;
+    else
+      hi = mid;
   }
   double vlo = value(lo);
-  double vhi = hi == inf ? value(static_cast<uint16_t>(inf - 1)) * 2 - value(static_cast<uint16_t>(inf - 2)) : value(hi);
+  double vhi =
+      hi == inf ? value(static_cast<uint16_t>(inf - 1)) * 2 - value(static_cast<uint16_t>(inf - 2)) : value(hi);
   // vhi for the Inf pattern is where the next finite value would be.
   uint16_t pick;
-  if (ax == vlo) pick = lo;
-  else if (ax - vlo < vhi - ax) pick = lo;
-  else if (ax - vlo > vhi - ax) pick = hi;
-  else pick = (lo & 1) ? hi : lo;
+  if (ax == vlo)
+    pick = lo;
+  else if (ax - vlo < vhi - ax)
+    pick = lo;
+  else if (ax - vlo > vhi - ax)
+    pick = hi;
+  else
+    pick = (lo & 1) ? hi : lo;
   return static_cast<uint16_t>(pick | sign);
 }
 
@@ -62,7 +70,7 @@ TEST(bf16_f16_round_to_nearest_even) {
   int mismatches = 0;
   for (int i = 0; i < 200000; ++i) {
     uint32_t bits = static_cast<uint32_t>(rng());
-    if (i % 4 == 0) bits = (bits & 0xffff0000u) | 0x8000u;  // exact ties
+    if (i % 4 == 0) bits = (bits & 0xffff0000u) | 0x8000u;      // exact ties
     if (i % 8 == 1) bits = (bits & 0x8fffffffu) | 0x30000000u;  // near f16 range
     float f = bits_float(bits);
     if (!std::isfinite(f)) continue;
@@ -78,10 +86,14 @@ TEST(bf16_f16_round_to_nearest_even) {
     f16 x{static_cast<uint16_t>(h)};
     bf16 y{static_cast<uint16_t>(h)};
     float fx = f16_to_float(x), fy = bf16_to_float(y);
-    if (std::isnan(fx)) CHECK(std::isnan(f16_to_float(float_to_f16(fx))));
-    else CHECK_EQ(float_to_f16(fx).bits, x.bits);
-    if (std::isnan(fy)) CHECK(std::isnan(bf16_to_float(float_to_bf16(fy))));
-    else CHECK_EQ(float_to_bf16(fy).bits, y.bits);
+    if (std::isnan(fx))
+      CHECK(std::isnan(f16_to_float(float_to_f16(fx))));
+    else
+      CHECK_EQ(float_to_f16(fx).bits, x.bits);
+    if (std::isnan(fy))
+      CHECK(std::isnan(bf16_to_float(float_to_bf16(fy))));
+    else
+      CHECK_EQ(float_to_bf16(fy).bits, y.bits);
   }
   CHECK_EQ(float_to_f16(65520.0f).bits, 0x7c00);  // halfway above max rounds to Inf
   CHECK_EQ(float_to_f16(65519.99f).bits, 0x7bff);

@@ -46,7 +46,8 @@ TEST(creation_and_conversion) {
   CHECK_EQ(hv[0], f16_to_float(double_to_f16(1.0 / 3.0)));
   CHECK_EQ(hv[1], -2.0f);
   CHECK(std::isinf(hv[2]));
-  auto d = read<double>(ops::to_dtype(ops::from_host(host, DType::Float64, 3, {3}, DType::Float32, kCpu), DType::Float64));
+  auto d =
+      read<double>(ops::to_dtype(ops::from_host(host, DType::Float64, 3, {3}, DType::Float32, kCpu), DType::Float64));
   CHECK_EQ(d[0], static_cast<double>(static_cast<float>(1.0 / 3.0)));
   Tensor r = ops::reshape(ops::arange(6, DType::Float32, kCpu), {3, -1});
   CHECK_EQ(r.shape[1], int64_t(2));
@@ -78,8 +79,9 @@ TEST(kernel_errors_surface_at_the_next_sync_and_clear) {
   Tensor v = ops::from_host(values, DType::Int32, 4, {4}, DType::Int32, kCpu);
   Tensor checked = ops::check_indices(v, 3, "test.op", "labels");
   Stream& stream = stream_for(kCpu);
-  CHECK_THROWS_KIND(stream.synchronize(), ErrorKind::Range, "test.op: labels has a value outside [0, 3) at flat index 2");
-  stream.synchronize();  // reported once, then clear
+  CHECK_THROWS_KIND(stream.synchronize(), ErrorKind::Range,
+                    "test.op: labels has a value outside [0, 3) at flat index 2");
+  stream.synchronize();                                                         // reported once, then clear
   CHECK_THROWS_KIND(read<int32_t>(checked), ErrorKind::Range, "flat index 2");  // poisoned output
   auto ok = read<int32_t>(ops::check_indices(v, 10, "test.op", "labels"));
   CHECK_EQ(ok[2], 9);

@@ -48,60 +48,61 @@ double relative_error(const A& out, const B& ref) {
 
 #define LMK_CONCAT_INNER(a, b) a##b
 #define LMK_CONCAT(a, b) LMK_CONCAT_INNER(a, b)
-#define TEST(name)                                                            \
-  static void name();                                                         \
-  static lmk_test::Register LMK_CONCAT(register_, name)(#name, name);         \
+#define TEST(name)                                                    \
+  static void name();                                                 \
+  static lmk_test::Register LMK_CONCAT(register_, name)(#name, name); \
   static void name()
 
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) lmk_test::fail(__FILE__, __LINE__, "CHECK(" #cond ")");      \
+#define CHECK(cond)                                                      \
+  do {                                                                   \
+    if (!(cond)) lmk_test::fail(__FILE__, __LINE__, "CHECK(" #cond ")"); \
   } while (0)
-#define CHECK_EQ(a, b)                                                                                   \
-  do {                                                                                                   \
-    auto lmk_a = (a);                                                                                    \
-    auto lmk_b = (b);                                                                                    \
-    if (!(lmk_a == lmk_b))                                                                               \
-      lmk_test::fail(__FILE__, __LINE__, std::string(#a " == " #b ": ") + std::to_string(lmk_a) + " vs " + \
-                                             std::to_string(lmk_b));                                    \
+#define CHECK_EQ(a, b)                                                                                         \
+  do {                                                                                                         \
+    auto lmk_a = (a);                                                                                          \
+    auto lmk_b = (b);                                                                                          \
+    if (!(lmk_a == lmk_b))                                                                                     \
+      lmk_test::fail(__FILE__, __LINE__,                                                                       \
+                     std::string(#a " == " #b ": ") + std::to_string(lmk_a) + " vs " + std::to_string(lmk_b)); \
   } while (0)
-#define CHECK_LE(a, b)                                                                                   \
-  do {                                                                                                   \
-    auto lmk_a = (a);                                                                                    \
-    auto lmk_b = (b);                                                                                    \
-    if (!(lmk_a <= lmk_b))                                                                               \
-      lmk_test::fail(__FILE__, __LINE__, std::string(#a " <= " #b ": ") + std::to_string(lmk_a) + " vs " + \
-                                             std::to_string(lmk_b));                                    \
+#define CHECK_LE(a, b)                                                                                         \
+  do {                                                                                                         \
+    auto lmk_a = (a);                                                                                          \
+    auto lmk_b = (b);                                                                                          \
+    if (!(lmk_a <= lmk_b))                                                                                     \
+      lmk_test::fail(__FILE__, __LINE__,                                                                       \
+                     std::string(#a " <= " #b ": ") + std::to_string(lmk_a) + " vs " + std::to_string(lmk_b)); \
   } while (0)
-#define CHECK_THROWS_KIND(expr, expected_kind, fragment)                                            \
-  do {                                                                                              \
-    bool lmk_threw = false;                                                                         \
-    try {                                                                                           \
-      (void)(expr);                                                                                 \
-    } catch (const lmk::Error& e) {                                                                 \
-      lmk_threw = true;                                                                             \
-      if (e.kind() != (expected_kind)) lmk_test::fail(__FILE__, __LINE__, "wrong error kind: " + std::string(e.what())); \
-      if (std::string(e.what()).find(fragment) == std::string::npos)                                \
+#define CHECK_THROWS_KIND(expr, expected_kind, fragment)                                                  \
+  do {                                                                                                    \
+    bool lmk_threw = false;                                                                               \
+    try {                                                                                                 \
+      (void)(expr);                                                                                       \
+    } catch (const lmk::Error& e) {                                                                       \
+      lmk_threw = true;                                                                                   \
+      if (e.kind() != (expected_kind))                                                                    \
+        lmk_test::fail(__FILE__, __LINE__, "wrong error kind: " + std::string(e.what()));                 \
+      if (std::string(e.what()).find(fragment) == std::string::npos)                                      \
         lmk_test::fail(__FILE__, __LINE__, std::string("message lacks '") + fragment + "': " + e.what()); \
-    }                                                                                               \
-    if (!lmk_threw) lmk_test::fail(__FILE__, __LINE__, "expected " #expr " to throw");              \
+    }                                                                                                     \
+    if (!lmk_threw) lmk_test::fail(__FILE__, __LINE__, "expected " #expr " to throw");                    \
   } while (0)
 
-#define LMK_TEST_MAIN()                                                         \
-  int main() {                                                                  \
-    int passed = 0, failed = 0;                                                 \
-    for (auto& t : lmk_test::registry()) {                                      \
-      int before = lmk_test::failures();                                        \
-      std::printf("[ RUN  ] %s\n", t.name);                                     \
-      try {                                                                     \
-        t.fn();                                                                 \
-      } catch (const std::exception& e) {                                       \
+#define LMK_TEST_MAIN()                                                            \
+  int main() {                                                                     \
+    int passed = 0, failed = 0;                                                    \
+    for (auto& t : lmk_test::registry()) {                                         \
+      int before = lmk_test::failures();                                           \
+      std::printf("[ RUN  ] %s\n", t.name);                                        \
+      try {                                                                        \
+        t.fn();                                                                    \
+      } catch (const std::exception& e) {                                          \
         lmk_test::fail(__FILE__, __LINE__, std::string("exception: ") + e.what()); \
-      }                                                                         \
-      bool ok = lmk_test::failures() == before;                                 \
-      std::printf("[ %s ] %s\n", ok ? " OK " : "FAIL", t.name);                 \
-      (ok ? passed : failed)++;                                                 \
-    }                                                                           \
-    std::printf("%d passed, %d failed\n", passed, failed);                      \
-    return failed == 0 ? 0 : 1;                                                 \
+      }                                                                            \
+      bool ok = lmk_test::failures() == before;                                    \
+      std::printf("[ %s ] %s\n", ok ? " OK " : "FAIL", t.name);                    \
+      (ok ? passed : failed)++;                                                    \
+    }                                                                              \
+    std::printf("%d passed, %d failed\n", passed, failed);                         \
+    return failed == 0 ? 0 : 1;                                                    \
   }

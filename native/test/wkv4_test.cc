@@ -306,8 +306,7 @@ void check_grads_close(const Backward& g, const Backward& ref, double tol, const
   double e_td = relative_error(g.gtd, ref.gtd), e_tf = relative_error(g.gtf, ref.gtf);
   double e_k = relative_error(g.gk, ref.gk), e_v = relative_error(g.gv, ref.gv);
   double e_s = ref.gstate.empty() ? 0 : relative_error(g.gstate, ref.gstate);
-  std::printf("    %s: gTimeDecay %.2e gTimeFirst %.2e gk %.2e gv %.2e gState %.2e\n", what, e_td, e_tf, e_k, e_v,
-              e_s);
+  std::printf("    %s: gTimeDecay %.2e gTimeFirst %.2e gk %.2e gv %.2e gState %.2e\n", what, e_td, e_tf, e_k, e_v, e_s);
   for (const Vec* x : {&g.gtd, &g.gtf, &g.gk, &g.gv, &g.gstate}) CHECK(all_finite(*x));
   CHECK_LE(e_td, tol);
   CHECK_LE(e_tf, tol);
@@ -362,7 +361,10 @@ void check_finite_differences(const Case& c, const char* what) {
     if (f.field == &Case::state) {
       for (int comp = 0; comp < 3; ++comp) {
         double err = relative_error(state_component(*f.analytic, c.B, c.C, comp), state_component(fd, c.B, c.C, comp));
-        std::printf("    %s: d/dstate[%s] vs finite differences %.2e\n", what, comp == 0 ? "aa" : comp == 1 ? "bb" : "pp",
+        std::printf("    %s: d/dstate[%s] vs finite differences %.2e\n", what,
+                    comp == 0   ? "aa"
+                    : comp == 1 ? "bb"
+                                : "pp",
                     err);
         CHECK_LE(err, 1e-6);
       }
@@ -396,7 +398,8 @@ TEST(wkv4_exp_within_two_ulp) {
     float x = bits_float(bits);
     double ref = std::exp(static_cast<double>(x));
     double ulp = std::ldexp(1.0, std::ilogb(static_cast<float>(ref)) - 23);
-    worst_nonpositive = std::max(worst_nonpositive, std::fabs(static_cast<double>(wkv4_expf_nonpositive(x)) - ref) / ulp);
+    worst_nonpositive =
+        std::max(worst_nonpositive, std::fabs(static_cast<double>(wkv4_expf_nonpositive(x)) - ref) / ulp);
   }
   std::printf("    wkv4_expf_nonpositive: worst error %.3f ulp\n", worst_nonpositive);
   CHECK_LE(worst_nonpositive, 2.0);
@@ -541,8 +544,7 @@ TEST(low_precision_gradients_meet_bars) {
     for (bool state : {false, true}) {
       Case c = rounded(random_case(2, 150, 37, state, state, 61 + state), bar.dtype);
       std::string what = std::string(dtype_name(bar.dtype)) + (state ? " with state and gState" : "");
-      check_grads_close(run_backward(c, bar.dtype, kCpu), run_backward(c, DType::Float64, kCpu), bar.tol,
-                        what.c_str());
+      check_grads_close(run_backward(c, bar.dtype, kCpu), run_backward(c, DType::Float64, kCpu), bar.tol, what.c_str());
     }
   }
 }
@@ -911,8 +913,10 @@ TEST(chunked_scan_matches_serial_recurrence) {
     int64_t len;
   };
   std::vector<Item> items;
-  items.push_back({"B=1 T=100000 C=3, L=512", rounded(random_case(1, 100000, 3, true, false, 121), DType::Float32), 512});
-  items.push_back({"B=2 T=1000 C=5, L=32 (partial last chunk)", rounded(random_case(2, 1000, 5, false, false, 122), DType::Float32), 32});
+  items.push_back(
+      {"B=1 T=100000 C=3, L=512", rounded(random_case(1, 100000, 3, true, false, 121), DType::Float32), 512});
+  items.push_back({"B=2 T=1000 C=5, L=32 (partial last chunk)",
+                   rounded(random_case(2, 1000, 5, false, false, 122), DType::Float32), 32});
   {
     Case x = random_case(2, 1024, 4, true, false, 123);
     std::mt19937_64 rng(7);
@@ -986,10 +990,12 @@ TEST(cuda_matches_cpu) {
     Forward cpu = run_forward(c, DType::Float32, kCpu);
     for (auto variant : {kernels::Wkv4CudaForward::Serial, kernels::Wkv4CudaForward::Chunked}) {
       Tensor td = make(c.td, {c.C}, DType::Float32, kCuda), tf = make(c.tf, {c.C}, DType::Float32, kCuda);
-      Tensor k = make(c.k, {c.B, c.T, c.C}, DType::Float32, kCuda), v = make(c.v, {c.B, c.T, c.C}, DType::Float32, kCuda);
+      Tensor k = make(c.k, {c.B, c.T, c.C}, DType::Float32, kCuda),
+             v = make(c.v, {c.B, c.T, c.C}, DType::Float32, kCuda);
       std::optional<Tensor> state;
       if (c.has_state()) state = make(c.state, {c.B, 3, c.C}, DType::Float32, kCuda);
-      Tensor y = ops::empty({c.B, c.T, c.C}, DType::Float32, kCuda), state_out = ops::empty({c.B, 3, c.C}, DType::Float32, kCuda);
+      Tensor y = ops::empty({c.B, c.T, c.C}, DType::Float32, kCuda),
+             state_out = ops::empty({c.B, 3, c.C}, DType::Float32, kCuda);
       kernels::Wkv4Params p;
       p.dtype = DType::Float32;
       p.B = c.B;

@@ -16,7 +16,7 @@ namespace lmk {
 
 template <typename C>
 struct AdamwScalars {
-  C decay;      // 1 − lr·wd
+  C decay;  // 1 − lr·wd
   C one_minus_beta1;
   C beta2;
   C one_minus_beta2;

@@ -47,9 +47,14 @@ LMK_HOST_DEVICE float attention_expf(float x) {
   return underflow ? 0.0f : result;
 }
 
-template <typename Acc> LMK_HOST_DEVICE Acc attention_exp(Acc x);
-template <> LMK_HOST_DEVICE float attention_exp<float>(float x) { return attention_expf(x); }
-template <> LMK_HOST_DEVICE double attention_exp<double>(double x) {
+template <typename Acc>
+LMK_HOST_DEVICE Acc attention_exp(Acc x);
+template <>
+LMK_HOST_DEVICE float attention_exp<float>(float x) {
+  return attention_expf(x);
+}
+template <>
+LMK_HOST_DEVICE double attention_exp<double>(double x) {
 #if defined(__CUDA_ARCH__)
   return ::exp(x);
 #else

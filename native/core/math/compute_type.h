@@ -9,9 +9,16 @@
 
 namespace lmk {
 
-template <typename T> struct ComputeTypeOf { using type = float; };
-template <> struct ComputeTypeOf<double> { using type = double; };
-template <typename T> using compute_t = typename ComputeTypeOf<T>::type;
+template <typename T>
+struct ComputeTypeOf {
+  using type = float;
+};
+template <>
+struct ComputeTypeOf<double> {
+  using type = double;
+};
+template <typename T>
+using compute_t = typename ComputeTypeOf<T>::type;
 
 LMK_HOST_DEVICE float load_compute(const float* p, int64_t i) { return p[i]; }
 LMK_HOST_DEVICE double load_compute(const double* p, int64_t i) { return p[i]; }

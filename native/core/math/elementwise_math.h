@@ -69,10 +69,22 @@ LMK_HOST_DEVICE C binary_value(C a, C b) {
 // d/da and d/db of the binary op, times gy.
 template <BinaryOp Op, typename C>
 LMK_HOST_DEVICE void binary_grads(C a, C b, C gy, C* ga, C* gb) {
-  if constexpr (Op == BinaryOp::Add) { *ga = gy; *gb = gy; }
-  if constexpr (Op == BinaryOp::Sub) { *ga = gy; *gb = -gy; }
-  if constexpr (Op == BinaryOp::Mul) { *ga = gy * b; *gb = gy * a; }
-  if constexpr (Op == BinaryOp::Div) { *ga = gy / b; *gb = -gy * a / (b * b); }
+  if constexpr (Op == BinaryOp::Add) {
+    *ga = gy;
+    *gb = gy;
+  }
+  if constexpr (Op == BinaryOp::Sub) {
+    *ga = gy;
+    *gb = -gy;
+  }
+  if constexpr (Op == BinaryOp::Mul) {
+    *ga = gy * b;
+    *gb = gy * a;
+  }
+  if constexpr (Op == BinaryOp::Div) {
+    *ga = gy / b;
+    *gb = -gy * a / (b * b);
+  }
   if constexpr (Op == BinaryOp::Maximum) {
     C share = a == b ? gy * C(0.5) : gy;
     *ga = a < b ? C(0) : share;

@@ -82,7 +82,7 @@ LMK_HOST_DEVICE double exact_log(double x) {
 // quarter-turn reduction below is exact.
 LMK_HOST_DEVICE void exact_sincos_turns(double t, double* sin_out, double* cos_out) {
   double quarters = exact_add(exact_mul(t, 4.0), 0.5);
-  int k = static_cast<int>(quarters);  // floor for non-negative values
+  int k = static_cast<int>(quarters);                       // floor for non-negative values
   double r = exact_add(t, -0.25 * static_cast<double>(k));  // in [-1/8, 1/8], exact
   constexpr double kTwoPiHi = 6.28318530717958623200e+00;
   constexpr double kTwoPiLo = 2.44929359829470635445e-16;
@@ -110,10 +110,22 @@ LMK_HOST_DEVICE void exact_sincos_turns(double t, double* sin_out, double* cos_o
   c = exact_fma(c, a2, 0.5);
   double cosine = exact_fma(-c, a2, 1.0);
   switch (k & 3) {
-    case 0: *sin_out = sine; *cos_out = cosine; break;
-    case 1: *sin_out = cosine; *cos_out = -sine; break;
-    case 2: *sin_out = -sine; *cos_out = -cosine; break;
-    default: *sin_out = -cosine; *cos_out = sine; break;
+    case 0:
+      *sin_out = sine;
+      *cos_out = cosine;
+      break;
+    case 1:
+      *sin_out = cosine;
+      *cos_out = -sine;
+      break;
+    case 2:
+      *sin_out = -sine;
+      *cos_out = -cosine;
+      break;
+    default:
+      *sin_out = -cosine;
+      *cos_out = sine;
+      break;
   }
 }
 

@@ -74,7 +74,7 @@ enum FamTileKind : int { kFamTileSkip = 0, kFamTileFull = 1, kFamTilePartial = 2
 
 LMK_HOST_DEVICE int fam_tile_kind(const FamMask& mask, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
   int64_t begin = fam_window_begin(mask, fam_block_of(mask, q0));
-  int64_t first_end = fam_window_end(mask, q0);      // the window end grows with t
+  int64_t first_end = fam_window_end(mask, q0);  // the window end grows with t
   int64_t last_end = fam_window_end(mask, q1 - 1);
   if (k1 <= begin || k0 >= last_end) return kFamTileSkip;
   if (k0 >= begin && k1 <= first_end) return kFamTileFull;

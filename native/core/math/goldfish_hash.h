@@ -48,14 +48,13 @@ struct GoldfishRule {
   double drop_below = 0.25;    // 1/k, computed on the host
   int64_t context_width = 13;  // h, for 'hash'
   uint64_t seed = 0;
-  int64_t start_position = 0;  // for 'static'
+  int64_t start_position = 0;            // for 'static'
   const int32_t* hash_tokens = nullptr;  // [sequences, T], read by 'hash'
 
   // True when the (supervised) token at (seq, t) is dropped from the loss.
   LMK_HOST_DEVICE bool drops(int64_t seq, int64_t t, int64_t T) const {
     switch (strategy) {
-      case kGoldfishStatic:
-        return t >= start_position && (t - start_position) % k == 0;
+      case kGoldfishStatic: return t >= start_position && (t - start_position) % k == 0;
       case kGoldfishHash: {
         if (t < context_width - 1) return false;
         const int32_t* window = hash_tokens + seq * T + t - (context_width - 1);
@@ -70,8 +69,7 @@ struct GoldfishRule {
                                   static_cast<uint64_t>(t));
         return goldfish_unit(x) < drop_below;
       }
-      default:
-        return false;
+      default: return false;
     }
   }
 };

@@ -8,8 +8,12 @@
 
 namespace lmk {
 
-struct bf16 { uint16_t bits; };
-struct f16 { uint16_t bits; };
+struct bf16 {
+  uint16_t bits;
+};
+struct f16 {
+  uint16_t bits;
+};
 
 LMK_HOST_DEVICE uint32_t float_bits(float f) {
 #if defined(__CUDA_ARCH__)
@@ -56,7 +60,7 @@ LMK_HOST_DEVICE float bf16_to_float(bf16 h) { return bits_float(static_cast<uint
 LMK_HOST_DEVICE bf16 float_to_bf16(float f) {
   uint32_t u = float_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<uint16_t>((u >> 16) | 0x0040u)};  // quiet NaN
-  uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);  // ties to even
+  uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);                                                // ties to even
   return bf16{static_cast<uint16_t>((u + rounding) >> 16)};
 }
 

@@ -19,9 +19,7 @@ namespace lmk {
 constexpr double kOrpoMaxMeanLogProb = -1e-30;
 
 // log(1 − e^a) for a < 0.
-LMK_HOST_DEVICE double log1mexp(double a) {
-  return a < -0.6931471805599453 ? ::log1p(-::exp(a)) : ::log(-::expm1(a));
-}
+LMK_HOST_DEVICE double log1mexp(double a) { return a < -0.6931471805599453 ? ::log1p(-::exp(a)) : ::log(-::expm1(a)); }
 
 LMK_HOST_DEVICE double log_sigmoid(double x) {
   double negative_part = x < 0.0 ? x : 0.0;

@@ -33,22 +33,30 @@ namespace lmk {
 // hardware approximation on CUDA (about 2 ulp, 0 for -inf),
 // math/vector_exp.h's on the CPU (vectorisable), exp for double. NaN rows
 // are detected by the kernels themselves.
-template <typename Acc> LMK_HOST_DEVICE Acc lse_exp(Acc x);
-template <> LMK_HOST_DEVICE float lse_exp<float>(float x) {
+template <typename Acc>
+LMK_HOST_DEVICE Acc lse_exp(Acc x);
+template <>
+LMK_HOST_DEVICE float lse_exp<float>(float x) {
 #if defined(__CUDA_ARCH__)
   return __expf(x);
 #else
   return vector_expf_nonpositive(x);
 #endif
 }
-template <> LMK_HOST_DEVICE double lse_exp<double>(double x) { return ::exp(x); }
+template <>
+LMK_HOST_DEVICE double lse_exp<double>(double x) {
+  return ::exp(x);
+}
 
 LMK_HOST_DEVICE float lse_log(float x) { return ::logf(x); }
 LMK_HOST_DEVICE double lse_log(double x) { return ::log(x); }
 LMK_HOST_DEVICE float lse_log1p(float x) { return ::log1pf(x); }
 LMK_HOST_DEVICE double lse_log1p(double x) { return ::log1p(x); }
 
-template <typename Acc> LMK_HOST_DEVICE Acc lse_neg_inf() { return -static_cast<Acc>(INFINITY); }
+template <typename Acc>
+LMK_HOST_DEVICE Acc lse_neg_inf() {
+  return -static_cast<Acc>(INFINITY);
+}
 
 // s·e^{m_old − m_new} for m_new >= m_old; an empty state (m_old = −inf) gives 0.
 template <typename Acc>
@@ -87,8 +95,7 @@ struct CeRowResult {
 // From the row max m, s_other and the labels' logits z_label[], everything
 // the row contributes (see the header comment).
 template <typename Acc>
-LMK_HOST_DEVICE CeRowResult<Acc> ce_row_result(Acc m, Acc s_other, const CeRowLabels<Acc>& labels,
-                                               const Acc* z_label) {
+LMK_HOST_DEVICE CeRowResult<Acc> ce_row_result(Acc m, Acc s_other, const CeRowLabels<Acc>& labels, const Acc* z_label) {
   CeRowResult<Acc> r;
   Acc e[2] = {0, 0};
   for (int a = 0; a < labels.count; ++a) e[a] = lse_exp<Acc>(z_label[a] - m);

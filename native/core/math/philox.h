@@ -9,12 +9,14 @@
 #pragma once
 #include <cstdint>
 
-#include "math/host_device.h"
 #include "math/exact_math.h"
+#include "math/host_device.h"
 
 namespace lmk {
 
-struct Philox4 { uint32_t v[4]; };
+struct Philox4 {
+  uint32_t v[4];
+};
 
 LMK_HOST_DEVICE void mul_hi_lo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
   uint64_t product = static_cast<uint64_t>(a) * static_cast<uint64_t>(b);
@@ -34,7 +36,10 @@ LMK_HOST_DEVICE Philox4 philox4x32_10(Philox4 counter, uint32_t key0, uint32_t k
     uint32_t n1 = lo1;
     uint32_t n2 = hi0 ^ c3 ^ key1;
     uint32_t n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     key0 += kWeyl0;
     key1 += kWeyl1;
   }
@@ -56,8 +61,8 @@ LMK_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t offset, uint64_t i,
   Philox4 r = philox_block(seed, offset, i >> 2);
   float u = uniform_from_word(r.v[i & 3]);
   // low + (high - low) * u in double, rounded once: identical on both devices.
-  double value = exact_fma(static_cast<double>(high) - static_cast<double>(low), static_cast<double>(u),
-                           static_cast<double>(low));
+  double value =
+      exact_fma(static_cast<double>(high) - static_cast<double>(low), static_cast<double>(u), static_cast<double>(low));
   float result = static_cast<float>(value);
   // Keep the half-open interval even when rounding lands on `high`.
   return (result >= high && high > low) ? exact_prev_float(high) : result;
@@ -71,7 +76,7 @@ LMK_HOST_DEVICE float philox_normal(uint64_t seed, uint64_t offset, uint64_t i, 
   // Each pair (w0, w1) yields one normal here: even i uses the cosine, odd i
   // the sine of a different pair, so neighbouring elements are independent.
   double u1 = (static_cast<double>(w0) + 0.5) * 2.3283064365386963e-10;  // (0, 1)
-  double turns = static_cast<double>(w1) * 2.3283064365386963e-10;        // [0, 1)
+  double turns = static_cast<double>(w1) * 2.3283064365386963e-10;       // [0, 1)
   double radius = exact_sqrt(-2.0 * exact_log(u1));
   double s, c;
   exact_sincos_turns(turns, &s, &c);

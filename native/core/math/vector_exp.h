@@ -48,8 +48,8 @@ namespace vector_exp_detail {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2Hi = 0.693359375f;
 constexpr float kLn2Lo = -2.1219444005469058e-4f;
-constexpr float kShift = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer (ties to even)
-constexpr float kLow = -86.5f;         // n >= -125, so 2^(n-1) is normal
+constexpr float kShift = 12582912.0f;           // 1.5·2^23: adding it rounds to an integer (ties to even)
+constexpr float kLow = -86.5f;                  // n >= -125, so 2^(n-1) is normal
 constexpr float kHigh = 88.72283172607421875f;  // largest float with e^x < FLT_MAX
 
 // e^r for r in [−ln2/2, ln2/2] given n, and the bits of x·log2e + kShift.
@@ -79,7 +79,7 @@ LMK_HOST_DEVICE float vector_expf(float x) {
   // The low mantissa bits of `shifted` hold n (two's complement, n in [-125, 128]).
   uint32_t n_bits = float_bits(shifted) - float_bits(kShift);
   float scale = bits_float((n_bits + 126u) << 23);  // 2^(n-1)
-  float result = (p * 2.0f) * scale;                 // p·2 >= 1.4: never subnormal before the scale
+  float result = (p * 2.0f) * scale;                // p·2 >= 1.4: never subnormal before the scale
   result = x < kLow ? 0.0f : result;
   result = x > kHigh ? bits_float(0x7f800000u) : result;
   result = x != x ? x : result;

@@ -48,7 +48,7 @@ LMK_HOST_DEVICE float wkv4_expf(float x) {
   constexpr float kLn2Hi = 0.693359375f;         // 355/512: n·kLn2Hi is exact for |n| <= 2^15
   constexpr float kLn2Lo = -2.12194440e-4f;      // ln 2 - kLn2Hi
   constexpr float kRound = 12582912.0f;          // 1.5·2^23: x + kRound rounds x to an integer
-  constexpr float kMinArg = -86.9f;                // rounds to n >= -125
+  constexpr float kMinArg = -86.9f;              // rounds to n >= -125
   constexpr float kMaxArg = 88.72283935546875f;  // ln(FLT_MAX), rounded down
   float xc = x < kMinArg ? kMinArg : x;
   xc = xc > kMaxArg ? kMaxArg : xc;
@@ -101,9 +101,14 @@ LMK_HOST_DEVICE float wkv4_expf_nonpositive(float x) {
   return x < kMinArg ? 0.0f : result;
 }
 
-template <typename Acc> LMK_HOST_DEVICE Acc wkv4_exp(Acc x);
-template <> LMK_HOST_DEVICE float wkv4_exp<float>(float x) { return wkv4_expf(x); }
-template <> LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_exp(Acc x);
+template <>
+LMK_HOST_DEVICE float wkv4_exp<float>(float x) {
+  return wkv4_expf(x);
+}
+template <>
+LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
 #if defined(__CUDA_ARCH__)
   return ::exp(x);
 #else
@@ -112,15 +117,27 @@ template <> LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
 }
 
 // e^x for x <= 0.
-template <typename Acc> LMK_HOST_DEVICE Acc wkv4_exp_nonpositive(Acc x) { return wkv4_exp<Acc>(x); }
-template <> LMK_HOST_DEVICE float wkv4_exp_nonpositive<float>(float x) { return wkv4_expf_nonpositive(x); }
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_exp_nonpositive(Acc x) {
+  return wkv4_exp<Acc>(x);
+}
+template <>
+LMK_HOST_DEVICE float wkv4_exp_nonpositive<float>(float x) {
+  return wkv4_expf_nonpositive(x);
+}
 
 // ---- storage types ---------------------------------------------------------------
 
 // The accumulation type of a storage type and the conversions to and from it
 // (bfloat16/float16 round once, to nearest even, on store).
-template <typename T> struct Wkv4Acc { using type = float; };
-template <> struct Wkv4Acc<double> { using type = double; };
+template <typename T>
+struct Wkv4Acc {
+  using type = float;
+};
+template <>
+struct Wkv4Acc<double> {
+  using type = double;
+};
 
 // float16 conversions without branches (selects only), so that loops over
 // float16 data vectorise; bit-identical to f16_to_float / float_to_f16 in
@@ -154,17 +171,33 @@ LMK_HOST_DEVICE double wkv4_load(double x) { return x; }
 LMK_HOST_DEVICE float wkv4_load(bf16 x) { return bf16_to_float(x); }
 LMK_HOST_DEVICE float wkv4_load(f16 x) { return wkv4_f16_to_float(x); }
 
-template <typename T> LMK_HOST_DEVICE T wkv4_store(typename Wkv4Acc<T>::type x);
-template <> LMK_HOST_DEVICE float wkv4_store<float>(float x) { return x; }
-template <> LMK_HOST_DEVICE double wkv4_store<double>(double x) { return x; }
-template <> LMK_HOST_DEVICE bf16 wkv4_store<bf16>(float x) { return float_to_bf16(x); }
-template <> LMK_HOST_DEVICE f16 wkv4_store<f16>(float x) { return wkv4_float_to_f16(x); }
+template <typename T>
+LMK_HOST_DEVICE T wkv4_store(typename Wkv4Acc<T>::type x);
+template <>
+LMK_HOST_DEVICE float wkv4_store<float>(float x) {
+  return x;
+}
+template <>
+LMK_HOST_DEVICE double wkv4_store<double>(double x) {
+  return x;
+}
+template <>
+LMK_HOST_DEVICE bf16 wkv4_store<bf16>(float x) {
+  return float_to_bf16(x);
+}
+template <>
+LMK_HOST_DEVICE f16 wkv4_store<f16>(float x) {
+  return wkv4_float_to_f16(x);
+}
 
 // ---- the recurrence -------------------------------------------------------------
 
 // pp of the empty state: e^{pp} is 0 for every practical purpose, yet pp + w
 // stays finite in float.
-template <typename Acc> LMK_HOST_DEVICE Acc wkv4_empty_pp() { return static_cast<Acc>(-1e38); }
+template <typename Acc>
+LMK_HOST_DEVICE Acc wkv4_empty_pp() {
+  return static_cast<Acc>(-1e38);
+}
 
 // w = -exp(timeDecay) as hi + lo (computed in double; lo = 0 for double).
 // Always negative; clamped at -1e30 (a decay that strong forgets everything
@@ -324,8 +357,8 @@ LMK_HOST_DEVICE void wkv4_merge(Acc& aa, Acc& bb, Acc& pp, Acc& pl, Wkv4Decay<Ac
 // of the state after it. Output: (gaa, gbb, gq) of the state before it, gk_t,
 // gv_t, and this step's terms of dL/dw and dL/du (to be summed over t).
 template <typename Acc>
-LMK_HOST_DEVICE void wkv4_step_backward(Acc aa, Acc bb, Acc pp, Acc pl, Wkv4Decay<Acc> w, Acc u, Acc k, Acc v,
-                                        Acc gy, Acc& gaa, Acc& gbb, Acc& gq, Acc& gk, Acc& gv, Acc& gw, Acc& gu) {
+LMK_HOST_DEVICE void wkv4_step_backward(Acc aa, Acc bb, Acc pp, Acc pl, Wkv4Decay<Acc> w, Acc u, Acc k, Acc v, Acc gy,
+                                        Acc& gaa, Acc& gbb, Acc& gq, Acc& gk, Acc& gv, Acc& gw, Acc& gu) {
   // The update, backwards.
   Wkv4Pair<Acc> e = wkv4_pair<Acc>(wkv4_decayed<Acc>(pp, pl, w, k).gap);
   Acc q = gq;

@@ -24,8 +24,7 @@ void check_float(const Tensor& t, const char* fn, const char* arg) {
   }
 }
 
-void check_like(const Tensor& t, const Device& device, DType dtype, const char* fn, const char* arg,
-                const char* like) {
+void check_like(const Tensor& t, const Device& device, DType dtype, const char* fn, const char* arg, const char* like) {
   check_tensor(t, fn, arg);
   if (t.device() != device) {
     throw_type_error(fn, ": ", arg, " must be on the same device as ", like, " (", device.to_string(), "), got ",
@@ -49,8 +48,8 @@ void check_int32(const Tensor& t, const Device& device, const char* fn, const ch
 int64_t normalize_dim(int64_t dim, int64_t rank, const char* fn, const char* arg) {
   if (dim < -rank || dim >= rank) {
     if (rank == 0) throw_range_error(fn, ": ", arg, " ", dim, " is out of range for a 0-d tensor");
-    throw_range_error(fn, ": ", arg, " ", dim, " is out of range for a tensor of rank ", rank, " (expected [",
-                      -rank, ", ", rank - 1, "])");
+    throw_range_error(fn, ": ", arg, " ", dim, " is out of range for a tensor of rank ", rank, " (expected [", -rank,
+                      ", ", rank - 1, "])");
   }
   return dim < 0 ? dim + rank : dim;
 }

@@ -50,8 +50,8 @@ void launch(const char* fn, const Device& device, Cpu&& cpu, Cuda&& cuda, std::v
     return;
   }
   void* handle = cuda_stream_handle(device.index);
-  stream.enqueue(fn, [cuda = std::forward<Cuda>(cuda), handle]() { cuda(handle); }, std::move(uses),
-                 std::move(outputs));
+  stream.enqueue(
+      fn, [cuda = std::forward<Cuda>(cuda), handle]() { cuda(handle); }, std::move(uses), std::move(outputs));
 }
 
 }  // namespace lmk::ops::dense

@@ -93,8 +93,8 @@ void check_same_shape(const Tensor& t, const Shape& shape, const char* fn, const
 }
 
 kernels::StridedLayout binary_layout(const Tensor& a, const Tensor& b, const Shape& out, const char* fn) {
-  return kernels::make_strided_layout(out, {kernels::broadcast_strides(a.shape, out), kernels::broadcast_strides(b.shape, out)},
-                                      fn);
+  return kernels::make_strided_layout(
+      out, {kernels::broadcast_strides(a.shape, out), kernels::broadcast_strides(b.shape, out)}, fn);
 }
 
 }  // namespace
@@ -122,8 +122,9 @@ UnaryOp unary_op_from_name(const std::string& name, const char* fn) {
   for (int i = 0; i < 10; ++i) {
     if (name == names[i]) return static_cast<UnaryOp>(i);
   }
-  throw_range_error(fn, ": op must be one of 'neg', 'exp', 'log', 'sigmoid', 'relu', 'square', 'tanh', 'silu', "
-                        "'sqrt', 'abs', got '",
+  throw_range_error(fn,
+                    ": op must be one of 'neg', 'exp', 'log', 'sigmoid', 'relu', 'square', 'tanh', 'silu', "
+                    "'sqrt', 'abs', got '",
                     name, "'");
 }
 
@@ -156,8 +157,9 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   p.a = a.data();
   p.b = b.data();
   p.out = out.data();
-  launch(fn, a.device(), [p] { kernels::binary_cpu(p); },
-         [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); }, storages({&a, &b, &out}), storages({&out}));
+  launch(
+      fn, a.device(), [p] { kernels::binary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); },
+      storages({&a, &b, &out}), storages({&out}));
   return out;
 }
 
@@ -182,9 +184,10 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
   p.gy = gy.data();
   p.ga = ga_full.data();
   p.gb = gb_full.data();
-  launch(fn, a.device(), [p] { kernels::binary_backward_cpu(p); },
-         [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); },
-         storages({&a, &b, &gy, &ga_full, &gb_full}), storages({&ga_full, &gb_full}));
+  launch(
+      fn, a.device(), [p] { kernels::binary_backward_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); }, storages({&a, &b, &gy, &ga_full, &gb_full}),
+      storages({&ga_full, &gb_full}));
   BinaryGrads grads;
   grads.ga = a.shape == shape ? ga_full : sum_to_shape(ga_full, a.shape);
   grads.gb = b.shape == shape ? gb_full : sum_to_shape(gb_full, b.shape);
@@ -202,8 +205,9 @@ Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
   p.s = s;
   p.x = x.data();
   p.out = out.data();
-  launch(fn, x.device(), [p] { kernels::scalar_op_cpu(p); },
-         [p](void* st) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, st)); }, storages({&x, &out}), storages({&out}));
+  launch(
+      fn, x.device(), [p] { kernels::scalar_op_cpu(p); },
+      [p](void* st) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, st)); }, storages({&x, &out}), storages({&out}));
   return out;
 }
 
@@ -217,8 +221,9 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   p.n = x.numel();
   p.x = x.data();
   p.out = out.data();
-  launch(fn, x.device(), [p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); },
-         storages({&x, &out}), storages({&out}));
+  launch(
+      fn, x.device(), [p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); },
+      storages({&x, &out}), storages({&out}));
   return out;
 }
 
@@ -247,9 +252,10 @@ Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::opt
   p.gx = gx.data();
   const Tensor* xp = need_x ? &*x : nullptr;
   const Tensor* yp = need_y ? &*y : nullptr;
-  launch(fn, gy.device(), [p] { kernels::unary_backward_cpu(p); },
-         [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); }, storages({xp, yp, &gy, &gx}),
-         storages({&gx}));
+  launch(
+      fn, gy.device(), [p] { kernels::unary_backward_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); }, storages({xp, yp, &gy, &gx}),
+      storages({&gx}));
   return gx;
 }
 
@@ -261,9 +267,9 @@ void fill_(const Tensor& x, double value) {
   int64_t n = x.numel();
   void* data = x.data();
   DType dtype = x.dtype;
-  launch(fn, x.device(), [=] { kernels::fill_cpu(data, dtype, n, value); },
-         [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, storages({&x}),
-         storages({&x}));
+  launch(
+      fn, x.device(), [=] { kernels::fill_cpu(data, dtype, n, value); },
+      [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, storages({&x}), storages({&x}));
 }
 
 void add_in_place_(const Tensor& target, const Tensor& src, double alpha) {
@@ -278,8 +284,9 @@ void add_in_place_(const Tensor& target, const Tensor& src, double alpha) {
   p.alpha = alpha;
   p.target = target.data();
   p.src = src.data();
-  launch(fn, target.device(), [p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); },
-         storages({&target, &src}), storages({&target}));
+  launch(
+      fn, target.device(), [p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); },
+      storages({&target, &src}), storages({&target}));
 }
 
 void copy_into_(const Tensor& target, const Tensor& src) {
@@ -297,9 +304,10 @@ void copy_into_(const Tensor& target, const Tensor& src) {
   void* out = target.data();
   DType sd = src.dtype, td = target.dtype;
   if (in == out && sd == td) return;
-  launch(fn, target.device(), [=] { kernels::convert_cpu(in, sd, out, td, n); },
-         [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); }, storages({&target, &src}),
-         storages({&target}));
+  launch(
+      fn, target.device(), [=] { kernels::convert_cpu(in, sd, out, td, n); },
+      [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); }, storages({&target, &src}),
+      storages({&target}));
 }
 
 }  // namespace lmk::ops

@@ -18,7 +18,8 @@ namespace lmk::ops {
 // Op names as the JS API spells them; RangeError naming `fn` for another name.
 BinaryOp binary_op_from_name(const std::string& name, const char* fn);  // add sub mul div maximum
 ScalarOp scalar_op_from_name(const std::string& name, const char* fn);  // add mul pow rsub div_by
-UnaryOp unary_op_from_name(const std::string& name, const char* fn);    // neg exp log sigmoid relu square tanh silu sqrt abs
+UnaryOp unary_op_from_name(const std::string& name,
+                           const char* fn);  // neg exp log sigmoid relu square tanh silu sqrt abs
 
 // The broadcast of two shapes (NumPy rules); RangeError naming both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* fn, const char* a_name, const char* b_name);

@@ -15,13 +15,12 @@ ValueCheck ids_check(const Tensor& ids, int64_t V, const char* fn, const Tensor&
   std::string fn_name = fn;
   Shape shape = ids.shape;
   return stream_for(ids.device())
-      .add_value_check(
-          ErrorKind::Range,
-          [=](int64_t index) {
-            return lmk::concat(fn_name, ": ids has a value outside [0, ", V, ") at flat index ", index, " (shape ",
-                          shape_string(shape), ")");
-          },
-          {output.storage});
+      .add_value_check(ErrorKind::Range,
+                       [=](int64_t index) {
+                         return lmk::concat(fn_name, ": ids has a value outside [0, ", V, ") at flat index ", index,
+                                            " (shape ", shape_string(shape), ")");
+                       },
+                       {output.storage});
 }
 
 }  // namespace
@@ -30,7 +29,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   const char* fn = "ops.embedding";
   dense::check_float(weight, fn, "weight");
   dense::check_int32(ids, weight.device(), fn, "ids", "weight");
-  if (weight.shape.size() != 2) throw_range_error(fn, ": weight must have shape [V,D], got ", shape_string(weight.shape));
+  if (weight.shape.size() != 2)
+    throw_range_error(fn, ": weight must have shape [V,D], got ", shape_string(weight.shape));
   const int64_t V = weight.shape[0], D = weight.shape[1];
   Shape shape = ids.shape;
   shape.push_back(D);
@@ -44,9 +44,10 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   p.weight = weight.data();
   p.out = out.data();
   p.first_bad_index = ids_check(ids, V, fn, out).first_bad_index;
-  dense::launch(fn, weight.device(), [p] { kernels::embedding_forward_cpu(p); },
-                [p](void* s) { LMK_CUDA_CALL(kernels::embedding_forward_cuda(p, s)); },
-                dense::storages({&weight, &ids, &out}), dense::storages({&out}));
+  dense::launch(
+      fn, weight.device(), [p] { kernels::embedding_forward_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::embedding_forward_cuda(p, s)); }, dense::storages({&weight, &ids, &out}),
+      dense::storages({&out}));
   return out;
 }
 
@@ -81,9 +82,10 @@ Tensor embedding_backward(const Tensor& gout, const Tensor& ids, int64_t num_emb
   }
 #endif
   p.first_bad_index = ids_check(ids, num_embeddings, fn, out).first_bad_index;
-  dense::launch(fn, gout.device(), [p] { kernels::embedding_backward_cpu(p); },
-                [p](void* s) { LMK_CUDA_CALL(kernels::embedding_backward_cuda(p, s)); },
-                dense::storages({&gout, &ids, &out, &workspace}), dense::storages({&out}));
+  dense::launch(
+      fn, gout.device(), [p] { kernels::embedding_backward_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::embedding_backward_cuda(p, s)); },
+      dense::storages({&gout, &ids, &out, &workspace}), dense::storages({&out}));
   return out;
 }
 

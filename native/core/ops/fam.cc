@@ -148,8 +148,8 @@ BlockShapes check_block_args(const FamBlockAttentionArgs& a, const char* fn) {
   s.NB = (s.T + a.block_size - 1) / a.block_size;
   s.F = 0;
   if (a.fam_k) {
-    std::string why = "(NB = ceil(T/blockSize) = ceil(" + std::to_string(s.T) + "/" + std::to_string(a.block_size) +
-                      "))";
+    std::string why =
+        "(NB = ceil(T/blockSize) = ceil(" + std::to_string(s.T) + "/" + std::to_string(a.block_size) + "))";
     check_shape(*a.fam_k, {s.B, s.Hkv, s.NB, -1, s.D}, "[B,Hkv,NB,F,D]", why, fn, "famK");
     s.F = a.fam_k->shape[3];
     check_shape(*a.fam_v, a.fam_k->shape, "[B,Hkv,NB,F,D]", "like famK", fn, "famV");
@@ -195,7 +195,8 @@ void enqueue_forward(const char* fn, const kernels::FamParams& p, const Device& 
                      std::vector<StoragePtr> outputs) {
   Stream& stream = stream_for(device);
   if (device.is_cpu()) {
-    stream.enqueue(fn, [p] { kernels::fam_forward_cpu(p); }, std::move(uses), std::move(outputs));
+    stream.enqueue(
+        fn, [p] { kernels::fam_forward_cpu(p); }, std::move(uses), std::move(outputs));
   } else {
     void* s = cuda_stream_handle(device.index);
     stream.enqueue(
@@ -211,7 +212,8 @@ void enqueue_backward(const char* fn, const kernels::FamParams& p, const Device&
                       std::vector<StoragePtr> outputs) {
   Stream& stream = stream_for(device);
   if (device.is_cpu()) {
-    stream.enqueue(fn, [p] { kernels::fam_backward_cpu(p); }, std::move(uses), std::move(outputs));
+    stream.enqueue(
+        fn, [p] { kernels::fam_backward_cpu(p); }, std::move(uses), std::move(outputs));
   } else {
     void* s = cuda_stream_handle(device.index);
     stream.enqueue(
@@ -332,10 +334,10 @@ FamBlockAttentionGrads fam_block_attention_backward(const FamBlockAttentionBackw
   const Tensor* fv = a.fam_v ? &*a.fam_v : nullptr;
   const Tensor* gfk = g.g_fam_k ? &*g.g_fam_k : nullptr;
   const Tensor* gfv = g.g_fam_v ? &*g.g_fam_v : nullptr;
-  enqueue_backward(fn, p, device,
-                   storages({&a.q, &a.k, &a.v, fk, fv, &a.out, &a.lse, &a.grad_out, &g.gq, &g.gk, &g.gv, gfk, gfv,
-                             &delta}),
-                   storages({&g.gq, &g.gk, &g.gv, gfk, gfv}));
+  enqueue_backward(
+      fn, p, device,
+      storages({&a.q, &a.k, &a.v, fk, fv, &a.out, &a.lse, &a.grad_out, &g.gq, &g.gk, &g.gv, gfk, gfv, &delta}),
+      storages({&g.gq, &g.gk, &g.gv, gfk, gfv}));
   return g;
 }
 
@@ -349,8 +351,7 @@ FamAttentionResult fam_memory_attention(const FamMemoryAttentionArgs& a) {
   kernels::FamParams p = memory_params(a, s);
   p.out = r.out.data();
   p.lse = r.lse.data();
-  enqueue_forward(fn, p, device,
-                  storages({&a.fam_q, &a.fam_k, &a.fam_v, &a.block_k, &a.block_v, &r.out, &r.lse}),
+  enqueue_forward(fn, p, device, storages({&a.fam_q, &a.fam_k, &a.fam_v, &a.block_k, &a.block_v, &r.out, &r.lse}),
                   storages({&r.out, &r.lse}));
   return r;
 }

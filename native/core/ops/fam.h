@@ -14,14 +14,14 @@
 namespace lmk::ops {
 
 struct FamBlockAttentionArgs {
-  Tensor q;                      // [B,H,T,D] float32 | bfloat16 | float16 | float64 (cpu)
-  Tensor k, v;                   // [B,Hkv,T,D], dtype and device of q
-  std::optional<Tensor> fam_k;   // [B,Hkv,NB,F,D]; both or neither (plain BSWA)
+  Tensor q;                     // [B,H,T,D] float32 | bfloat16 | float16 | float64 (cpu)
+  Tensor k, v;                  // [B,Hkv,T,D], dtype and device of q
+  std::optional<Tensor> fam_k;  // [B,Hkv,NB,F,D]; both or neither (plain BSWA)
   std::optional<Tensor> fam_v;
-  int64_t block_size = 0;        // L >= 1
-  int64_t memory_blocks = 0;     // m >= 0 (more than the blocks available is fine)
-  std::optional<double> scale;   // default 1/sqrt(D); finite
-  bool cuda_reference = false;   // tests: the simple CUDA kernels instead of the tiled ones
+  int64_t block_size = 0;       // L >= 1
+  int64_t memory_blocks = 0;    // m >= 0 (more than the blocks available is fine)
+  std::optional<double> scale;  // default 1/sqrt(D); finite
+  bool cuda_reference = false;  // tests: the simple CUDA kernels instead of the tiled ones
 };
 
 struct FamAttentionResult {
@@ -38,15 +38,15 @@ struct FamBlockAttentionBackwardArgs : FamBlockAttentionArgs {
 };
 
 struct FamBlockAttentionGrads {
-  Tensor gq, gk, gv;                    // like q, k, v
+  Tensor gq, gk, gv;                       // like q, k, v
   std::optional<Tensor> g_fam_k, g_fam_v;  // like fam_k, fam_v; present iff fam_k was given
 };
 
 FamBlockAttentionGrads fam_block_attention_backward(const FamBlockAttentionBackwardArgs& args);
 
 struct FamMemoryAttentionArgs {
-  Tensor fam_q;          // [B,H,F,D]
-  Tensor fam_k, fam_v;   // [B,Hkv,F,D]
+  Tensor fam_q;             // [B,H,F,D]
+  Tensor fam_k, fam_v;      // [B,Hkv,F,D]
   Tensor block_k, block_v;  // [B,Hkv,L',D]
   std::optional<double> scale;
   bool cuda_reference = false;

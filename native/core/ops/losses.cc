@@ -53,8 +53,7 @@ void check_logits(const char* fn, const char* arg, const Tensor& logits, bool ra
 Shape leading(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
 const char* leading_name(const Shape& s) { return s.size() == 3 ? "[B,T]" : "[N]"; }
 
-void check_labels(const char* fn, const char* arg, const Tensor& labels, const Tensor& logits,
-                  const char* logits_arg) {
+void check_labels(const char* fn, const char* arg, const Tensor& labels, const Tensor& logits, const char* logits_arg) {
   check_int32(fn, arg, labels);
   check_same_device(fn, arg, labels, logits_arg, logits);
   Shape expected = leading(logits.shape);
@@ -73,8 +72,8 @@ DType out_dtype(DType logits) { return logits == DType::Float64 ? DType::Float64
 // Positions per sequence of a labels tensor: its last dimension (1-D: one sequence).
 int64_t positions(const Tensor& labels) { return labels.shape.empty() ? 1 : std::max<int64_t>(labels.shape.back(), 1); }
 
-GoldfishRule goldfish_rule(const char* fn, const Tensor& labels, const GoldfishOptions& g,
-                                    const char* labels_arg, std::vector<StoragePtr>* uses) {
+GoldfishRule goldfish_rule(const char* fn, const Tensor& labels, const GoldfishOptions& g, const char* labels_arg,
+                           std::vector<StoragePtr>* uses) {
   if (g.k < 2) throw_range_error(fn, ": k must be an integer >= 2, got ", g.k);
   if (g.context_width < 1) throw_range_error(fn, ": contextWidth must be an integer >= 1, got ", g.context_width);
   if (g.start_position < 0) throw_range_error(fn, ": startPosition must be an integer >= 0, got ", g.start_position);
@@ -141,8 +140,8 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int
   check_labels(fn, "labels", labels, logits, "logits");
   if (weights) {
     if (weights->dtype != DType::Float32 && !(weights->dtype == DType::Float64 && logits.dtype == DType::Float64)) {
-      throw_type_error(fn, ": weights must be float32", logits.dtype == DType::Float64 ? " or float64" : "",
-                       ", got ", dtype_name(weights->dtype));
+      throw_type_error(fn, ": weights must be float32", logits.dtype == DType::Float64 ? " or float64" : "", ", got ",
+                       dtype_name(weights->dtype));
     }
     check_same_device(fn, "weights", *weights, "logits", logits);
     check_shape(fn, "weights", *weights, labels.shape, "like labels");
@@ -189,10 +188,12 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int
   p.first_bad_label = bad_label_check(fn, "labels", labels, p.V, ignore_index, outputs);
   Stream& stream = stream_for(device);
   if (device.is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::cross_entropy_cpu(p); }, uses, outputs);
+    stream.enqueue(
+        fn, [=] { kernels::cross_entropy_cpu(p); }, uses, outputs);
   } else {
     [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); }, uses, outputs);
+    stream.enqueue(
+        fn, [=] { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); }, uses, outputs);
   }
   return result;
 }
@@ -272,10 +273,12 @@ GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, int
   p.first_bad_label = bad_label_check(fn, "labels", labels, p.V, ignore_index, outputs);
   Stream& stream = stream_for(device);
   if (device.is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::cross_entropy_cpu(p); }, uses, outputs);
+    stream.enqueue(
+        fn, [=] { kernels::cross_entropy_cpu(p); }, uses, outputs);
   } else {
     [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); }, uses, outputs);
+    stream.enqueue(
+        fn, [=] { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); }, uses, outputs);
   }
   return result;
 }
@@ -297,7 +300,9 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
                       " like chosenLogits ", shape_string(chosen_logits.shape), ", got ",
                       shape_string(rejected_logits.shape));
   }
-  if (B < 1) throw_range_error(fn, ": chosenLogits must hold at least one pair (B >= 1), got ", shape_string(chosen_logits.shape));
+  if (B < 1)
+    throw_range_error(fn, ": chosenLogits must hold at least one pair (B >= 1), got ",
+                      shape_string(chosen_logits.shape));
   if (Tw < 1 || Tl < 1) {
     throw_range_error(fn, ": every pair needs a supervised token, but ", Tw < 1 ? "chosenLogits" : "rejectedLogits",
                       " has no positions: ", shape_string(Tw < 1 ? chosen_logits.shape : rejected_logits.shape));
@@ -320,9 +325,20 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   const Device& device = chosen_logits.device();
   DType out = out_dtype(chosen_logits.dtype);
   auto scalar = [&] { return empty({}, out, device, fn); };
-  OrpoResult r{scalar(), scalar(), scalar(), empty({B}, out, device, fn), empty({B}, out, device, fn),
-               empty({B}, out, device, fn), scalar(), scalar(), scalar(), scalar(), scalar(), scalar(),
-               std::nullopt, std::nullopt};
+  OrpoResult r{scalar(),
+               scalar(),
+               scalar(),
+               empty({B}, out, device, fn),
+               empty({B}, out, device, fn),
+               empty({B}, out, device, fn),
+               scalar(),
+               scalar(),
+               scalar(),
+               scalar(),
+               scalar(),
+               scalar(),
+               std::nullopt,
+               std::nullopt};
   if (o.compute_grad) {
     r.grad_chosen_logits = empty(chosen_logits.shape, chosen_logits.dtype, device, fn);
     r.grad_rejected_logits = empty(rejected_logits.shape, rejected_logits.dtype, device, fn);
@@ -359,9 +375,10 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   Tensor ws = workspace(kernels::orpo_workspace_bytes(p), device, fn);
   p.workspace = ws.data();
 
-  std::vector<const Tensor*> outs = {&r.loss, &r.nll_loss, &r.or_loss, &r.chosen_logps, &r.rejected_logps,
-                                     &r.log_odds, &r.rewards_chosen, &r.rewards_rejected, &r.rewards_accuracy,
-                                     &r.rewards_margin, &r.log_odds_ratio, &r.log_odds_chosen};
+  std::vector<const Tensor*> outs = {&r.loss,           &r.nll_loss,         &r.or_loss,
+                                     &r.chosen_logps,   &r.rejected_logps,   &r.log_odds,
+                                     &r.rewards_chosen, &r.rewards_rejected, &r.rewards_accuracy,
+                                     &r.rewards_margin, &r.log_odds_ratio,   &r.log_odds_chosen};
   if (o.compute_grad) {
     outs.push_back(&*r.grad_chosen_logits);
     outs.push_back(&*r.grad_rejected_logits);
@@ -392,10 +409,12 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   p.first_empty_rejected = empty_check("rejectedLabels", rejected_labels);
   Stream& stream = stream_for(device);
   if (device.is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::orpo_cpu(p); }, uses, outputs);
+    stream.enqueue(
+        fn, [=] { kernels::orpo_cpu(p); }, uses, outputs);
   } else {
     [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::orpo_cuda(p, s)); }, uses, outputs);
+    stream.enqueue(
+        fn, [=] { LMK_CUDA_CALL(kernels::orpo_cuda(p, s)); }, uses, outputs);
   }
   return r;
 }
@@ -419,8 +438,8 @@ Tensor shift_labels(const Tensor& input_ids, int64_t ignore_index) {
   int32_t ignore = static_cast<int32_t>(ignore_index);
   Stream& stream = stream_for(device);
   if (device.is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::shift_labels_cpu(in, outp, rows, T, ignore); }, {input_ids.storage, labels.storage},
-                   {labels.storage});
+    stream.enqueue(fn, [=] { kernels::shift_labels_cpu(in, outp, rows, T, ignore); },
+                   {input_ids.storage, labels.storage}, {labels.storage});
   } else {
     [[maybe_unused]] void* s = stream_handle(device);
     stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::shift_labels_cuda(in, outp, rows, T, ignore, s)); },

@@ -23,7 +23,7 @@ struct GoldfishOptions {
   GoldfishStrategyOption strategy = GoldfishStrategyOption::Hash;
   int64_t context_width = 13;  // >= 1
   uint64_t seed = 0;
-  int64_t start_position = 0;  // >= 0
+  int64_t start_position = 0;         // >= 0
   std::optional<Tensor> hash_tokens;  // int32 like labels; default labels
 };
 
@@ -62,8 +62,8 @@ struct OrpoOptions {
 };
 
 struct OrpoResult {
-  Tensor loss, nll_loss, or_loss;                  // 0-d
-  Tensor chosen_logps, rejected_logps, log_odds;   // [B]
+  Tensor loss, nll_loss, or_loss;                                                                              // 0-d
+  Tensor chosen_logps, rejected_logps, log_odds;                                                               // [B]
   Tensor rewards_chosen, rewards_rejected, rewards_accuracy, rewards_margin, log_odds_ratio, log_odds_chosen;  // 0-d
   std::optional<Tensor> grad_chosen_logits, grad_rejected_logits;
 };

@@ -24,7 +24,7 @@ kernels::GemmKernel current_kernel() {
   if (value < 0) {
     const char* env = std::getenv("LMK_GEMM");
     int from_env = (env && std::strcmp(env, "builtin") == 0) ? static_cast<int>(kernels::GemmKernel::Builtin)
-                                                              : static_cast<int>(kernels::GemmKernel::Library);
+                                                             : static_cast<int>(kernels::GemmKernel::Library);
     selected.compare_exchange_strong(value, from_env);
     value = selected.load();
   }
@@ -103,13 +103,14 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
       for (int64_t& s : strides) s *= matrix;
       return strides;
     };
-    p.batch_layout = kernels::make_strided_layout(batch, {matrix_strides(batch_a, M * Ka), matrix_strides(batch_b, Ka * N)},
-                                                  kFn);
+    p.batch_layout =
+        kernels::make_strided_layout(batch, {matrix_strides(batch_a, M * Ka), matrix_strides(batch_b, Ka * N)}, kFn);
   }
   const kernels::GemmKernel kernel = current_kernel();
-  dense::launch(kFn, a.device(), [p, kernel] { kernels::matmul_cpu(p, kernel); },
-                [p, kernel](void* s) { LMK_CUDA_CALL(kernels::matmul_cuda(p, kernel, s)); },
-                dense::storages({&a, &b, &out}), dense::storages({&out}));
+  dense::launch(
+      kFn, a.device(), [p, kernel] { kernels::matmul_cpu(p, kernel); },
+      [p, kernel](void* s) { LMK_CUDA_CALL(kernels::matmul_cuda(p, kernel, s)); }, dense::storages({&a, &b, &out}),
+      dense::storages({&out}));
   return out;
 }
 

@@ -21,8 +21,8 @@ void set_gemm_kernel(kernels::GemmKernel kernel);
 kernels::GemmKernel gemm_kernel();
 
 struct GemmInfo {
-  std::string cpu;   // "openblas" | "builtin"
-  std::string cuda;  // "cublas" | "builtin" | "unavailable"
+  std::string cpu;          // "openblas" | "builtin"
+  std::string cuda;         // "cublas" | "builtin" | "unavailable"
   std::string cpu_library;  // the OpenBLAS library loaded, if any
   std::string cpu_isa;      // the builtin micro-kernel: "avx512" | "avx2" | "baseline"
 };

@@ -39,7 +39,8 @@ void check_param(const Tensor& t, const Tensor& x, int64_t C, const char* fn, co
 }
 
 void check_stat(const Tensor& t, const Tensor& x, const Rows& r, const char* fn, const char* arg) {
-  check_like(t, x.device(), dense::accumulation_dtype(x.dtype), fn, arg, "x's statistics (float32, float64 for float64 x)");
+  check_like(t, x.device(), dense::accumulation_dtype(x.dtype), fn, arg,
+             "x's statistics (float32, float64 for float64 x)");
   if (t.shape != r.stat_shape) {
     throw_range_error(fn, ": ", arg, " must have shape [...] = ", shape_string(r.stat_shape), " (x ",
                       shape_string(x.shape), " without its last axis), got ", shape_string(t.shape));
@@ -52,15 +53,16 @@ void check_eps(double eps, const char* fn) {
 
 void run_forward(const char* fn, const kernels::NormParams& p, const Device& device, std::vector<StoragePtr> uses,
                  std::vector<StoragePtr> outputs) {
-  dense::launch(fn, device, [p] { kernels::norm_forward_cpu(p); },
-                [p](void* s) { LMK_CUDA_CALL(kernels::norm_forward_cuda(p, s)); }, std::move(uses), std::move(outputs));
+  dense::launch(
+      fn, device, [p] { kernels::norm_forward_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::norm_forward_cuda(p, s)); }, std::move(uses), std::move(outputs));
 }
 
 void run_backward(const char* fn, const kernels::NormParams& p, const Device& device, std::vector<StoragePtr> uses,
                   std::vector<StoragePtr> outputs) {
-  dense::launch(fn, device, [p] { kernels::norm_backward_cpu(p); },
-                [p](void* s) { LMK_CUDA_CALL(kernels::norm_backward_cuda(p, s)); }, std::move(uses),
-                std::move(outputs));
+  dense::launch(
+      fn, device, [p] { kernels::norm_backward_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::norm_backward_cuda(p, s)); }, std::move(uses), std::move(outputs));
 }
 
 }  // namespace

@@ -28,7 +28,6 @@ struct RmsNormResult {
 RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, double eps);
 
 // gWeight iff weight is given.
-NormGrads rms_norm_backward(const Tensor& x, const std::optional<Tensor>& weight, const Tensor& rstd,
-                            const Tensor& gy);
+NormGrads rms_norm_backward(const Tensor& x, const std::optional<Tensor>& weight, const Tensor& rstd, const Tensor& gy);
 
 }  // namespace lmk::ops

@@ -13,8 +13,8 @@ namespace {
 void check_hyper(double value, double low, double high, bool high_open, const char* fn, const char* name) {
   bool ok = std::isfinite(value) && value >= low && (high_open ? value < high : value <= high);
   if (!ok) {
-    throw_range_error(fn, ": ", name, " must be a finite number in [", low, ", ", high, high_open ? ")" : "]",
-                      ", got ", value);
+    throw_range_error(fn, ": ", name, " must be a finite number in [", low, ", ", high, high_open ? ")" : "]", ", got ",
+                      value);
   }
 }
 
@@ -30,8 +30,8 @@ void adamw_step_(const AdamwArgs& a) {
   dense::check_like(a.exp_avg, a.param.device(), moment, fn, "expAvg",
                     "param's accumulation dtype (float32, float64 for float64 param) or param");
   dense::check_like(a.exp_avg_sq, a.param.device(), moment, fn, "expAvgSq", "expAvg");
-  for (auto [t, name] : {std::pair<const Tensor*, const char*>{&a.grad, "grad"}, {&a.exp_avg, "expAvg"},
-                         {&a.exp_avg_sq, "expAvgSq"}}) {
+  for (auto [t, name] :
+       {std::pair<const Tensor*, const char*>{&a.grad, "grad"}, {&a.exp_avg, "expAvg"}, {&a.exp_avg_sq, "expAvgSq"}}) {
     if (t->shape != a.param.shape) {
       throw_range_error(fn, ": ", name, " must have the shape of param ", shape_string(a.param.shape), ", got ",
                         shape_string(t->shape));
@@ -64,10 +64,10 @@ void adamw_step_(const AdamwArgs& a) {
   const double bias_correction2 = 1 - std::pow(a.beta2, a.step);
   p.step_size = a.lr / bias_correction1;
   p.bc2_sqrt = std::sqrt(bias_correction2);
-  dense::launch(fn, a.param.device(), [p] { kernels::adamw_cpu(p); },
-                [p](void* s) { LMK_CUDA_CALL(kernels::adamw_cuda(p, s)); },
-                dense::storages({&a.param, &a.grad, &a.exp_avg, &a.exp_avg_sq}),
-                dense::storages({&a.param, &a.exp_avg, &a.exp_avg_sq}));
+  dense::launch(
+      fn, a.param.device(), [p] { kernels::adamw_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::adamw_cuda(p, s)); },
+      dense::storages({&a.param, &a.grad, &a.exp_avg, &a.exp_avg_sq}),
+      dense::storages({&a.param, &a.exp_avg, &a.exp_avg_sq}));
 }
 
 Tensor grad_norm_clip_(const std::vector<Tensor>& grads, double max_norm) {
@@ -102,8 +102,9 @@ Tensor grad_norm_clip_(const std::vector<Tensor>& grads, double max_norm) {
     uses.push_back(workspace.storage);
   }
 #endif
-  dense::launch(fn, device, [p] { kernels::grad_clip_cpu(p); },
-                [p](void* s) { LMK_CUDA_CALL(kernels::grad_clip_cuda(p, s)); }, std::move(uses), std::move(outputs));
+  dense::launch(
+      fn, device, [p] { kernels::grad_clip_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::grad_clip_cuda(p, s)); },
+      std::move(uses), std::move(outputs));
   return norm;
 }
 

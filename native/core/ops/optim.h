@@ -13,7 +13,7 @@ struct AdamwArgs {
   Tensor exp_avg;     // float32 (float64 for float64 param) or param's dtype, like param's shape
   Tensor exp_avg_sq;  // like exp_avg
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
-  double step = 1;    // 1-based count of steps taken, this one included
+  double step = 1;  // 1-based count of steps taken, this one included
 };
 
 // One AdamW step exactly as torch.optim.AdamW (decoupled weight decay,

@@ -36,8 +36,9 @@ Tensor sum_middle(const Tensor& x, int64_t O, int64_t R, int64_t I, const Shape&
     }
 #endif
   }
-  launch(fn, x.device(), [p] { kernels::sum_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::sum_cuda(p, s)); },
-         storages({&x, &out, &workspace}), storages({&out}));
+  launch(
+      fn, x.device(), [p] { kernels::sum_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::sum_cuda(p, s)); },
+      storages({&x, &out, &workspace}), storages({&out}));
   return out;
 }
 
@@ -51,8 +52,10 @@ Tensor sum_impl(const Tensor& x, const std::vector<int64_t>& dims, bool keep_dim
   }
   Shape out_shape;
   for (int64_t d = 0; d < rank; ++d) {
-    if (!reduced[d]) out_shape.push_back(x.shape[d]);
-    else if (keep_dim) out_shape.push_back(1);
+    if (!reduced[d])
+      out_shape.push_back(x.shape[d]);
+    else if (keep_dim)
+      out_shape.push_back(1);
   }
   // Axes of size 1 do not matter; merge neighbours of the same kind.
   std::vector<int64_t> sizes;
@@ -158,8 +161,9 @@ Tensor expand_to(const Tensor& x, const Shape& shape) {
   p.layout = kernels::make_strided_layout(shape, {kernels::broadcast_strides(x.shape, shape)}, fn);
   p.src = x.data();
   p.out = out.data();
-  launch(fn, x.device(), [p] { kernels::strided_copy_cpu(p); },
-         [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); }, storages({&x, &out}), storages({&out}));
+  launch(
+      fn, x.device(), [p] { kernels::strided_copy_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); }, storages({&x, &out}), storages({&out}));
   return out;
 }
 

@@ -47,8 +47,9 @@ Tensor rope(const Tensor& x, const Tensor& positions, double base, bool inverse)
   p.x = x.data();
   p.positions = positions.data_as<int32_t>();
   p.out = out.data();
-  dense::launch(fn, x.device(), [p] { kernels::rope_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::rope_cuda(p, s)); },
-                dense::storages({&x, &positions, &out}), dense::storages({&out}));
+  dense::launch(
+      fn, x.device(), [p] { kernels::rope_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::rope_cuda(p, s)); },
+      dense::storages({&x, &positions, &out}), dense::storages({&out}));
   return out;
 }
 

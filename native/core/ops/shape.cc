@@ -120,8 +120,9 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims, const char* fn
   p.layout = kernels::make_strided_layout(shape, {strides}, fn);
   p.src = x.data();
   p.out = out.data();
-  launch(fn, x.device(), [p] { kernels::strided_copy_cpu(p); },
-         [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); }, storages({&x, &out}), storages({&out}));
+  launch(
+      fn, x.device(), [p] { kernels::strided_copy_cpu(p); },
+      [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); }, storages({&x, &out}), storages({&out}));
   return out;
 }
 

@@ -2,8 +2,8 @@
 
 #include <atomic>
 #include <cmath>
-#include <future>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <mutex>
 
@@ -50,7 +50,8 @@ Tensor full(const Shape& shape, double value, DType dtype, const Device& device,
     stream_for(device).enqueue(fn, [=] { kernels::fill_cpu(data, dtype, n, value); }, {t.storage}, {t.storage});
   } else {
     void* s = stream_handle(device);
-    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, {t.storage}, {t.storage});
+    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, {t.storage},
+                               {t.storage});
   }
   return t;
 }
@@ -63,7 +64,8 @@ Tensor arange(int64_t n, DType dtype, const Device& device) {
     stream_for(device).enqueue("arange", [=] { kernels::arange_cpu(data, dtype, n); }, {t.storage}, {t.storage});
   } else {
     void* s = stream_handle(device);
-    stream_for(device).enqueue("arange", [=] { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); }, {t.storage}, {t.storage});
+    stream_for(device).enqueue("arange", [=] { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); }, {t.storage},
+                               {t.storage});
   }
   return t;
 }
@@ -129,9 +131,8 @@ Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape&
   if (n > 0) std::memcpy(staging->data(), data, staging->size());
   void* dst = t.data();
   if (device.is_cpu()) {
-    stream_for(device).enqueue(
-        "tensor", [=] { kernels::convert_cpu(staging->data(), host_dtype, dst, dtype, n); }, {t.storage},
-        {t.storage});
+    stream_for(device).enqueue("tensor", [=] { kernels::convert_cpu(staging->data(), host_dtype, dst, dtype, n); },
+                               {t.storage}, {t.storage});
     return t;
   }
 #ifdef LMK_WITH_CUDA
@@ -141,14 +142,13 @@ Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape&
   kernels::convert_cpu(staging->data(), host_dtype, converted->data(), dtype, n);
   void* s = stream_handle(device);
   Stream& stream = stream_for(device);
-  stream.enqueue(
-      "tensor",
-      [=] {
-        cuda_check(cudaMemcpyAsync(dst, converted->data(), converted->size(), cudaMemcpyHostToDevice,
-                                   static_cast<cudaStream_t>(s)),
-                   "tensor");
-      },
-      {t.storage}, {t.storage});
+  stream.enqueue("tensor",
+                 [=] {
+                   cuda_check(cudaMemcpyAsync(dst, converted->data(), converted->size(), cudaMemcpyHostToDevice,
+                                              static_cast<cudaStream_t>(s)),
+                              "tensor");
+                 },
+                 {t.storage}, {t.storage});
   stream.keep_until_done(converted);
 #endif
   return t;
@@ -161,14 +161,14 @@ Tensor to_dtype(const Tensor& src, DType dtype) {
   void* out = dst.data();
   DType src_dtype = src.dtype;
   if (src.device().is_cpu()) {
-    stream_for(src.device()).enqueue(
-        "Tensor.to", [=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); }, {src.storage, dst.storage},
-        {dst.storage});
+    stream_for(src.device())
+        .enqueue("Tensor.to", [=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); }, {src.storage, dst.storage},
+                 {dst.storage});
   } else {
     void* s = stream_handle(src.device());
-    stream_for(src.device()).enqueue(
-        "Tensor.to", [=] { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); }, {src.storage, dst.storage},
-        {dst.storage});
+    stream_for(src.device())
+        .enqueue("Tensor.to", [=] { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); },
+                 {src.storage, dst.storage}, {dst.storage});
   }
   return dst;
 }
@@ -203,55 +203,54 @@ Tensor to_device(const Tensor& src, const Device& device) {
     // (a host function that blocks on the CPU task), then copies it in.
     auto filled = std::make_shared<std::promise<void>>();
     auto ready = std::make_shared<std::shared_future<void>>(filled->get_future().share());
-    stream_for(src.device()).enqueue(
-        "Tensor.to",
-        [=] {
-          std::memcpy(pinned->data, in, bytes);
-          filled->set_value();
-        },
-        {src.storage}, {});
+    stream_for(src.device())
+        .enqueue("Tensor.to",
+                 [=] {
+                   std::memcpy(pinned->data, in, bytes);
+                   filled->set_value();
+                 },
+                 {src.storage}, {});
     Stream& cuda = stream_for(device);
     auto s = static_cast<cudaStream_t>(stream_handle(device));
     auto* wait_ready = new std::shared_future<void>(*ready);
-    cuda.enqueue(
-        "Tensor.to",
-        [=] {
-          cuda_check(cudaLaunchHostFunc(
-                         s,
-                         [](void* arg) {
-                           auto* f = static_cast<std::shared_future<void>*>(arg);
-                           f->wait();
-                           delete f;
-                         },
-                         wait_ready),
-                     "Tensor.to");
-          cuda_check(cudaMemcpyAsync(out, pinned->data, bytes, cudaMemcpyHostToDevice, s), "Tensor.to");
-        },
-        {dst.storage}, {dst.storage});
+    cuda.enqueue("Tensor.to",
+                 [=] {
+                   cuda_check(cudaLaunchHostFunc(
+                                  s,
+                                  [](void* arg) {
+                                    auto* f = static_cast<std::shared_future<void>*>(arg);
+                                    f->wait();
+                                    delete f;
+                                  },
+                                  wait_ready),
+                              "Tensor.to");
+                   cuda_check(cudaMemcpyAsync(out, pinned->data, bytes, cudaMemcpyHostToDevice, s), "Tensor.to");
+                 },
+                 {dst.storage}, {dst.storage});
     cuda.keep_until_done(pinned);
   } else {
     // The CUDA stream copies into a pinned buffer and records an event; the
     // CPU stream waits for the event, then copies out.
     auto s = static_cast<cudaStream_t>(stream_handle(src.device()));
     auto event = std::make_shared<cudaEvent_t>(nullptr);
-    stream_for(src.device()).enqueue(
-        "Tensor.to",
-        [=] {
-          cuda_check(cudaMemcpyAsync(pinned->data, in, bytes, cudaMemcpyDeviceToHost, s), "Tensor.to");
-          cuda_check(cudaEventCreateWithFlags(event.get(), cudaEventDisableTiming), "Tensor.to");
-          cuda_check(cudaEventRecord(*event, s), "Tensor.to");
-        },
-        {src.storage}, {});
-    stream_for(device).enqueue(
-        "Tensor.to",
-        [=] {
-          if (*event == nullptr) throw_runtime_error("Tensor.to: the device-to-host copy could not be queued");
-          cudaError_t status = cudaEventSynchronize(*event);
-          cudaEventDestroy(*event);
-          cuda_check(status, "Tensor.to");
-          std::memcpy(out, pinned->data, bytes);
-        },
-        {dst.storage}, {dst.storage});
+    stream_for(src.device())
+        .enqueue("Tensor.to",
+                 [=] {
+                   cuda_check(cudaMemcpyAsync(pinned->data, in, bytes, cudaMemcpyDeviceToHost, s), "Tensor.to");
+                   cuda_check(cudaEventCreateWithFlags(event.get(), cudaEventDisableTiming), "Tensor.to");
+                   cuda_check(cudaEventRecord(*event, s), "Tensor.to");
+                 },
+                 {src.storage}, {});
+    stream_for(device).enqueue("Tensor.to",
+                               [=] {
+                                 if (*event == nullptr)
+                                   throw_runtime_error("Tensor.to: the device-to-host copy could not be queued");
+                                 cudaError_t status = cudaEventSynchronize(*event);
+                                 cudaEventDestroy(*event);
+                                 cuda_check(status, "Tensor.to");
+                                 std::memcpy(out, pinned->data, bytes);
+                               },
+                               {dst.storage}, {dst.storage});
   }
 #endif
   return dst;
@@ -301,23 +300,22 @@ void read_to_host(const Tensor& src, ReadDone done, bool raw) {
   DType src_dtype = src.dtype;
   StoragePtr storage = src.storage;
   if (src.device().is_cpu()) {
-    stream.enqueue("data", [=] { kernels::convert_cpu(in, src_dtype, bytes->data(), host_dtype, n); }, {storage},
-                   {});
+    stream.enqueue("data", [=] { kernels::convert_cpu(in, src_dtype, bytes->data(), host_dtype, n); }, {storage}, {});
   } else {
 #ifdef LMK_WITH_CUDA
     void* s = stream_handle(src.device());
     Tensor staging = src_dtype == host_dtype ? src : empty(src.shape, host_dtype, src.device(), "data");
     const void* device_in = staging.data();
     StoragePtr staging_storage = staging.storage;
-    stream.enqueue(
-        "data",
-        [=] {
-          if (src_dtype != host_dtype) kernels::convert_cuda(in, src_dtype, staging_storage->data(), host_dtype, n, s);
-          cuda_check(cudaMemcpyAsync(bytes->data(), device_in, bytes->size(), cudaMemcpyDeviceToHost,
-                                     static_cast<cudaStream_t>(s)),
-                     "data");
-        },
-        {storage, staging_storage}, {});
+    stream.enqueue("data",
+                   [=] {
+                     if (src_dtype != host_dtype)
+                       kernels::convert_cuda(in, src_dtype, staging_storage->data(), host_dtype, n, s);
+                     cuda_check(cudaMemcpyAsync(bytes->data(), device_in, bytes->size(), cudaMemcpyDeviceToHost,
+                                                static_cast<cudaStream_t>(s)),
+                                "data");
+                   },
+                   {storage, staging_storage}, {});
 #endif
   }
   stream.when_done([bytes, storage, done = std::move(done)](const std::optional<RecordedError>& error) {
@@ -354,13 +352,13 @@ Tensor check_indices(const Tensor& values, int64_t limit, const char* fn, const 
   std::string fn_name = fn, arg_name = arg;
   Shape shape = values.shape;
   Stream& stream = stream_for(values.device());
-  ValueCheck check = stream.add_value_check(
-      ErrorKind::Range,
-      [=](int64_t index) {
-        return concat(fn_name, ": ", arg_name, " has a value outside [0, ", limit, ") at flat index ", index,
-                      " (shape ", shape_string(shape), ")");
-      },
-      {copy.storage});
+  ValueCheck check =
+      stream.add_value_check(ErrorKind::Range,
+                             [=](int64_t index) {
+                               return concat(fn_name, ": ", arg_name, " has a value outside [0, ", limit,
+                                             ") at flat index ", index, " (shape ", shape_string(shape), ")");
+                             },
+                             {copy.storage});
   const int32_t* data = values.data_as<int32_t>();
   int64_t n = values.numel();
   if (values.device().is_cpu()) {

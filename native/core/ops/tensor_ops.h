@@ -27,7 +27,7 @@ Tensor randn(const Shape& shape, DType dtype, const Device& device, std::optiona
 Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape& shape, DType dtype,
                  const Device& device);
 
-Tensor to_dtype(const Tensor& src, DType dtype);      // always a new tensor
+Tensor to_dtype(const Tensor& src, DType dtype);  // always a new tensor
 Tensor to_device(const Tensor& src, const Device& device);
 Tensor clone(const Tensor& src);
 Tensor reshape(const Tensor& src, const Shape& shape);  // view; one -1 allowed

@@ -126,12 +126,14 @@ void enqueue(const char* fn, const Device& device, const kernels::Wkv4Params& pa
              std::vector<StoragePtr> uses, std::vector<StoragePtr> outputs) {
   Stream& stream = stream_for(device);
   if (device.is_cpu()) {
-    stream.enqueue(fn, [params, cpu] { cpu(params); }, std::move(uses), std::move(outputs));
+    stream.enqueue(
+        fn, [params, cpu] { cpu(params); }, std::move(uses), std::move(outputs));
     return;
   }
 #ifdef LMK_WITH_CUDA
   void* handle = cuda_stream_handle(device.index);
-  stream.enqueue(fn, [params, cuda, handle] { cuda(params, handle); }, std::move(uses), std::move(outputs));
+  stream.enqueue(
+      fn, [params, cuda, handle] { cuda(params, handle); }, std::move(uses), std::move(outputs));
 #else
   (void)cuda;
   throw_type_error(fn, ": lmkernels was built without CUDA");

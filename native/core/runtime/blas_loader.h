@@ -22,8 +22,8 @@ constexpr int kCblasNoTrans = 111;
 constexpr int kCblasTrans = 112;
 
 struct OpenBlas {
-  using Sgemm = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a,
-                         int lda, const float* b, int ldb, float beta, float* c, int ldc);
+  using Sgemm = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc);
   using Dgemm = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, double alpha, const double* a,
                          int lda, const double* b, int ldb, double beta, double* c, int ldc);
   Sgemm sgemm = nullptr;
@@ -50,11 +50,10 @@ struct Cublas {
   using Create = int (*)(void** handle);
   using Destroy = int (*)(void* handle);
   using SetStream = int (*)(void* handle, void* stream);
-  using GemmStridedBatchedEx = int (*)(void* handle, int trans_a, int trans_b, int m, int n, int k,
-                                       const void* alpha, const void* a, int a_type, int lda, long long stride_a,
-                                       const void* b, int b_type, int ldb, long long stride_b, const void* beta,
-                                       void* c, int c_type, int ldc, long long stride_c, int batch_count,
-                                       int compute_type, int algo);
+  using GemmStridedBatchedEx = int (*)(void* handle, int trans_a, int trans_b, int m, int n, int k, const void* alpha,
+                                       const void* a, int a_type, int lda, long long stride_a, const void* b,
+                                       int b_type, int ldb, long long stride_b, const void* beta, void* c, int c_type,
+                                       int ldc, long long stride_c, int batch_count, int compute_type, int algo);
   Create create = nullptr;
   Destroy destroy = nullptr;
   SetStream set_stream = nullptr;

@@ -207,8 +207,8 @@ class CudaStream final : public Stream {
         cudaEventDestroy(completion.event);
         if (status != cudaSuccess) {
           record("cuda", ErrorKind::Runtime,
-                 std::string("a kernel queued before this sync failed: CUDA error ") + cudaGetErrorName(status) +
-                     " (" + cudaGetErrorString(status) + ")",
+                 std::string("a kernel queued before this sync failed: CUDA error ") + cudaGetErrorName(status) + " (" +
+                     cudaGetErrorString(status) + ")",
                  {});
         }
       }

@@ -6,9 +6,7 @@
 
 namespace lmk {
 
-std::string Device::to_string() const {
-  return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index);
-}
+std::string Device::to_string() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index); }
 
 bool parse_dtype(const std::string& name, DType* out) {
   for (DType d : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16, DType::Int32}) {

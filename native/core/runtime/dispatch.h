@@ -7,7 +7,10 @@
 
 namespace lmk {
 
-template <typename T> struct TypeTag { using type = T; };
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
 
 template <typename Fn>
 void dispatch_dtype(DType dtype, Fn&& fn) {

@@ -46,8 +46,7 @@ class Stream {
   // A word for the next enqueued kernel to report the first bad index into.
   // At the next sync point a set word becomes a RangeError (`kind`) with the
   // message `describe(index)`, and `outputs` are poisoned.
-  virtual ValueCheck add_value_check(ErrorKind kind, DescribeBadIndex describe,
-                                     std::vector<StoragePtr> outputs) = 0;
+  virtual ValueCheck add_value_check(ErrorKind kind, DescribeBadIndex describe, std::vector<StoragePtr> outputs) = 0;
 
   // After all earlier work: done(first error since the last report, if any).
   // Runs on a background thread; the error is cleared once handed over.

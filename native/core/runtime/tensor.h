@@ -22,7 +22,10 @@ struct Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   const Device& device() const { return storage->device(); }
   void* data() const { return static_cast<char*>(storage->data()) + offset * static_cast<int64_t>(dtype_size(dtype)); }
-  template <typename T> T* data_as() const { return static_cast<T*>(data()); }
+  template <typename T>
+  T* data_as() const {
+    return static_cast<T*>(data());
+  }
 };
 
 std::string shape_string(const Shape& shape);  // "[2,3]"

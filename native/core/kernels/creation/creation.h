@@ -8,9 +8,9 @@
 namespace lmk::kernels {
 
 struct RandomParams {
-  bool normal = false;      // false: uniform in [low, high)
+  bool normal = false;  // false: uniform in [low, high)
   uint64_t seed = 0;
-  uint64_t offset = 0;      // Philox counter words 2-3: distinct streams per call
+  uint64_t offset = 0;       // Philox counter words 2-3: distinct streams per call
   double low = 0, high = 1;  // uniform
   double mean = 0, std = 1;  // normal
 };

@@ -28,10 +28,14 @@ void binary_typed(const BinaryParams& p) {
   const T* b = static_cast<const T*>(p.b);
   T* out = static_cast<T*>(p.out);
   for_each_span(p.layout, [&](int64_t o, int64_t n, int64_t oa, int64_t ob, int64_t sa, int64_t sb) {
-    if (sa == 1 && sb == 1) binary_span<T, Op, 1, 1>(a + oa, b + ob, out + o, n);
-    else if (sa == 1) binary_span<T, Op, 1, 0>(a + oa, b + ob, out + o, n);
-    else if (sb == 1) binary_span<T, Op, 0, 1>(a + oa, b + ob, out + o, n);
-    else binary_span<T, Op, 0, 0>(a + oa, b + ob, out + o, n);
+    if (sa == 1 && sb == 1)
+      binary_span<T, Op, 1, 1>(a + oa, b + ob, out + o, n);
+    else if (sa == 1)
+      binary_span<T, Op, 1, 0>(a + oa, b + ob, out + o, n);
+    else if (sb == 1)
+      binary_span<T, Op, 0, 1>(a + oa, b + ob, out + o, n);
+    else
+      binary_span<T, Op, 0, 0>(a + oa, b + ob, out + o, n);
   });
 }
 
@@ -57,10 +61,14 @@ void binary_backward_typed(const BinaryBackwardParams& p) {
   for_each_span(p.layout, [&](int64_t o, int64_t n, int64_t oa, int64_t ob, int64_t sa, int64_t sb) {
     T* ga_o = ga ? ga + o : nullptr;
     T* gb_o = gb ? gb + o : nullptr;
-    if (sa == 1 && sb == 1) binary_backward_span<T, Op, 1, 1>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
-    else if (sa == 1) binary_backward_span<T, Op, 1, 0>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
-    else if (sb == 1) binary_backward_span<T, Op, 0, 1>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
-    else binary_backward_span<T, Op, 0, 0>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
+    if (sa == 1 && sb == 1)
+      binary_backward_span<T, Op, 1, 1>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
+    else if (sa == 1)
+      binary_backward_span<T, Op, 1, 0>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
+    else if (sb == 1)
+      binary_backward_span<T, Op, 0, 1>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
+    else
+      binary_backward_span<T, Op, 0, 0>(a + oa, b + ob, gy + o, ga_o, gb_o, n);
   });
 }
 
@@ -107,7 +115,8 @@ void axpy_typed(const AxpyParams& p) {
   const T* __restrict src = static_cast<const T*>(p.src);
   const C alpha = static_cast<C>(p.alpha);
   for_each_range(p.n, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) store_compute(target, i, load_compute(target, i) + alpha * load_compute(src, i));
+    for (int64_t i = begin; i < end; ++i)
+      store_compute(target, i, load_compute(target, i) + alpha * load_compute(src, i));
   });
 }
 
@@ -152,18 +161,18 @@ void scalar_op_cpu(const ScalarParams& p) {
   });
 }
 
-#define LMK_UNARY_CASES(FN, P)                                  \
-  switch (P.op) {                                               \
-    case UnaryOp::Neg: FN<T, UnaryOp::Neg>(P); break;           \
-    case UnaryOp::Exp: FN<T, UnaryOp::Exp>(P); break;           \
-    case UnaryOp::Log: FN<T, UnaryOp::Log>(P); break;           \
-    case UnaryOp::Sigmoid: FN<T, UnaryOp::Sigmoid>(P); break;   \
-    case UnaryOp::Relu: FN<T, UnaryOp::Relu>(P); break;         \
-    case UnaryOp::Square: FN<T, UnaryOp::Square>(P); break;     \
-    case UnaryOp::Tanh: FN<T, UnaryOp::Tanh>(P); break;         \
-    case UnaryOp::Silu: FN<T, UnaryOp::Silu>(P); break;         \
-    case UnaryOp::Sqrt: FN<T, UnaryOp::Sqrt>(P); break;         \
-    case UnaryOp::Abs: FN<T, UnaryOp::Abs>(P); break;           \
+#define LMK_UNARY_CASES(FN, P)                                \
+  switch (P.op) {                                             \
+    case UnaryOp::Neg: FN<T, UnaryOp::Neg>(P); break;         \
+    case UnaryOp::Exp: FN<T, UnaryOp::Exp>(P); break;         \
+    case UnaryOp::Log: FN<T, UnaryOp::Log>(P); break;         \
+    case UnaryOp::Sigmoid: FN<T, UnaryOp::Sigmoid>(P); break; \
+    case UnaryOp::Relu: FN<T, UnaryOp::Relu>(P); break;       \
+    case UnaryOp::Square: FN<T, UnaryOp::Square>(P); break;   \
+    case UnaryOp::Tanh: FN<T, UnaryOp::Tanh>(P); break;       \
+    case UnaryOp::Silu: FN<T, UnaryOp::Silu>(P); break;       \
+    case UnaryOp::Sqrt: FN<T, UnaryOp::Sqrt>(P); break;       \
+    case UnaryOp::Abs: FN<T, UnaryOp::Abs>(P); break;         \
   }
 
 void unary_cpu(const UnaryParams& p) {

@@ -76,9 +76,9 @@ void launch_binary(const BinaryParams& p, int64_t n, cudaStream_t s) {
 
 template <typename T, BinaryOp Op>
 void launch_binary_backward(const BinaryBackwardParams& p, int64_t n, cudaStream_t s) {
-  binary_backward_kernel<T, Op><<<grid_for(n), kThreads, 0, s>>>(
-      p.layout, n, static_cast<const T*>(p.a), static_cast<const T*>(p.b), static_cast<const T*>(p.gy),
-      static_cast<T*>(p.ga), static_cast<T*>(p.gb));
+  binary_backward_kernel<T, Op>
+      <<<grid_for(n), kThreads, 0, s>>>(p.layout, n, static_cast<const T*>(p.a), static_cast<const T*>(p.b),
+                                        static_cast<const T*>(p.gy), static_cast<T*>(p.ga), static_cast<T*>(p.gb));
 }
 
 template <typename T, UnaryOp Op>
@@ -89,8 +89,7 @@ void launch_unary(const UnaryParams& p, cudaStream_t s) {
 template <typename T, UnaryOp Op>
 void launch_unary_backward(const UnaryBackwardParams& p, cudaStream_t s) {
   unary_backward_kernel<T, Op><<<grid_for(p.n), kThreads, 0, s>>>(
-      p.n, static_cast<const T*>(p.x), static_cast<const T*>(p.y), static_cast<const T*>(p.gy),
-      static_cast<T*>(p.gx));
+      p.n, static_cast<const T*>(p.x), static_cast<const T*>(p.y), static_cast<const T*>(p.gy), static_cast<T*>(p.gx));
 }
 
 }  // namespace
@@ -149,18 +148,18 @@ void scalar_op_cuda(const ScalarParams& p, void* stream) {
   cuda_check_launch("scalar op");
 }
 
-#define LMK_UNARY_CASES(FN, P, S)                              \
-  switch (P.op) {                                              \
-    case UnaryOp::Neg: FN<T, UnaryOp::Neg>(P, S); break;       \
-    case UnaryOp::Exp: FN<T, UnaryOp::Exp>(P, S); break;       \
-    case UnaryOp::Log: FN<T, UnaryOp::Log>(P, S); break;       \
+#define LMK_UNARY_CASES(FN, P, S)                                \
+  switch (P.op) {                                                \
+    case UnaryOp::Neg: FN<T, UnaryOp::Neg>(P, S); break;         \
+    case UnaryOp::Exp: FN<T, UnaryOp::Exp>(P, S); break;         \
+    case UnaryOp::Log: FN<T, UnaryOp::Log>(P, S); break;         \
     case UnaryOp::Sigmoid: FN<T, UnaryOp::Sigmoid>(P, S); break; \
-    case UnaryOp::Relu: FN<T, UnaryOp::Relu>(P, S); break;     \
-    case UnaryOp::Square: FN<T, UnaryOp::Square>(P, S); break; \
-    case UnaryOp::Tanh: FN<T, UnaryOp::Tanh>(P, S); break;     \
-    case UnaryOp::Silu: FN<T, UnaryOp::Silu>(P, S); break;     \
-    case UnaryOp::Sqrt: FN<T, UnaryOp::Sqrt>(P, S); break;     \
-    case UnaryOp::Abs: FN<T, UnaryOp::Abs>(P, S); break;       \
+    case UnaryOp::Relu: FN<T, UnaryOp::Relu>(P, S); break;       \
+    case UnaryOp::Square: FN<T, UnaryOp::Square>(P, S); break;   \
+    case UnaryOp::Tanh: FN<T, UnaryOp::Tanh>(P, S); break;       \
+    case UnaryOp::Silu: FN<T, UnaryOp::Silu>(P, S); break;       \
+    case UnaryOp::Sqrt: FN<T, UnaryOp::Sqrt>(P, S); break;       \
+    case UnaryOp::Abs: FN<T, UnaryOp::Abs>(P, S); break;         \
   }
 
 void unary_cuda(const UnaryParams& p, void* stream) {

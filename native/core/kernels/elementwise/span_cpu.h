@@ -12,8 +12,8 @@
 
 namespace lmk::kernels {
 
-constexpr int64_t kSpanPiece = 16384;      // elements of one span at most
-constexpr int64_t kSpanGrain = 32768;      // elements per parallel chunk at least
+constexpr int64_t kSpanPiece = 16384;  // elements of one span at most
+constexpr int64_t kSpanGrain = 32768;  // elements per parallel chunk at least
 
 // span(out_offset, length, offset0, offset1, inner_stride0, inner_stride1)
 template <typename Span>

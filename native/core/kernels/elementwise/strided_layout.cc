@@ -45,8 +45,7 @@ StridedLayout make_strided_layout(const std::vector<int64_t>& shape, const std::
     for (size_t k = 0; k < 2; ++k) mst[k].push_back(st[k][d]);
   }
   if (merged.size() > static_cast<size_t>(kMaxLayoutDims)) {
-    throw_range_error(fn, ": at most ", kMaxLayoutDims, " dimensions are supported after merging, got ",
-                      merged.size());
+    throw_range_error(fn, ": at most ", kMaxLayoutDims, " dimensions are supported after merging, got ", merged.size());
   }
   StridedLayout layout;
   layout.rank = static_cast<int>(merged.size());

@@ -15,7 +15,7 @@ namespace lmk::kernels {
 constexpr int kMaxLayoutDims = 16;
 
 struct StridedLayout {
-  int rank = 0;                       // 0: a single element
+  int rank = 0;  // 0: a single element
   int64_t shape[kMaxLayoutDims] = {};
   int64_t stride[2][kMaxLayoutDims] = {};  // element strides of operands 0 and 1
 

@@ -27,7 +27,8 @@ __global__ void forward_kernel(EmbeddingParams p, const T* weight, T* out) {
     int64_t i = e / p.D, d = e % p.D;
     int32_t id = p.ids[i];
     if (id < 0 || id >= p.V) {
-      if (d == 0) atomicMin(reinterpret_cast<unsigned long long*>(p.first_bad_index), static_cast<unsigned long long>(i));
+      if (d == 0)
+        atomicMin(reinterpret_cast<unsigned long long*>(p.first_bad_index), static_cast<unsigned long long>(i));
       out[e] = T{};
     } else {
       out[e] = weight[static_cast<int64_t>(id) * p.D + d];
@@ -42,7 +43,8 @@ __global__ void backward_columns_kernel(EmbeddingParams p, const T* gout, float*
     for (int64_t i = 0; i < p.n; ++i) {
       int32_t id = p.ids[i];
       if (id < 0 || id >= p.V) {
-        if (d == 0) atomicMin(reinterpret_cast<unsigned long long*>(p.first_bad_index), static_cast<unsigned long long>(i));
+        if (d == 0)
+          atomicMin(reinterpret_cast<unsigned long long*>(p.first_bad_index), static_cast<unsigned long long>(i));
         continue;
       }
       acc[static_cast<int64_t>(id) * p.D + d] += load_compute(gout, i * p.D + d);
@@ -72,8 +74,8 @@ void embedding_forward_cuda(const EmbeddingParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_kernel<T><<<grid_for(p.n * p.D), kThreads, 0, s>>>(p, static_cast<const T*>(p.weight),
-                                                              static_cast<T*>(p.out));
+    forward_kernel<T>
+        <<<grid_for(p.n * p.D), kThreads, 0, s>>>(p, static_cast<const T*>(p.weight), static_cast<T*>(p.out));
   });
   cuda_check_launch("embedding");
 }
@@ -82,7 +84,8 @@ void embedding_backward_cuda(const EmbeddingParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   const int64_t total = p.V * p.D;
   float* acc = p.dtype == DType::Float32 ? static_cast<float*>(p.gweight) : static_cast<float*>(p.workspace);
-  if (total > 0) cuda_check(cudaMemsetAsync(acc, 0, static_cast<size_t>(total) * sizeof(float), s), "embeddingBackward");
+  if (total > 0)
+    cuda_check(cudaMemsetAsync(acc, 0, static_cast<size_t>(total) * sizeof(float), s), "embeddingBackward");
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.D > 0) {

@@ -42,9 +42,9 @@ struct FamParams {
   void* grad_q = nullptr;          // like q
   void* grad_k = nullptr;          // like k
   void* grad_v = nullptr;
-  void* grad_fam_k = nullptr;      // like fam_k (when fam_k is given)
+  void* grad_fam_k = nullptr;  // like fam_k (when fam_k is given)
   void* grad_fam_v = nullptr;
-  void* delta = nullptr;           // workspace [B, H, Tq], type of lse: rowsum(gOut∘out)
+  void* delta = nullptr;  // workspace [B, H, Tq], type of lse: rowsum(gOut∘out)
 
   DType dtype = DType::Float32;
   int64_t batch = 0, heads = 0, kv_heads = 1;

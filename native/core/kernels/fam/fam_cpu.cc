@@ -53,8 +53,14 @@ constexpr int kColChunk = 32;   // output columns held in registers per row; row
 constexpr int kLanes = 16;      // partial lanes of the row max / sum
 
 // The accumulation type: float for float32/bfloat16/float16 storage, double for float64.
-template <typename T> struct AccOf { using type = float; };
-template <> struct AccOf<double> { using type = double; };
+template <typename T>
+struct AccOf {
+  using type = float;
+};
+template <>
+struct AccOf<double> {
+  using type = double;
+};
 
 LMK_FAM_INLINE float to_acc(float x) { return x; }
 LMK_FAM_INLINE double to_acc(double x) { return x; }
@@ -116,7 +122,8 @@ LMK_FAM_INLINE void tile_accumulate(const Acc* __restrict w, int n, const Acc* _
   }
 }
 
-template <int N, typename Acc> LMK_FAM_INLINE Acc row_max(const Acc* __restrict s) {
+template <int N, typename Acc>
+LMK_FAM_INLINE Acc row_max(const Acc* __restrict s) {
   Acc lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = attention_neg_inf<Acc>();
   for (int c = 0; c < N; c += kLanes)
@@ -127,7 +134,8 @@ template <int N, typename Acc> LMK_FAM_INLINE Acc row_max(const Acc* __restrict 
 }
 
 // s[c] ← e^{s[c] − offset}; returns the sum over the row (fixed lane order).
-template <int N, typename Acc> LMK_FAM_INLINE Acc exp_row(Acc* __restrict s, Acc offset) {
+template <int N, typename Acc>
+LMK_FAM_INLINE Acc exp_row(Acc* __restrict s, Acc offset) {
   Acc lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = 0;
   for (int c = 0; c < N; c += kLanes)
@@ -149,65 +157,76 @@ template <int N, typename Acc> LMK_FAM_INLINE Acc exp_row(Acc* __restrict s, Acc
 static_assert(kQueryTile == kKeyTile, "the cloned tile steps assume square tiles");
 constexpr int kTile = kQueryTile;
 
-#define LMK_FAM_HOT_STEPS(Acc, suffix)                                                                             \
-  /* out = a · bt for a kTile-row a (stride lda) and bt (D × kTile) */                                             \
-  LMK_FAM_CLONES void product_##suffix(const Acc* a, int64_t lda, const Acc* bt, int64_t D, Acc* out) {            \
-    tile_product<kTile, kTile>(a, lda, bt, D, out);                                                                \
-  }                                                                                                                \
-  /* acc[r][:] += Σ_{c<n} w[r][c] · b[c][:] for kTile rows */                                                       \
-  LMK_FAM_CLONES void accumulate_##suffix(const Acc* w, int n, const Acc* b, int64_t ld, Acc* acc) {               \
-    tile_accumulate<kTile, kTile>(w, n, b, ld, ld, acc, ld);                                                       \
-  }                                                                                                                \
-  /* forward: online softmax over rows [0, nq) of s (masked scores −inf); s ← weights, o rescaled */              \
-  LMK_FAM_CLONES void softmax_step_##suffix(Acc* s, int64_t nq, Acc* m, Acc* l, Acc* o, int64_t ld) {             \
-    for (int64_t i = 0; i < nq; ++i) {                                                                             \
-      Acc* row = s + i * kTile;                                                                                    \
-      Acc factor = online_softmax_grow<Acc>(&m[i], row_max<kTile>(row));                                           \
-      Acc sum = exp_row<kTile>(row, online_softmax_offset<Acc>(m[i]));                                             \
-      l[i] = l[i] * factor + sum;                                                                                  \
-      if (factor != Acc(1)) {                                                                                      \
-        Acc* orow = o + i * ld;                                                                                    \
-        for (int64_t d = 0; d < ld; ++d) orow[d] *= factor;                                                        \
-      }                                                                                                            \
-    }                                                                                                              \
-  }                                                                                                                \
-  /* query-major s ← p·(dp − Δ) with p = e^{s − lse} per row; rows nq.. zeroed */                                 \
-  LMK_FAM_CLONES void score_grads_rows_##suffix(Acc* s, const Acc* dp, int64_t nq, const Acc* lse,                 \
-                                                const Acc* delta) {                                                \
-    for (int64_t i = 0; i < nq; ++i) {                                                                             \
-      Acc* __restrict srow = s + i * kTile;                                                                        \
-      const Acc* __restrict dprow = dp + i * kTile;                                                                \
-      for (int c = 0; c < kTile; ++c)                                                                              \
-        srow[c] = softmax_score_grad<Acc>(softmax_weight<Acc>(srow[c], lse[i]), dprow[c], delta[i]);               \
-    }                                                                                                              \
-    for (int64_t i = nq; i < kTile; ++i)                                                                           \
-      for (int c = 0; c < kTile; ++c) s[i * kTile + c] = 0;                                                        \
-  }                                                                                                                \
-  /* key-major: st ← p, dpt ← p·(dpt − Δ) per query column; key rows n.. zeroed */                                \
-  LMK_FAM_CLONES void score_grads_columns_##suffix(Acc* st, Acc* dpt, int n, const Acc* lse, const Acc* delta) {  \
-    for (int c = 0; c < n; ++c) {                                                                                  \
-      Acc* __restrict srow = st + c * kTile;                                                                       \
-      Acc* __restrict dsrow = dpt + c * kTile;                                                                     \
-      for (int i = 0; i < kTile; ++i) {                                                                            \
-        Acc pw = softmax_weight<Acc>(srow[i], lse[i]);                                                             \
-        srow[i] = pw;                                                                                              \
-        dsrow[i] = softmax_score_grad<Acc>(pw, dsrow[i], delta[i]);                                                \
-      }                                                                                                            \
-    }                                                                                                              \
-    for (int c = n; c < kTile; ++c)                                                                                \
-      for (int i = 0; i < kTile; ++i) st[c * kTile + i] = dpt[c * kTile + i] = 0;                                  \
+#define LMK_FAM_HOT_STEPS(Acc, suffix)                                                                                 \
+  /* out = a · bt for a kTile-row a (stride lda) and bt (D × kTile) */                                               \
+  LMK_FAM_CLONES void product_##suffix(const Acc* a, int64_t lda, const Acc* bt, int64_t D, Acc* out) {                \
+    tile_product<kTile, kTile>(a, lda, bt, D, out);                                                                    \
+  }                                                                                                                    \
+  /* acc[r][:] += Σ_{c<n} w[r][c] · b[c][:] for kTile rows */                                                        \
+  LMK_FAM_CLONES void accumulate_##suffix(const Acc* w, int n, const Acc* b, int64_t ld, Acc* acc) {                   \
+    tile_accumulate<kTile, kTile>(w, n, b, ld, ld, acc, ld);                                                           \
+  }                                                                                                                    \
+  /* forward: online softmax over rows [0, nq) of s (masked scores −inf); s ← weights, o rescaled */               \
+  LMK_FAM_CLONES void softmax_step_##suffix(Acc* s, int64_t nq, Acc* m, Acc* l, Acc* o, int64_t ld) {                  \
+    for (int64_t i = 0; i < nq; ++i) {                                                                                 \
+      Acc* row = s + i * kTile;                                                                                        \
+      Acc factor = online_softmax_grow<Acc>(&m[i], row_max<kTile>(row));                                               \
+      Acc sum = exp_row<kTile>(row, online_softmax_offset<Acc>(m[i]));                                                 \
+      l[i] = l[i] * factor + sum;                                                                                      \
+      if (factor != Acc(1)) {                                                                                          \
+        Acc* orow = o + i * ld;                                                                                        \
+        for (int64_t d = 0; d < ld; ++d) orow[d] *= factor;                                                            \
+      }                                                                                                                \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  /* query-major s ← p·(dp − Δ) with p = e^{s − lse} per row; rows nq.. zeroed */                              \
+  LMK_FAM_CLONES void score_grads_rows_##suffix(Acc* s, const Acc* dp, int64_t nq, const Acc* lse, const Acc* delta) { \
+    for (int64_t i = 0; i < nq; ++i) {                                                                                 \
+      Acc* __restrict srow = s + i * kTile;                                                                            \
+      const Acc* __restrict dprow = dp + i * kTile;                                                                    \
+      for (int c = 0; c < kTile; ++c)                                                                                  \
+        srow[c] = softmax_score_grad<Acc>(softmax_weight<Acc>(srow[c], lse[i]), dprow[c], delta[i]);                   \
+    }                                                                                                                  \
+    for (int64_t i = nq; i < kTile; ++i)                                                                               \
+      for (int c = 0; c < kTile; ++c) s[i * kTile + c] = 0;                                                            \
+  }                                                                                                                    \
+  /* key-major: st ← p, dpt ← p·(dpt − Δ) per query column; key rows n.. zeroed */                             \
+  LMK_FAM_CLONES void score_grads_columns_##suffix(Acc* st, Acc* dpt, int n, const Acc* lse, const Acc* delta) {       \
+    for (int c = 0; c < n; ++c) {                                                                                      \
+      Acc* __restrict srow = st + c * kTile;                                                                           \
+      Acc* __restrict dsrow = dpt + c * kTile;                                                                         \
+      for (int i = 0; i < kTile; ++i) {                                                                                \
+        Acc pw = softmax_weight<Acc>(srow[i], lse[i]);                                                                 \
+        srow[i] = pw;                                                                                                  \
+        dsrow[i] = softmax_score_grad<Acc>(pw, dsrow[i], delta[i]);                                                    \
+      }                                                                                                                \
+    }                                                                                                                  \
+    for (int c = n; c < kTile; ++c)                                                                                    \
+      for (int i = 0; i < kTile; ++i) st[c * kTile + i] = dpt[c * kTile + i] = 0;                                      \
   }
 LMK_FAM_HOT_STEPS(float, f32)
 LMK_FAM_HOT_STEPS(double, f64)
 #undef LMK_FAM_HOT_STEPS
 
 // Overloads so the task templates below can call the steps for either type.
-inline void product(const float* a, int64_t lda, const float* bt, int64_t D, float* out) { product_f32(a, lda, bt, D, out); }
-inline void product(const double* a, int64_t lda, const double* bt, int64_t D, double* out) { product_f64(a, lda, bt, D, out); }
-inline void accumulate(const float* w, int n, const float* b, int64_t ld, float* acc) { accumulate_f32(w, n, b, ld, acc); }
-inline void accumulate(const double* w, int n, const double* b, int64_t ld, double* acc) { accumulate_f64(w, n, b, ld, acc); }
-inline void softmax_step(float* s, int64_t nq, float* m, float* l, float* o, int64_t ld) { softmax_step_f32(s, nq, m, l, o, ld); }
-inline void softmax_step(double* s, int64_t nq, double* m, double* l, double* o, int64_t ld) { softmax_step_f64(s, nq, m, l, o, ld); }
+inline void product(const float* a, int64_t lda, const float* bt, int64_t D, float* out) {
+  product_f32(a, lda, bt, D, out);
+}
+inline void product(const double* a, int64_t lda, const double* bt, int64_t D, double* out) {
+  product_f64(a, lda, bt, D, out);
+}
+inline void accumulate(const float* w, int n, const float* b, int64_t ld, float* acc) {
+  accumulate_f32(w, n, b, ld, acc);
+}
+inline void accumulate(const double* w, int n, const double* b, int64_t ld, double* acc) {
+  accumulate_f64(w, n, b, ld, acc);
+}
+inline void softmax_step(float* s, int64_t nq, float* m, float* l, float* o, int64_t ld) {
+  softmax_step_f32(s, nq, m, l, o, ld);
+}
+inline void softmax_step(double* s, int64_t nq, double* m, double* l, double* o, int64_t ld) {
+  softmax_step_f64(s, nq, m, l, o, ld);
+}
 inline void score_grads_rows(float* s, const float* dp, int64_t nq, const float* lse, const float* delta) {
   score_grads_rows_f32(s, dp, nq, lse, delta);
 }
@@ -225,8 +244,8 @@ inline void score_grads_columns(double* st, double* dpt, int n, const double* ls
 
 // rows[r][d] = scale · src[r][d] for r < n (row stride D in src, ld in rows); rows n..R zeroed.
 template <typename T, typename Acc>
-LMK_FAM_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int64_t D, Acc scale,
-                              Acc* __restrict rows, int64_t ld) {
+LMK_FAM_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int64_t D, Acc scale, Acc* __restrict rows,
+                              int64_t ld) {
   for (int64_t r = 0; r < n; ++r)
     for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = scale * to_acc(src[r * D + d]);
   for (int64_t r = n; r < R; ++r)
@@ -250,8 +269,15 @@ struct Geometry {
   int64_t query_tiles_per_block, query_tiles;  // per (b, h)
   int64_t seq_key_tiles, fam_key_tiles;        // per (b, kvh): sequence tiles, FAM tiles per FAM block
   explicit Geometry(const FamParams& p)
-      : B(p.batch), H(p.heads), Hkv(p.kv_heads), group(p.heads / p.kv_heads), Tq(p.query_len),
-        Tk(p.mask.key_count), D(p.head_dim), F(p.fam_k ? p.fam_len : 0), NF(p.fam_blocks),
+      : B(p.batch),
+        H(p.heads),
+        Hkv(p.kv_heads),
+        group(p.heads / p.kv_heads),
+        Tq(p.query_len),
+        Tk(p.mask.key_count),
+        D(p.head_dim),
+        F(p.fam_k ? p.fam_len : 0),
+        NF(p.fam_blocks),
         ld(round_up(p.head_dim, kColChunk)) {
     query_tiles_per_block = fam_tiles_per_block(p.mask, Tq, kQueryTile);
     int64_t query_blocks = (Tq + p.mask.block_size - 1) / p.mask.block_size;
@@ -268,14 +294,26 @@ struct Geometry {
 };
 
 // Per-thread tile buffers (zero-initialised once, so padding is always finite).
-template <typename Acc> struct Buffers {
+template <typename Acc>
+struct Buffers {
   std::vector<Acc> q, q_t, g, g_t, k, k_t, v, v_t, s, dp, acc, acc2;
   std::vector<Acc> row_max, row_sum, row_lse, row_delta;
   explicit Buffers(int64_t D, int64_t ld)
-      : q(kQueryTile * ld), q_t(D * kQueryTile), g(kQueryTile * ld), g_t(D * kQueryTile), k(kKeyTile * ld),
-        k_t(D * kKeyTile), v(kKeyTile * ld), v_t(D * kKeyTile), s(kQueryTile * kKeyTile),
-        dp(kQueryTile * kKeyTile), acc(std::max<int64_t>(kQueryTile, kKeyTile) * ld),
-        acc2(kKeyTile * ld), row_max(kQueryTile), row_sum(kQueryTile), row_lse(kQueryTile),
+      : q(kQueryTile * ld),
+        q_t(D * kQueryTile),
+        g(kQueryTile * ld),
+        g_t(D * kQueryTile),
+        k(kKeyTile * ld),
+        k_t(D * kKeyTile),
+        v(kKeyTile * ld),
+        v_t(D * kKeyTile),
+        s(kQueryTile * kKeyTile),
+        dp(kQueryTile * kKeyTile),
+        acc(std::max<int64_t>(kQueryTile, kKeyTile) * ld),
+        acc2(kKeyTile * ld),
+        row_max(kQueryTile),
+        row_sum(kQueryTile),
+        row_lse(kQueryTile),
         row_delta(kQueryTile) {}
 };
 
@@ -297,7 +335,8 @@ LMK_FAM_INLINE void mask_query_major(Acc* s, int64_t rows, int n, int kind, cons
 
 // One tile of keys a query tile reads: n rows at k/v, how it is masked, and
 // (for sequence keys) the position of its first key.
-template <typename T> struct KeyTile {
+template <typename T>
+struct KeyTile {
   const T* k;
   const T* v;
   int n;
@@ -479,7 +518,7 @@ void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
   Acc* qs = buf.q.data();
   Acc* got = buf.g_t.data();
   Acc* go = buf.g.data();
-  Acc* st = buf.s.data();   // [key][query], kKeyTile × kQueryTile
+  Acc* st = buf.s.data();  // [key][query], kKeyTile × kQueryTile
   Acc* dpt = buf.dp.data();
   Acc* dk = buf.acc.data();
   Acc* dv = buf.acc2.data();
@@ -570,7 +609,8 @@ void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
 
 // ---- dispatch on the storage type ---------------------------------------------
 
-template <typename Fn> void dispatch_storage(DType dtype, Fn&& fn) {
+template <typename Fn>
+void dispatch_storage(DType dtype, Fn&& fn) {
   switch (dtype) {
     case DType::Float32: fn(float{}); break;
     case DType::BFloat16: fn(bf16{}); break;

@@ -37,8 +37,15 @@ __device__ void store(void* p, int64_t i, float x, DType dtype) {
 struct Sizes {
   int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;
   __host__ __device__ explicit Sizes(const FamParams& p)
-      : B(p.batch), H(p.heads), Hkv(p.kv_heads), group(p.heads / p.kv_heads), Tq(p.query_len),
-        Tk(p.mask.key_count), D(p.head_dim), F(p.fam_k ? p.fam_len : 0), NF(p.fam_blocks) {}
+      : B(p.batch),
+        H(p.heads),
+        Hkv(p.kv_heads),
+        group(p.heads / p.kv_heads),
+        Tq(p.query_len),
+        Tk(p.mask.key_count),
+        D(p.head_dim),
+        F(p.fam_k ? p.fam_len : 0),
+        NF(p.fam_blocks) {}
 };
 
 // Key number `i` of query t (block tau): the F FAM keys of the block, then
@@ -128,8 +135,8 @@ __global__ void dq_reference_kernel(const FamParams p) {
 
 // One key row: sequence key j (fam_block < 0) or FAM key f of block fam_block.
 // Sums over every query head of the group and every query that sees the key.
-__device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int64_t kvh, const void* kp,
-                             const void* vp, int64_t off, int64_t j, int64_t fam_block, void* gk, void* gv) {
+__device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int64_t kvh, const void* kp, const void* vp,
+                             int64_t off, int64_t j, int64_t fam_block, void* gk, void* gv) {
   const float scale = static_cast<float>(p.scale);
   float dk[kMaxD], dv[kMaxD];
   for (int64_t d = 0; d < s.D; ++d) dk[d] = dv[d] = 0.0f;
@@ -139,8 +146,8 @@ __device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int6
       bool sees = fam_block >= 0 ? fam_block_of(p.mask, t) == fam_block : fam_key_visible(p.mask, t, j);
       if (!sees) continue;
       const int64_t row = (b * s.H + h) * s.Tq + t, q_off = row * s.D;
-      float pw = softmax_weight<float>(scale * dot(p.q, q_off, kp, off, s.D, p.dtype),
-                                       static_cast<const float*>(p.lse)[row]);
+      float pw =
+          softmax_weight<float>(scale * dot(p.q, q_off, kp, off, s.D, p.dtype), static_cast<const float*>(p.lse)[row]);
       float ds = softmax_score_grad<float>(pw, dot(p.grad_out, q_off, vp, off, s.D, p.dtype),
                                            static_cast<const float*>(p.delta)[row]);
       for (int64_t d = 0; d < s.D; ++d) {

@@ -77,17 +77,22 @@ __device__ __forceinline__ void load_tile(float* tile, int rows, int ld, const v
 
 struct Layout {
   int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;
-  __device__ __forceinline__ int64_t q_offset(int64_t b, int64_t h, int64_t t) const { return ((b * H + h) * Tq + t) * D; }
+  __device__ __forceinline__ int64_t q_offset(int64_t b, int64_t h, int64_t t) const {
+    return ((b * H + h) * Tq + t) * D;
+  }
   __device__ __forceinline__ int64_t stat_offset(int64_t b, int64_t h, int64_t t) const { return (b * H + h) * Tq + t; }
-  __device__ __forceinline__ int64_t k_offset(int64_t b, int64_t kvh, int64_t j) const { return ((b * Hkv + kvh) * Tk + j) * D; }
+  __device__ __forceinline__ int64_t k_offset(int64_t b, int64_t kvh, int64_t j) const {
+    return ((b * Hkv + kvh) * Tk + j) * D;
+  }
   __device__ __forceinline__ int64_t fam_offset(int64_t b, int64_t kvh, int64_t block, int64_t f) const {
     return (((b * Hkv + kvh) * NF + block) * F + f) * D;
   }
 };
 
 __host__ __device__ inline Layout make_layout(const FamParams& p) {
-  return Layout{p.batch, p.heads, p.kv_heads, p.heads / p.kv_heads, p.query_len, p.mask.key_count,
-                p.head_dim, p.fam_k ? p.fam_len : 0, p.fam_blocks};
+  return Layout{p.batch,     p.heads,          p.kv_heads, p.heads / p.kv_heads,
+                p.query_len, p.mask.key_count, p.head_dim, p.fam_k ? p.fam_len : 0,
+                p.fam_blocks};
 }
 
 // The key tiles a query tile [q0, q1) of block `block` reads, in order: FAM
@@ -107,18 +112,18 @@ struct KeyTileWalk {
 // ---- forward ----------------------------------------------------------------------
 
 template <int kMaxD, bool kFixedD, int BQ, int BK>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const FamParams p, int64_t tiles_per_block,
-                                                           int64_t query_tiles) {
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
   constexpr int RQ = BQ / kSide, RK = BK / kSide, RD = kMaxD / kSide;
   const Layout L = make_layout(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
   extern __shared__ float smem[];
-  float* sQ = smem;                                 // BQ × ld, scaled q
-  float* sK = sQ + BQ * ld;                         // BK × ld; then P (BQ × (BK+1))
+  float* sQ = smem;          // BQ × ld, scaled q
+  float* sK = sQ + BQ * ld;  // BK × ld; then P (BQ × (BK+1))
   const int k_region = BK * ld > BQ * (BK + 1) ? BK * ld : BQ * (BK + 1);
   float* sP = sK;
-  float* sV = sK + k_region;                        // BK × ld
+  float* sV = sK + k_region;  // BK × ld
   const int ty = threadIdx.x / kSide, tx = threadIdx.x % kSide;
   const float scale = static_cast<float>(p.scale);
   const int64_t q_tile = blockIdx.x;
@@ -134,11 +139,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const FamParams p, in
     __syncthreads();  // the previous (b, h)'s last reads of sQ are done
     load_tile(sQ, BQ, ld, p.q, L.q_offset(b, h, q0), nq, D, scale, p.dtype);
     float o[RQ][RD], row_max[RQ], row_sum[RQ];
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RQ; ++i) {
       row_max[i] = attention_neg_inf<float>();
       row_sum[i] = 0.0f;
-      #pragma unroll
+#pragma unroll
       for (int u = 0; u < RD; ++u) o[i][u] = 0.0f;
     }
     const KeyTileWalk walk(p, L, block, q1, BK);
@@ -167,30 +172,30 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const FamParams p, in
       __syncthreads();
 
       float s[RQ][RK];
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RQ; ++i)
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < RK; ++j) s[i][j] = 0.0f;
 #pragma unroll 4
       for (int d = 0; d < D; ++d) {
         float a[RQ], kk[RK];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < RQ; ++i) a[i] = sQ[(ty + kSide * i) * ld + d];
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < RK; ++j) kk[j] = sK[(tx + kSide * j) * ld + d];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < RQ; ++i)
-          #pragma unroll
+#pragma unroll
           for (int j = 0; j < RK; ++j) s[i][j] += a[i] * kk[j];
       }
       __syncthreads();  // all reads of sK done: P overwrites it
 
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RQ; ++i) {
         const int r = ty + kSide * i;
         const int64_t t = q0 + r;
         float mx = attention_neg_inf<float>();
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < RK; ++j) {
           const int c = tx + kSide * j;
           bool visible = r < nq && c < n && (kind == kFamTileFull || fam_key_visible(p.mask, t, j0 + c));
@@ -201,41 +206,41 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const FamParams p, in
         const float factor = online_softmax_grow<float>(&row_max[i], mx);
         const float offset = online_softmax_offset<float>(row_max[i]);
         float sum = 0.0f;
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < RK; ++j) {
           s[i][j] = softmax_weight<float>(s[i][j], offset);
           sum += s[i][j];
           sP[r * (BK + 1) + tx + kSide * j] = s[i][j];
         }
         row_sum[i] = row_sum[i] * factor + row_reduce_sum(sum);
-        #pragma unroll
+#pragma unroll
         for (int u = 0; u < RD; ++u) o[i][u] *= factor;
       }
       __syncthreads();
 
       for (int c = 0; c < n; ++c) {
         float w[RQ];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < RQ; ++i) w[i] = sP[(ty + kSide * i) * (BK + 1) + c];
-        #pragma unroll
+#pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
           if (kFixedD || d < D) {
             const float vv = sV[c * ld + d];
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < RQ; ++i) o[i][u] += w[i] * vv;
           }
         }
       }
     }
 
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RQ; ++i) {
       const int r = ty + kSide * i;
       if (r < nq) {
         const float inv = 1.0f / row_sum[i];
         const int64_t off = L.q_offset(b, h, q0 + r);
-        #pragma unroll
+#pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
           if (kFixedD || d < D) store_elem(p.out, off + d, o[i][u] * inv, p.dtype);
@@ -281,7 +286,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
     load_tile(sG, BQ, ld, p.grad_out, L.q_offset(b, h, q0), nq, D, 1.0f, p.dtype);
     __syncthreads();
     float row_lse[RQ], row_delta[RQ], dq[RQ][RD];
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RQ; ++i) {
       const int r = ty + kSide * i;
       float part = 0.0f;
@@ -292,7 +297,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
       row_delta[i] = row_reduce_sum(part);
       row_lse[i] = r < nq ? lse[L.stat_offset(b, h, q0 + r)] : 0.0f;
       if (r < nq && tx == 0) delta_out[L.stat_offset(b, h, q0 + r)] = row_delta[i];
-      #pragma unroll
+#pragma unroll
       for (int u = 0; u < RD; ++u) dq[i][u] = 0.0f;
     }
 
@@ -322,26 +327,26 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
       __syncthreads();
 
       float s[RQ][RK], dp[RQ][RK];
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RQ; ++i)
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < RK; ++j) s[i][j] = dp[i][j] = 0.0f;
 #pragma unroll 2
       for (int d = 0; d < D; ++d) {
         float a[RQ], g[RQ], kk[RK], vv[RK];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < RQ; ++i) {
           a[i] = sQ[(ty + kSide * i) * ld + d];
           g[i] = sG[(ty + kSide * i) * ld + d];
         }
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < RK; ++j) {
           kk[j] = sK[(tx + kSide * j) * ld + d];
           vv[j] = sV[(tx + kSide * j) * ld + d];
         }
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < RQ; ++i)
-          #pragma unroll
+#pragma unroll
           for (int j = 0; j < RK; ++j) {
             s[i][j] += a[i] * kk[j];
             dp[i][j] += g[i] * vv[j];
@@ -349,10 +354,10 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
       }
       __syncthreads();  // all reads of sV done: dS overwrites it
 
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RQ; ++i) {
         const int r = ty + kSide * i;
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < RK; ++j) {
           const int c = tx + kSide * j;
           bool visible = r < nq && c < n && (kind == kFamTileFull || fam_key_visible(p.mask, q0 + r, j0 + c));
@@ -364,26 +369,26 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
 
       for (int c = 0; c < n; ++c) {
         float w[RQ];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < RQ; ++i) w[i] = sS[(ty + kSide * i) * (BK + 1) + c];
-        #pragma unroll
+#pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
           if (kFixedD || d < D) {
             const float kv = sK[c * ld + d];
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < RQ; ++i) dq[i][u] += w[i] * kv;
           }
         }
       }
     }
 
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RQ; ++i) {
       const int r = ty + kSide * i;
       if (r < nq) {
         const int64_t off = L.q_offset(b, h, q0 + r);
-        #pragma unroll
+#pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
           if (kFixedD || d < D) store_elem(p.grad_q, off + d, scale * dq[i][u], p.dtype);
@@ -396,7 +401,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
 // ---- backward, pass 2: dk and dv per key tile -----------------------------------------
 
 template <int kMaxD, bool kFixedD, int BK, int BQ>
-__global__ void __launch_bounds__(kThreads) dkv_kernel(const FamParams p, int64_t seq_key_tiles, int64_t fam_key_tiles) {
+__global__ void __launch_bounds__(kThreads)
+    dkv_kernel(const FamParams p, int64_t seq_key_tiles, int64_t fam_key_tiles) {
   constexpr int RK = BK / kSide, RQ = BQ / kSide, RD = kMaxD / kSide;
   const Layout L = make_layout(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
@@ -445,9 +451,9 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(const FamParams p, int64_
     load_tile(sK, BK, ld, kp, koff, n, D, 1.0f, p.dtype);
     load_tile(sV, BK, ld, vp, koff, n, D, 1.0f, p.dtype);
     float dk[RK][RD], dv[RK][RD];
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RK; ++i)
-      #pragma unroll
+#pragma unroll
       for (int u = 0; u < RD; ++u) dk[i][u] = dv[i][u] = 0.0f;
 
     for (int64_t gi = 0; gi < L.group; ++gi) {
@@ -471,35 +477,35 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(const FamParams p, int64_
           __syncthreads();
 
           float st[RK][RQ], dpt[RK][RQ];
-          #pragma unroll
+#pragma unroll
           for (int i = 0; i < RK; ++i)
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < RQ; ++j) st[i][j] = dpt[i][j] = 0.0f;
 #pragma unroll 2
           for (int d = 0; d < D; ++d) {
             float kk[RK], vv[RK], a[RQ], g[RQ];
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < RK; ++i) {
               kk[i] = sK[(ty + kSide * i) * ld + d];
               vv[i] = sV[(ty + kSide * i) * ld + d];
             }
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < RQ; ++j) {
               a[j] = sQ[(tx + kSide * j) * ld + d];
               g[j] = sG[(tx + kSide * j) * ld + d];
             }
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < RK; ++i)
-              #pragma unroll
+#pragma unroll
               for (int j = 0; j < RQ; ++j) {
                 st[i][j] += kk[i] * a[j];
                 dpt[i][j] += vv[i] * g[j];
               }
           }
-          #pragma unroll
+#pragma unroll
           for (int i = 0; i < RK; ++i) {
             const int c = ty + kSide * i;  // key in the tile
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < RQ; ++j) {
               const int r = tx + kSide * j;  // query in the tile
               bool visible = c < n && r < nq && (kind == kFamTileFull || fam_key_visible(p.mask, q0 + r, k0 + c));
@@ -512,17 +518,17 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(const FamParams p, int64_
 
           for (int r = 0; r < nq; ++r) {
             float pw[RK], ds[RK];
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < RK; ++i) {
               pw[i] = sP[(ty + kSide * i) * (BQ + 1) + r];
               ds[i] = sS[(ty + kSide * i) * (BQ + 1) + r];
             }
-            #pragma unroll
+#pragma unroll
             for (int u = 0; u < RD; ++u) {
               const int d = tx + kSide * u;
               if (kFixedD || d < D) {
                 const float gv = sG[r * ld + d], qv = sQ[r * ld + d];
-                #pragma unroll
+#pragma unroll
                 for (int i = 0; i < RK; ++i) {
                   dv[i][u] += pw[i] * gv;
                   dk[i][u] += ds[i] * qv;
@@ -537,11 +543,11 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(const FamParams p, int64_
 
     void* gk = is_fam ? p.grad_fam_k : p.grad_k;
     void* gv = is_fam ? p.grad_fam_v : p.grad_v;
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RK; ++i) {
       const int c = ty + kSide * i;
       if (c < n) {
-        #pragma unroll
+#pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
           if (kFixedD || d < D) {
@@ -574,7 +580,8 @@ struct TiledFam {
     size_t ld = D + 1;
     return (2 * KK * ld + 2 * KQ * ld + 2 * KK * (KQ + 1) + 2 * KQ) * sizeof(float);
   }
-  template <typename Kernel> static void prepare(Kernel kernel, size_t smem) {
+  template <typename Kernel>
+  static void prepare(Kernel kernel, size_t smem) {
     if (smem > 48 * 1024) {
       cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                  "fam: shared memory");

@@ -40,8 +40,8 @@ enum CeMode : int32_t { kCeFused = 0, kCeStats = 1, kCeGrad = 2 };
 struct CeSlot {
   const int32_t* labels = nullptr;  // [rows]; nullptr: slot unused
   double grad_scale = 0;
-  const int64_t* count = nullptr;   // divide the coefficient by *count (device memory)
-  const void* weights = nullptr;    // [rows], weights_dtype (float32 or float64)
+  const int64_t* count = nullptr;  // divide the coefficient by *count (device memory)
+  const void* weights = nullptr;   // [rows], weights_dtype (float32 or float64)
   DType weights_dtype = DType::Float32;
   const double* seq_coef = nullptr;  // [rows / T] (device memory)
   bool goldfish = false;
@@ -59,10 +59,10 @@ struct CeRowsJob {
   const void* logits = nullptr;
   CeSlot slot[2];
   GoldfishRule goldfish;
-  void* lse = nullptr;       // [rows], accumulation type; nullptr: not wanted
-  void* grad = nullptr;      // [rows, V], dtype; nullptr: no gradient
-  void* row_max = nullptr;   // [rows] accumulation type: saved by kCeStats, read by kCeGrad
-  void* row_sum = nullptr;   // [rows] s_other, likewise
+  void* lse = nullptr;      // [rows], accumulation type; nullptr: not wanted
+  void* grad = nullptr;     // [rows, V], dtype; nullptr: no gradient
+  void* row_max = nullptr;  // [rows] accumulation type: saved by kCeStats, read by kCeGrad
+  void* row_sum = nullptr;  // [rows] s_other, likewise
 };
 
 // Row i's label set: the supervised slots' labels (coinciding labels merged,
@@ -88,7 +88,7 @@ LMK_HOST_DEVICE void ce_row_labels(const CeRowsJob& job, int64_t i, bool with_gr
       if (slot.seq_coef) coef *= slot.seq_coef[seq];
       if (slot.weights) {
         coef *= slot.weights_dtype == DType::Float64 ? static_cast<const double*>(slot.weights)[i]
-                                                      : static_cast<double>(static_cast<const float*>(slot.weights)[i]);
+                                                     : static_cast<double>(static_cast<const float*>(slot.weights)[i]);
       }
       c = static_cast<A>(coef);
     }
@@ -117,9 +117,8 @@ LMK_HOST_DEVICE void ce_row_store_nll(const CeRowsJob& job, int64_t i, const CeR
       if (a >= 0 && kept[s]) {
         value = r->nll[a];
         if (slot.weights) {
-          value *= slot.weights_dtype == DType::Float64
-                       ? static_cast<A>(static_cast<const double*>(slot.weights)[i])
-                       : static_cast<A>(static_cast<const float*>(slot.weights)[i]);
+          value *= slot.weights_dtype == DType::Float64 ? static_cast<A>(static_cast<const double*>(slot.weights)[i])
+                                                        : static_cast<A>(static_cast<const float*>(slot.weights)[i]);
         }
       }
       static_cast<A*>(slot.nll)[i] = value;

@@ -9,9 +9,9 @@
 //     for the chunk, stored in the gradient row itself (float32/float64) or
 //     in a per-thread float row (bfloat16/float16: the gradient is rounded
 //     once, at the end) and added into kLanes fixed lanes — except the label
-//     entries, kept apart (math/log_sum_exp.h) — and the chunk's m remembered. Then the finishing sweep, from cache (L2 for a
-//     row up to ~1 MiB): g_j = e_j · e^{m_chunk − m} · (Σc)/S, and the label
-//     entries. Memory traffic: the logits read once, the gradient written once.
+//     entries, kept apart (math/log_sum_exp.h) — and the chunk's m remembered. Then the finishing sweep, from cache (L2
+//     for a row up to ~1 MiB): g_j = e_j · e^{m_chunk − m} · (Σc)/S, and the label entries. Memory traffic: the logits
+//     read once, the gradient written once.
 //   stats (kCeStats): the same pass without storing e_j.
 //   grad (kCeGrad): g_j = (Σc)/S · e^{z_j − m} from the saved (m, s_other).
 //
@@ -54,8 +54,14 @@ namespace {
 constexpr int64_t kChunk = 4096;  // entries per chunk: its max, then its exponentials, from L1
 constexpr int kLanes = 16;        // one AVX-512 vector of float partial sums
 
-template <typename T> struct AccOf { using type = float; };
-template <> struct AccOf<double> { using type = double; };
+template <typename T>
+struct AccOf {
+  using type = float;
+};
+template <>
+struct AccOf<double> {
+  using type = double;
+};
 
 // ---- loads and stores, branch-free so loops over them vectorise ------------
 
@@ -80,7 +86,10 @@ LMK_CE_INLINE void store_acc(double* p, int64_t j, double v) { p[j] = v; }
 LMK_CE_INLINE void store_acc(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
 LMK_CE_INLINE void store_acc(f16* p, int64_t j, float v) { p[j] = float_to_f16(v); }
 
-template <typename T> LMK_CE_INLINE T zero_of() { return T{}; }  // +0 for every storage type
+template <typename T>
+LMK_CE_INLINE T zero_of() {
+  return T{};
+}  // +0 for every storage type
 
 // ---- the hot loops -----------------------------------------------------------
 
@@ -212,7 +221,8 @@ struct RowScratch {
   std::vector<A> converted;
   std::vector<A> chunk_max;
 };
-template <typename A> RowScratch<A>& row_scratch() {
+template <typename A>
+RowScratch<A>& row_scratch() {
   thread_local RowScratch<A> scratch;
   return scratch;
 }
@@ -381,8 +391,12 @@ LMK_CE_INLINE void ce_row_range(const CeRowsJob& job, int64_t begin, int64_t end
   for (int64_t i = begin; i < end; ++i) ce_row<T>(job, i);
 }
 
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, float*) { ce_row_range<float>(job, b, e); }
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, bf16*) { ce_row_range<bf16>(job, b, e); }
+LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, float*) {
+  ce_row_range<float>(job, b, e);
+}
+LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, bf16*) {
+  ce_row_range<bf16>(job, b, e);
+}
 LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, f16*) { ce_row_range<f16>(job, b, e); }
 void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, double*) { ce_row_range<double>(job, b, e); }
 

@@ -39,16 +39,18 @@ inline int threads_for(int64_t V) { return V >= kLongRow ? 1024 : 256; }
 
 __device__ __forceinline__ float load_f(const float* p, int64_t j) { return p[j]; }
 __device__ __forceinline__ float load_f(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
-__device__ __forceinline__ float load_f(const f16* p, int64_t j) {
-  return __half2float(__ushort_as_half(p[j].bits));
-}
+__device__ __forceinline__ float load_f(const f16* p, int64_t j) { return __half2float(__ushort_as_half(p[j].bits)); }
 __device__ __forceinline__ void store_f(float* p, int64_t j, float v) { p[j] = v; }
 __device__ __forceinline__ void store_f(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
-__device__ __forceinline__ void store_f(f16* p, int64_t j, float v) { p[j].bits = __half_as_ushort(__float2half_rn(v)); }
+__device__ __forceinline__ void store_f(f16* p, int64_t j, float v) {
+  p[j].bits = __half_as_ushort(__float2half_rn(v));
+}
 
 // 16-byte packs of W entries.
-template <typename T> struct Pack;
-template <> struct Pack<float> {
+template <typename T>
+struct Pack;
+template <>
+struct Pack<float> {
   static constexpr int W = 4;
   __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
     v[0] = __uint_as_float(raw.x);
@@ -60,7 +62,8 @@ template <> struct Pack<float> {
     return make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
   }
 };
-template <> struct Pack<bf16> {
+template <>
+struct Pack<bf16> {
   static constexpr int W = 8;
   __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
@@ -80,7 +83,8 @@ template <> struct Pack<bf16> {
     return make_uint4(words[0], words[1], words[2], words[3]);
   }
 };
-template <> struct Pack<f16> {
+template <>
+struct Pack<f16> {
   static constexpr int W = 8;
   __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};

@@ -23,7 +23,10 @@ void atomic_min_index(std::atomic<int64_t>& first, int64_t index) {
   }
 }
 
-template <typename Out> void store_out(void* p, int64_t i, double v) { static_cast<Out*>(p)[i] = static_cast<Out>(v); }
+template <typename Out>
+void store_out(void* p, int64_t i, double v) {
+  static_cast<Out*>(p)[i] = static_cast<Out>(v);
+}
 
 }  // namespace
 

@@ -35,8 +35,8 @@ enum LossReductionKind : int32_t { kLossMean = 0, kLossSum = 1, kLossNone = 2 };
 // Cross-entropy, and goldfish loss when goldfish.strategy != kGoldfishOff.
 struct CrossEntropyParams {
   DType dtype = DType::Float32;
-  int64_t rows = 0, V = 0, T = 1;  // T: positions per sequence (goldfish)
-  const void* logits = nullptr;    // [rows, V]
+  int64_t rows = 0, V = 0, T = 1;   // T: positions per sequence (goldfish)
+  const void* logits = nullptr;     // [rows, V]
   const int32_t* labels = nullptr;  // [rows]
   int64_t ignore_index = -100;
   const void* weights = nullptr;  // [rows] or nullptr (cross-entropy only)
@@ -65,8 +65,8 @@ void cross_entropy_cuda(const CrossEntropyParams& params, void* stream);
 struct OrpoParams {
   DType dtype = DType::Float32;
   int64_t B = 0, T_chosen = 0, T_rejected = 0, V = 0;
-  const void* chosen_logits = nullptr;    // [B, T_chosen, V]
-  const void* rejected_logits = nullptr;  // [B, T_rejected, V]
+  const void* chosen_logits = nullptr;       // [B, T_chosen, V]
+  const void* rejected_logits = nullptr;     // [B, T_rejected, V]
   const int32_t* chosen_labels = nullptr;    // [B, T_chosen]
   const int32_t* rejected_labels = nullptr;  // [B, T_rejected]
   const int32_t* nll_labels = nullptr;       // [B, T_chosen]

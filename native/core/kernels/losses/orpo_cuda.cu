@@ -24,8 +24,9 @@ __global__ void count_kernel(const OrpoParams p, OrpoWorkspace w) {
   const int side = blockIdx.y;
   const int32_t* labels = side == 0 ? p.chosen_labels : side == 1 ? p.rejected_labels : p.nll_labels;
   const int64_t T = side == 1 ? p.T_rejected : p.T_chosen;
-  int64_t* first_bad = side == 0 ? p.first_bad_chosen_label : side == 1 ? p.first_bad_rejected_label
-                                                                         : p.first_bad_nll_label;
+  int64_t* first_bad = side == 0   ? p.first_bad_chosen_label
+                       : side == 1 ? p.first_bad_rejected_label
+                                   : p.first_bad_nll_label;
   const bool goldfish = side == 2 && p.goldfish.strategy != kGoldfishOff;
   int64_t n = 0;
   for (int64_t t = threadIdx.x; t < T; t += kThreads) {

@@ -16,10 +16,10 @@ namespace lmk::kernels {
 // Workspace layout (one allocation, 64-byte aligned pieces). Acc is the
 // accumulation type (4 or 8 bytes).
 struct OrpoWorkspace {
-  int64_t* n_chosen;    // [B] supervised chosen tokens per pair
-  int64_t* n_rejected;  // [B]
-  int64_t* n_sft_pair;  // [B] supervised (and kept) nll tokens per pair
-  int64_t* n_sft;       // [1] their total
+  int64_t* n_chosen;      // [B] supervised chosen tokens per pair
+  int64_t* n_rejected;    // [B]
+  int64_t* n_sft_pair;    // [B] supervised (and kept) nll tokens per pair
+  int64_t* n_sft;         // [1] their total
   double* coef_chosen;    // [B] gradient coefficient of chosen OR tokens (before grad_scale)
   double* coef_rejected;  // [B]
   double* pair;           // [B][5]: a_w, a_l, logOdds, logσ(logOdds), Σ sft nll of the pair
@@ -28,7 +28,7 @@ struct OrpoWorkspace {
   void* nll_rejected;     // [B·Tl] acc
   void* max_chosen;       // [B·Tw] acc, saved row stats (gradient only)
   void* sum_chosen;
-  void* max_rejected;     // [B·Tl]
+  void* max_rejected;  // [B·Tl]
   void* sum_rejected;
   size_t bytes;
 };

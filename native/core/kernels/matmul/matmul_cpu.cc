@@ -134,9 +134,7 @@ void block_f32_baseline(const GemmBlock<float>& g) { compute_block<float, 4, 2, 
 void block_f64_baseline(const GemmBlock<double>& g) { compute_block<double, 4, 2, 2>(g); }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void block_f32_avx2(const GemmBlock<float>& g) {
-  compute_block<float, 6, 2, 8>(g);
-}
+__attribute__((target("avx2,fma"))) void block_f32_avx2(const GemmBlock<float>& g) { compute_block<float, 6, 2, 8>(g); }
 __attribute__((target("avx2,fma"))) void block_f64_avx2(const GemmBlock<double>& g) {
   compute_block<double, 6, 2, 4>(g);
 }
@@ -210,8 +208,7 @@ void pack_a(const Operand<T>& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
 
 // B k [k0, k0+kc) × columns [j0, j0+nc) into NR-wide panels [k][NR], zero-padded.
 template <typename T, typename S>
-void pack_b_panel(const Operand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr_size, int64_t q,
-                  S* dst) {
+void pack_b_panel(const Operand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr_size, int64_t q, S* dst) {
   S* panel = dst + q * kc * nr_size;
   int64_t jq = q * nr_size;
   int64_t width = std::min<int64_t>(nr_size, nc - jq);
@@ -257,8 +254,10 @@ void gemm_builtin(const Operand<T>& a, const Operand<T>& b, S* c, int64_t M, int
       auto pack_panels = [&](int64_t begin, int64_t end) {
         for (int64_t q = begin; q < end; ++q) pack_b_panel(b, pc, kc, jc, nc, NR, q, bp);
       };
-      if (parallel) parallel_for(panels, 4, pack_panels);
-      else pack_panels(0, panels);
+      if (parallel)
+        parallel_for(panels, 4, pack_panels);
+      else
+        pack_panels(0, panels);
 
       const int64_t iblocks = (M + kMC - 1) / kMC;
       int64_t groups = std::min<int64_t>(panels, std::max<int64_t>(1, (4 * threads + iblocks - 1) / iblocks));
@@ -288,8 +287,10 @@ void gemm_builtin(const Operand<T>& a, const Operand<T>& b, S* c, int64_t M, int
           isa.block(blk);
         }
       };
-      if (parallel) parallel_for(iblocks * groups, 1, run_tasks);
-      else run_tasks(0, iblocks * groups);
+      if (parallel)
+        parallel_for(iblocks * groups, 1, run_tasks);
+      else
+        run_tasks(0, iblocks * groups);
     }
   }
 }
@@ -373,8 +374,10 @@ void matmul_typed(const MatmulParams& p, GemmKernel kernel) {
   constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   if (lib && (p.M > kIntMax || p.N > kIntMax || p.K > kIntMax)) lib = nullptr;
   for (int64_t i = 0; i < p.batch; ++i) {
-    if (lib) matrix_openblas<T>(*lib, p, i);
-    else matrix_builtin<T>(p, i, true);
+    if (lib)
+      matrix_openblas<T>(*lib, p, i);
+    else
+      matrix_builtin<T>(p, i, true);
   }
 }
 

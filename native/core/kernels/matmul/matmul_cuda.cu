@@ -96,7 +96,8 @@ __global__ void gemm_reference_kernel(MatmulParams p, OperandStrides st, const T
     const T* a = a_base + layout_offset(p.batch_layout, 0, batch);
     const T* b = b_base + layout_offset(p.batch_layout, 1, batch);
     float acc = 0;
-    for (int64_t k = 0; k < p.K; ++k) acc += load_compute(a, i * st.rsa + k * st.csa) * load_compute(b, k * st.rsb + j * st.csb);
+    for (int64_t k = 0; k < p.K; ++k)
+      acc += load_compute(a, i * st.rsa + k * st.csa) * load_compute(b, k * st.rsb + j * st.csb);
     store_compute(out_base, e, acc);
   }
 }
@@ -138,7 +139,8 @@ bool gemm_cublas(const MatmulParams& p, void* handle, cudaStream_t s) {
   const int64_t stride_a = L.rank == 0 ? 0 : L.stride[0][L.rank - 1];
   const int64_t stride_b = L.rank == 0 ? 0 : L.stride[1][L.rank - 1];
   if (!fits_int(p.M) || !fits_int(p.N) || !fits_int(p.K) || !fits_int(inner)) return false;
-  if (lib->set_stream(handle, s) != blas::kCublasStatusSuccess) throw_runtime_error("ops.matmul: cublasSetStream failed");
+  if (lib->set_stream(handle, s) != blas::kCublasStatusSuccess)
+    throw_runtime_error("ops.matmul: cublasSetStream failed");
   const int type = cuda_type(p.dtype);
   const size_t es = dtype_size(p.dtype);
   const int opa = p.trans_a ? blas::kCublasOpT : blas::kCublasOpN;
@@ -151,11 +153,10 @@ bool gemm_cublas(const MatmulParams& p, void* handle, cudaStream_t s) {
     const char* a = static_cast<const char*>(p.a) + layout_offset(L, 0, first) * es;
     const char* b = static_cast<const char*>(p.b) + layout_offset(L, 1, first) * es;
     char* c = static_cast<char*>(p.out) + first * p.M * p.N * es;
-    int status = lib->gemm_strided_batched_ex(handle, opb, opa, static_cast<int>(p.N), static_cast<int>(p.M),
-                                              static_cast<int>(p.K), &alpha, b, type, ldb, stride_b, a, type, lda,
-                                              stride_a, &beta, c, type, static_cast<int>(p.N), p.M * p.N,
-                                              static_cast<int>(inner), blas::kCublasCompute32F,
-                                              blas::kCublasGemmDefault);
+    int status = lib->gemm_strided_batched_ex(
+        handle, opb, opa, static_cast<int>(p.N), static_cast<int>(p.M), static_cast<int>(p.K), &alpha, b, type, ldb,
+        stride_b, a, type, lda, stride_a, &beta, c, type, static_cast<int>(p.N), p.M * p.N, static_cast<int>(inner),
+        blas::kCublasCompute32F, blas::kCublasGemmDefault);
     if (status != blas::kCublasStatusSuccess) {
       throw_runtime_error("ops.matmul: cublasGemmStridedBatchedEx failed with status ", status);
     }
@@ -197,8 +198,8 @@ void matmul_cuda(const MatmulParams& p, GemmKernel kernel, void* stream) {
     if (kernel == GemmKernel::Reference) {
       int64_t total = p.batch * p.M * p.N;
       int64_t blocks = (total + 255) / 256;
-      gemm_reference_kernel<T><<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, s>>>(
-          p, st, a, b, out);
+      gemm_reference_kernel<T>
+          <<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, s>>>(p, st, a, b, out);
     } else {
       dim3 grid(static_cast<unsigned>((p.N + kTile - 1) / kTile), static_cast<unsigned>((p.M + kTile - 1) / kTile),
                 static_cast<unsigned>(p.batch < 65535 ? p.batch : 65535));

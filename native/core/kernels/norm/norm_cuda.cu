@@ -112,7 +112,9 @@ __global__ void norm_backward_params_kernel(NormParams p) {
   }
 }
 
-unsigned row_grid(int64_t rows) { return static_cast<unsigned>(rows < kMaxBlocks ? (rows > 0 ? rows : 1) : kMaxBlocks); }
+unsigned row_grid(int64_t rows) {
+  return static_cast<unsigned>(rows < kMaxBlocks ? (rows > 0 ? rows : 1) : kMaxBlocks);
+}
 
 }  // namespace
 

@@ -43,8 +43,8 @@ struct GradClipParams {
   std::vector<void*> grads;
   std::vector<int64_t> sizes;
   double max_norm = 1;
-  void* norm = nullptr;          // 0-d output: float32 (float64 for float64 grads)
-  void* workspace = nullptr;     // CUDA: grad_clip_workspace_bytes_cuda(*this)
+  void* norm = nullptr;       // 0-d output: float32 (float64 for float64 grads)
+  void* workspace = nullptr;  // CUDA: grad_clip_workspace_bytes_cuda(*this)
 };
 
 void grad_clip_cpu(const GradClipParams& p);

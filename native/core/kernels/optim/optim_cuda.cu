@@ -130,7 +130,8 @@ void grad_clip_cuda(const GradClipParams& p, void* stream) {
     }
     finish_norm_kernel<<<1, 1, 0, s>>>(slots, count, static_cast<float>(p.max_norm), static_cast<float*>(p.norm), coef);
     for (size_t t = 0; t < p.grads.size(); ++t) {
-      if (p.sizes[t] > 0) scale_kernel<T><<<grid_for(p.sizes[t]), kThreads, 0, s>>>(static_cast<T*>(p.grads[t]), p.sizes[t], coef);
+      if (p.sizes[t] > 0)
+        scale_kernel<T><<<grid_for(p.sizes[t]), kThreads, 0, s>>>(static_cast<T*>(p.grads[t]), p.sizes[t], coef);
     }
   });
   cuda_check_launch("clipGradNorm");

@@ -20,8 +20,8 @@ struct SumParams {
   DType dtype = DType::Float32;  // of x and out
   int64_t O = 1, R = 1, I = 1;
   const void* x = nullptr;
-  void* out = nullptr;          // [O, I]
-  void* workspace = nullptr;    // CUDA: sum_workspace_bytes_cuda(*this) bytes (may be 0)
+  void* out = nullptr;        // [O, I]
+  void* workspace = nullptr;  // CUDA: sum_workspace_bytes_cuda(*this) bytes (may be 0)
 };
 
 void sum_cpu(const SumParams& p);

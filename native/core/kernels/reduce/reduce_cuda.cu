@@ -49,8 +49,10 @@ __global__ void sum_chunks_kernel(const T* x, int64_t O, int64_t R, int64_t I, P
         __syncthreads();
       }
       if (threadIdx.x == 0) {
-        if (plan.chunks == 1) store_compute(out, o, tree[0]);
-        else partial[o * plan.chunks + c] = tree[0];
+        if (plan.chunks == 1)
+          store_compute(out, o, tree[0]);
+        else
+          partial[o * plan.chunks + c] = tree[0];
       }
       __syncthreads();  // tree is reused by the next item
     } else {
@@ -58,8 +60,10 @@ __global__ void sum_chunks_kernel(const T* x, int64_t O, int64_t R, int64_t I, P
       if (i < I) {
         float acc = 0;
         for (int64_t r = r0; r < r1; ++r) acc += load_compute(x, (o * R + r) * I + i);
-        if (plan.chunks == 1) store_compute(out, o * I + i, acc);
-        else partial[(o * plan.chunks + c) * I + i] = acc;
+        if (plan.chunks == 1)
+          store_compute(out, o * I + i, acc);
+        else
+          partial[(o * plan.chunks + c) * I + i] = acc;
       }
     }
   }
@@ -92,8 +96,8 @@ void sum_cuda(const SumParams& p, void* stream) {
   float* partial = static_cast<float*>(p.workspace);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    sum_chunks_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<const T*>(p.x), p.O, p.R, p.I, plan,
-                                                   static_cast<T*>(p.out), partial);
+    sum_chunks_kernel<T>
+        <<<grid, kThreads, 0, s>>>(static_cast<const T*>(p.x), p.O, p.R, p.I, plan, static_cast<T*>(p.out), partial);
     if (plan.chunks > 1) {
       int64_t n = p.O * p.I;
       int64_t blocks = (n + kThreads - 1) / kThreads;

@@ -22,8 +22,8 @@ __global__ void strided_copy_kernel(StridedLayout layout, int64_t n, const E* sr
 }
 
 template <typename E>
-__global__ void block_copy_kernel(int64_t rows, int64_t row_elems, int64_t src_stride, int64_t dst_stride,
-                                  const E* src, E* dst) {
+__global__ void block_copy_kernel(int64_t rows, int64_t row_elems, int64_t src_stride, int64_t dst_stride, const E* src,
+                                  E* dst) {
   int64_t n = rows * row_elems;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t r = i / row_elems, c = i % row_elems;
@@ -33,8 +33,8 @@ __global__ void block_copy_kernel(int64_t rows, int64_t row_elems, int64_t src_s
 
 template <typename E>
 void launch_strided(const StridedCopyParams& p, int64_t n, cudaStream_t s) {
-  strided_copy_kernel<E><<<grid_for(n), kThreads, 0, s>>>(p.layout, n, static_cast<const E*>(p.src),
-                                                          static_cast<E*>(p.out));
+  strided_copy_kernel<E>
+      <<<grid_for(n), kThreads, 0, s>>>(p.layout, n, static_cast<const E*>(p.src), static_cast<E*>(p.out));
 }
 
 template <typename E>

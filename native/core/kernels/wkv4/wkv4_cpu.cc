@@ -83,9 +83,9 @@ LMK_WKV4_INLINE void prefetch_row_for_write(T* row, int64_t n) {
 // row stride C.
 template <typename T, typename Acc>
 LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v, T* __restrict y, int64_t steps,
-                                   int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb,
-                                   Acc* __restrict pp, Acc* __restrict pl, const Acc* __restrict w_hi,
-                                   const Acc* __restrict w_lo, const Acc* __restrict u) {
+                                   int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
+                                   Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
+                                   const Acc* __restrict u) {
   for (int64_t t = 0; t < steps; ++t) {
     const T* kt = k + t * C;
     const T* vt = v + t * C;
@@ -111,8 +111,8 @@ LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v,
 // Advances the state by `steps` steps, first saving the state before every
 // `every`-th step to saved[j / every][kStateParts][stride].
 template <typename T, typename Acc>
-LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, int64_t steps, int64_t every,
-                                  int64_t C, int64_t n, int64_t stride, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
+LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, int64_t steps, int64_t every, int64_t C,
+                                  int64_t n, int64_t stride, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
                                   Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
                                   Acc* __restrict saved) {
   for (int64_t j = 0; j < steps; ++j) {
@@ -193,9 +193,9 @@ struct Block {
   T* gv;
   int64_t steps;
   int64_t C;
-  int64_t n;                // channels in this block (<= width)
-  int64_t width;            // the block width: the stride of the saved states
-  BlockState<Acc>* state;   // in: the initial state; out: the final one, carried (not yet folded)
+  int64_t n;               // channels in this block (<= width)
+  int64_t width;           // the block width: the stride of the saved states
+  BlockState<Acc>* state;  // in: the initial state; out: the final one, carried (not yet folded)
   // backward only
   const Acc* gstate;  // gState input at [b, 0, c0], or nullptr
   Acc* checkpoints;   // [ceil(steps / kChunk)][kStateParts][width]
@@ -219,14 +219,15 @@ LMK_WKV4_INLINE void backward_task(const Block<T>& blk) {
   auto& st = *blk.state;
   const int64_t n = blk.n, C = blk.C, steps = blk.steps;
   const int64_t chunks = (steps + kChunk - 1) / kChunk;
-  replay_block(blk.k, blk.v, steps, kChunk, C, n, blk.width, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo, blk.checkpoints);
+  replay_block(blk.k, blk.v, steps, kChunk, C, n, blk.width, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo,
+               blk.checkpoints);
   // Seed the adjoint from d(loss)/d(stored final state).
   for (int64_t i = 0; i < n; ++i) {
     const Acc* gs = blk.gstate;
     Acc ga = gs ? gs[i] : Acc(0), gb = gs ? gs[C + i] : Acc(0), gp = gs ? gs[2 * C + i] : Acc(0);
     Wkv4Folded<Acc> fold = wkv4_fold<Acc>(st.pp[i], st.pl[i]);
-    wkv4_seed_adjoint<Acc>(ga, gb, gp, st.aa[i] * fold.scale, st.bb[i] * fold.scale, fold.scale, blk.gaa[i],
-                           blk.gbb[i], blk.gq[i]);
+    wkv4_seed_adjoint<Acc>(ga, gb, gp, st.aa[i] * fold.scale, st.bb[i] * fold.scale, fold.scale, blk.gaa[i], blk.gbb[i],
+                           blk.gq[i]);
     blk.gw[i] = 0;
     blk.gu[i] = 0;
   }
@@ -247,8 +248,8 @@ LMK_WKV4_INLINE void backward_task(const Block<T>& blk) {
     const int64_t offset = t0 * C;
     replay_block(blk.k + offset, blk.v + offset, len, 1, C, n, stride, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo,
                  blk.replay);
-    reverse_block(blk.k + offset, blk.v + offset, blk.gy + offset, blk.gk + offset, blk.gv + offset, len, C, n,
-                  stride, blk.replay, st.w_hi, st.w_lo, st.u, blk.gaa, blk.gbb, blk.gq, gw_chunk, gu_chunk);
+    reverse_block(blk.k + offset, blk.v + offset, blk.gy + offset, blk.gk + offset, blk.gv + offset, len, C, n, stride,
+                  blk.replay, st.w_hi, st.w_lo, st.u, blk.gaa, blk.gbb, blk.gq, gw_chunk, gu_chunk);
     // Chunk sums (<= kChunk terms in Acc) into double totals.
     for (int64_t i = 0; i < n; ++i) {
       blk.gw[i] += static_cast<double>(gw_chunk[i]);
@@ -409,9 +410,9 @@ void backward_impl(const Wkv4Params& p) {
           const int64_t at = b * 3 * C + c0 + i;
           gstate_out[at] = gaa[i];
           gstate_out[at + C] = gbb[i];
-          gstate_out[at + 2 * C] = Tn == 0 ? (gstate_in ? gstate_in[at + 2 * C] : Acc(0))
-                                           : wkv4_gpp_from_gq<Acc>(gaa[i], gbb[i], gq[i], state_in[at],
-                                                                   state_in[at + C]);
+          gstate_out[at + 2 * C] = Tn == 0
+                                       ? (gstate_in ? gstate_in[at + 2 * C] : Acc(0))
+                                       : wkv4_gpp_from_gq<Acc>(gaa[i], gbb[i], gq[i], state_in[at], state_in[at + C]);
         }
       }
     }
@@ -460,7 +461,8 @@ void wkv4_backward_cpu(const Wkv4Params& params) {
 }
 
 void wkv4_step_cpu(const Wkv4Params& params) {
-  if (params.T != 1 || params.state_in == nullptr) throw_runtime_error("wkv4.step: internal error: T must be 1 with a state");
+  if (params.T != 1 || params.state_in == nullptr)
+    throw_runtime_error("wkv4.step: internal error: T must be 1 with a state");
   dispatch_wkv4_dtype(params.dtype, "wkv4.step", [&](auto tag) { forward_impl<decltype(tag)>(params); });
 }
 

@@ -31,14 +31,12 @@ constexpr int kUnroll = 8;
 constexpr int kChunk = static_cast<int>(kWkv4CheckpointCuda);
 constexpr int kStateParts = 4;  // aa, bb, pp, pl (see math/wkv4.h)
 
-inline unsigned blocks_for(int64_t n, int threads) {
-  return static_cast<unsigned>((n + threads - 1) / threads);
-}
+inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
 // The initial carried state (pl = 0) of (b, c).
 template <typename Acc>
-__device__ __forceinline__ void load_state(const Acc* state, int64_t b, int64_t c, int64_t C, Acc& aa, Acc& bb,
-                                           Acc& pp, Acc& pl) {
+__device__ __forceinline__ void load_state(const Acc* state, int64_t b, int64_t c, int64_t C, Acc& aa, Acc& bb, Acc& pp,
+                                           Acc& pl) {
   pl = Acc(0);
   if (state) {
     aa = state[(b * 3 + 0) * C + c];
@@ -223,7 +221,8 @@ struct ChunkLayout {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) wkv4_chunk_summary_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
+__global__ void __launch_bounds__(kThreads)
+    wkv4_chunk_summary_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
   using Acc = typename Wkv4Acc<T>::type;
   const int64_t C = p.C, steps = p.T, BC = p.B * p.C;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -268,7 +267,8 @@ __global__ void __launch_bounds__(kThreads) wkv4_chunk_scan_kernel(Wkv4Params p,
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) wkv4_chunk_output_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
+__global__ void __launch_bounds__(kThreads)
+    wkv4_chunk_output_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
   using Acc = typename Wkv4Acc<T>::type;
   const int64_t C = p.C, steps = p.T, BC = p.B * p.C;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
