@@ -13,7 +13,15 @@
 import * as lmk from 'lmkernels';
 import { timeMs, type BenchContext, type BenchRow } from './harness';
 
-interface Case { B: number; H: number; T: number; D: number; L: number; m: number; F: number }
+interface Case {
+  B: number;
+  H: number;
+  T: number;
+  D: number;
+  L: number;
+  m: number;
+  F: number;
+}
 
 function unmaskedPairs(c: Case, fam = true): number {
   let pairs = 0;
@@ -30,7 +38,12 @@ function inputs(c: Case, fam: boolean) {
     q: lmk.randn([c.B, c.H, c.T, c.D], { seed: 1 }),
     k: lmk.randn([c.B, c.H, c.T, c.D], { seed: 2 }),
     v: lmk.randn([c.B, c.H, c.T, c.D], { seed: 3 }),
-    ...(fam ? { famK: lmk.randn([c.B, c.H, NB, c.F, c.D], { seed: 4 }), famV: lmk.randn([c.B, c.H, NB, c.F, c.D], { seed: 5 }) } : {}),
+    ...(fam
+      ? {
+          famK: lmk.randn([c.B, c.H, NB, c.F, c.D], { seed: 4 }),
+          famV: lmk.randn([c.B, c.H, NB, c.F, c.D], { seed: 5 }),
+        }
+      : {}),
     blockSize: c.L,
     memoryBlocks: c.m,
   };
@@ -45,10 +58,11 @@ async function validate(c: Case, x: Inputs, out: lmk.Tensor): Promise<void> {
   const fv = x.famV ? await x.famV.data() : undefined;
   const NB = Math.ceil(c.T / c.L);
   const scale = 1 / Math.sqrt(c.D);
-  let diff = 0, norm = 0;
+  let diff = 0,
+    norm = 0;
   for (let sample = 0; sample < 24; sample++) {
     const h = sample % c.H;
-    const t = Math.floor(((sample * 7919) % 1000) / 1000 * c.T);
+    const t = Math.floor((((sample * 7919) % 1000) / 1000) * c.T);
     const tau = Math.floor(t / c.L);
     const keys: [Float32Array | Float64Array | Int32Array, number, Float32Array | Float64Array | Int32Array][] = [];
     for (let j = Math.max(0, (tau - c.m) * c.L); j <= t; j++) keys.push([k, (h * c.T + j) * c.D, v]);
@@ -106,20 +120,35 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     const y = inputs(causal, false);
     const causalFirst = lmk.fam.blockAttention(y);
     await validate(causal, y, causalFirst.out);
-    const causalMs = await timeMs(async () => {
-      const r = lmk.fam.blockAttention(y);
-      await lmk.synchronize('cpu');
-      r.out.dispose();
-      r.lse.dispose();
-    }, { warmup: 1, runs: 3 });
+    const causalMs = await timeMs(
+      async () => {
+        const r = lmk.fam.blockAttention(y);
+        await lmk.synchronize('cpu');
+        r.out.dispose();
+        r.lse.dispose();
+      },
+      { warmup: 1, runs: 3 },
+    );
     const causalFlops = 4 * unmaskedPairs(causal, false) * c.D;
 
-    rows.push({ bench: 'fam', case: `cpu f32 forward ${shape}`, ms: fwdMs,
-      metrics: { 'GFLOP/s': (flops / fwdMs / 1e6).toFixed(1), 'vs causal': `${(causalMs / fwdMs).toFixed(2)}x` } });
-    rows.push({ bench: 'fam', case: `cpu f32 forward+backward ${shape}`, ms: bothMs,
-      metrics: { 'GFLOP/s': ((3.5 * flops) / bothMs / 1e6).toFixed(1) } });
-    rows.push({ bench: 'fam', case: `cpu f32 baseline: full causal attention T=${T} (same kernel)`, ms: causalMs,
-      metrics: { 'GFLOP/s': (causalFlops / causalMs / 1e6).toFixed(1) } });
+    rows.push({
+      bench: 'fam',
+      case: `cpu f32 forward ${shape}`,
+      ms: fwdMs,
+      metrics: { 'GFLOP/s': (flops / fwdMs / 1e6).toFixed(1), 'vs causal': `${(causalMs / fwdMs).toFixed(2)}x` },
+    });
+    rows.push({
+      bench: 'fam',
+      case: `cpu f32 forward+backward ${shape}`,
+      ms: bothMs,
+      metrics: { 'GFLOP/s': ((3.5 * flops) / bothMs / 1e6).toFixed(1) },
+    });
+    rows.push({
+      bench: 'fam',
+      case: `cpu f32 baseline: full causal attention T=${T} (same kernel)`,
+      ms: causalMs,
+      metrics: { 'GFLOP/s': (causalFlops / causalMs / 1e6).toFixed(1) },
+    });
     for (const t of [first.out, first.lse, causalFirst.out, causalFirst.lse, gOut]) t.dispose();
     dispose(x);
     dispose(y);

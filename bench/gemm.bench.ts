@@ -17,14 +17,24 @@ interface DenseKernels {
   gemmInfo(): { cpu: 'openblas' | 'builtin'; cuda: 'cublas' | 'builtin' | 'unavailable' };
   setGemmBackend(backend: 'auto' | 'builtin'): void;
 }
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- internal module, not a public export
 const dense = require(join(dirname(require.resolve('lmkernels')), 'kernels', 'dense.js')) as DenseKernels;
 
-async function spotCheck(a: lmk.Tensor, b: lmk.Tensor, c: lmk.Tensor, M: number, N: number, K: number): Promise<number> {
+async function spotCheck(
+  a: lmk.Tensor,
+  b: lmk.Tensor,
+  c: lmk.Tensor,
+  M: number,
+  N: number,
+  K: number,
+): Promise<number> {
   const [av, bv, cv] = await Promise.all([a.data(), b.data(), c.data()]);
   let worst = 0;
   for (let s = 0; s < 64; s++) {
-    const i = (s * 7919) % M, j = (s * 104729) % N;
-    let ref = 0, scale = 0;
+    const i = (s * 7919) % M,
+      j = (s * 104729) % N;
+    let ref = 0,
+      scale = 0;
     for (let k = 0; k < K; k++) {
       const term = av[i * K + k]! * bv[k * N + j]!;
       ref += term;
@@ -55,11 +65,14 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         const error = await spotCheck(a, b, probe, M, N, K);
         probe.dispose();
         if (!(error <= 1e-5)) throw new Error(`gemm ${name} ${M}x${N}x${K}: wrong result (relative error ${error})`);
-        const ms = await timeMs(async () => {
-          const c = dense.matmul(a, b);
-          await lmk.synchronize('cpu');
-          c.dispose();
-        }, { warmup: 1, runs });
+        const ms = await timeMs(
+          async () => {
+            const c = dense.matmul(a, b);
+            await lmk.synchronize('cpu');
+            c.dispose();
+          },
+          { warmup: 1, runs },
+        );
         const gflops = flops / (ms / 1e3) / 1e9;
         if (backend === 'auto') baseline = gflops;
         const trafficBytes = 4 * (M * K + K * N + M * N);
@@ -69,7 +82,8 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
           ms,
           metrics: {
             'GFLOP/s': gflops.toFixed(1),
-            'vs openblas': baseline !== undefined ? (gflops / baseline).toFixed(2) : hasOpenblas ? '' : 'n/a (not loadable)',
+            'vs openblas':
+              baseline !== undefined ? (gflops / baseline).toFixed(2) : hasOpenblas ? '' : 'n/a (not loadable)',
             'of copy BW': (trafficBytes / (ms / 1e3) / ctx.copyBandwidth).toFixed(3),
           },
         });

@@ -16,7 +16,10 @@ export interface BenchContext {
   quick: boolean;
 }
 
-export async function timeMs(fn: () => Promise<void> | void, opts: { warmup?: number; runs?: number } = {}): Promise<number> {
+export async function timeMs(
+  fn: () => Promise<void> | void,
+  opts: { warmup?: number; runs?: number } = {},
+): Promise<number> {
   const warmup = opts.warmup ?? 2;
   const runs = opts.runs ?? 7;
   for (let i = 0; i < warmup; i++) await fn();

@@ -17,9 +17,13 @@ const record = !args.includes('--no-record');
 const only = args.filter((a) => !a.startsWith('--'));
 
 const outDir = join(root, 'build', 'bench-js');
-execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'bench', 'tsconfig.json'), '--outDir', outDir], {
-  stdio: 'inherit',
-});
+execFileSync(
+  process.execPath,
+  [require.resolve('typescript/bin/tsc'), '-p', join(root, 'bench', 'tsconfig.json'), '--outDir', outDir],
+  {
+    stdio: 'inherit',
+  },
+);
 const lmk = require('lmkernels');
 const harness = require(join(outDir, 'harness.js'));
 
@@ -47,7 +51,8 @@ for (const l of lines) console.log(fmt(l));
 
 if (record) {
   const info = lmk.backendInfo();
-  const machine = `${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${info.cpu.threads} threads` +
+  const machine =
+    `${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${info.cpu.threads} threads` +
     (info.cuda.available ? `, ${info.cuda.devices.map((d) => d.name).join(', ')}` : ', no GPU');
   const md = [
     '',

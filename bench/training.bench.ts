@@ -11,8 +11,14 @@ import { timeMs, type BenchContext, type BenchRow } from './harness';
 type Model = { forward(t: lmk.Tensor): lmk.Tensor; parameters(): lmk.Tensor[]; dispose(): void };
 
 async function benchModel(name: string, model: Model, B: number, T: number, quick: boolean): Promise<BenchRow> {
-  const tokens = lmk.tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 31 + 7) % 256), { shape: [B, T] });
-  const labels = lmk.tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 31 + 38) % 256), { shape: [B, T] });
+  const tokens = lmk.tensor(
+    Int32Array.from({ length: B * T }, (_, i) => (i * 31 + 7) % 256),
+    { shape: [B, T] },
+  );
+  const labels = lmk.tensor(
+    Int32Array.from({ length: B * T }, (_, i) => (i * 31 + 38) % 256),
+    { shape: [B, T] },
+  );
   const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: 1e-3, weightDecay: 0 });
   const step = () =>
     lmk.tidy(() => {
@@ -28,16 +34,22 @@ async function benchModel(name: string, model: Model, B: number, T: number, quic
   for (let i = 0; i < 4; i++) last = await step().item();
   if (!Number.isFinite(first) || !(last < first)) throw new Error(`${name}: loss did not fall (${first} -> ${last})`);
   const runs = quick ? 2 : 4;
-  const trainMs = await timeMs(async () => {
-    const l = step();
-    await l.item();
-    l.dispose();
-  }, { warmup: 1, runs });
-  const forwardMs = await timeMs(async () => {
-    const out = lmk.noGrad(() => model.forward(tokens));
-    await lmk.synchronize('cpu');
-    out.dispose();
-  }, { warmup: 1, runs });
+  const trainMs = await timeMs(
+    async () => {
+      const l = step();
+      await l.item();
+      l.dispose();
+    },
+    { warmup: 1, runs },
+  );
+  const forwardMs = await timeMs(
+    async () => {
+      const out = lmk.noGrad(() => model.forward(tokens));
+      await lmk.synchronize('cpu');
+      out.dispose();
+    },
+    { warmup: 1, runs },
+  );
   optimizer.dispose();
   model.dispose();
   return {
@@ -49,13 +61,37 @@ async function benchModel(name: string, model: Model, B: number, T: number, quic
 }
 
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
-  const d = ctx.quick ? 64 : 256, layers = ctx.quick ? 2 : 4, T = ctx.quick ? 64 : 256, B = ctx.quick ? 2 : 4;
+  const d = ctx.quick ? 64 : 256,
+    layers = ctx.quick ? 2 : 4,
+    T = ctx.quick ? 64 : 256,
+    B = ctx.quick ? 2 : 4;
   const rows: BenchRow[] = [];
-  rows.push(await benchModel(`rwkv4 ${layers}×d${d}`, new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: d, nLayers: layers, seed: 1 }), B, T, ctx.quick));
-  rows.push(await benchModel(
-    `fam ${layers}×d${d}`,
-    new lmk.nn.FamTransformerModel({ vocabSize: 256, dModel: d, nLayers: layers, nHeads: 4, blockSize: 64, memoryBlocks: 1, famLength: 8, seed: 1 }),
-    B, T, ctx.quick,
-  ));
+  rows.push(
+    await benchModel(
+      `rwkv4 ${layers}×d${d}`,
+      new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: d, nLayers: layers, seed: 1 }),
+      B,
+      T,
+      ctx.quick,
+    ),
+  );
+  rows.push(
+    await benchModel(
+      `fam ${layers}×d${d}`,
+      new lmk.nn.FamTransformerModel({
+        vocabSize: 256,
+        dModel: d,
+        nLayers: layers,
+        nHeads: 4,
+        blockSize: 64,
+        memoryBlocks: 1,
+        famLength: 8,
+        seed: 1,
+      }),
+      B,
+      T,
+      ctx.quick,
+    ),
+  );
   return rows;
 }

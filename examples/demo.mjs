@@ -128,9 +128,12 @@ function parse(argv) {
     device = values.device === undefined ? lmk.defaultDevice().toString() : values.device;
     if (device === 'cuda') device = 'cuda:0';
     if (device.startsWith('cuda') && !lmk.cudaAvailable()) {
-      fail(`--device ${values.device}: CUDA is not usable here (${lmk.backendInfo().cuda.reason ?? 'no device'}); run \`npx lmkernels doctor\``);
+      fail(
+        `--device ${values.device}: CUDA is not usable here (${lmk.backendInfo().cuda.reason ?? 'no device'}); run \`npx lmkernels doctor\``,
+      );
     }
-    if (device !== 'cpu' && !/^cuda:\d+$/.test(device)) fail(`--device must be cpu or cuda[:N], got '${values.device}'`);
+    if (device !== 'cpu' && !/^cuda:\d+$/.test(device))
+      fail(`--device must be cpu or cuda[:N], got '${values.device}'`);
   } catch (e) {
     fail(e.message);
   }
@@ -146,12 +149,17 @@ async function main() {
   const out = opts.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
   const corpus = loadBytes(SHAKESPEARE);
   const { train: trainBytes, val: valBytes } = splitHoldout(corpus, 0.1);
-  const T = opts.seqLen, B = opts.batch;
+  const T = opts.seqLen,
+    B = opts.batch;
   const valSet = evalBatches(valBytes, B, T, opts.tiny ? TINY.evalBatches : Infinity);
   const valTokens = valSet.reduce((n, b) => n + b.inputs.length, 0);
 
   const config = {
-    vocabSize: 256, dModel: opts.dModel, nLayers: opts.layers, device: opts.device, seed: opts.seed,
+    vocabSize: 256,
+    dModel: opts.dModel,
+    nLayers: opts.layers,
+    device: opts.device,
+    seed: opts.seed,
     // TransformerFAM: blocks of T/4 bytes (at most 32) attend to themselves,
     // one earlier block and a feedback memory of 8 slots.
     fam: { nHeads: 4, blockSize: Math.max(1, Math.min(32, Math.floor(T / 4))), memoryBlocks: 1, famLength: 8 },
@@ -166,21 +174,40 @@ async function main() {
   }
   const lossName = opts.loss === 'ce' ? 'cross-entropy' : 'goldfish loss (k 4, h 13)';
   const info = lmk.backendInfo();
-  const where = opts.device === 'cpu' ? `cpu (${info.cpu.threads} threads)` : `${opts.device} (${info.cuda.devices?.[Number(opts.device.split(':')[1])]?.name ?? 'GPU'})`;
-  console.log(`lmkernels ${info.version} demo: byte-level ${opts.model === 'rwkv4' ? 'RWKV-4' : 'TransformerFAM'} language model`);
-  console.log(`  model   d ${opts.dModel}, ${opts.layers} layers, ${(parameterCount(model) / 1e6).toFixed(2)}M parameters, seed ${opts.seed}`);
-  console.log(`  data    ${relative(process.cwd(), SHAKESPEARE)}: ${trainBytes.length.toLocaleString('en')} bytes for training, ${valBytes.length.toLocaleString('en')} held out`);
-  console.log(`  train   ${opts.steps} steps of ${B}×${T} bytes, AdamW (peak lr ${opts.lr}, cosine), ${lossName}, on ${where}`);
+  const where =
+    opts.device === 'cpu'
+      ? `cpu (${info.cpu.threads} threads)`
+      : `${opts.device} (${info.cuda.devices?.[Number(opts.device.split(':')[1])]?.name ?? 'GPU'})`;
+  console.log(
+    `lmkernels ${info.version} demo: byte-level ${opts.model === 'rwkv4' ? 'RWKV-4' : 'TransformerFAM'} language model`,
+  );
+  console.log(
+    `  model   d ${opts.dModel}, ${opts.layers} layers, ${(parameterCount(model) / 1e6).toFixed(2)}M parameters, seed ${opts.seed}`,
+  );
+  console.log(
+    `  data    ${relative(process.cwd(), SHAKESPEARE)}: ${trainBytes.length.toLocaleString('en')} bytes for training, ${valBytes.length.toLocaleString('en')} held out`,
+  );
+  console.log(
+    `  train   ${opts.steps} steps of ${B}×${T} bytes, AdamW (peak lr ${opts.lr}, cosine), ${lossName}, on ${where}`,
+  );
 
   const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: opts.lr, weightDecay: 0.01 });
   const schedule = lmk.optim.cosineSchedule({
-    maxLr: opts.lr, minLr: opts.lr / 10, warmupSteps: Math.min(50, Math.ceil(opts.steps / 10)), totalSteps: opts.steps,
+    maxLr: opts.lr,
+    minLr: opts.lr / 10,
+    warmupSteps: Math.min(50, Math.ceil(opts.steps / 10)),
+    totalSteps: opts.steps,
   });
   const rng = new Rng(opts.seed);
   const bar = new ProgressBar(opts.steps, { label: '  ' });
   const smooth = { m: 0, w: 0 };
   const result = await train({
-    model, optimizer, lr: schedule, loss: opts.loss, device: opts.device, steps: opts.steps,
+    model,
+    optimizer,
+    lr: schedule,
+    loss: opts.loss,
+    device: opts.device,
+    steps: opts.steps,
     nextBatch: () => randomBatch(trainBytes, B, T, rng),
     evalEvery: opts.evalEvery,
     evalFn: () => evaluate(model, valSet, opts.device),
@@ -203,16 +230,23 @@ async function main() {
   const smoothPoints = steps.map((s, i) => [s, smoothed[i]]);
   const objectiveName = opts.loss === 'ce' ? 'train' : 'train (goldfish)';
   console.log();
-  console.log(terminalPlot([
-    { name: `${objectiveName} loss`, points: trainPoints },
-    { name: 'validation', points: result.val, marker: '●' },
-  ], { title: '  loss (nats per byte) by step', xLabel: 'step' }));
+  console.log(
+    terminalPlot(
+      [
+        { name: `${objectiveName} loss`, points: trainPoints },
+        { name: 'validation', points: result.val, marker: '●' },
+      ],
+      { title: '  loss (nats per byte) by step', xLabel: 'step' },
+    ),
+  );
   console.log();
 
   mkdirSync(out, { recursive: true });
   const title = `byte-level ${opts.model === 'rwkv4' ? 'RWKV-4' : 'TransformerFAM'} on Shakespeare: ${lossName}, d ${opts.dModel}, ${opts.layers} layers, seed ${opts.seed}`;
   writeSvg(join(out, 'loss.svg'), {
-    title, xLabel: 'step', yLabel: 'loss (nats per byte)',
+    title,
+    xLabel: 'step',
+    yLabel: 'loss (nats per byte)',
     series: [
       { name: `${objectiveName} loss`, points: trainPoints, color: '#1f77b4', width: 1, opacity: 0.35 },
       { name: `${objectiveName} (EMA 0.9)`, points: smoothPoints, color: '#1f77b4', width: 2 },
@@ -224,16 +258,27 @@ async function main() {
   const finalTrain = result.losses.slice(-tail).reduce((a, b) => a + b, 0) / tail;
   const finalAll = result.all.slice(-tail).reduce((a, b) => a + b, 0) / tail;
   const finalVal = result.val.at(-1)[1];
-  const marks = [...new Set([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1].map((f) => Math.max(1, Math.round(f * opts.steps))))];
+  const marks = [
+    ...new Set([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1].map((f) => Math.max(1, Math.round(f * opts.steps)))),
+  ];
   console.log(`  train loss by step: ${marks.map((s) => `${s}: ${fmtLoss(result.losses[s - 1])}`).join('  ')}`);
-  console.log(`  train loss ${fmtLoss(finalTrain)} (mean of the last ${tail} steps${opts.loss === 'goldfish' ? `; ${fmtLoss(finalAll)} over all tokens` : ''}), ` +
-    `validation ${fmtLoss(finalVal)} nats/byte = ${bits(finalVal).toFixed(3)} bits/byte (on ${valTokens.toLocaleString('en')} held-out bytes; ${fmtLoss(result.val[0][1])} before training)`);
-  console.log(`  ${result.tokens.toLocaleString('en')} bytes in ${result.seconds.toFixed(1)} s of training = ${Math.round(result.tokens / result.seconds)} tok/s (+ ${result.evalSeconds.toFixed(1)} s of validation)`);
+  console.log(
+    `  train loss ${fmtLoss(finalTrain)} (mean of the last ${tail} steps${opts.loss === 'goldfish' ? `; ${fmtLoss(finalAll)} over all tokens` : ''}), ` +
+      `validation ${fmtLoss(finalVal)} nats/byte = ${bits(finalVal).toFixed(3)} bits/byte (on ${valTokens.toLocaleString('en')} held-out bytes; ${fmtLoss(result.val[0][1])} before training)`,
+  );
+  console.log(
+    `  ${result.tokens.toLocaleString('en')} bytes in ${result.seconds.toFixed(1)} s of training = ${Math.round(result.tokens / result.seconds)} tok/s (+ ${result.evalSeconds.toFixed(1)} s of validation)`,
+  );
 
   const metadata = {
     format: 'lmkernels-demo/1',
     model: opts.model,
-    config: JSON.stringify({ vocabSize: 256, dModel: opts.dModel, nLayers: opts.layers, ...(opts.model === 'fam' ? config.fam : {}) }),
+    config: JSON.stringify({
+      vocabSize: 256,
+      dModel: opts.dModel,
+      nLayers: opts.layers,
+      ...(opts.model === 'fam' ? config.fam : {}),
+    }),
     loss: opts.loss,
     step: String(opts.steps),
     seed: String(opts.seed),
@@ -243,22 +288,53 @@ async function main() {
     corpus: 'examples/data/shakespeare.txt',
   };
   await lmk.saveSafetensors(join(out, 'model.safetensors'), model.stateDict(), metadata);
-  writeFileSync(join(out, 'metrics.json'), JSON.stringify({
-    options: { ...opts, out }, metadata, losses: result.losses, lossAllTokens: result.all, val: result.val,
-    trainSeconds: result.seconds, evalSeconds: result.evalSeconds, tokens: result.tokens,
-  }, null, 1) + '\n');
+  writeFileSync(
+    join(out, 'metrics.json'),
+    JSON.stringify(
+      {
+        options: { ...opts, out },
+        metadata,
+        losses: result.losses,
+        lossAllTokens: result.all,
+        val: result.val,
+        trainSeconds: result.seconds,
+        evalSeconds: result.evalSeconds,
+        tokens: result.tokens,
+      },
+      null,
+      1,
+    ) + '\n',
+  );
 
   if (opts.sampleBytes > 0) {
     const t0 = performance.now();
-    const sample = await generate(model, { prompt: opts.prompt, length: opts.sampleBytes, temperature: opts.temperature, seed: opts.seed });
+    const sample = await generate(model, {
+      prompt: opts.prompt,
+      length: opts.sampleBytes,
+      temperature: opts.temperature,
+      seed: opts.seed,
+    });
     const seconds = (performance.now() - t0) / 1000;
-    const how = typeof model.step === 'function' ? 'recurrent step decoding' : typeof model.forwardChunk === 'function' ? 'block-recurrent decoding with forwardChunk' : 'decoding with forward';
-    console.log(`\n  sample (${opts.sampleBytes} bytes, temperature ${opts.temperature}, seed ${opts.seed}, ${how}, ${seconds.toFixed(1)} s):`);
+    const how =
+      typeof model.step === 'function'
+        ? 'recurrent step decoding'
+        : typeof model.forwardChunk === 'function'
+          ? 'block-recurrent decoding with forwardChunk'
+          : 'decoding with forward';
+    console.log(
+      `\n  sample (${opts.sampleBytes} bytes, temperature ${opts.temperature}, seed ${opts.seed}, ${how}, ${seconds.toFixed(1)} s):`,
+    );
     console.log('  ' + '─'.repeat(60));
     const text = opts.prompt + decode(sample);
     // Control bytes (an undertrained model emits some) are shown as U+FFFD so they cannot drive the terminal.
+    // eslint-disable-next-line no-control-regex -- matching control bytes is the point
     const shown = text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '\ufffd');
-    console.log(shown.split('\n').map((l) => `  ${l}`).join('\n'));
+    console.log(
+      shown
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n'),
+    );
     console.log('  ' + '─'.repeat(60));
     writeFileSync(join(out, 'sample.txt'), text);
   }

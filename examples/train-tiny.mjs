@@ -8,7 +8,8 @@ const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: 64, nLayers: 2, se
 const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: 3e-3, weightDecay: 0.01 });
 
 function batch(step) {
-  const inputs = new Int32Array(B * T), labels = new Int32Array(B * T);
+  const inputs = new Int32Array(B * T),
+    labels = new Int32Array(B * T);
   for (let b = 0; b < B; b++) {
     const start = (step * 97 + b * 131) % (bytes.length - T - 1);
     inputs.set(bytes.subarray(start, start + T), b * T);

@@ -33,7 +33,10 @@ function doctor(): number {
     rows.push(['cuda driver', version(info.cuda.driverVersion)]);
   }
   for (const d of info.cuda.devices) {
-    rows.push([`cuda:${d.index}`, `${d.name}, sm_${d.computeCapability.replace('.', '')}, ${formatBytes(d.totalMemory)}`]);
+    rows.push([
+      `cuda:${d.index}`,
+      `${d.name}, sm_${d.computeCapability.replace('.', '')}, ${formatBytes(d.totalMemory)}`,
+    ]);
   }
   rows.push(['gemm (cpu)', info.gemm.cpu + (info.gemm.cpuLibrary ? ` (${info.gemm.cpuLibrary})` : '')]);
   rows.push(['gemm (cuda)', info.gemm.cuda]);

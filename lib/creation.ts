@@ -11,8 +11,15 @@ export interface CreationOptions {
 }
 
 type TypedArray =
-  | Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array
-  | Float32Array | Float64Array;
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array;
 
 export type NestedNumbers = number | readonly NestedNumbers[];
 
@@ -84,7 +91,9 @@ export function tensor(
     }
     inferred = [like.length];
   } else {
-    throw new TypeError(`${fn}: data must be a number, an array, an array-like or a typed array, got ${describe(data)}`);
+    throw new TypeError(
+      `${fn}: data must be a number, an array, an array-like or a typed array, got ${describe(data)}`,
+    );
   }
   const shape = opts.shape === undefined ? inferred : checkShape(opts.shape, fn);
   const { dtype, device } = resolve(opts, fn, data instanceof Int32Array ? 'int32' : 'float32');

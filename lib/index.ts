@@ -17,11 +17,24 @@ export type { RWKV4State, RWKV4Options, AdamWOptions } from './training';
 export { losses } from './ops/losses';
 export type { Wkv4ForwardOptions, Wkv4BackwardOptions, Wkv4StepOptions } from './ops/wkv4';
 export type {
-  FamAttentionResult, FamBlockAttentionOptions, FamBlockAttentionBackwardOptions,
-  FamMemoryAttentionOptions, FamMemoryAttentionBackwardOptions,
+  FamAttentionResult,
+  FamBlockAttentionOptions,
+  FamBlockAttentionBackwardOptions,
+  FamMemoryAttentionOptions,
+  FamMemoryAttentionBackwardOptions,
 } from './ops/fam';
 export type {
-  CrossEntropyOptions, CrossEntropyResult, Goldfish, GoldfishLossOptions, GoldfishLossResult, GoldfishMaskOptions,
-  GoldfishStrategy, LossReduction, OrpoMetrics, OrpoOptions, OrpoResult, ShiftLabelsOptions,
+  CrossEntropyOptions,
+  CrossEntropyResult,
+  Goldfish,
+  GoldfishLossOptions,
+  GoldfishLossResult,
+  GoldfishMaskOptions,
+  GoldfishStrategy,
+  LossReduction,
+  OrpoMetrics,
+  OrpoOptions,
+  OrpoResult,
+  ShiftLabelsOptions,
 } from './ops/losses';
 export type { FamModelOptions, FamState } from './training';

@@ -41,8 +41,22 @@ export interface NativeAddon {
   full(shape: readonly number[], value: number, dtype: string, device: string, fn: string): NativeTensor;
   arange(n: number, dtype: string, device: string): NativeTensor;
   manualSeed(seed: number): void;
-  rand(shape: readonly number[], dtype: string, device: string, seed: number | undefined, low: number, high: number): NativeTensor;
-  randn(shape: readonly number[], dtype: string, device: string, seed: number | undefined, mean: number, std: number): NativeTensor;
+  rand(
+    shape: readonly number[],
+    dtype: string,
+    device: string,
+    seed: number | undefined,
+    low: number,
+    high: number,
+  ): NativeTensor;
+  randn(
+    shape: readonly number[],
+    dtype: string,
+    device: string,
+    seed: number | undefined,
+    mean: number,
+    std: number,
+  ): NativeTensor;
   fromHost(data: HostArray, shape: readonly number[], dtype: string, device: string): NativeTensor;
   toDtype(handle: unknown, dtype: string): NativeTensor;
   toDevice(handle: unknown, device: string): NativeTensor;

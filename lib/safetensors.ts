@@ -9,15 +9,27 @@ import { native } from './native';
 import { Tensor, checkTensor } from './tensor';
 import { checkOptions } from './validate';
 
-const TO_FILE: Record<DType, string> = { float32: 'F32', float64: 'F64', bfloat16: 'BF16', float16: 'F16', int32: 'I32' };
+const TO_FILE: Record<DType, string> = {
+  float32: 'F32',
+  float64: 'F64',
+  bfloat16: 'BF16',
+  float16: 'F16',
+  int32: 'I32',
+};
 const FROM_FILE: Record<string, DType> = Object.fromEntries(Object.entries(TO_FILE).map(([k, v]) => [v, k as DType]));
 
-export async function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
+export async function saveSafetensors(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   const fn = 'saveSafetensors';
   if (typeof path !== 'string') throw new TypeError(`${fn}: path must be a string`);
-  if (typeof tensors !== 'object' || tensors === null) throw new TypeError(`${fn}: tensors must be an object of Tensors`);
+  if (typeof tensors !== 'object' || tensors === null)
+    throw new TypeError(`${fn}: tensors must be an object of Tensors`);
   if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new TypeError(`${fn}: metadata['${k}'] must be a string`);
+    for (const [k, v] of Object.entries(metadata))
+      if (typeof v !== 'string') throw new TypeError(`${fn}: metadata['${k}'] must be a string`);
   }
   const names = Object.keys(tensors).sort();
   for (const name of names) checkTensor(tensors[name], fn, `tensors['${name}']`);
@@ -39,7 +51,10 @@ export async function saveSafetensors(path: string, tensors: Record<string, Tens
   await fs.writeFile(path, Buffer.concat([length, headerBytes, ...bodies]));
 }
 
-export async function loadSafetensors(path: string, opts: { device?: DeviceSpec } = {}): Promise<Record<string, Tensor>> {
+export async function loadSafetensors(
+  path: string,
+  opts: { device?: DeviceSpec } = {},
+): Promise<Record<string, Tensor>> {
   const fn = 'loadSafetensors';
   if (typeof path !== 'string') throw new TypeError(`${fn}: path must be a string`);
   checkOptions(opts, fn, ['device']);
@@ -47,7 +62,8 @@ export async function loadSafetensors(path: string, opts: { device?: DeviceSpec 
   const file = await fs.readFile(path);
   if (file.length < 8) throw new RangeError(`${fn}: ${path} is too short to be a safetensors file`);
   const headerLength = Number(file.readBigUInt64LE(0));
-  if (headerLength > file.length - 8) throw new RangeError(`${fn}: ${path}: header length ${headerLength} exceeds the file`);
+  if (headerLength > file.length - 8)
+    throw new RangeError(`${fn}: ${path}: header length ${headerLength} exceeds the file`);
   let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   try {
     header = JSON.parse(file.subarray(8, 8 + headerLength).toString('utf8'));

@@ -20,6 +20,7 @@ export function installBackward(hook: (root: Tensor, grad: Tensor | undefined) =
 
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('Symbol.dispose');
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- adds [Symbol.dispose] on Node 20
 export class Tensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
@@ -52,9 +53,12 @@ export class Tensor {
   set requiresGrad(value: boolean) {
     if (typeof value !== 'boolean') throw new TypeError(`Tensor.requiresGrad must be a boolean, got ${typeof value}`);
     if (this._gradFn && !value) {
-      throw new RangeError('Tensor.requiresGrad: cannot turn off gradients of a non-leaf tensor; use clone() under noGrad()');
+      throw new RangeError(
+        'Tensor.requiresGrad: cannot turn off gradients of a non-leaf tensor; use clone() under noGrad()',
+      );
     }
-    if (value && this.dtype === 'int32') throw new TypeError('Tensor.requiresGrad: int32 tensors cannot require gradients');
+    if (value && this.dtype === 'int32')
+      throw new TypeError('Tensor.requiresGrad: int32 tensors cannot require gradients');
     this._requiresGrad = value;
   }
 
@@ -151,6 +155,7 @@ Object.defineProperty(Tensor.prototype, disposeSymbol, {
   configurable: true,
 });
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export interface Tensor {
   [Symbol.dispose](): void;
 }

@@ -15,7 +15,12 @@ export function checkShape(shape: unknown, fn: string, arg = 'shape', allowInfer
   return shape as readonly number[];
 }
 
-export function checkOptions(opts: unknown, fn: string, allowed: readonly string[], arg = 'opts'): Record<string, unknown> {
+export function checkOptions(
+  opts: unknown,
+  fn: string,
+  allowed: readonly string[],
+  arg = 'opts',
+): Record<string, unknown> {
   if (opts === undefined) return {};
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
     throw new TypeError(`${fn}: ${arg} must be an object, got ${describe(opts)}`);

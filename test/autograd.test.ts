@@ -39,25 +39,80 @@ describe('gradcheck of every differentiable op (float64)', () => {
     ['slice', (a) => ops.slice(a!, 1, 1, 3), () => [leaf([2, 4], 1)]],
     ['transpose', (a) => ops.transpose(a!, 0, 2), () => [leaf([2, 3, 4], 1)]],
     ['reshape', (a) => ops.reshape(a!, [6, 2]), () => [leaf([3, 4], 1)]],
-    ['wkv4 y', (d, f, k, v) => ops.wkv4({ timeDecay: d!, timeFirst: f!, k: k!, v: v! }).y, () => [leaf([3], 1), leaf([3], 2), leaf([2, 4, 3], 3), leaf([2, 4, 3], 4)]],
-    ['wkv4 state, with an input state', (d, f, k, v, s) => ops.wkv4({ timeDecay: d!, timeFirst: f!, k: k!, v: v!, state: s! }).state, () => {
-      const s = lmk.tensor(Float64Array.from({ length: 18 }, (_, i) => (i % 9 < 3 ? 0.3 : i % 9 < 6 ? 1.2 : -0.5)), { shape: [2, 3, 3], dtype: 'float64' });
-      s.requiresGrad = true;
-      return [leaf([3], 1), leaf([3], 2), leaf([2, 4, 3], 3), leaf([2, 4, 3], 4), s];
-    }],
-    ['crossEntropy (mean, ignored label)', (z) => ops.crossEntropy({ logits: z!, labels: labels23() }).loss, () => [leaf([2, 3, 5], 1)]],
-    ['crossEntropy (none)', (z) => ops.crossEntropy({ logits: z!, labels: labels23(), reduction: 'none' }).loss, () => [leaf([2, 3, 5], 1)]],
-    ['goldfishLoss (static k=2)', (z) => ops.goldfishLoss({ logits: z!, labels: labels23(), k: 2, strategy: 'static' }).loss, () => [leaf([2, 3, 5], 1)]],
-    ['orpo', (a, b) => ops.orpo({
-      chosenLogits: a!, rejectedLogits: b!,
-      chosenLabels: lmk.tensor(new Int32Array([1, 3, 2, 0, 2, 4]), { shape: [2, 3] }),
-      rejectedLabels: lmk.tensor(new Int32Array([2, 2, 4, 1]), { shape: [2, 2] }),
-    }).loss, () => [leaf([2, 3, 5], 1), leaf([2, 2, 5], 2)]],
-    ['famBlockAttention (grouped heads, FAM, memory)', (q, k, v, fk, fv) => ops.famBlockAttention({ q: q!, k: k!, v: v!, famK: fk!, famV: fv!, blockSize: 2, memoryBlocks: 1 }).out,
-      () => [leaf([1, 2, 5, 4], 1), leaf([1, 1, 5, 4], 2), leaf([1, 1, 5, 4], 3), leaf([1, 1, 3, 2, 4], 4), leaf([1, 1, 3, 2, 4], 5)]],
-    ['famMemoryAttention', (q, k, v, bk, bv) => ops.famMemoryAttention({ famQ: q!, famK: k!, famV: v!, blockK: bk!, blockV: bv! }).out,
-      () => [leaf([1, 2, 2, 4], 1), leaf([1, 1, 2, 4], 2), leaf([1, 1, 2, 4], 3), leaf([1, 1, 3, 4], 4), leaf([1, 1, 3, 4], 5)]],
-    ['a composite graph with reuse', (a, b) => { const m = ops.matmul(a!, b!); return ops.sum(ops.mul(ops.sigmoid(m), ops.tanh(m))); }, () => [leaf([3, 4], 1), leaf([4, 2], 2)]],
+    [
+      'wkv4 y',
+      (d, f, k, v) => ops.wkv4({ timeDecay: d!, timeFirst: f!, k: k!, v: v! }).y,
+      () => [leaf([3], 1), leaf([3], 2), leaf([2, 4, 3], 3), leaf([2, 4, 3], 4)],
+    ],
+    [
+      'wkv4 state, with an input state',
+      (d, f, k, v, s) => ops.wkv4({ timeDecay: d!, timeFirst: f!, k: k!, v: v!, state: s! }).state,
+      () => {
+        const s = lmk.tensor(
+          Float64Array.from({ length: 18 }, (_, i) => (i % 9 < 3 ? 0.3 : i % 9 < 6 ? 1.2 : -0.5)),
+          { shape: [2, 3, 3], dtype: 'float64' },
+        );
+        s.requiresGrad = true;
+        return [leaf([3], 1), leaf([3], 2), leaf([2, 4, 3], 3), leaf([2, 4, 3], 4), s];
+      },
+    ],
+    [
+      'crossEntropy (mean, ignored label)',
+      (z) => ops.crossEntropy({ logits: z!, labels: labels23() }).loss,
+      () => [leaf([2, 3, 5], 1)],
+    ],
+    [
+      'crossEntropy (none)',
+      (z) => ops.crossEntropy({ logits: z!, labels: labels23(), reduction: 'none' }).loss,
+      () => [leaf([2, 3, 5], 1)],
+    ],
+    [
+      'goldfishLoss (static k=2)',
+      (z) => ops.goldfishLoss({ logits: z!, labels: labels23(), k: 2, strategy: 'static' }).loss,
+      () => [leaf([2, 3, 5], 1)],
+    ],
+    [
+      'orpo',
+      (a, b) =>
+        ops.orpo({
+          chosenLogits: a!,
+          rejectedLogits: b!,
+          chosenLabels: lmk.tensor(new Int32Array([1, 3, 2, 0, 2, 4]), { shape: [2, 3] }),
+          rejectedLabels: lmk.tensor(new Int32Array([2, 2, 4, 1]), { shape: [2, 2] }),
+        }).loss,
+      () => [leaf([2, 3, 5], 1), leaf([2, 2, 5], 2)],
+    ],
+    [
+      'famBlockAttention (grouped heads, FAM, memory)',
+      (q, k, v, fk, fv) =>
+        ops.famBlockAttention({ q: q!, k: k!, v: v!, famK: fk!, famV: fv!, blockSize: 2, memoryBlocks: 1 }).out,
+      () => [
+        leaf([1, 2, 5, 4], 1),
+        leaf([1, 1, 5, 4], 2),
+        leaf([1, 1, 5, 4], 3),
+        leaf([1, 1, 3, 2, 4], 4),
+        leaf([1, 1, 3, 2, 4], 5),
+      ],
+    ],
+    [
+      'famMemoryAttention',
+      (q, k, v, bk, bv) => ops.famMemoryAttention({ famQ: q!, famK: k!, famV: v!, blockK: bk!, blockV: bv! }).out,
+      () => [
+        leaf([1, 2, 2, 4], 1),
+        leaf([1, 1, 2, 4], 2),
+        leaf([1, 1, 2, 4], 3),
+        leaf([1, 1, 3, 4], 4),
+        leaf([1, 1, 3, 4], 5),
+      ],
+    ],
+    [
+      'a composite graph with reuse',
+      (a, b) => {
+        const m = ops.matmul(a!, b!);
+        return ops.sum(ops.mul(ops.sigmoid(m), ops.tanh(m)));
+      },
+      () => [leaf([3, 4], 1), leaf([4, 2], 2)],
+    ],
   ];
   for (const [name, fn, make] of cases) {
     it(name, () => {
@@ -68,9 +123,16 @@ describe('gradcheck of every differentiable op (float64)', () => {
   it('gradcheck reports a wrong gradient with its worst element', () => {
     // y = x·x with one factor detached: the analytic gradient is x, the true one 2x.
     const x = leaf([3], 9);
-    expect(() => lmk.gradcheck((t) => ops.mul(t!, lmk.noGrad(() => t!.clone())), [x])).toThrow(
-      /gradcheck: gradient mismatch at inputs\[0\]\[\d\] \(flat\): analytic .*, numeric/,
-    );
+    expect(() =>
+      lmk.gradcheck(
+        (t) =>
+          ops.mul(
+            t!,
+            lmk.noGrad(() => t!.clone()),
+          ),
+        [x],
+      ),
+    ).toThrow(/gradcheck: gradient mismatch at inputs\[0\]\[\d\] \(flat\): analytic .*, numeric/);
     expect(() => lmk.gradcheck((t) => ops.exp(t!), [lmk.randn([2], { seed: 1 })])).toThrow(/must be float64/);
   });
 });
@@ -144,12 +206,17 @@ describe('layers and modules', () => {
     expect(Array.from(await b.weight.data())).toEqual(Array.from(await a.weight.data()));
     expect(() => b.loadStateDict({ weight: a.weight })).toThrow(/missing: bias/);
     expect(() => b.loadStateDict({ ...a.stateDict(), extra: a.bias! })).toThrow(/unexpected: extra/);
-    expect(() => b.loadStateDict({ weight: lmk.zeros([4, 3]), bias: a.bias! })).toThrow(/wrong shape: weight \(expected \[3,4\], got \[4,3\]\)/);
+    expect(() => b.loadStateDict({ weight: lmk.zeros([4, 3]), bias: a.bias! })).toThrow(
+      /wrong shape: weight \(expected \[3,4\], got \[4,3\]\)/,
+    );
   });
 
   it('RWKV-4: step repeated equals forward on the same tokens', async () => {
     const model = new lmk.nn.RWKV4Model({ vocabSize: 32, dModel: 16, nLayers: 2, seed: 1, dtype: 'float64' });
-    const seqs = [[1, 5, 7, 3, 9, 2], [4, 8, 6, 0, 11, 13]];
+    const seqs = [
+      [1, 5, 7, 3, 9, 2],
+      [4, 8, 6, 0, 11, 13],
+    ];
     const tokens = lmk.tensor(new Int32Array(seqs.flat()), { shape: [2, 6] });
     const full = await lmk.noGrad(() => model.forward(tokens)).data();
     let state: lmk.RWKV4State | undefined;
@@ -159,7 +226,9 @@ describe('layers and modules', () => {
       if (state) lmk.nn.disposeRWKV4State(state);
       state = r.state;
       const l = await r.logits.data();
-      for (let b = 0; b < 2; b++) for (let v = 0; v < 32; v++) maxDiff = Math.max(maxDiff, Math.abs(full[(b * 6 + t) * 32 + v]! - l[b * 32 + v]!));
+      for (let b = 0; b < 2; b++)
+        for (let v = 0; v < 32; v++)
+          maxDiff = Math.max(maxDiff, Math.abs(full[(b * 6 + t) * 32 + v]! - l[b * 32 + v]!));
     }
     expect(maxDiff).toBeLessThan(1e-12);
     model.dispose();
@@ -173,7 +242,9 @@ describe('layers and modules', () => {
     const out = model.forward(tokens);
     out.backward(rTensor);
     const objective = () =>
-      lmk.noGrad(() => lmk.tidy(() => Array.from(model.forward(tokens).dataSync()).reduce((s, v, i) => s + v * r[i]!, 0)));
+      lmk.noGrad(() =>
+        lmk.tidy(() => Array.from(model.forward(tokens).dataSync()).reduce((s, v, i) => s + v * r[i]!, 0)),
+      );
     const eps = 1e-6;
     for (const [name, p] of model.namedParameters()) {
       const analytic = await p.grad!.data();
@@ -181,7 +252,10 @@ describe('layers and modules', () => {
       for (const j of [0, Math.floor(values.length / 2), values.length - 1]) {
         const at = (v: number) => {
           values[j] = v;
-          model.loadStateDict({ ...model.stateDict(), [name]: lmk.tensor(values, { shape: p.shape, dtype: 'float64' }) });
+          model.loadStateDict({
+            ...model.stateDict(),
+            [name]: lmk.tensor(values, { shape: p.shape, dtype: 'float64' }),
+          });
           return objective();
         };
         const x0 = values[j]!;

@@ -53,7 +53,8 @@ export function randomArray(n: number, seed: number, low = -1, high = 1): Float6
 /** ‖out − ref‖ / ‖ref‖ (KERNELS.md's measure); ‖out‖ when ref is all zero. */
 export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number {
   if (out.length !== ref.length) return Infinity;
-  let diff = 0, norm = 0;
+  let diff = 0,
+    norm = 0;
   for (let i = 0; i < ref.length; i++) {
     const d = out[i]! - ref[i]!;
     diff += d * d;
@@ -155,16 +156,19 @@ export function refExpandTo(x: Arr, shape: Shape): Arr {
 // ---- matmul ----------------------------------------------------------------------
 
 export function refMatmul(a: Arr, b: Arr, transA = false, transB = false): Arr {
-  const ra = a.shape.length, rb = b.shape.length;
+  const ra = a.shape.length,
+    rb = b.shape.length;
   const M = transA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
   const K = transA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
   const N = transB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
-  const batchA = a.shape.slice(0, ra - 2), batchB = b.shape.slice(0, rb - 2);
+  const batchA = a.shape.slice(0, ra - 2),
+    batchB = b.shape.slice(0, rb - 2);
   const batch = broadcastShape(batchA, batchB)!;
   const out = new Float64Array(numel(batch) * M * N);
   for (let z = 0; z < numel(batch); z++) {
     const idx = unravel(z, batch);
-    const ao = broadcastIndex(idx, batchA) * M * K, bo = broadcastIndex(idx, batchB) * K * N;
+    const ao = broadcastIndex(idx, batchA) * M * K,
+      bo = broadcastIndex(idx, batchB) * K * N;
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
         let s = 0;
@@ -185,7 +189,9 @@ export function refMatmul(a: Arr, b: Arr, transA = false, transB = false): Arr {
 export function refLayerNorm(x: Arr, weight: Float64Array | null, bias: Float64Array | null, eps: number, rms = false) {
   const C = x.shape[x.shape.length - 1]!;
   const rows = x.data.length / C;
-  const y = new Float64Array(x.data.length), mean = new Float64Array(rows), rstd = new Float64Array(rows);
+  const y = new Float64Array(x.data.length),
+    mean = new Float64Array(rows),
+    rstd = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let m = 0;
     if (!rms) {
@@ -224,7 +230,8 @@ export function refEmbeddingBackward(g: Float64Array, D: number, ids: ArrayLike<
 /** x [..., T, D]; positions [T] or [B, T] (B = shape[0]); interleaved pairs. */
 export function refRope(x: Arr, positions: ArrayLike<number>, posShape: Shape, base: number, inverse: boolean) {
   const r = x.shape.length;
-  const T = x.shape[r - 2]!, D = x.shape[r - 1]!;
+  const T = x.shape[r - 2]!,
+    D = x.shape[r - 1]!;
   const out = new Float64Array(x.data.length);
   const perBatch = x.data.length / x.shape[0]!;
   for (let row = 0; row < x.data.length / D; row++) {
@@ -233,8 +240,10 @@ export function refRope(x: Arr, positions: ArrayLike<number>, posShape: Shape, b
     const pos = posShape.length === 2 ? positions[b * T + t]! : positions[t]!;
     for (let i = 0; i < D / 2; i++) {
       const angle = pos * base ** ((-2 * i) / D);
-      const c = Math.cos(angle), s = inverse ? -Math.sin(angle) : Math.sin(angle);
-      const x0 = x.data[row * D + 2 * i]!, x1 = x.data[row * D + 2 * i + 1]!;
+      const c = Math.cos(angle),
+        s = inverse ? -Math.sin(angle) : Math.sin(angle);
+      const x0 = x.data[row * D + 2 * i]!,
+        x1 = x.data[row * D + 2 * i + 1]!;
       out[row * D + 2 * i] = x0 * c - x1 * s;
       out[row * D + 2 * i + 1] = x0 * s + x1 * c;
     }
@@ -285,7 +294,8 @@ export function refConcat(xs: Arr[], dim: number): Arr {
 export function refTokenShift(x: Arr): Float64Array {
   const [B, T, C] = x.shape as [number, number, number];
   const out = new Float64Array(x.data.length);
-  for (let b = 0; b < B; b++) for (let t = 1; t < T; t++) for (let c = 0; c < C; c++) out[(b * T + t) * C + c] = x.data[(b * T + t - 1) * C + c]!;
+  for (let b = 0; b < B; b++)
+    for (let t = 1; t < T; t++) for (let c = 0; c < C; c++) out[(b * T + t) * C + c] = x.data[(b * T + t - 1) * C + c]!;
   return out;
 }
 
@@ -299,10 +309,14 @@ export function refTokenShift(x: Arr): Float64Array {
  *   param.addcdiv_(exp_avg, denom, value=-step_size)
  */
 export function refAdamwStep(
-  p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array,
+  p: Float64Array,
+  g: Float64Array,
+  m: Float64Array,
+  v: Float64Array,
   o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
 ): void {
-  const bc1 = 1 - o.beta1 ** o.step, bc2 = 1 - o.beta2 ** o.step;
+  const bc1 = 1 - o.beta1 ** o.step,
+    bc2 = 1 - o.beta2 ** o.step;
   for (let i = 0; i < p.length; i++) {
     p[i] = p[i]! * (1 - o.lr * o.weightDecay);
     m[i] = m[i]! + (1 - o.beta1) * (g[i]! - m[i]!);

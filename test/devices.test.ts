@@ -62,9 +62,13 @@ describe('devices and backend', () => {
   });
 
   it('the doctor CLI prints a table and exits 0', () => {
-    const out = execFileSync(process.execPath, [require.resolve('lmkernels/package.json').replace('package.json', 'dist/cjs/cli.js'), 'doctor'], {
-      encoding: 'utf8',
-    });
+    const out = execFileSync(
+      process.execPath,
+      [require.resolve('lmkernels/package.json').replace('package.json', 'dist/cjs/cli.js'), 'doctor'],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(out).toMatch(/lmkernels doctor/);
     expect(out).toMatch(/cuda compiled\s+(true|false)/);
     expect(out).toMatch(/default device\s+(cpu|cuda:0)/);

@@ -22,7 +22,9 @@ describe('bad inputs throw named errors at once', () => {
     expect(() => lmk.zeros([2 ** 30, 2 ** 30, 2 ** 30])).toThrow(/more than 2\^53 elements/);
     expect(() => lmk.zeros([2 ** 26, 2 ** 26])).toThrow(/cannot allocate/);
     expect(() => lmk.tensor([[1, 2], [3]])).toThrow(/tensor: data is ragged/);
-    expect(() => lmk.tensor([1, 2, 3], { shape: [2, 2] })).toThrow(/tensor: shape \[2,2\] holds 4 elements but data has 3/);
+    expect(() => lmk.tensor([1, 2, 3], { shape: [2, 2] })).toThrow(
+      /tensor: shape \[2,2\] holds 4 elements but data has 3/,
+    );
     expect(() => lmk.arange(-1)).toThrow(RangeError);
     expect(() => lmk.rand([2], { low: 1, high: 1 })).toThrow(/rand: low must be less than high/);
     expect(() => lmk.randn([2], { std: -1 })).toThrow(RangeError);

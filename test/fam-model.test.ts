@@ -1,10 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
 
-const cfg = { vocabSize: 16, dModel: 16, nLayers: 2, nHeads: 2, nKvHeads: 1, blockSize: 4, memoryBlocks: 1, famLength: 2, seed: 1, dtype: 'float64' as const };
+const cfg = {
+  vocabSize: 16,
+  dModel: 16,
+  nLayers: 2,
+  nHeads: 2,
+  nKvHeads: 1,
+  blockSize: 4,
+  memoryBlocks: 1,
+  famLength: 2,
+  seed: 1,
+  dtype: 'float64' as const,
+};
 
 function chunkOf(host: Int32Array, T: number, from: number, n: number): lmk.Tensor {
-  return lmk.tensor(Int32Array.from({ length: 2 * n }, (_, i) => host[Math.floor(i / n) * T + from + (i % n)]!), { shape: [2, n] });
+  return lmk.tensor(
+    Int32Array.from({ length: 2 * n }, (_, i) => host[Math.floor(i / n) * T + from + (i % n)]!),
+    { shape: [2, n] },
+  );
 }
 
 describe('FamTransformerModel', () => {
@@ -16,15 +30,18 @@ describe('FamTransformerModel', () => {
     const model = new lmk.nn.FamTransformerModel(cfg);
     const full = await lmk.noGrad(() => model.forward(tokens)).data();
     let state: lmk.FamState | undefined;
-    let pos = 0, maxDiff = 0;
+    let pos = 0,
+      maxDiff = 0;
     for (const n of [4, 4, 4, 2]) {
       const r = lmk.noGrad(() => model.forwardChunk(chunkOf(host, T, pos, n), state));
       if (state) lmk.nn.disposeFamState(state);
       state = r.state;
       const l = await r.logits.data();
-      for (let b = 0; b < 2; b++) for (let t = 0; t < n; t++) for (let v = 0; v < 16; v++) {
-        maxDiff = Math.max(maxDiff, Math.abs(l[(b * n + t) * 16 + v]! - full[(b * T + pos + t) * 16 + v]!));
-      }
+      for (let b = 0; b < 2; b++)
+        for (let t = 0; t < n; t++)
+          for (let v = 0; v < 16; v++) {
+            maxDiff = Math.max(maxDiff, Math.abs(l[(b * n + t) * 16 + v]! - full[(b * T + pos + t) * 16 + v]!));
+          }
       pos += n;
     }
     expect(maxDiff).toBeLessThan(1e-12);
@@ -39,7 +56,10 @@ describe('FamTransformerModel', () => {
     const model = new lmk.nn.FamTransformerModel({ ...cfg, nLayers: 1, dModel: 8, nHeads: 2 });
     const r = Float64Array.from({ length: 2 * T * 16 }, (_, i) => Math.sin(i + 1));
     model.forward(tokens).backward(lmk.tensor(r, { shape: [2, T, 16], dtype: 'float64' }));
-    const objective = () => lmk.noGrad(() => lmk.tidy(() => Array.from(model.forward(tokens).dataSync()).reduce((s, v, i) => s + v * r[i]!, 0)));
+    const objective = () =>
+      lmk.noGrad(() =>
+        lmk.tidy(() => Array.from(model.forward(tokens).dataSync()).reduce((s, v, i) => s + v * r[i]!, 0)),
+      );
     const eps = 1e-6;
     for (const [name, p] of model.namedParameters()) {
       const analytic = await p.grad!.data();
@@ -47,7 +67,10 @@ describe('FamTransformerModel', () => {
       for (const j of [0, values.length - 1]) {
         const at = (v: number) => {
           values[j] = v;
-          model.loadStateDict({ ...model.stateDict(), [name]: lmk.tensor(values, { shape: p.shape, dtype: 'float64' }) });
+          model.loadStateDict({
+            ...model.stateDict(),
+            [name]: lmk.tensor(values, { shape: p.shape, dtype: 'float64' }),
+          });
           return objective();
         };
         const x0 = values[j]!;

@@ -56,15 +56,39 @@ export function normals(n: number, seed: number, scale = 1): Float64Array {
 }
 
 export function makeProblem(
-  shape: { B?: number; H?: number; Hkv?: number; T: number; D: number; L: number; m: number; F?: number; fam?: boolean; scale?: number },
+  shape: {
+    B?: number;
+    H?: number;
+    Hkv?: number;
+    T: number;
+    D: number;
+    L: number;
+    m: number;
+    F?: number;
+    fam?: boolean;
+    scale?: number;
+  },
   seed: number,
   magnitude = 1,
 ): FamProblem {
-  const B = shape.B ?? 1, H = shape.H ?? 2, Hkv = shape.Hkv ?? H, F = shape.F ?? 3, fam = shape.fam ?? true;
+  const B = shape.B ?? 1,
+    H = shape.H ?? 2,
+    Hkv = shape.Hkv ?? H,
+    F = shape.F ?? 3,
+    fam = shape.fam ?? true;
   const NB = numBlocks(shape.T, shape.L);
   const famSize = fam ? B * Hkv * NB * F * shape.D : 0;
   return {
-    B, H, Hkv, T: shape.T, D: shape.D, L: shape.L, m: shape.m, F, fam, scale: shape.scale,
+    B,
+    H,
+    Hkv,
+    T: shape.T,
+    D: shape.D,
+    L: shape.L,
+    m: shape.m,
+    F,
+    fam,
+    scale: shape.scale,
     q: normals(B * H * shape.T * shape.D, seed, magnitude),
     k: normals(B * Hkv * shape.T * shape.D, seed + 1, magnitude),
     v: normals(B * Hkv * shape.T * shape.D, seed + 2),
@@ -87,8 +111,17 @@ interface KeyRow {
  * lse, and adds the query's gradient contributions to gq and to every key.
  */
 function attendRow(
-  q: Float64Array, gOut: Float64Array, qOff: number, D: number, scale: number, keys: KeyRow[],
-  out: Float64Array, lse: Float64Array, row: number, gq: Float64Array, deltaOut?: Float64Array,
+  q: Float64Array,
+  gOut: Float64Array,
+  qOff: number,
+  D: number,
+  scale: number,
+  keys: KeyRow[],
+  out: Float64Array,
+  lse: Float64Array,
+  row: number,
+  gq: Float64Array,
+  deltaOut?: Float64Array,
 ): void {
   const s = keys.map((key) => {
     let dot = 0;
@@ -131,9 +164,13 @@ export function referenceBlockAttention(p: FamProblem, deltaOut?: Float64Array):
   const NB = numBlocks(T, L);
   const scale = p.scale ?? 1 / Math.sqrt(D);
   const r: FamResult = {
-    out: new Float64Array(p.q.length), lse: new Float64Array(B * H * T), gq: new Float64Array(p.q.length),
-    gk: new Float64Array(p.k.length), gv: new Float64Array(p.v.length),
-    gFamK: new Float64Array(p.famK.length), gFamV: new Float64Array(p.famV.length),
+    out: new Float64Array(p.q.length),
+    lse: new Float64Array(B * H * T),
+    gq: new Float64Array(p.q.length),
+    gk: new Float64Array(p.k.length),
+    gv: new Float64Array(p.v.length),
+    gFamK: new Float64Array(p.famK.length),
+    gFamV: new Float64Array(p.famV.length),
   };
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
@@ -178,7 +215,10 @@ export interface MemoryProblem {
   gOut: Float64Array;
 }
 
-export function makeMemoryProblem(s: { B: number; H: number; Hkv: number; F: number; Lb: number; D: number }, seed: number): MemoryProblem {
+export function makeMemoryProblem(
+  s: { B: number; H: number; Hkv: number; F: number; Lb: number; D: number },
+  seed: number,
+): MemoryProblem {
   return {
     ...s,
     famQ: normals(s.B * s.H * s.F * s.D, seed),
@@ -194,16 +234,22 @@ export function makeMemoryProblem(s: { B: number; H: number; Hkv: number; F: num
 export function referenceMemoryAttention(p: MemoryProblem): Record<string, Float64Array> {
   const { B, H, Hkv, F, Lb, D } = p;
   const scale = 1 / Math.sqrt(D);
-  const out = new Float64Array(p.famQ.length), lse = new Float64Array(B * H * F), gFamQ = new Float64Array(p.famQ.length);
-  const gFamK = new Float64Array(p.famK.length), gFamV = new Float64Array(p.famV.length);
-  const gBlockK = new Float64Array(p.blockK.length), gBlockV = new Float64Array(p.blockV.length);
+  const out = new Float64Array(p.famQ.length),
+    lse = new Float64Array(B * H * F),
+    gFamQ = new Float64Array(p.famQ.length);
+  const gFamK = new Float64Array(p.famK.length),
+    gFamV = new Float64Array(p.famV.length);
+  const gBlockK = new Float64Array(p.blockK.length),
+    gBlockV = new Float64Array(p.blockV.length);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const kvh = Math.floor(h / (H / Hkv));
       for (let i = 0; i < F; i++) {
         const keys: KeyRow[] = [];
-        for (let f = 0; f < F; f++) keys.push({ k: p.famK, v: p.famV, gk: gFamK, gv: gFamV, offset: ((b * Hkv + kvh) * F + f) * D });
-        for (let j = 0; j < Lb; j++) keys.push({ k: p.blockK, v: p.blockV, gk: gBlockK, gv: gBlockV, offset: ((b * Hkv + kvh) * Lb + j) * D });
+        for (let f = 0; f < F; f++)
+          keys.push({ k: p.famK, v: p.famV, gk: gFamK, gv: gFamV, offset: ((b * Hkv + kvh) * F + f) * D });
+        for (let j = 0; j < Lb; j++)
+          keys.push({ k: p.blockK, v: p.blockV, gk: gBlockK, gv: gBlockV, offset: ((b * Hkv + kvh) * Lb + j) * D });
         const row = (b * H + h) * F + i;
         attendRow(p.famQ, p.gOut, row * D, D, scale, keys, out, lse, row, gFamQ);
       }
@@ -215,7 +261,8 @@ export function referenceMemoryAttention(p: MemoryProblem): Record<string, Float
 /** ‖a − b‖ / ‖b‖ (KERNELS.md's measure); ‖a‖ when b is all zero. */
 export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) return Infinity;
-  let diff = 0, norm = 0;
+  let diff = 0,
+    norm = 0;
   for (let i = 0; i < b.length; i++) {
     diff += (a[i]! - b[i]!) ** 2;
     norm += b[i]! ** 2;

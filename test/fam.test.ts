@@ -2,8 +2,16 @@ import { describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
 import { roundTo16 } from './reference';
 import {
-  makeMemoryProblem, makeProblem, norm, numBlocks, referenceBlockAttention, referenceMemoryAttention, relativeError,
-  type FamProblem, type FamResult, type MemoryProblem,
+  makeMemoryProblem,
+  makeProblem,
+  norm,
+  numBlocks,
+  referenceBlockAttention,
+  referenceMemoryAttention,
+  relativeError,
+  type FamProblem,
+  type FamResult,
+  type MemoryProblem,
 } from './fam-reference';
 
 type FloatDType = 'float32' | 'float64' | 'bfloat16' | 'float16';
@@ -16,15 +24,28 @@ function rounded(x: Float64Array, dtype: FloatDType): Float64Array {
 }
 
 function roundProblem(p: FamProblem, dtype: FloatDType): FamProblem {
-  return { ...p, q: rounded(p.q, dtype), k: rounded(p.k, dtype), v: rounded(p.v, dtype), famK: rounded(p.famK, dtype),
-    famV: rounded(p.famV, dtype), gOut: rounded(p.gOut, dtype) };
+  return {
+    ...p,
+    q: rounded(p.q, dtype),
+    k: rounded(p.k, dtype),
+    v: rounded(p.v, dtype),
+    famK: rounded(p.famK, dtype),
+    famV: rounded(p.famV, dtype),
+    gOut: rounded(p.gOut, dtype),
+  };
 }
 
 const f64 = async (t: lmk.Tensor): Promise<Float64Array> => Float64Array.from(await t.data());
 
 interface BlockTensors {
-  q: lmk.Tensor; k: lmk.Tensor; v: lmk.Tensor; famK?: lmk.Tensor; famV?: lmk.Tensor;
-  blockSize: number; memoryBlocks: number; scale?: number;
+  q: lmk.Tensor;
+  k: lmk.Tensor;
+  v: lmk.Tensor;
+  famK?: lmk.Tensor;
+  famV?: lmk.Tensor;
+  blockSize: number;
+  memoryBlocks: number;
+  scale?: number;
 }
 
 function blockTensors(p: FamProblem, dtype: FloatDType, device: Device = 'cpu'): BlockTensors {
@@ -58,8 +79,15 @@ async function runBlock(p: FamProblem, dtype: FloatDType, device: Device = 'cpu'
   expect(fwd.out.dtype).toBe(dtype);
   expect(fwd.lse.dtype).toBe(dtype === 'float64' ? 'float64' : 'float32');
   expect(fwd.lse.shape).toEqual([p.B, p.H, p.T]);
-  const r: FamResult = { out: await f64(fwd.out), lse: await f64(fwd.lse), gq: new Float64Array(), gk: new Float64Array(),
-    gv: new Float64Array(), gFamK: new Float64Array(), gFamV: new Float64Array() };
+  const r: FamResult = {
+    out: await f64(fwd.out),
+    lse: await f64(fwd.lse),
+    gq: new Float64Array(),
+    gk: new Float64Array(),
+    gv: new Float64Array(),
+    gFamK: new Float64Array(),
+    gFamV: new Float64Array(),
+  };
   if (backward) {
     const gOut = lmk.tensor(p.gOut, { dtype, device, shape: [p.B, p.H, p.T, p.D] });
     const g = lmk.fam.blockAttentionBackward({ ...inputs, out: fwd.out, lse: fwd.lse, gOut });
@@ -86,14 +114,23 @@ async function runBlock(p: FamProblem, dtype: FloatDType, device: Device = 'cpu'
  * structure, scale·ds times a vector of the same norm) instead of their own
  * tiny norm.
  */
-function expectClose(got: FamResult, want: FamResult, fwd: number, grad: number, label: string, keyFloor = false): void {
+function expectClose(
+  got: FamResult,
+  want: FamResult,
+  fwd: number,
+  grad: number,
+  label: string,
+  keyFloor = false,
+): void {
   const floor = keyFloor ? norm(want.gq) : 0;
   const keyError = (a: Float64Array, b: Float64Array): number => {
-    const e = relativeError(a, b), n = norm(b);
+    const e = relativeError(a, b),
+      n = norm(b);
     return n >= floor || n === 0 ? e : (e * n) / floor;
   };
   const errors: Record<string, number> = {
-    out: relativeError(got.out, want.out), lse: relativeError(got.lse, want.lse),
+    out: relativeError(got.out, want.out),
+    lse: relativeError(got.lse, want.lse),
   };
   if (got.gq.length) {
     errors.gq = relativeError(got.gq, want.gq);
@@ -126,7 +163,13 @@ describe('fam.blockAttention and blockAttentionBackward (CPU)', () => {
     ];
     for (const [i, c] of cases.entries()) {
       const p = makeProblem({ ...c, D: 16 }, 100 + i);
-      expectClose(await runBlock(p, 'float64'), referenceBlockAttention(p), 1e-12, 1e-12, `float64 ${JSON.stringify(c)}`);
+      expectClose(
+        await runBlock(p, 'float64'),
+        referenceBlockAttention(p),
+        1e-12,
+        1e-12,
+        `float64 ${JSON.stringify(c)}`,
+      );
     }
   });
 
@@ -201,7 +244,13 @@ describe('fam.blockAttention and blockAttentionBackward (CPU)', () => {
       return s;
     };
     const eps = 1e-6;
-    const fields = [['q', 'gq'], ['k', 'gk'], ['v', 'gv'], ['famK', 'gFamK'], ['famV', 'gFamV']] as const;
+    const fields = [
+      ['q', 'gq'],
+      ['k', 'gk'],
+      ['v', 'gv'],
+      ['famK', 'gFamK'],
+      ['famV', 'gFamV'],
+    ] as const;
     for (const [input, grad] of fields) {
       const n = p[input].length;
       for (let i = 0; i < n; i += Math.max(1, Math.floor(n / 13))) {
@@ -211,7 +260,9 @@ describe('fam.blockAttention and blockAttentionBackward (CPU)', () => {
         minus[input][i] = p[input][i]! - eps;
         const fd = ((await loss(plus)) - (await loss(minus))) / (2 * eps);
         const an = grads[grad][i]!;
-        expect(Math.abs(fd - an), `${input}[${i}]: fd ${fd} vs ${an}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(an)));
+        expect(Math.abs(fd - an), `${input}[${i}]: fd ${fd} vs ${an}`).toBeLessThanOrEqual(
+          1e-6 * Math.max(1, Math.abs(an)),
+        );
       }
     }
   });
@@ -231,7 +282,12 @@ describe('fam.blockAttention and blockAttentionBackward (CPU)', () => {
   });
 });
 
-async function runMemory(p: MemoryProblem, dtype: FloatDType, device: Device = 'cpu', backward = true): Promise<Record<string, Float64Array>> {
+async function runMemory(
+  p: MemoryProblem,
+  dtype: FloatDType,
+  device: Device = 'cpu',
+  backward = true,
+): Promise<Record<string, Float64Array>> {
   const opts = { dtype, device };
   const inputs = {
     famQ: lmk.tensor(rounded(p.famQ, dtype), { ...opts, shape: [p.B, p.H, p.F, p.D] }),
@@ -254,7 +310,7 @@ async function runMemory(p: MemoryProblem, dtype: FloatDType, device: Device = '
 }
 
 describe('fam.memoryAttention and memoryAttentionBackward (CPU)', () => {
-  it('match the float64 reference, including L\' = 0 and F = 1', async () => {
+  it("match the float64 reference, including L' = 0 and F = 1", async () => {
     for (const [i, s] of [
       { B: 2, H: 2, Hkv: 1, F: 3, Lb: 5, D: 8 },
       { B: 1, H: 4, Hkv: 2, F: 1, Lb: 9, D: 16 },
@@ -272,7 +328,10 @@ describe('fam.memoryAttention and memoryAttentionBackward (CPU)', () => {
 
   it('float32 and bfloat16 within the bar', async () => {
     const p = makeMemoryProblem({ B: 1, H: 4, Hkv: 2, F: 64, Lb: 100, D: 64 }, 1100);
-    for (const [dtype, fwd, grad] of [['float32', 1e-5, 1e-4], ['bfloat16', 1e-2, 1e-2]] as const) {
+    for (const [dtype, fwd, grad] of [
+      ['float32', 1e-5, 1e-4],
+      ['bfloat16', 1e-2, 1e-2],
+    ] as const) {
       const q: MemoryProblem = { ...p };
       for (const key of ['famQ', 'famK', 'famV', 'blockK', 'blockV', 'gOut'] as const) q[key] = rounded(p[key], dtype);
       const got = await runMemory(q, dtype);
@@ -293,7 +352,13 @@ describe('fam.memoryAttention and memoryAttentionBackward (CPU)', () => {
       for (let i = 0; i < r.out!.length; i++) s += r.out![i]! * x.gOut[i]!;
       return s;
     };
-    const fields = [['famQ', 'gFamQ'], ['famK', 'gFamK'], ['famV', 'gFamV'], ['blockK', 'gBlockK'], ['blockV', 'gBlockV']] as const;
+    const fields = [
+      ['famQ', 'gFamQ'],
+      ['famK', 'gFamK'],
+      ['famV', 'gFamV'],
+      ['blockK', 'gBlockK'],
+      ['blockV', 'gBlockV'],
+    ] as const;
     for (const [input, grad] of fields) {
       const n = p[input].length;
       for (let i = 0; i < n; i += Math.max(1, Math.floor(n / 11))) {
@@ -303,7 +368,9 @@ describe('fam.memoryAttention and memoryAttentionBackward (CPU)', () => {
         minus[input][i] = p[input][i]! - 1e-6;
         const fd = ((await loss(plus)) - (await loss(minus))) / 2e-6;
         const an = grads[grad]![i]!;
-        expect(Math.abs(fd - an), `${input}[${i}]: fd ${fd} vs ${an}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(an)));
+        expect(Math.abs(fd - an), `${input}[${i}]: fd ${fd} vs ${an}`).toBeLessThanOrEqual(
+          1e-6 * Math.max(1, Math.abs(an)),
+        );
       }
     }
   });
@@ -318,46 +385,69 @@ describe('fam: bad inputs throw at once, naming the function and the argument', 
     const k32 = lmk.zeros([1, 2, 10, 8]);
     expect(() => lmk.fam.blockAttention({ ...a, k: k32 })).toThrow(RangeError);
     expect(() => lmk.fam.blockAttention({ ...a, k: k32 })).toThrow(
-      /fam\.blockAttention: k must have shape \[B,Hkv,T,D\] = \[1,Hkv,10,16\] \(B, T, D of q\), got \[1,2,10,8\]/);
+      /fam\.blockAttention: k must have shape \[B,Hkv,T,D\] = \[1,Hkv,10,16\] \(B, T, D of q\), got \[1,2,10,8\]/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, v: lmk.zeros([1, 1, 10, 16]) })).toThrow(
-      /fam\.blockAttention: v must have shape \[B,Hkv,T,D\] = \[1,2,10,16\] like k, got \[1,1,10,16\]/);
+      /fam\.blockAttention: v must have shape \[B,Hkv,T,D\] = \[1,2,10,16\] like k, got \[1,1,10,16\]/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, q: lmk.zeros([1, 3, 10, 16]) })).toThrow(
-      /fam\.blockAttention: the H=3 query heads of q must be a multiple of the Hkv=2 key\/value heads of k/);
-    expect(() => lmk.fam.blockAttention({ ...a, q: lmk.zeros([2, 10, 16]) })).toThrow(/q must be a 4-D tensor \[B,H,T,D\]/);
-    expect(() => lmk.fam.blockAttention({ ...a, famK: lmk.zeros([1, 2, 2, 3, 16]), famV: lmk.zeros([1, 2, 2, 3, 16]) })).toThrow(
-      /fam\.blockAttention: famK must have shape \[B,Hkv,NB,F,D\] = \[1,2,3,F,16\] \(NB = ceil\(T\/blockSize\) = ceil\(10\/4\)\), got \[1,2,2,3,16\]/);
-    expect(() => lmk.fam.blockAttention({ ...a, famV: lmk.zeros([1, 2, 3, 2, 16]) })).toThrow(/famV must have shape .* like famK/);
-    expect(() => lmk.fam.blockAttention({ ...a, q: lmk.zeros([1, 2, 10, 300]), k: lmk.zeros([1, 2, 10, 300]) })).toThrow(
-      /head dim D \(q\.shape\[3\]\) must be in \[1, 256\], got 300/);
+      /fam\.blockAttention: the H=3 query heads of q must be a multiple of the Hkv=2 key\/value heads of k/,
+    );
+    expect(() => lmk.fam.blockAttention({ ...a, q: lmk.zeros([2, 10, 16]) })).toThrow(
+      /q must be a 4-D tensor \[B,H,T,D\]/,
+    );
+    expect(() =>
+      lmk.fam.blockAttention({ ...a, famK: lmk.zeros([1, 2, 2, 3, 16]), famV: lmk.zeros([1, 2, 2, 3, 16]) }),
+    ).toThrow(
+      /fam\.blockAttention: famK must have shape \[B,Hkv,NB,F,D\] = \[1,2,3,F,16\] \(NB = ceil\(T\/blockSize\) = ceil\(10\/4\)\), got \[1,2,2,3,16\]/,
+    );
+    expect(() => lmk.fam.blockAttention({ ...a, famV: lmk.zeros([1, 2, 3, 2, 16]) })).toThrow(
+      /famV must have shape .* like famK/,
+    );
+    expect(() =>
+      lmk.fam.blockAttention({ ...a, q: lmk.zeros([1, 2, 10, 300]), k: lmk.zeros([1, 2, 10, 300]) }),
+    ).toThrow(/head dim D \(q\.shape\[3\]\) must be in \[1, 256\], got 300/);
   });
 
   it('famK without famV (and the reverse) is a TypeError', () => {
     const a = good();
     expect(() => lmk.fam.blockAttention({ ...a, famV: undefined })).toThrow(TypeError);
-    expect(() => lmk.fam.blockAttention({ ...a, famV: undefined })).toThrow(/fam\.blockAttention: famV is required when famK is given/);
+    expect(() => lmk.fam.blockAttention({ ...a, famV: undefined })).toThrow(
+      /fam\.blockAttention: famV is required when famK is given/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, famK: undefined })).toThrow(/famK is required when famV is given/);
   });
 
   it('bad options are RangeErrors or TypeErrors', () => {
     const a = good();
     expect(() => lmk.fam.blockAttention({ ...a, blockSize: 0 })).toThrow(RangeError);
-    expect(() => lmk.fam.blockAttention({ ...a, blockSize: 0 })).toThrow(/fam\.blockAttention: blockSize must be an integer >= 1, got 0/);
+    expect(() => lmk.fam.blockAttention({ ...a, blockSize: 0 })).toThrow(
+      /fam\.blockAttention: blockSize must be an integer >= 1, got 0/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, blockSize: 2.5 })).toThrow(RangeError);
-    expect(() => lmk.fam.blockAttention({ ...a, memoryBlocks: -1 })).toThrow(/memoryBlocks must be an integer >= 0, got -1/);
+    expect(() => lmk.fam.blockAttention({ ...a, memoryBlocks: -1 })).toThrow(
+      /memoryBlocks must be an integer >= 0, got -1/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, blockSize: '4' as never })).toThrow(TypeError);
-    expect(() => lmk.fam.blockAttention({ ...a, memoryBlocks: undefined as never })).toThrow(/memoryBlocks must be an integer/);
+    expect(() => lmk.fam.blockAttention({ ...a, memoryBlocks: undefined as never })).toThrow(
+      /memoryBlocks must be an integer/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, scale: Number.NaN })).toThrow(/scale must be a finite number/);
     expect(() => lmk.fam.blockAttention({ ...a, scale: 'x' as never })).toThrow(TypeError);
-    expect(() => lmk.fam.blockAttention({ ...a, window: 3 } as never)).toThrow(/fam\.blockAttention: unknown option 'window'/);
+    expect(() => lmk.fam.blockAttention({ ...a, window: 3 } as never)).toThrow(
+      /fam\.blockAttention: unknown option 'window'/,
+    );
     expect(() => lmk.fam.blockAttention(undefined as never)).toThrow(TypeError);
   });
 
   it('wrong dtypes, missing and disposed tensors are TypeErrors', () => {
     const a = good();
     expect(() => lmk.fam.blockAttention({ ...a, k: lmk.zeros([1, 2, 10, 16], { dtype: 'bfloat16' }) })).toThrow(
-      /fam\.blockAttention: k must have dtype float32 like q, got bfloat16/);
+      /fam\.blockAttention: k must have dtype float32 like q, got bfloat16/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, q: lmk.zeros([1, 2, 10, 16], { dtype: 'int32' }) })).toThrow(
-      /q must be float32, bfloat16, float16 or float64, got int32/);
+      /q must be float32, bfloat16, float16 or float64, got int32/,
+    );
     expect(() => lmk.fam.blockAttention({ ...a, q: undefined as never })).toThrow(/fam\.blockAttention: q is required/);
     expect(() => lmk.fam.blockAttention({ ...a, v: [1, 2] as never })).toThrow(/v must be a Tensor/);
     const k = lmk.zeros([1, 2, 10, 16]);
@@ -371,10 +461,14 @@ describe('fam: bad inputs throw at once, naming the function and the argument', 
     const f = lmk.fam.blockAttention(a);
     const fn = lmk.fam.blockAttentionBackward;
     expect(() => fn({ ...a, out: f.out, lse: f.lse.to('bfloat16'), gOut: f.out })).toThrow(
-      /fam\.blockAttentionBackward: lse must be float32 \(as fam\.blockAttention returns it for float32 inputs\), got bfloat16/);
-    expect(() => fn({ ...a, out: f.out, lse: lmk.zeros([1, 2, 9]), gOut: f.out })).toThrow(/lse must have shape \[B,H,T\] = \[1,2,10\]/);
+      /fam\.blockAttentionBackward: lse must be float32 \(as fam\.blockAttention returns it for float32 inputs\), got bfloat16/,
+    );
+    expect(() => fn({ ...a, out: f.out, lse: lmk.zeros([1, 2, 9]), gOut: f.out })).toThrow(
+      /lse must have shape \[B,H,T\] = \[1,2,10\]/,
+    );
     expect(() => fn({ ...a, out: f.out, lse: f.lse, gOut: lmk.zeros([1, 2, 10, 8]) })).toThrow(
-      /fam\.blockAttentionBackward: gOut must have shape \[B,H,T,D\] = \[1,2,10,16\] like q/);
+      /fam\.blockAttentionBackward: gOut must have shape \[B,H,T,D\] = \[1,2,10,16\] like q/,
+    );
     expect(() => fn({ ...a, out: f.out, lse: f.lse } as never)).toThrow(/gOut is required/);
   });
 
@@ -382,18 +476,30 @@ describe('fam: bad inputs throw at once, naming the function and the argument', 
     const m = makeMemoryProblem({ B: 1, H: 2, Hkv: 1, F: 3, Lb: 5, D: 8 }, 1400);
     const t = (x: Float64Array, shape: number[]): lmk.Tensor => lmk.tensor(x, { shape });
     const a = {
-      famQ: t(m.famQ, [1, 2, 3, 8]), famK: t(m.famK, [1, 1, 3, 8]), famV: t(m.famV, [1, 1, 3, 8]),
-      blockK: t(m.blockK, [1, 1, 5, 8]), blockV: t(m.blockV, [1, 1, 5, 8]),
+      famQ: t(m.famQ, [1, 2, 3, 8]),
+      famK: t(m.famK, [1, 1, 3, 8]),
+      famV: t(m.famV, [1, 1, 3, 8]),
+      blockK: t(m.blockK, [1, 1, 5, 8]),
+      blockV: t(m.blockV, [1, 1, 5, 8]),
     };
     expect(() => lmk.fam.memoryAttention({ ...a, blockV: lmk.zeros([1, 1, 4, 8]) })).toThrow(
-      /fam\.memoryAttention: blockV must have shape \[B,Hkv,L',D\] = \[1,1,5,8\] like blockK, got \[1,1,4,8\]/);
+      /fam\.memoryAttention: blockV must have shape \[B,Hkv,L',D\] = \[1,1,5,8\] like blockK, got \[1,1,4,8\]/,
+    );
     expect(() => lmk.fam.memoryAttention({ ...a, famK: lmk.zeros([1, 1, 2, 8]) })).toThrow(
-      /famK must have shape \[B,Hkv,F,D\] = \[1,Hkv,3,8\] \(B, F, D of famQ\)/);
-    const two = { famK: lmk.zeros([1, 2, 3, 8]), famV: lmk.zeros([1, 2, 3, 8]), blockK: lmk.zeros([1, 2, 5, 8]), blockV: lmk.zeros([1, 2, 5, 8]) };
+      /famK must have shape \[B,Hkv,F,D\] = \[1,Hkv,3,8\] \(B, F, D of famQ\)/,
+    );
+    const two = {
+      famK: lmk.zeros([1, 2, 3, 8]),
+      famV: lmk.zeros([1, 2, 3, 8]),
+      blockK: lmk.zeros([1, 2, 5, 8]),
+      blockV: lmk.zeros([1, 2, 5, 8]),
+    };
     expect(() => lmk.fam.memoryAttention({ ...two, famQ: lmk.zeros([1, 3, 3, 8]) })).toThrow(
-      /fam\.memoryAttention: the H=3 query heads of famQ must be a multiple of the Hkv=2 key\/value heads of famK/);
+      /fam\.memoryAttention: the H=3 query heads of famQ must be a multiple of the Hkv=2 key\/value heads of famK/,
+    );
     expect(() => lmk.fam.memoryAttention({ ...a, blockK: lmk.zeros([1, 1, 5, 8], { dtype: 'float64' }) })).toThrow(
-      /blockK must have dtype float32 like famQ, got float64/);
+      /blockK must have dtype float32 like famQ, got float64/,
+    );
     expect(() => lmk.fam.memoryAttention({ ...a, blockK: undefined as never })).toThrow(/blockK is required/);
     expect(() => lmk.fam.memoryAttention({ ...a, blockSize: 4 } as never)).toThrow(/unknown option 'blockSize'/);
   });
@@ -413,9 +519,18 @@ describe.skipIf(!lmk.cudaAvailable())('fam on CUDA against the float64 reference
       { B: 1, H: 2, Hkv: 1, T: 77, L: 16, m: 3, F: 1, D: 40 },
       { B: 1, H: 2, Hkv: 2, T: 50, L: 7, m: 0, F: 2, D: 64, fam: false },
     ].entries()) {
-      for (const [dtype, fwd, grad] of [['float32', 1e-5, 1e-4], ['bfloat16', 1e-2, 1e-2]] as const) {
+      for (const [dtype, fwd, grad] of [
+        ['float32', 1e-5, 1e-4],
+        ['bfloat16', 1e-2, 1e-2],
+      ] as const) {
         const p = roundProblem(makeProblem(c, 1600 + i), dtype);
-        expectClose(await runBlock(p, dtype, 'cuda'), referenceBlockAttention(p), fwd, grad, `cuda ${dtype} ${JSON.stringify(c)}`);
+        expectClose(
+          await runBlock(p, dtype, 'cuda'),
+          referenceBlockAttention(p),
+          fwd,
+          grad,
+          `cuda ${dtype} ${JSON.stringify(c)}`,
+        );
       }
     }
   });
@@ -425,7 +540,9 @@ describe.skipIf(!lmk.cudaAvailable())('fam on CUDA against the float64 reference
     const got = await runMemory(p, 'float32', 'cuda');
     const want = referenceMemoryAttention(p);
     for (const name of Object.keys(want)) {
-      expect(relativeError(got[name]!, want[name]!), name).toBeLessThanOrEqual(name === 'out' || name === 'lse' ? 1e-5 : 1e-4);
+      expect(relativeError(got[name]!, want[name]!), name).toBeLessThanOrEqual(
+        name === 'out' || name === 'lse' ? 1e-5 : 1e-4,
+      );
     }
   });
 });

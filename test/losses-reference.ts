@@ -28,13 +28,19 @@ export interface GoldfishSpec {
 }
 
 /** The 0/1 keep mask of labels [rows, T] (ignored labels 0), from the spec. */
-export function goldfishMaskRef(labels: ArrayLike<number>, T: number, g: GoldfishSpec, hashTokens?: ArrayLike<number>,
-  ignoreIndex = -100): Int32Array {
+export function goldfishMaskRef(
+  labels: ArrayLike<number>,
+  T: number,
+  g: GoldfishSpec,
+  hashTokens?: ArrayLike<number>,
+  ignoreIndex = -100,
+): Int32Array {
   const tokens = hashTokens ?? labels;
   const out = new Int32Array(labels.length);
   const start = mix64(BigInt(g.seed) + GAMMA);
   for (let i = 0; i < labels.length; i++) {
-    const row = Math.floor(i / T), t = i % T;
+    const row = Math.floor(i / T),
+      t = i % T;
     let drop = false;
     if (g.strategy === 'static') {
       drop = t >= g.startPosition && (t - g.startPosition) % g.k === 0;
@@ -77,14 +83,30 @@ export interface RefCrossEntropy {
 }
 
 /** Cross-entropy over rows of z [N, V]; `keep` restricts the supervised set (goldfish). */
-export function refCrossEntropy(z: ArrayLike<number>, labels: ArrayLike<number>, V: number,
-  opts: { reduction?: 'mean' | 'sum' | 'none'; weights?: ArrayLike<number>; keep?: ArrayLike<number>;
-    gradScale?: number; ignoreIndex?: number } = {}): RefCrossEntropy {
-  const N = labels.length, reduction = opts.reduction ?? 'mean', ignore = opts.ignoreIndex ?? -100;
+export function refCrossEntropy(
+  z: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  V: number,
+  opts: {
+    reduction?: 'mean' | 'sum' | 'none';
+    weights?: ArrayLike<number>;
+    keep?: ArrayLike<number>;
+    gradScale?: number;
+    ignoreIndex?: number;
+  } = {},
+): RefCrossEntropy {
+  const N = labels.length,
+    reduction = opts.reduction ?? 'mean',
+    ignore = opts.ignoreIndex ?? -100;
   const supervised = (i: number) => labels[i] !== ignore && (!opts.keep || opts.keep[i] === 1);
   let count = 0;
   for (let i = 0; i < N; i++) if (supervised(i)) count++;
-  const out: RefCrossEntropy = { loss: 0, perToken: new Float64Array(N), lse: new Float64Array(N), grad: new Float64Array(N * V) };
+  const out: RefCrossEntropy = {
+    loss: 0,
+    perToken: new Float64Array(N),
+    lse: new Float64Array(N),
+    grad: new Float64Array(N * V),
+  };
   let sum = 0;
   for (let i = 0; i < N; i++) {
     const row = refRow(z, i * V, V, supervised(i) ? labels[i]! : -1);
@@ -108,8 +130,14 @@ export interface RefOrpo {
   chosenLogps: number[];
   rejectedLogps: number[];
   logOdds: number[];
-  metrics: { rewardsChosen: number; rewardsRejected: number; rewardsAccuracy: number; rewardsMargin: number;
-    logOddsRatio: number; logOddsChosen: number };
+  metrics: {
+    rewardsChosen: number;
+    rewardsRejected: number;
+    rewardsAccuracy: number;
+    rewardsMargin: number;
+    logOddsRatio: number;
+    logOddsChosen: number;
+  };
   gradChosen: Float64Array;
   gradRejected: Float64Array;
 }
@@ -122,22 +150,35 @@ function logSigmoid(x: number): number {
 }
 
 /** ORPO per KERNELS.md (the clamped, finite form), with its gradients. */
-export function refOrpo(zw: ArrayLike<number>, zl: ArrayLike<number>, yw: ArrayLike<number>, yl: ArrayLike<number>,
-  B: number, Tw: number, Tl: number, V: number,
-  opts: { lambda?: number; nllLabels?: ArrayLike<number>; keep?: ArrayLike<number> } = {}): RefOrpo {
-  const lambda = opts.lambda ?? 0.1, ynll = opts.nllLabels ?? yw;
-  const gradChosen = new Float64Array(B * Tw * V), gradRejected = new Float64Array(B * Tl * V);
+export function refOrpo(
+  zw: ArrayLike<number>,
+  zl: ArrayLike<number>,
+  yw: ArrayLike<number>,
+  yl: ArrayLike<number>,
+  B: number,
+  Tw: number,
+  Tl: number,
+  V: number,
+  opts: { lambda?: number; nllLabels?: ArrayLike<number>; keep?: ArrayLike<number> } = {},
+): RefOrpo {
+  const lambda = opts.lambda ?? 0.1,
+    ynll = opts.nllLabels ?? yw;
+  const gradChosen = new Float64Array(B * Tw * V),
+    gradRejected = new Float64Array(B * Tl * V);
   const sft = (i: number) => ynll[i] !== -100 && (!opts.keep || opts.keep[i] === 1);
-  let nSft = 0, sftSum = 0;
+  let nSft = 0,
+    sftSum = 0;
   for (let i = 0; i < B * Tw; i++) if (sft(i)) nSft++;
   for (let i = 0; i < B * Tw; i++) {
     if (!sft(i)) continue;
     const row = refRow(zw, i * V, V, ynll[i]!);
     sftSum -= row.logp;
-    for (let j = 0; j < V; j++) gradChosen[i * V + j] = gradChosen[i * V + j]! + (row.softmax[j]! - (j === ynll[i] ? 1 : 0)) / nSft;
+    for (let j = 0; j < V; j++)
+      gradChosen[i * V + j] = gradChosen[i * V + j]! + (row.softmax[j]! - (j === ynll[i] ? 1 : 0)) / nSft;
   }
   const meanLogp = (z: ArrayLike<number>, y: ArrayLike<number>, b: number, T: number) => {
-    let s = 0, n = 0;
+    let s = 0,
+      n = 0;
     for (let t = 0; t < T; t++) {
       const i = b * T + t;
       if (y[i] === -100) continue;
@@ -147,13 +188,28 @@ export function refOrpo(zw: ArrayLike<number>, zl: ArrayLike<number>, yw: ArrayL
     return { a: s / n, n };
   };
   const res: RefOrpo = {
-    loss: 0, nllLoss: nSft ? sftSum / nSft : 0, orLoss: 0, chosenLogps: [], rejectedLogps: [], logOdds: [],
-    metrics: { rewardsChosen: 0, rewardsRejected: 0, rewardsAccuracy: 0, rewardsMargin: 0, logOddsRatio: 0, logOddsChosen: 0 },
-    gradChosen, gradRejected,
+    loss: 0,
+    nllLoss: nSft ? sftSum / nSft : 0,
+    orLoss: 0,
+    chosenLogps: [],
+    rejectedLogps: [],
+    logOdds: [],
+    metrics: {
+      rewardsChosen: 0,
+      rewardsRejected: 0,
+      rewardsAccuracy: 0,
+      rewardsMargin: 0,
+      logOddsRatio: 0,
+      logOddsChosen: 0,
+    },
+    gradChosen,
+    gradRejected,
   };
   for (let b = 0; b < B; b++) {
-    const w = meanLogp(zw, yw, b, Tw), l = meanLogp(zl, yl, b, Tl);
-    const cw = Math.min(w.a, -1e-30), cl = Math.min(l.a, -1e-30);
+    const w = meanLogp(zw, yw, b, Tw),
+      l = meanLogp(zl, yl, b, Tl);
+    const cw = Math.min(w.a, -1e-30),
+      cl = Math.min(l.a, -1e-30);
     const lo = cw - cl - (log1mexp(cw) - log1mexp(cl));
     const s = 1 / (1 + Math.exp(lo));
     res.chosenLogps.push(w.a);
@@ -166,8 +222,12 @@ export function refOrpo(zw: ArrayLike<number>, zl: ArrayLike<number>, yw: ArrayL
     res.metrics.rewardsMargin += (lambda * (w.a - l.a)) / B;
     res.metrics.logOddsRatio += logSigmoid(lo) / B;
     res.metrics.logOddsChosen += lo / B;
-    const coefW = (lambda * s) / (B * w.n * -Math.expm1(cw)), coefL = (-lambda * s) / (B * l.n * -Math.expm1(cl));
-    for (const [z, y, T, c, g] of [[zw, yw, Tw, coefW, gradChosen], [zl, yl, Tl, coefL, gradRejected]] as const) {
+    const coefW = (lambda * s) / (B * w.n * -Math.expm1(cw)),
+      coefL = (-lambda * s) / (B * l.n * -Math.expm1(cl));
+    for (const [z, y, T, c, g] of [
+      [zw, yw, Tw, coefW, gradChosen],
+      [zl, yl, Tl, coefL, gradRejected],
+    ] as const) {
       for (let t = 0; t < T; t++) {
         const i = b * T + t;
         if (y[i] === -100) continue;
@@ -188,12 +248,22 @@ export function refOrpo(zw: ArrayLike<number>, zl: ArrayLike<number>, yw: ArrayL
  *   loss = nll_loss − mean(losses)
  * (no clamp: NaN/Inf where a model is certain).
  */
-export function trlOrpo(zw: ArrayLike<number>, zl: ArrayLike<number>, yw: ArrayLike<number>, yl: ArrayLike<number>,
-  B: number, Tw: number, Tl: number, V: number, beta: number) {
+export function trlOrpo(
+  zw: ArrayLike<number>,
+  zl: ArrayLike<number>,
+  yw: ArrayLike<number>,
+  yl: ArrayLike<number>,
+  B: number,
+  Tw: number,
+  Tl: number,
+  V: number,
+  beta: number,
+) {
   const logps = (z: ArrayLike<number>, y: ArrayLike<number>, T: number) => {
     const out: number[] = [];
     for (let b = 0; b < B; b++) {
-      let s = 0, n = 0;
+      let s = 0,
+        n = 0;
       for (let t = 0; t < T; t++) {
         const i = b * T + t;
         if (y[i] === -100) continue;
@@ -204,18 +274,23 @@ export function trlOrpo(zw: ArrayLike<number>, zl: ArrayLike<number>, yw: ArrayL
     }
     return out;
   };
-  const chosen = logps(zw, yw, Tw), rejected = logps(zl, yl, Tl);
-  let nll = 0, n = 0;
+  const chosen = logps(zw, yw, Tw),
+    rejected = logps(zl, yl, Tl);
+  let nll = 0,
+    n = 0;
   for (let i = 0; i < B * Tw; i++) {
     if (yw[i] === -100) continue;
     nll -= refRow(zw, i * V, V, yw[i]!).logp;
     n++;
   }
   nll /= n;
-  const logOdds = chosen.map((c, b) => c - rejected[b]! - (Math.log1p(-Math.exp(c)) - Math.log1p(-Math.exp(rejected[b]!))));
-  const ratio = logOdds.map((x) => -Math.log1p(Math.exp(-x)));  // F.logsigmoid as written in float64
+  const logOdds = chosen.map(
+    (c, b) => c - rejected[b]! - (Math.log1p(-Math.exp(c)) - Math.log1p(-Math.exp(rejected[b]!))),
+  );
+  const ratio = logOdds.map((x) => -Math.log1p(Math.exp(-x))); // F.logsigmoid as written in float64
   const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-  const chosenRewards = chosen.map((c) => beta * c), rejectedRewards = rejected.map((r) => beta * r);
+  const chosenRewards = chosen.map((c) => beta * c),
+    rejectedRewards = rejected.map((r) => beta * r);
   return {
     loss: nll - mean(ratio.map((r) => beta * r)),
     nllLoss: nll,
@@ -235,7 +310,8 @@ export function trlOrpo(zw: ArrayLike<number>, zl: ArrayLike<number>, yw: ArrayL
 
 /** ‖out − ref‖ / ‖ref‖ (‖out‖ when ref is all zero). */
 export function relErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let d = 0, r = 0;
+  let d = 0,
+    r = 0;
   for (let i = 0; i < ref.length; i++) {
     d += (out[i]! - ref[i]!) ** 2;
     r += ref[i]! ** 2;
@@ -263,7 +339,8 @@ export function randomLabels(n: number, V: number, seed: number, ignoredFraction
   const u = noise(2 * n, seed, 1);
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    const a = (u[2 * i]! + 2) / 4, b = (u[2 * i + 1]! + 2) / 4;
+    const a = (u[2 * i]! + 2) / 4,
+      b = (u[2 * i + 1]! + 2) / 4;
     out[i] = a < ignoredFraction ? -100 : Math.min(V - 1, Math.floor(b * V * 7919) % V);
   }
   return out;

@@ -57,7 +57,7 @@ describe('dispose, tidy, keep, using', () => {
   });
 
   it('tidy accepts async functions, and concurrent async tidies do not mix', async () => {
-    let a!: lmk.Tensor, b!: lmk.Tensor, outside!: lmk.Tensor;
+    let a!: lmk.Tensor, b!: lmk.Tensor;
     const first = lmk.tidy(async () => {
       a = lmk.zeros([1]);
       await new Promise((r) => setTimeout(r, 20));
@@ -68,7 +68,7 @@ describe('dispose, tidy, keep, using', () => {
       b = lmk.zeros([1]);
       return 7;
     });
-    outside = lmk.zeros([1]);
+    const outside = lmk.zeros([1]);
     expect(await second).toBe(7);
     expect(b.isDisposed).toBe(true);
     expect(a.isDisposed).toBe(false); // first still running

@@ -2,7 +2,16 @@
 // with no cmake, nvcc or g++, load the prebuilt binary only (PREBUILDS_ONLY=1)
 // and run an op, through both require() and import.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, realpathSync, symlinkSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  symlinkSync,
+  writeFileSync,
+  mkdirSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,7 +50,10 @@ describe('packed tarball', () => {
 
       const project = join(work, 'consumer');
       mkdirSync(project);
-      writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }));
+      writeFileSync(
+        join(project, 'package.json'),
+        JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }),
+      );
       execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(work, tarball!)], {
         cwd: project,
         env,
@@ -49,17 +61,26 @@ describe('packed tarball', () => {
       });
       const installed = join(project, 'node_modules', 'lmkernels');
       expect(existsSync(join(installed, 'build'))).toBe(false); // nothing was compiled
-      expect(existsSync(join(installed, 'prebuilds', `${process.platform}-${process.arch}`, 'lmkernels.glibc.node'))).toBe(true);
+      expect(
+        existsSync(join(installed, 'prebuilds', `${process.platform}-${process.arch}`, 'lmkernels.glibc.node')),
+      ).toBe(true);
 
       const cjs = execFileSync(
         'node',
-        ['-e', `const l = require('lmkernels'); const t = l.tensor([1, 2, 3]); console.log(Array.from(t.dataSync()).join(','), l.backendInfo().version)`],
+        [
+          '-e',
+          `const l = require('lmkernels'); const t = l.tensor([1, 2, 3]); console.log(Array.from(t.dataSync()).join(','), l.backendInfo().version)`,
+        ],
         { cwd: project, env, encoding: 'utf8' },
       );
       expect(cjs.trim()).toMatch(/^1,2,3 \d+\.\d+\.\d+$/);
       const esm = execFileSync(
         'node',
-        ['--input-type=module', '-e', `import * as l from 'lmkernels'; const t = l.arange(4); console.log((await t.data()).join(','), String(l.defaultDevice()))`],
+        [
+          '--input-type=module',
+          '-e',
+          `import * as l from 'lmkernels'; const t = l.arange(4); console.log((await t.data()).join(','), String(l.defaultDevice()))`,
+        ],
         { cwd: project, env, encoding: 'utf8' },
       );
       expect(esm.trim()).toMatch(/^0,1,2,3 (cpu|cuda:0)$/);

@@ -48,7 +48,10 @@ describe('Philox4x32-10', () => {
     const n = 1 << 18;
     const z = await lmk.randn([n], { seed: 5 }).data();
     const u = await lmk.rand([n], { seed: 5 }).data();
-    let mean = 0, sq = 0, umin = 1, umax = 0;
+    let mean = 0,
+      sq = 0,
+      umin = 1,
+      umax = 0;
     for (let i = 0; i < n; i++) {
       mean += z[i]!;
       sq += z[i]! * z[i]!;

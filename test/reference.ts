@@ -3,12 +3,20 @@
 
 /** Philox4x32-10 with BigInt arithmetic (Salmon et al. 2011). */
 export function philox4x32_10(counter: readonly number[], key: readonly number[]): number[] {
-  const M0 = 0xd2511f53n, M1 = 0xcd9e8d57n, W0 = 0x9e3779b9n, W1 = 0xbb67ae85n, MASK = 0xffffffffn;
+  const M0 = 0xd2511f53n,
+    M1 = 0xcd9e8d57n,
+    W0 = 0x9e3779b9n,
+    W1 = 0xbb67ae85n,
+    MASK = 0xffffffffn;
   let [c0, c1, c2, c3] = counter.map(BigInt) as [bigint, bigint, bigint, bigint];
   let [k0, k1] = key.map(BigInt) as [bigint, bigint];
   for (let round = 0; round < 10; round++) {
-    const p0 = M0 * c0, p1 = M1 * c2;
-    const hi0 = p0 >> 32n, lo0 = p0 & MASK, hi1 = p1 >> 32n, lo1 = p1 & MASK;
+    const p0 = M0 * c0,
+      p1 = M1 * c2;
+    const hi0 = p0 >> 32n,
+      lo0 = p0 & MASK,
+      hi1 = p1 >> 32n,
+      lo1 = p1 & MASK;
     [c0, c1, c2, c3] = [hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0];
     k0 = (k0 + W0) & MASK;
     k1 = (k1 + W1) & MASK;
@@ -19,7 +27,10 @@ export function philox4x32_10(counter: readonly number[], key: readonly number[]
 /** The library's documented uniform stream: element i of rand(seed) (offset 0 for an explicit seed). */
 export function philoxUniform(seed: number, i: number, low = 0, high = 1): number {
   const block = Math.floor(i / 4);
-  const words = philox4x32_10([block >>> 0, Math.floor(block / 2 ** 32), 0, 0], [seed >>> 0, Math.floor(seed / 2 ** 32)]);
+  const words = philox4x32_10(
+    [block >>> 0, Math.floor(block / 2 ** 32), 0, 0],
+    [seed >>> 0, Math.floor(seed / 2 ** 32)],
+  );
   const u = Math.fround((words[i % 4]! >>> 8) * 2 ** -24);
   return Math.fround((high - low) * u + low);
 }
@@ -27,8 +38,12 @@ export function philoxUniform(seed: number, i: number, low = 0, high = 1): numbe
 /** Box-Muller from the documented word pairs, in float64 with Math.log/cos/sin. */
 export function philoxNormal(seed: number, i: number, mean = 0, std = 1): number {
   const block = Math.floor(i / 2);
-  const words = philox4x32_10([block >>> 0, Math.floor(block / 2 ** 32), 0, 0], [seed >>> 0, Math.floor(seed / 2 ** 32)]);
-  const w0 = words[(i % 2) * 2]!, w1 = words[(i % 2) * 2 + 1]!;
+  const words = philox4x32_10(
+    [block >>> 0, Math.floor(block / 2 ** 32), 0, 0],
+    [seed >>> 0, Math.floor(seed / 2 ** 32)],
+  );
+  const w0 = words[(i % 2) * 2]!,
+    w1 = words[(i % 2) * 2 + 1]!;
   const u1 = (w0 + 0.5) * 2 ** -32;
   const angle = 2 * Math.PI * w1 * 2 ** -32;
   const r = Math.sqrt(-2 * Math.log(u1));

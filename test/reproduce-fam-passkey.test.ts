@@ -17,7 +17,10 @@ describe('reproduction: FAM passkey retrieval (--smoke)', () => {
   it('runs end to end and prints its table', () => {
     const out = join(dir, 'fam.json');
     const r = spawnSync(process.execPath, ['examples/reproduce/fam-passkey.mjs', '--smoke', '--out', out], {
-      cwd: root, encoding: 'utf8', timeout: 30_000, env: { ...process.env, LMK_DEVICE: 'cpu' },
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, LMK_DEVICE: 'cpu' },
     });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);

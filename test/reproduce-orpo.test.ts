@@ -17,7 +17,10 @@ describe('reproduction: ORPO (--smoke)', () => {
   it('runs end to end and prints its tables', () => {
     const out = join(dir, 'orpo.json');
     const r = spawnSync(process.execPath, ['examples/reproduce/orpo.mjs', '--smoke', '--out', out], {
-      cwd: root, encoding: 'utf8', timeout: 30_000, env: { ...process.env, LMK_DEVICE: 'cpu' },
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, LMK_DEVICE: 'cpu' },
     });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -29,7 +32,14 @@ describe('reproduction: ORPO (--smoke)', () => {
     const result = JSON.parse(readFileSync(out, 'utf8'));
     expect(result.rows).toHaveLength(3);
     for (const row of result.rows) {
-      for (const key of ['rewardsAccuracy', 'rewardsMargin', 'logOddsRatio', 'logOddsChosen', 'chosenLogp', 'rejectedLogp']) {
+      for (const key of [
+        'rewardsAccuracy',
+        'rewardsMargin',
+        'logOddsRatio',
+        'logOddsChosen',
+        'chosenLogp',
+        'rejectedLogp',
+      ]) {
         expect(Number.isFinite(row[key]), `${row.name} ${key}`).toBe(true);
       }
       expect(row.rewardsAccuracy).toBeGreaterThanOrEqual(0);

@@ -32,7 +32,10 @@ describe('safetensors', () => {
 
   it('writes the documented layout (checked by parsing the bytes by hand)', async () => {
     const path = join(dir, 'y.safetensors');
-    await lmk.saveSafetensors(path, { w: lmk.tensor([1, -2], { dtype: 'float32' }), h: lmk.tensor([1.5], { dtype: 'bfloat16' }) });
+    await lmk.saveSafetensors(path, {
+      w: lmk.tensor([1, -2], { dtype: 'float32' }),
+      h: lmk.tensor([1.5], { dtype: 'bfloat16' }),
+    });
     const bytes = readFileSync(path);
     const n = Number(bytes.readBigUInt64LE(0));
     expect(n % 8).toBe(0);

@@ -4,7 +4,10 @@ import { roundTo16 } from './reference';
 
 describe('creation', () => {
   it('tensor() infers shape from nested arrays and defaults to float32 on cpu', async () => {
-    const t = lmk.tensor([[1, 2, 3], [4, 5, 6]]);
+    const t = lmk.tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     expect(t.shape).toEqual([2, 3]);
     expect(t.dtype).toBe('float32');
     expect(t.device.toString()).toBe('cpu');
@@ -62,8 +65,29 @@ describe('creation', () => {
 });
 
 describe('dtypes', () => {
-  const specials = [0, -0, 1, -1, 0.1, 1 / 3, 65504, 65519.99, 65520, 1e-8, 5.96e-8, 2.98e-8, 3e38, 3.4e38, -1e-40,
-    1 + 2 ** -8, 1 + 3 * 2 ** -9, 1 + 2 ** -11, 1 + 3 * 2 ** -12, Infinity, -Infinity];
+  const specials = [
+    0,
+    -0,
+    1,
+    -1,
+    0.1,
+    1 / 3,
+    65504,
+    65519.99,
+    65520,
+    1e-8,
+    5.96e-8,
+    2.98e-8,
+    3e38,
+    3.4e38,
+    -1e-40,
+    1 + 2 ** -8,
+    1 + 3 * 2 ** -9,
+    1 + 2 ** -11,
+    1 + 3 * 2 ** -12,
+    Infinity,
+    -Infinity,
+  ];
 
   it('float64 -> bfloat16/float16 rounds to nearest even, bit for bit', async () => {
     const values = [...specials];
@@ -88,9 +112,13 @@ describe('dtypes', () => {
   it('to(dtype) round-trips and rounds once', async () => {
     const src = lmk.tensor([1.00390625, 1.005859375, -2.5, 1e-3, 70000], { dtype: 'float64' });
     const bf = src.to('bfloat16');
-    expect(Array.from(await bf.data())).toEqual([1.00390625, 1.005859375, -2.5, 1e-3, 70000].map((v) => roundTo16(v, 'bfloat16')));
+    expect(Array.from(await bf.data())).toEqual(
+      [1.00390625, 1.005859375, -2.5, 1e-3, 70000].map((v) => roundTo16(v, 'bfloat16')),
+    );
     const h = src.to('float16');
-    expect(Array.from(await h.data())).toEqual([1.00390625, 1.005859375, -2.5, 1e-3, 70000].map((v) => roundTo16(v, 'float16')));
+    expect(Array.from(await h.data())).toEqual(
+      [1.00390625, 1.005859375, -2.5, 1e-3, 70000].map((v) => roundTo16(v, 'float16')),
+    );
     const back = h.to('float32').to('float64');
     expect(back.dtype).toBe('float64');
     expect(Array.from(await back.data())).toEqual(Array.from(await h.data()));

@@ -10,13 +10,24 @@ const dir = mkdtempSync(join(tmpdir(), 'lmk-train-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const [B, T, V] = [2, 16, 32];
-const x = () => lmk.tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % V), { shape: [B, T] });
-const y = () => lmk.tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 11 + 5) % V), { shape: [B, T] });
+const x = () =>
+  lmk.tensor(
+    Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % V),
+    { shape: [B, T] },
+  );
+const y = () =>
+  lmk.tensor(
+    Int32Array.from({ length: B * T }, (_, i) => (i * 11 + 5) % V),
+    { shape: [B, T] },
+  );
 
 function trainStep(model: lmk.nn.RWKV4Model, opt: lmk.optim.AdamW, loss: 'ce' | 'goldfish' = 'ce'): Promise<number> {
   return lmk.tidy(async () => {
     const logits = model.forward(x());
-    const l = loss === 'ce' ? lmk.ops.crossEntropy({ logits, labels: y() }).loss : lmk.ops.goldfishLoss({ logits, labels: y(), k: 4 }).loss;
+    const l =
+      loss === 'ce'
+        ? lmk.ops.crossEntropy({ logits, labels: y() }).loss
+        : lmk.ops.goldfishLoss({ logits, labels: y(), k: 4 }).loss;
     l.backward();
     lmk.clipGradNorm(model.parameters(), 1);
     opt.step();
@@ -47,14 +58,25 @@ describe('training', () => {
     for (let i = 0; i < 3; i++) await trainStep(a, optA, 'goldfish');
     const path = join(dir, 'ckpt.safetensors');
     const optState = optA.stateDict();
-    await lmk.saveSafetensors(path, { ...a.stateDict(), ...Object.fromEntries(Object.entries(optState.tensors).map(([k, t]) => [`optim.${k}`, t])) }, optState.metadata);
+    await lmk.saveSafetensors(
+      path,
+      { ...a.stateDict(), ...Object.fromEntries(Object.entries(optState.tensors).map(([k, t]) => [`optim.${k}`, t])) },
+      optState.metadata,
+    );
 
     const loaded = await lmk.loadSafetensors(path);
     const meta = await lmk.safetensorsMetadata(path);
     const b = make();
     b.loadStateDict(Object.fromEntries(Object.entries(loaded).filter(([k]) => !k.startsWith('optim.'))));
     const optB = new lmk.optim.AdamW(b.parameters(), { lr: 5e-3 });
-    optB.loadStateDict({ tensors: Object.fromEntries(Object.entries(loaded).filter(([k]) => k.startsWith('optim.')).map(([k, t]) => [k.slice(6), t])), metadata: meta });
+    optB.loadStateDict({
+      tensors: Object.fromEntries(
+        Object.entries(loaded)
+          .filter(([k]) => k.startsWith('optim.'))
+          .map(([k, t]) => [k.slice(6), t]),
+      ),
+      metadata: meta,
+    });
     for (const [name, p] of a.namedParameters()) {
       expect(Array.from(await b.stateDict()[name]!.data()), name).toEqual(Array.from(await p.data()));
     }

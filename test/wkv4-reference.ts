@@ -12,13 +12,21 @@ export interface Wkv4Inputs {
 }
 
 /** y [B,T,C] and the final state's represented numerator/denominator logs. */
-export function wkv4Reference(x: Wkv4Inputs): { y: Float64Array; logNum: Float64Array; logDen: Float64Array; num: Float64Array } {
+export function wkv4Reference(x: Wkv4Inputs): {
+  y: Float64Array;
+  logNum: Float64Array;
+  logDen: Float64Array;
+  num: Float64Array;
+} {
   const { B, T, C } = x;
   const y = new Float64Array(B * T * C);
-  const num = new Float64Array(B * C), logDen = new Float64Array(B * C), logNum = new Float64Array(B * C);
+  const num = new Float64Array(B * C),
+    logDen = new Float64Array(B * C),
+    logNum = new Float64Array(B * C);
   for (let b = 0; b < B; b++) {
     for (let c = 0; c < C; c++) {
-      const w = -Math.exp(x.timeDecay[c]!), u = x.timeFirst[c]!;
+      const w = -Math.exp(x.timeDecay[c]!),
+        u = x.timeFirst[c]!;
       const aa0 = x.state ? x.state[(b * 3 + 0) * C + c]! : 0;
       const bb0 = x.state ? x.state[(b * 3 + 1) * C + c]! : 0;
       const pp0 = x.state ? x.state[(b * 3 + 2) * C + c]! : -1e38;
@@ -28,7 +36,8 @@ export function wkv4Reference(x: Wkv4Inputs): { y: Float64Array; logNum: Float64
       const sums = (terms: [number, number][], stateLog: number) => {
         let m = stateLog;
         for (const [l] of terms) m = Math.max(m, l);
-        let n = Math.exp(stateLog - m) * aa0, d = Math.exp(stateLog - m) * bb0;
+        let n = Math.exp(stateLog - m) * aa0,
+          d = Math.exp(stateLog - m) * bb0;
         for (const [l, val] of terms) {
           n += Math.exp(l - m) * val;
           d += Math.exp(l - m);
@@ -63,7 +72,8 @@ export function uniform(n: number, seed: number, lo = -1, hi = 1): Float64Array 
 }
 
 export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let d = 0, r = 0;
+  let d = 0,
+    r = 0;
   for (let i = 0; i < ref.length; i++) {
     d += (out[i]! - ref[i]!) ** 2;
     r += ref[i]! ** 2;

@@ -19,7 +19,8 @@ export const decode = (bytes) => new TextDecoder('utf-8', { fatal: false }).deco
 
 /** The last `fraction` of the bytes (cut at a line break when there is one nearby) is held out. */
 export function splitHoldout(bytes, fraction = 0.1) {
-  if (!(fraction > 0 && fraction < 1)) throw new RangeError(`splitHoldout: fraction must be in (0, 1), got ${fraction}`);
+  if (!(fraction > 0 && fraction < 1))
+    throw new RangeError(`splitHoldout: fraction must be in (0, 1), got ${fraction}`);
   let cut = Math.floor(bytes.length * (1 - fraction));
   const nl = bytes.indexOf(10, cut);
   if (nl >= 0 && nl - cut < 1000) cut = nl + 1;
@@ -28,7 +29,8 @@ export function splitHoldout(bytes, fraction = 0.1) {
 
 function fill(bytes, starts, T) {
   const B = starts.length;
-  const inputs = new Int32Array(B * T), labels = new Int32Array(B * T);
+  const inputs = new Int32Array(B * T),
+    labels = new Int32Array(B * T);
   starts.forEach((start, b) => {
     for (let t = 0; t < T; t++) {
       inputs[b * T + t] = bytes[start + t];
@@ -42,7 +44,11 @@ function fill(bytes, starts, T) {
 export function randomBatch(bytes, B, T, rng) {
   const span = bytes.length - (T + 1);
   if (span < 0) throw new RangeError(`randomBatch: ${bytes.length} bytes are fewer than T + 1 = ${T + 1}`);
-  return fill(bytes, Array.from({ length: B }, () => rng.int(span + 1)), T);
+  return fill(
+    bytes,
+    Array.from({ length: B }, () => rng.int(span + 1)),
+    T,
+  );
 }
 
 /**

@@ -29,7 +29,9 @@ export class ProgressBar {
     const frac = Math.min(1, step / this.total);
     const elapsed = (now - this.start) / 1000;
     const eta = frac > 0 ? (elapsed * (1 - frac)) / frac : NaN;
-    const info = Object.entries(fields).map(([k, v]) => `${k} ${v}`).join('  ');
+    const info = Object.entries(fields)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('  ');
     const count = `${String(step).padStart(String(this.total).length)}/${this.total}`;
     if (this.tty) {
       if (now - this.lastDraw < 80 && step < this.total) return;

@@ -44,13 +44,15 @@ export class Rng {
 
   /** A uniform double in [0, 1) with 53 random bits. */
   float() {
-    const hi = this.nextUint32() >>> 5, lo = this.nextUint32() >>> 6;
+    const hi = this.nextUint32() >>> 5,
+      lo = this.nextUint32() >>> 6;
     return (hi * 67108864 + lo) / 9007199254740992;
   }
 
   /** A uniform integer in [0, n), n <= 2^32, without modulo bias. */
   int(n) {
-    if (!(Number.isInteger(n) && n >= 1 && n <= 2 ** 32)) throw new RangeError(`Rng.int: n must be an integer in [1, 2^32], got ${n}`);
+    if (!(Number.isInteger(n) && n >= 1 && n <= 2 ** 32))
+      throw new RangeError(`Rng.int: n must be an integer in [1, 2^32], got ${n}`);
     const limit = 2 ** 32 - (2 ** 32 % n);
     for (;;) {
       const x = this.nextUint32();

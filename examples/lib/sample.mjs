@@ -86,12 +86,14 @@ export async function generate(model, { prompt, length, temperature = 0.8, topK 
     let tail = [];
     const next = async (token) => {
       tail.push(token);
-      const r = lmk.noGrad(() => lmk.tidy(() => {
-        const ids = lmk.tensor(Int32Array.from(tail), { shape: [1, tail.length], device });
-        const { logits, state: after } = model.forwardChunk(ids, state);
-        const V = logits.shape[2];
-        return { row: lmk.ops.slice(logits.reshape([tail.length, V]), 0, tail.length - 1, tail.length), after };
-      }));
+      const r = lmk.noGrad(() =>
+        lmk.tidy(() => {
+          const ids = lmk.tensor(Int32Array.from(tail), { shape: [1, tail.length], device });
+          const { logits, state: after } = model.forwardChunk(ids, state);
+          const V = logits.shape[2];
+          return { row: lmk.ops.slice(logits.reshape([tail.length, V]), 0, tail.length - 1, tail.length), after };
+        }),
+      );
       const row = await r.row.data();
       r.row.dispose();
       if (tail.length === L) {
@@ -113,12 +115,14 @@ export async function generate(model, { prompt, length, temperature = 0.8, topK 
   const all = Array.from(bytes);
   for (let i = 0; i < length; i++) {
     const window = all.slice(-context);
-    const last = lmk.noGrad(() => lmk.tidy(() => {
-      const ids = lmk.tensor(Int32Array.from(window), { shape: [1, window.length], device });
-      const logits = model.forward(ids);
-      const V = logits.shape[2];
-      return lmk.ops.slice(logits.reshape([window.length, V]), 0, window.length - 1, window.length);
-    }));
+    const last = lmk.noGrad(() =>
+      lmk.tidy(() => {
+        const ids = lmk.tensor(Int32Array.from(window), { shape: [1, window.length], device });
+        const logits = model.forward(ids);
+        const V = logits.shape[2];
+        return lmk.ops.slice(logits.reshape([window.length, V]), 0, window.length - 1, window.length);
+      }),
+    );
     const row = await last.data();
     last.dispose();
     out[i] = sampleToken(row, { temperature, topK, rng });

@@ -20,7 +20,9 @@ export function createModel(model, config) {
   if (model === 'rwkv4') return new lmk.nn.RWKV4Model({ vocabSize, dModel, nLayers, device, dtype, seed });
   if (model === 'fam') {
     if (typeof lmk.nn.FamTransformerModel !== 'function') {
-      throw new ModelUnavailable('lmk.nn.FamTransformerModel is not available in this build of lmkernels yet; use --model rwkv4');
+      throw new ModelUnavailable(
+        'lmk.nn.FamTransformerModel is not available in this build of lmkernels yet; use --model rwkv4',
+      );
     }
     return new lmk.nn.FamTransformerModel({ vocabSize, dModel, nLayers, device, dtype, seed, ...config.fam });
   }
@@ -56,12 +58,15 @@ export function objective(kind, logits, labels, goldfish = {}) {
 
 /** Mean cross-entropy (nats per token) of the model over the batches, without gradients. */
 export async function evaluate(model, batches, device) {
-  let sum = 0, count = 0;
+  let sum = 0,
+    count = 0;
   for (const batch of batches) {
-    const loss = lmk.noGrad(() => lmk.tidy(() => {
-      const { inputs, labels } = batchTensors(batch, device);
-      return lmk.ops.crossEntropy({ logits: model.forward(inputs), labels, reduction: 'sum' }).loss;
-    }));
+    const loss = lmk.noGrad(() =>
+      lmk.tidy(() => {
+        const { inputs, labels } = batchTensors(batch, device);
+        return lmk.ops.crossEntropy({ logits: model.forward(inputs), labels, reduction: 'sum' }).loss;
+      }),
+    );
     sum += await loss.item();
     loss.dispose();
     count += batch.inputs.length;
@@ -78,10 +83,26 @@ export async function evaluate(model, batches, device) {
  * seconds, val }) after each step's loss is known.
  * Returns { losses, all, val: [[step, loss]], seconds, tokens }.
  */
-export async function train({ model, optimizer, lr, nextBatch, loss = 'ce', goldfish, clip = 1, device, steps, evalEvery = 0, evalFn, onStep }) {
+export async function train({
+  model,
+  optimizer,
+  lr,
+  nextBatch,
+  loss = 'ce',
+  goldfish,
+  clip = 1,
+  device,
+  steps,
+  evalEvery = 0,
+  evalFn,
+  onStep,
+}) {
   const params = model.parameters();
-  const losses = [], all = [], val = [];
-  let tokens = 0, evalSeconds = 0;
+  const losses = [],
+    all = [],
+    val = [];
+  let tokens = 0,
+    evalSeconds = 0;
   const timeEval = async (step) => {
     const t0 = performance.now();
     val.push([step, await evalFn()]);
@@ -104,7 +125,14 @@ export async function train({ model, optimizer, lr, nextBatch, loss = 'ce', gold
     all.push(allValue);
     tokens += n;
     if (evalFn && isEvalStep(step)) await timeEval(step);
-    onStep?.({ step, loss: value, all: allValue, tokens, seconds: (performance.now() - start) / 1000 - evalSeconds, val: val.at(-1) });
+    onStep?.({
+      step,
+      loss: value,
+      all: allValue,
+      tokens,
+      seconds: (performance.now() - start) / 1000 - evalSeconds,
+      val: val.at(-1),
+    });
   };
   for (let step = 1; step <= steps; step++) {
     optimizer.lr = lr(step - 1);

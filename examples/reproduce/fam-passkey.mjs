@@ -44,14 +44,40 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  console.log('node examples/reproduce/fam-passkey.mjs [--smoke] [--seed N] [--steps N] [--models fam,bswa0,bswa1] [--out FILE.json]');
+  console.log(
+    'node examples/reproduce/fam-passkey.mjs [--smoke] [--seed N] [--steps N] [--models fam,bswa0,bswa1] [--out FILE.json]',
+  );
   process.exit(0);
 }
 const smoke = args.smoke;
 const seed = Number(args.seed);
 const cfg = smoke
-  ? { dModel: 16, nLayers: 1, nHeads: 2, L: 16, F: 2, B: 4, steps: 3, lr: 2e-3, trainLengths: [32, 64], evalLengths: [32, 64], evalN: 8 }
-  : { dModel: 64, nLayers: 2, nHeads: 4, L: 16, F: 4, B: 32, steps: 400, lr: 2e-3, trainLengths: [32, 64, 96, 128], evalLengths: [32, 64, 128, 256, 512], evalN: 200 };
+  ? {
+      dModel: 16,
+      nLayers: 1,
+      nHeads: 2,
+      L: 16,
+      F: 2,
+      B: 4,
+      steps: 3,
+      lr: 2e-3,
+      trainLengths: [32, 64],
+      evalLengths: [32, 64],
+      evalN: 8,
+    }
+  : {
+      dModel: 64,
+      nLayers: 2,
+      nHeads: 4,
+      L: 16,
+      F: 4,
+      B: 32,
+      steps: 400,
+      lr: 2e-3,
+      trainLengths: [32, 64, 96, 128],
+      evalLengths: [32, 64, 128, 256, 512],
+      evalN: 200,
+    };
 if (args.steps) cfg.steps = Number(args.steps);
 const KEY_DIGITS = 3;
 const IGNORE = -100;
@@ -82,7 +108,8 @@ function makeSequence(rng, length) {
 }
 
 function makeBatch(rng, B, length) {
-  const inputs = new Int32Array(B * length), labels = new Int32Array(B * length).fill(IGNORE);
+  const inputs = new Int32Array(B * length),
+    labels = new Int32Array(B * length).fill(IGNORE);
   const keys = [];
   for (let b = 0; b < B; b++) {
     const { bytes, key, answerAt } = makeSequence(rng, length);
@@ -96,8 +123,15 @@ function makeBatch(rng, B, length) {
 // ---------------------------------------------------------------- models
 function newModel(memoryBlocks) {
   return new lmk.nn.FamTransformerModel({
-    vocabSize: 256, dModel: cfg.dModel, nLayers: cfg.nLayers, nHeads: cfg.nHeads,
-    blockSize: cfg.L, memoryBlocks, famLength: cfg.F, device, seed,
+    vocabSize: 256,
+    dModel: cfg.dModel,
+    nLayers: cfg.nLayers,
+    nHeads: cfg.nHeads,
+    blockSize: cfg.L,
+    memoryBlocks,
+    famLength: cfg.F,
+    device,
+    seed,
   });
 }
 
@@ -146,14 +180,18 @@ async function accuracyAt(arm, model, length) {
   const rng = new Rng(`passkey-eval-${seed}-${length}`);
   const fwd = forwardOf(arm, model);
   const EB = length >= 512 ? 25 : 50;
-  let exact = 0, digits = 0, n = 0;
+  let exact = 0,
+    digits = 0,
+    n = 0;
   for (let i = 0; i < cfg.evalN; i += EB) {
     const B = Math.min(EB, cfg.evalN - i);
     const batch = makeBatch(rng, B, length);
-    const pred = lmk.noGrad(() => lmk.tidy(() => {
-      const logits = fwd(lmk.tensor(batch.inputs, { shape: batch.shape, device }));
-      return lmk.ops.slice(logits, 1, length - KEY_DIGITS, length);
-    }));
+    const pred = lmk.noGrad(() =>
+      lmk.tidy(() => {
+        const logits = fwd(lmk.tensor(batch.inputs, { shape: batch.shape, device }));
+        return lmk.ops.slice(logits, 1, length - KEY_DIGITS, length);
+      }),
+    );
     const rows = await pred.data();
     pred.dispose();
     for (let b = 0; b < B; b++) {
@@ -175,7 +213,10 @@ async function accuracyAt(arm, model, length) {
 async function runArm(key) {
   const arm = ARMS[key];
   const model = newModel(arm.memoryBlocks);
-  const params = model.namedParameters().filter(([name]) => arm.fam || !name.endsWith('famInit')).map(([, p]) => p);
+  const params = model
+    .namedParameters()
+    .filter(([name]) => arm.fam || !name.endsWith('famInit'))
+    .map(([, p]) => p);
   const optimizer = new lmk.optim.AdamW(params, { lr: cfg.lr, weightDecay: 0.01 });
   const rng = new Rng(`passkey-train-${seed}`); // the same batches for every arm
   const fwd = forwardOf(arm, model);
@@ -215,8 +256,10 @@ async function runArm(key) {
   const e0 = performance.now();
   for (const length of cfg.evalLengths) acc[length] = await accuracyAt(arm, model, length);
   const evalSeconds = (performance.now() - e0) / 1000;
-  console.log(`${arm.name}: train ${trainSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s; exact-key accuracy ` +
-    cfg.evalLengths.map((l) => `${l}: ${acc[l].exact.toFixed(2)}`).join(', '));
+  console.log(
+    `${arm.name}: train ${trainSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s; exact-key accuracy ` +
+      cfg.evalLengths.map((l) => `${l}: ${acc[l].exact.toFixed(2)}`).join(', '),
+  );
   const paramCount = params.reduce((n, p) => n + p.numel, 0);
   model.dispose();
   return { key, name: arm.name, losses, acc, trainSeconds, evalSeconds, params: paramCount };
@@ -226,12 +269,16 @@ async function runArm(key) {
 const wall0 = performance.now();
 {
   const probe = newModel(1);
-  console.log(`FAM passkey reproduction${smoke ? ' (smoke)' : ''}: d=${cfg.dModel}, ${cfg.nLayers} layers, ${cfg.nHeads} heads, ` +
-    `blockSize ${cfg.L}, ${parameterCount(probe)} parameters (FAM), on ${device}, seed ${seed}, threads ${process.env.LMK_NUM_THREADS ?? 'default'}`);
+  console.log(
+    `FAM passkey reproduction${smoke ? ' (smoke)' : ''}: d=${cfg.dModel}, ${cfg.nLayers} layers, ${cfg.nHeads} heads, ` +
+      `blockSize ${cfg.L}, ${parameterCount(probe)} parameters (FAM), on ${device}, seed ${seed}, threads ${process.env.LMK_NUM_THREADS ?? 'default'}`,
+  );
   probe.dispose();
   const ex = makeSequence(new Rng('example'), 64);
   console.log(`example (64 bytes + answer): ${JSON.stringify(new TextDecoder().decode(ex.bytes))}`);
-  console.log(`${cfg.steps} steps of ${cfg.B} sequences, lengths cycling ${cfg.trainLengths.join('/')}; evaluated on ${cfg.evalN} fresh sequences per length`);
+  console.log(
+    `${cfg.steps} steps of ${cfg.B} sequences, lengths cycling ${cfg.trainLengths.join('/')}; evaluated on ${cfg.evalN} fresh sequences per length`,
+  );
 }
 const results = [];
 for (const key of armKeys) results.push(await runArm(key));
@@ -239,14 +286,29 @@ const wall = (performance.now() - wall0) / 1000;
 
 const header = `| model | params | ${cfg.evalLengths.map((l) => `len ${l}`).join(' | ')} | train s |`;
 const sep = `| --- | --- | ${cfg.evalLengths.map(() => '---').join(' | ')} | --- |`;
-const table = [header, sep, ...results.map((r) =>
-  `| ${r.name} | ${r.params} | ${cfg.evalLengths.map((l) => `${r.acc[l].exact.toFixed(2)} (${r.acc[l].digit.toFixed(2)})`).join(' | ')} | ${r.trainSeconds.toFixed(0)} |`)].join('\n');
-console.log(`\nExact-key accuracy by sequence length (per-digit accuracy in parentheses); chance: exact ${10 ** -KEY_DIGITS}, digit 0.1.`);
-console.log(`Attention window: BSWA m=0 sees ${cfg.L} tokens back at most; m=1 up to ${2 * cfg.L} per layer (${(cfg.nLayers + 1) * cfg.L} through ${cfg.nLayers} layers).`);
+const table = [
+  header,
+  sep,
+  ...results.map(
+    (r) =>
+      `| ${r.name} | ${r.params} | ${cfg.evalLengths.map((l) => `${r.acc[l].exact.toFixed(2)} (${r.acc[l].digit.toFixed(2)})`).join(' | ')} | ${r.trainSeconds.toFixed(0)} |`,
+  ),
+].join('\n');
+console.log(
+  `\nExact-key accuracy by sequence length (per-digit accuracy in parentheses); chance: exact ${10 ** -KEY_DIGITS}, digit 0.1.`,
+);
+console.log(
+  `Attention window: BSWA m=0 sees ${cfg.L} tokens back at most; m=1 up to ${2 * cfg.L} per layer (${(cfg.nLayers + 1) * cfg.L} through ${cfg.nLayers} layers).`,
+);
 console.log(table);
 console.log(`wall ${wall.toFixed(1)} s`);
 if (!smoke) {
-  console.log('\n' + terminalPlot(results.map((r) => ({ name: r.name, points: r.losses.map((l, i) => [i, l]) })),
-    { title: 'training loss (answer bytes)', xLabel: 'step', width: 60, height: 10 }));
+  console.log(
+    '\n' +
+      terminalPlot(
+        results.map((r) => ({ name: r.name, points: r.losses.map((l, i) => [i, l]) })),
+        { title: 'training loss (answer bytes)', xLabel: 'step', width: 60, height: 10 },
+      ),
+  );
 }
 if (args.out) writeFileSync(args.out, JSON.stringify({ cfg, seed, wall, results, table }, null, 2));

@@ -27,8 +27,30 @@ import { ProgressBar } from '../lib/progress.mjs';
 import { terminalPlot } from '../lib/plot.mjs';
 import { parameterCount, evaluate, train } from '../lib/train.mjs';
 
-const FULL = { docs: 30, docBytes: 200, suffix: 32, dModel: 128, layers: 2, batch: 10, general: 10, epochs: 120, lr: 3e-3, valBatches: 16 };
-const SMOKE = { docs: 6, docBytes: 80, suffix: 16, dModel: 16, layers: 1, batch: 3, general: 2, epochs: 2, lr: 3e-3, valBatches: 2 };
+const FULL = {
+  docs: 30,
+  docBytes: 200,
+  suffix: 32,
+  dModel: 128,
+  layers: 2,
+  batch: 10,
+  general: 10,
+  epochs: 120,
+  lr: 3e-3,
+  valBatches: 16,
+};
+const SMOKE = {
+  docs: 6,
+  docBytes: 80,
+  suffix: 16,
+  dModel: 16,
+  layers: 1,
+  batch: 3,
+  general: 2,
+  epochs: 2,
+  lr: 3e-3,
+  valBatches: 2,
+};
 
 const HELP = `Usage: node examples/reproduce/goldfish.mjs [options]
 
@@ -52,22 +74,41 @@ training text instead), then measures memorisation (greedy decoding of each docu
 function options() {
   const { values } = parseArgs({
     options: {
-      epochs: { type: 'string' }, seed: { type: 'string', default: '1' }, 'd-model': { type: 'string' },
-      layers: { type: 'string' }, lr: { type: 'string' }, general: { type: 'string' }, 'no-control': { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false },
+      epochs: { type: 'string' },
+      seed: { type: 'string', default: '1' },
+      'd-model': { type: 'string' },
+      layers: { type: 'string' },
+      lr: { type: 'string' },
+      general: { type: 'string' },
+      'no-control': { type: 'boolean', default: false },
+      smoke: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
-  if (values.help) { process.stdout.write(HELP); process.exit(0); }
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
   const base = values.smoke ? SMOKE : FULL;
   const num = (name, fallback) => {
     if (values[name] === undefined) return fallback;
     const n = Number(values[name]);
-    if (!Number.isFinite(n) || n < 0) { process.stderr.write(`goldfish: --${name} must be a positive number\n`); process.exit(2); }
+    if (!Number.isFinite(n) || n < 0) {
+      process.stderr.write(`goldfish: --${name} must be a positive number\n`);
+      process.exit(2);
+    }
     return n;
   };
   return {
-    ...base, smoke: values.smoke, seed: num('seed', 1), epochs: num('epochs', base.epochs),
-    dModel: num('d-model', base.dModel), layers: num('layers', base.layers), lr: num('lr', base.lr), control: !values['no-control'], general: num('general', base.general),
+    ...base,
+    smoke: values.smoke,
+    seed: num('seed', 1),
+    epochs: num('epochs', base.epochs),
+    dModel: num('d-model', base.dModel),
+    layers: num('layers', base.layers),
+    lr: num('lr', base.lr),
+    control: !values['no-control'],
+    general: num('general', base.general),
   };
 }
 
@@ -87,9 +128,11 @@ export function passages(bytes, count, size) {
 
 /** Length of the longest common subsequence of two byte arrays. */
 export function lcs(a, b) {
-  const prev = new Int32Array(b.length + 1), cur = new Int32Array(b.length + 1);
+  const prev = new Int32Array(b.length + 1),
+    cur = new Int32Array(b.length + 1);
   for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) cur[j] = a[i - 1] === b[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], cur[j - 1]);
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = a[i - 1] === b[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], cur[j - 1]);
     prev.set(cur);
   }
   return prev[b.length];
@@ -97,7 +140,8 @@ export function lcs(a, b) {
 
 /** Greedy continuation of every prefix by `length` bytes with recurrent step decoding, all documents as one batch. */
 async function greedy(model, prefixes, length, device) {
-  const B = prefixes.length, P = prefixes[0].length;
+  const B = prefixes.length,
+    P = prefixes[0].length;
   let state, logits;
   const feed = (tokens) => {
     const input = lmk.tensor(tokens, { device });
@@ -129,7 +173,8 @@ async function greedy(model, prefixes, length, device) {
 async function memorisation(model, docs, suffix, device) {
   const prefixes = docs.map((d) => d.subarray(0, d.length - suffix));
   const outs = await greedy(model, prefixes, suffix, device);
-  let exact = 0, ratio = 0;
+  let exact = 0,
+    ratio = 0;
   const perDoc = outs.map((o, i) => {
     const truth = docs[i].subarray(docs[i].length - suffix);
     const same = o.every((b, j) => b === truth[j]);
@@ -146,7 +191,8 @@ async function droppedFraction(docBatch, device) {
   const labels = lmk.tensor(docBatch.labels, { shape: docBatch.shape, device });
   const mask = lmk.losses.goldfishMask({ labels, k: 4, contextWidth: 13, strategy: 'hash' });
   const m = await mask.data();
-  labels.dispose(); mask.dispose();
+  labels.dispose();
+  mask.dispose();
   return 1 - m.reduce((a, b) => a + b, 0) / m.length;
 }
 
@@ -161,15 +207,24 @@ async function main() {
   // The other training text: the training part with the documents cut out.
   const pieces = [];
   let from = 0;
-  for (const start of docs.starts) { pieces.push(trainBytes.subarray(from, start)); from = start + o.docBytes; }
+  for (const start of docs.starts) {
+    pieces.push(trainBytes.subarray(from, start));
+    from = start + o.docBytes;
+  }
   pieces.push(trainBytes.subarray(from));
   const generalBytes = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
   pieces.reduce((at, p) => (generalBytes.set(p, at), at + p.length), 0);
   const T = o.docBytes - 1;
   // Every document is one training sequence: inputs bytes[0..T), labels bytes[1..T].
   const docBatch = (ids) => {
-    const inputs = new Int32Array(ids.length * T), labels = new Int32Array(ids.length * T);
-    ids.forEach((d, b) => { for (let t = 0; t < T; t++) { inputs[b * T + t] = docs[d][t]; labels[b * T + t] = docs[d][t + 1]; } });
+    const inputs = new Int32Array(ids.length * T),
+      labels = new Int32Array(ids.length * T);
+    ids.forEach((d, b) => {
+      for (let t = 0; t < T; t++) {
+        inputs[b * T + t] = docs[d][t];
+        labels[b * T + t] = docs[d][t + 1];
+      }
+    });
     return { inputs, labels, shape: [ids.length, T] };
   };
   const stepsPerEpoch = Math.ceil(o.docs / o.batch);
@@ -179,11 +234,21 @@ async function main() {
   const allDocs = docBatch(docs.map((_, i) => i));
   const dropped = await droppedFraction(allDocs, device);
 
-  console.log(`goldfish reproduction (Hans et al. 2024), lmkernels ${lmk.backendInfo().version}, cpu (${lmk.backendInfo().cpu.threads} threads)${o.smoke ? '  [smoke]' : ''}`);
-  console.log(`  documents  ${o.docs} distinct ${o.docBytes}-byte passages of ${'examples/data/shakespeare.txt'} (training part)`);
-  console.log(`  model      byte-level RWKV-4, d ${o.dModel}, ${o.layers} layers; ${o.epochs} epochs × ${stepsPerEpoch} steps of ${o.batch} documents + ${o.general} random ${T}-byte windows of the other ${generalBytes.length} training bytes = ${steps} steps, AdamW (lr ${o.lr}, cosine), seed ${o.seed}`);
-  console.log(`  goldfish   k 4, h 13, hash: drops ${(100 * dropped).toFixed(1)}% of the ${allDocs.labels.length} training labels, the same ones every epoch`);
-  console.log(`  memorised  greedy decoding of the last ${o.suffix} bytes of each document from its first ${o.docBytes - o.suffix}`);
+  console.log(
+    `goldfish reproduction (Hans et al. 2024), lmkernels ${lmk.backendInfo().version}, cpu (${lmk.backendInfo().cpu.threads} threads)${o.smoke ? '  [smoke]' : ''}`,
+  );
+  console.log(
+    `  documents  ${o.docs} distinct ${o.docBytes}-byte passages of ${'examples/data/shakespeare.txt'} (training part)`,
+  );
+  console.log(
+    `  model      byte-level RWKV-4, d ${o.dModel}, ${o.layers} layers; ${o.epochs} epochs × ${stepsPerEpoch} steps of ${o.batch} documents + ${o.general} random ${T}-byte windows of the other ${generalBytes.length} training bytes = ${steps} steps, AdamW (lr ${o.lr}, cosine), seed ${o.seed}`,
+  );
+  console.log(
+    `  goldfish   k 4, h 13, hash: drops ${(100 * dropped).toFixed(1)}% of the ${allDocs.labels.length} training labels, the same ones every epoch`,
+  );
+  console.log(
+    `  memorised  greedy decoding of the last ${o.suffix} bytes of each document from its first ${o.docBytes - o.suffix}`,
+  );
   console.log(`  validation ${valTokens} held-out bytes (last 10% of the file)`);
 
   const results = {};
@@ -196,24 +261,52 @@ async function main() {
     const loss = run === 'control' ? 'ce' : run;
     const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: o.dModel, nLayers: o.layers, device, seed: o.seed });
     const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: o.lr, weightDecay: 0 });
-    const lr = lmk.optim.cosineSchedule({ maxLr: o.lr, minLr: o.lr / 10, warmupSteps: Math.min(20, Math.ceil(steps / 10)), totalSteps: steps });
+    const lr = lmk.optim.cosineSchedule({
+      maxLr: o.lr,
+      minLr: o.lr / 10,
+      warmupSteps: Math.min(20, Math.ceil(steps / 10)),
+      totalSteps: steps,
+    });
     const rng = new Rng(o.seed); // same document order and general windows for both models
     let order = [];
     const nextBatch = (step) => {
       const i = step % stepsPerEpoch;
       if (i === 0) {
         order = docs.map((_, j) => j);
-        for (let j = order.length - 1; j > 0; j--) { const r = rng.int(j + 1); [order[j], order[r]] = [order[r], order[j]]; }
+        for (let j = order.length - 1; j > 0; j--) {
+          const r = rng.int(j + 1);
+          [order[j], order[r]] = [order[r], order[j]];
+        }
       }
-      const batch = run === 'control' ? randomBatch(generalBytes, Math.min(o.batch, o.docs - i * o.batch), T, rng) : docBatch(order.slice(i * o.batch, (i + 1) * o.batch));
+      const batch =
+        run === 'control'
+          ? randomBatch(generalBytes, Math.min(o.batch, o.docs - i * o.batch), T, rng)
+          : docBatch(order.slice(i * o.batch, (i + 1) * o.batch));
       if (o.general === 0) return batch;
       const extra = randomBatch(generalBytes, o.general, T, rng);
-      const cat = (a, b) => { const c = new Int32Array(a.length + b.length); c.set(a); c.set(b, a.length); return c; };
-      return { inputs: cat(batch.inputs, extra.inputs), labels: cat(batch.labels, extra.labels), shape: [batch.shape[0] + o.general, T] };
+      const cat = (a, b) => {
+        const c = new Int32Array(a.length + b.length);
+        c.set(a);
+        c.set(b, a.length);
+        return c;
+      };
+      return {
+        inputs: cat(batch.inputs, extra.inputs),
+        labels: cat(batch.labels, extra.labels),
+        shape: [batch.shape[0] + o.general, T],
+      };
     };
     const bar = new ProgressBar(steps, { label: `  ${run.padEnd(8)} ` });
     const r = await train({
-      model, optimizer, lr, nextBatch, loss, goldfish: { k: 4, contextWidth: 13, strategy: 'hash' }, clip: 1, device, steps,
+      model,
+      optimizer,
+      lr,
+      nextBatch,
+      loss,
+      goldfish: { k: 4, contextWidth: 13, strategy: 'hash' },
+      clip: 1,
+      device,
+      steps,
       onStep: ({ step, loss: l, all }) => bar.update(step, { loss: l.toFixed(3), 'all tokens': all.toFixed(3) }),
     });
     bar.finish();
@@ -222,14 +315,21 @@ async function main() {
     const trainAll = await evaluate(model, [allDocs], device);
     const params = parameterCount(model);
     results[run] = { ...mem, val, trainAll, seconds: r.seconds, losses: r.losses, params };
-    console.log(`  ${run}: ${mem.exact}/${o.docs} exact, LCS ratio ${mem.lcs.toFixed(3)}, train-docs CE ${trainAll.toFixed(3)}, validation ${val.toFixed(3)} nats/byte (${r.seconds.toFixed(0)} s)`);
+    console.log(
+      `  ${run}: ${mem.exact}/${o.docs} exact, LCS ratio ${mem.lcs.toFixed(3)}, train-docs CE ${trainAll.toFixed(3)}, validation ${val.toFixed(3)} nats/byte (${r.seconds.toFixed(0)} s)`,
+    );
   }
 
   console.log();
-  console.log(terminalPlot([
-    { name: 'cross-entropy', points: results.ce.losses.map((v, i) => [i + 1, v]) },
-    { name: 'goldfish (kept tokens)', points: results.goldfish.losses.map((v, i) => [i + 1, v]) },
-  ], { title: '  training loss (nats per byte) by step', xLabel: 'step', height: 10 }));
+  console.log(
+    terminalPlot(
+      [
+        { name: 'cross-entropy', points: results.ce.losses.map((v, i) => [i + 1, v]) },
+        { name: 'goldfish (kept tokens)', points: results.goldfish.losses.map((v, i) => [i + 1, v]) },
+      ],
+      { title: '  training loss (nats per byte) by step', xLabel: 'step', height: 10 },
+    ),
+  );
   console.log();
   const shown = [0, results.goldfish.perDoc.findIndex((d, i) => i > 0 && !d.same)].filter((i) => i >= 0);
   for (const i of shown) {
@@ -240,14 +340,22 @@ async function main() {
     if (results.control) console.log(`    control   ${JSON.stringify(results.control.perDoc[i].text)}`);
   }
   console.log();
-  const row = (name, r) => `| ${name} | ${r.exact} / ${o.docs} | ${r.lcs.toFixed(3)} | ${r.trainAll.toFixed(3)} | ${r.val.toFixed(3)} |`;
-  console.log('| loss | exact-match suffixes | mean LCS ratio | CE on training documents (nats/byte) | validation CE (nats/byte) |');
+  const row = (name, r) =>
+    `| ${name} | ${r.exact} / ${o.docs} | ${r.lcs.toFixed(3)} | ${r.trainAll.toFixed(3)} | ${r.val.toFixed(3)} |`;
+  console.log(
+    '| loss | exact-match suffixes | mean LCS ratio | CE on training documents (nats/byte) | validation CE (nats/byte) |',
+  );
   console.log('| --- | --- | --- | --- | --- |');
   console.log(row('cross-entropy', results.ce));
   console.log(row('goldfish (k 4, h 13, hash)', results.goldfish));
   if (results.control) console.log(row('control: cross-entropy, documents never seen', results.control));
   console.log();
-  console.log(`  ${(results.ce.params / 1e6).toFixed(2)}M parameters per model; wall time ${((performance.now() - wall) / 1000).toFixed(0)} s`);
+  console.log(
+    `  ${(results.ce.params / 1e6).toFixed(2)}M parameters per model; wall time ${((performance.now() - wall) / 1000).toFixed(0)} s`,
+  );
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -45,7 +45,9 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  console.log('node examples/reproduce/orpo.mjs [--smoke] [--seed N] [--base-steps N] [--align-steps N] [--lambda X] [--out FILE.md]');
+  console.log(
+    'node examples/reproduce/orpo.mjs [--smoke] [--seed N] [--base-steps N] [--align-steps N] [--lambda X] [--out FILE.md]',
+  );
   process.exit(0);
 }
 
@@ -62,9 +64,11 @@ const IGNORE = -100;
 const device = lmk.defaultDevice();
 
 // ---------------------------------------------------------------- data
-const WORDS = ('red blue green small big old new cat dog fox bird fish tree river stone house road ' +
+const WORDS = (
+  'red blue green small big old new cat dog fox bird fish tree river stone house road ' +
   'sun moon rain wind fire snow runs sits sees finds eats likes goes near over under by the a one two three ' +
-  'happy quiet fast slow warm cold').split(' ');
+  'happy quiet fast slow warm cold'
+).split(' ');
 const title = (w) => w[0].toUpperCase() + w.slice(1);
 
 function makePair(rng) {
@@ -81,9 +85,11 @@ function makePair(rng) {
 /** Pairs → inputs [B,T] (prompt + response, padded with spaces) and labels (response bytes only). */
 function encodeBatch(pairs, key) {
   const B = pairs.length;
-  const inputs = new Int32Array(B * T).fill(32), labels = new Int32Array(B * T).fill(IGNORE);
+  const inputs = new Int32Array(B * T).fill(32),
+    labels = new Int32Array(B * T).fill(IGNORE);
   pairs.forEach((p, b) => {
-    const pr = encode(p.prompt), re = encode(p[key]);
+    const pr = encode(p.prompt),
+      re = encode(p[key]);
     const all = new Uint8Array([...pr, ...re]);
     if (all.length > T + 1) throw new RangeError(`pair too long: ${all.length}`);
     for (let t = 0; t + 1 < all.length; t++) {
@@ -114,12 +120,14 @@ function trainPairs(n) {
 // ---------------------------------------------------------------- model
 const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: cfg.dModel, nLayers: cfg.nLayers, device, seed });
 const cloneState = (m) => Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => [k, lmk.keep(t.clone())]));
-const cosine = (step, steps, peak) => peak * (step < 10 ? (step + 1) / 10 : 0.5 * (1 + Math.cos((Math.PI * step) / steps)));
+const cosine = (step, steps, peak) =>
+  peak * (step < 10 ? (step + 1) / 10 : 0.5 * (1 + Math.cos((Math.PI * step) / steps)));
 
 async function runSteps(label, steps, batchFor, lossFor, peakLr, track = []) {
   const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: peakLr, weightDecay: 0.0 });
   const bar = new ProgressBar(steps, { label: `${label.padEnd(6)} ` });
-  const losses = [], curve = [];
+  const losses = [],
+    curve = [];
   let evalSeconds = 0;
   const t0 = performance.now();
   for (let step = 0; step < steps; step++) {
@@ -148,19 +156,37 @@ async function runSteps(label, steps, batchFor, lossFor, peakLr, track = []) {
 }
 
 async function evaluate({ greedy = true } = {}) {
-  const sums = { rewardsAccuracy: 0, rewardsMargin: 0, logOddsRatio: 0, logOddsChosen: 0, chosenLogp: 0, rejectedLogp: 0 };
+  const sums = {
+    rewardsAccuracy: 0,
+    rewardsMargin: 0,
+    logOddsRatio: 0,
+    logOddsChosen: 0,
+    chosenLogp: 0,
+    rejectedLogp: 0,
+  };
   const EB = 32;
   let n = 0;
   for (let i = 0; i < heldOut.length; i += EB) {
     const pairs = heldOut.slice(i, i + EB);
-    const r = lmk.noGrad(() => lmk.tidy(() => {
-      const c = encodeBatch(pairs, 'chosen'), j = encodeBatch(pairs, 'rejected');
-      const res = lmk.losses.orpo({
-        chosenLogits: model.forward(c.inputs), rejectedLogits: model.forward(j.inputs),
-        chosenLabels: c.labels, rejectedLabels: j.labels, lambda: 0.1, ignoreIndex: IGNORE,
-      });
-      return { ...res.metrics, chosenLogp: lmk.ops.mean(res.chosenLogps), rejectedLogp: lmk.ops.mean(res.rejectedLogps) };
-    }));
+    const r = lmk.noGrad(() =>
+      lmk.tidy(() => {
+        const c = encodeBatch(pairs, 'chosen'),
+          j = encodeBatch(pairs, 'rejected');
+        const res = lmk.losses.orpo({
+          chosenLogits: model.forward(c.inputs),
+          rejectedLogits: model.forward(j.inputs),
+          chosenLabels: c.labels,
+          rejectedLabels: j.labels,
+          lambda: 0.1,
+          ignoreIndex: IGNORE,
+        });
+        return {
+          ...res.metrics,
+          chosenLogp: lmk.ops.mean(res.chosenLogps),
+          rejectedLogp: lmk.ops.mean(res.rejectedLogps),
+        };
+      }),
+    );
     for (const k of Object.keys(sums)) {
       sums[k] += (await r[k].item()) * pairs.length;
     }
@@ -170,7 +196,8 @@ async function evaluate({ greedy = true } = {}) {
   const out = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / n]));
   if (!greedy) return out;
   // Behaviour: greedy completions of held-out prompts, in which style?
-  let lower = 0, titled = 0;
+  let lower = 0,
+    titled = 0;
   const samples = [];
   for (const p of heldOut.slice(0, cfg.genPrompts)) {
     const text = decode(await generate(model, { prompt: p.prompt, length: 12, temperature: 0 }));
@@ -187,49 +214,85 @@ async function evaluate({ greedy = true } = {}) {
 
 // ---------------------------------------------------------------- run
 const wall0 = performance.now();
-console.log(`ORPO reproduction${smoke ? ' (smoke)' : ''}: RWKV-4 d=${cfg.dModel} L=${cfg.nLayers} ` +
-  `(${parameterCount(model)} parameters) on ${device}, seed ${seed}, λ = ${lambda}, threads ${process.env.LMK_NUM_THREADS ?? 'default'}`);
+console.log(
+  `ORPO reproduction${smoke ? ' (smoke)' : ''}: RWKV-4 d=${cfg.dModel} L=${cfg.nLayers} ` +
+    `(${parameterCount(model)} parameters) on ${device}, seed ${seed}, λ = ${lambda}, threads ${process.env.LMK_NUM_THREADS ?? 'default'}`,
+);
 const example = makePair(new Rng('example'));
-console.log(`pair example: ${JSON.stringify(example.prompt)} chosen ${JSON.stringify(example.chosen)} rejected ${JSON.stringify(example.rejected)}`);
+console.log(
+  `pair example: ${JSON.stringify(example.prompt)} chosen ${JSON.stringify(example.chosen)} rejected ${JSON.stringify(example.rejected)}`,
+);
 
 // 1. Base: both styles, 50/50.
 const baseBatches = (step) => {
   void step;
   const pairs = trainPairs(cfg.B);
-  return encodeBatch(pairs.map((p) => ({ prompt: p.prompt, response: trainRng.int(2) ? p.chosen : p.rejected })), 'response');
+  return encodeBatch(
+    pairs.map((p) => ({ prompt: p.prompt, response: trainRng.int(2) ? p.chosen : p.rejected })),
+    'response',
+  );
 };
-const ceLoss = (batch) => lmk.ops.crossEntropy({ logits: model.forward(batch.inputs), labels: batch.labels, ignoreIndex: IGNORE }).loss;
+const ceLoss = (batch) =>
+  lmk.ops.crossEntropy({ logits: model.forward(batch.inputs), labels: batch.labels, ignoreIndex: IGNORE }).loss;
 const base = await runSteps('base', cfg.baseSteps, baseBatches, ceLoss, cfg.lr);
 const baseWeights = cloneState(model);
 const before = await evaluate();
 
 // 2. The same alignment batches for both arms.
 const alignPairs = Array.from({ length: cfg.alignSteps }, () => trainPairs(cfg.B));
-const pairBatch = (step) => ({ chosen: encodeBatch(alignPairs[step], 'chosen'), rejected: encodeBatch(alignPairs[step], 'rejected') });
+const pairBatch = (step) => ({
+  chosen: encodeBatch(alignPairs[step], 'chosen'),
+  rejected: encodeBatch(alignPairs[step], 'rejected'),
+});
 const alignLr = cfg.lr / 2;
 // Held-out metrics during alignment (after this many steps), for the curve table.
 const track = [...new Set([0, 5, 10, 20, 40, 80].filter((s) => s < cfg.alignSteps))];
 
-const sft = await runSteps('SFT', cfg.alignSteps, pairBatch,
-  (b) => lmk.ops.crossEntropy({ logits: model.forward(b.chosen.inputs), labels: b.chosen.labels, ignoreIndex: IGNORE }).loss, alignLr, track);
+const sft = await runSteps(
+  'SFT',
+  cfg.alignSteps,
+  pairBatch,
+  (b) =>
+    lmk.ops.crossEntropy({ logits: model.forward(b.chosen.inputs), labels: b.chosen.labels, ignoreIndex: IGNORE }).loss,
+  alignLr,
+  track,
+);
 const afterSft = await evaluate();
 
 model.loadStateDict(baseWeights);
-const orpo = await runSteps('ORPO', cfg.alignSteps, pairBatch,
-  (b) => lmk.ops.orpo({
-    chosenLogits: model.forward(b.chosen.inputs), rejectedLogits: model.forward(b.rejected.inputs),
-    chosenLabels: b.chosen.labels, rejectedLabels: b.rejected.labels, lambda, ignoreIndex: IGNORE,
-  }).loss, alignLr, track);
+const orpo = await runSteps(
+  'ORPO',
+  cfg.alignSteps,
+  pairBatch,
+  (b) =>
+    lmk.ops.orpo({
+      chosenLogits: model.forward(b.chosen.inputs),
+      rejectedLogits: model.forward(b.rejected.inputs),
+      chosenLabels: b.chosen.labels,
+      rejectedLabels: b.rejected.labels,
+      lambda,
+      ignoreIndex: IGNORE,
+    }).loss,
+  alignLr,
+  track,
+);
 const afterOrpo = await evaluate();
 const wall = (performance.now() - wall0) / 1000;
 
 // ---------------------------------------------------------------- report
-const rows = [['base (before alignment)', before], [`SFT on chosen (${cfg.alignSteps} steps)`, afterSft], [`ORPO λ=${lambda} (${cfg.alignSteps} steps)`, afterOrpo]];
+const rows = [
+  ['base (before alignment)', before],
+  [`SFT on chosen (${cfg.alignSteps} steps)`, afterSft],
+  [`ORPO λ=${lambda} (${cfg.alignSteps} steps)`, afterOrpo],
+];
 const f = (v, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : String(v));
 const table = [
   '| model | rewards accuracy | rewards margin | log-odds ratio | log-odds (chosen vs rejected) | mean log p chosen | mean log p rejected | greedy: chosen style | greedy: rejected style |',
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...rows.map(([name, r]) => `| ${name} | ${f(r.rewardsAccuracy)} | ${f(r.rewardsMargin, 4)} | ${f(r.logOddsRatio)} | ${f(r.logOddsChosen)} | ${f(r.chosenLogp)} | ${f(r.rejectedLogp)} | ${f(r.greedyChosenStyle, 2)} | ${f(r.greedyRejectedStyle, 2)} |`),
+  ...rows.map(
+    ([name, r]) =>
+      `| ${name} | ${f(r.rewardsAccuracy)} | ${f(r.rewardsMargin, 4)} | ${f(r.logOddsRatio)} | ${f(r.logOddsChosen)} | ${f(r.chosenLogp)} | ${f(r.rejectedLogp)} | ${f(r.greedyChosenStyle, 2)} | ${f(r.greedyRejectedStyle, 2)} |`,
+  ),
 ].join('\n');
 console.log('\nHeld-out pairs: ' + heldOut.length + ` (rewards = 0.1 × mean log p per byte, TRL's convention)`);
 console.log(table);
@@ -238,20 +301,47 @@ curveRows.push([cfg.alignSteps, afterSft, afterOrpo]);
 const curveTable = [
   '| alignment steps | SFT: accuracy | ORPO: accuracy | SFT: margin | ORPO: margin | SFT: log-odds | ORPO: log-odds |',
   '| --- | --- | --- | --- | --- | --- | --- |',
-  ...curveRows.map(([s, a, b]) => `| ${s} | ${f(a.rewardsAccuracy)} | ${f(b.rewardsAccuracy)} | ${f(a.rewardsMargin, 4)} | ${f(b.rewardsMargin, 4)} | ${f(a.logOddsChosen)} | ${f(b.logOddsChosen)} |`),
+  ...curveRows.map(
+    ([s, a, b]) =>
+      `| ${s} | ${f(a.rewardsAccuracy)} | ${f(b.rewardsAccuracy)} | ${f(a.rewardsMargin, 4)} | ${f(b.rewardsMargin, 4)} | ${f(a.logOddsChosen)} | ${f(b.logOddsChosen)} |`,
+  ),
 ].join('\n');
 console.log('\nDuring alignment (held-out pairs, metrics after the given number of steps):');
 console.log(curveTable);
-console.log(`\ntimes: base ${base.seconds.toFixed(1)} s, SFT ${sft.seconds.toFixed(1)} s, ORPO ${orpo.seconds.toFixed(1)} s; wall ${wall.toFixed(1)} s`);
-for (const [name, r] of rows) console.log(`${name} greedy samples: ${r.samples.map((s) => JSON.stringify(s)).join('  ')}`);
+console.log(
+  `\ntimes: base ${base.seconds.toFixed(1)} s, SFT ${sft.seconds.toFixed(1)} s, ORPO ${orpo.seconds.toFixed(1)} s; wall ${wall.toFixed(1)} s`,
+);
+for (const [name, r] of rows)
+  console.log(`${name} greedy samples: ${r.samples.map((s) => JSON.stringify(s)).join('  ')}`);
 if (!smoke) {
-  console.log('\n' + terminalPlot([
-    { name: 'SFT (chosen NLL)', points: sft.losses.map((l, i) => [i, l]) },
-    { name: 'ORPO (total loss)', points: orpo.losses.map((l, i) => [i, l]) },
-  ], { title: 'alignment training loss', xLabel: 'step', width: 60, height: 10 }));
+  console.log(
+    '\n' +
+      terminalPlot(
+        [
+          { name: 'SFT (chosen NLL)', points: sft.losses.map((l, i) => [i, l]) },
+          { name: 'ORPO (total loss)', points: orpo.losses.map((l, i) => [i, l]) },
+        ],
+        { title: 'alignment training loss', xLabel: 'step', width: 60, height: 10 },
+      ),
+  );
 }
 if (args.out) {
-  writeFileSync(args.out, JSON.stringify({ cfg, seed, lambda, wall, rows: rows.map(([name, r]) => ({ name, ...r })), table, curveTable,
-    times: { base: base.seconds, sft: sft.seconds, orpo: orpo.seconds } }, null, 2));
+  writeFileSync(
+    args.out,
+    JSON.stringify(
+      {
+        cfg,
+        seed,
+        lambda,
+        wall,
+        rows: rows.map(([name, r]) => ({ name, ...r })),
+        table,
+        curveTable,
+        times: { base: base.seconds, sft: sft.seconds, orpo: orpo.seconds },
+      },
+      null,
+      2,
+    ),
+  );
 }
 for (const t of Object.values(baseWeights)) t.dispose();

@@ -30,7 +30,16 @@ import { SHAKESPEARE, loadBytes } from '../lib/data.mjs';
 import { ProgressBar } from '../lib/progress.mjs';
 import { parameterCount } from '../lib/train.mjs';
 
-const FULL = { dModel: 128, layers: 2, heads: 4, contexts: [256, 1024, 4096, 16384], window: 64, agreeT: 4096, attnCheckT: 512, chunk: 256 };
+const FULL = {
+  dModel: 128,
+  layers: 2,
+  heads: 4,
+  contexts: [256, 1024, 4096, 16384],
+  window: 64,
+  agreeT: 4096,
+  attnCheckT: 512,
+  chunk: 256,
+};
 const SMOKE = { dModel: 32, layers: 1, heads: 2, contexts: [16, 64], window: 4, agreeT: 64, attnCheckT: 40, chunk: 16 };
 
 const HELP = `Usage: node examples/reproduce/rwkv.mjs [options]
@@ -50,21 +59,41 @@ softmax-attention Transformer of the same size (KV-cache decoding).
 function options() {
   const { values } = parseArgs({
     options: {
-      contexts: { type: 'string' }, 'd-model': { type: 'string' }, layers: { type: 'string' }, window: { type: 'string' },
-      smoke: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+      contexts: { type: 'string' },
+      'd-model': { type: 'string' },
+      layers: { type: 'string' },
+      window: { type: 'string' },
+      smoke: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
-  if (values.help) { process.stdout.write(HELP); process.exit(0); }
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
   const base = values.smoke ? SMOKE : FULL;
   const int = (name, fallback) => {
     if (values[name] === undefined) return fallback;
     const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < 1) { process.stderr.write(`rwkv: --${name} must be a positive integer\n`); process.exit(2); }
+    if (!Number.isInteger(n) || n < 1) {
+      process.stderr.write(`rwkv: --${name} must be a positive integer\n`);
+      process.exit(2);
+    }
     return n;
   };
   const contexts = values.contexts === undefined ? base.contexts : values.contexts.split(',').map(Number);
-  if (!contexts.every((n) => Number.isInteger(n) && n >= 1)) { process.stderr.write('rwkv: --contexts must be positive integers\n'); process.exit(2); }
-  return { ...base, smoke: values.smoke, contexts: contexts.sort((a, b) => a - b), dModel: int('d-model', base.dModel), layers: int('layers', base.layers), window: int('window', base.window) };
+  if (!contexts.every((n) => Number.isInteger(n) && n >= 1)) {
+    process.stderr.write('rwkv: --contexts must be positive integers\n');
+    process.exit(2);
+  }
+  return {
+    ...base,
+    smoke: values.smoke,
+    contexts: contexts.sort((a, b) => a - b),
+    dModel: int('d-model', base.dModel),
+    layers: int('layers', base.layers),
+    window: int('window', base.window),
+  };
 }
 
 const device = 'cpu';
@@ -77,16 +106,23 @@ class AttentionModel {
     const lin = (i, o, s) => new lmk.nn.Linear(i, o, { bias: false, device, seed: seed * 1000 + s });
     this.emb = new lmk.nn.Embedding(vocabSize, dModel, { device, seed, std: 0.02 * 50 });
     this.layers = Array.from({ length: nLayers }, (_, l) => ({
-      ln1: new lmk.nn.LayerNorm(dModel, { device }), ln2: new lmk.nn.LayerNorm(dModel, { device }),
-      q: lin(dModel, dModel, 10 * l + 1), k: lin(dModel, dModel, 10 * l + 2), v: lin(dModel, dModel, 10 * l + 3),
-      o: lin(dModel, dModel, 10 * l + 4), up: lin(dModel, 4 * dModel, 10 * l + 5), down: lin(4 * dModel, dModel, 10 * l + 6),
+      ln1: new lmk.nn.LayerNorm(dModel, { device }),
+      ln2: new lmk.nn.LayerNorm(dModel, { device }),
+      q: lin(dModel, dModel, 10 * l + 1),
+      k: lin(dModel, dModel, 10 * l + 2),
+      v: lin(dModel, dModel, 10 * l + 3),
+      o: lin(dModel, dModel, 10 * l + 4),
+      up: lin(dModel, 4 * dModel, 10 * l + 5),
+      down: lin(4 * dModel, dModel, 10 * l + 6),
     }));
     this.lnOut = new lmk.nn.LayerNorm(dModel, { device });
     this.head = lin(dModel, vocabSize, 999);
   }
 
   parameters() {
-    return [this.emb, ...this.layers.flatMap((l) => Object.values(l)), this.lnOut, this.head].flatMap((m) => m.parameters());
+    return [this.emb, ...this.layers.flatMap((l) => Object.values(l)), this.lnOut, this.head].flatMap((m) =>
+      m.parameters(),
+    );
   }
 
   mlp(l, x) {
@@ -95,12 +131,20 @@ class AttentionModel {
 
   /** tokens [1,T] → logits [1,T,V], in parallel: causal attention = plain BSWA with one block (blockSize T, memoryBlocks 0). */
   forward(tokens) {
-    const T = tokens.shape[1], H = this.nHeads, D = this.headDim;
+    const T = tokens.shape[1],
+      H = this.nHeads,
+      D = this.headDim;
     let x = this.emb.forward(tokens);
     for (const l of this.layers) {
       const h = l.ln1.forward(x);
       const heads = (t) => ops.transpose(ops.reshape(t, [1, T, H, D]), 1, 2); // [1,H,T,D]
-      const { out } = lmk.fam.blockAttention({ q: heads(l.q.forward(h)), k: heads(l.k.forward(h)), v: heads(l.v.forward(h)), blockSize: T, memoryBlocks: 0 });
+      const { out } = lmk.fam.blockAttention({
+        q: heads(l.q.forward(h)),
+        k: heads(l.k.forward(h)),
+        v: heads(l.v.forward(h)),
+        blockSize: T,
+        memoryBlocks: 0,
+      });
       x = ops.add(x, l.o.forward(ops.reshape(ops.transpose(out, 1, 2), [1, T, this.dModel])));
       x = this.mlp(l, x);
     }
@@ -114,40 +158,65 @@ class AttentionModel {
 
   /** One token (tokens [1] int32) with the cache → logits [1,V]; the cache is updated in place (its tensors are kept). */
   step(tokens, cache) {
-    const H = this.nHeads, D = this.headDim, C = this.dModel, scale = 1 / Math.sqrt(D);
-    return lmk.noGrad(() => lmk.tidy(() => {
-      let x = this.emb.forward(tokens); // [1,C]
-      this.layers.forEach((l, i) => {
-        const c = cache.layers[i];
-        const h = l.ln1.forward(x);
-        const q = ops.reshape(l.q.forward(h), [H, 1, D]);
-        const kT = ops.reshape(l.k.forward(h), [H, D, 1]); // keys stored transposed: [H, D, T]
-        const v = ops.reshape(l.v.forward(h), [H, 1, D]);
-        const grow = (old, t, dim) => { const n = old ? ops.concat([old, t], dim) : ops.reshape(t, t.shape); lmk.keep(n); old?.dispose(); return n; };
-        c.kSmall = grow(c.kSmall, kT, 2);
-        c.vSmall = grow(c.vSmall, v, 1);
-        const parts = [c.kBig, c.kSmall].filter(Boolean);
-        const scores = ops.scale(parts.length === 1 ? ops.matmul(q, parts[0]) : ops.concat(parts.map((k) => ops.matmul(q, k)), 2), scale); // [H,1,T]
-        const T = scores.shape[2];
-        const { lse } = lmk.losses.crossEntropy({ logits: ops.reshape(scores, [H, T]), labels: lmk.zeros([H], { dtype: 'int32', device }), reduction: 'none', computeGrad: false });
-        const p = ops.exp(ops.sub(scores, ops.reshape(lse, [H, 1, 1])));
-        let att;
-        if (c.kBig) {
-          const Tb = c.kBig.shape[2];
-          att = ops.add(ops.matmul(ops.slice(p, 2, 0, Tb), c.vBig), ops.matmul(ops.slice(p, 2, Tb, T), c.vSmall));
-        } else att = ops.matmul(p, c.vSmall); // [H,1,D]
-        x = ops.add(x, l.o.forward(ops.reshape(att, [1, C])));
-        x = this.mlp(l, x);
-        if (c.kSmall.shape[2] === cache.chunk) { // move the small part into the big one
-          c.kBig = grow(c.kBig, c.kSmall, 2);
-          c.vBig = grow(c.vBig, c.vSmall, 1);
-          c.kSmall.dispose(); c.vSmall.dispose();
-          c.kSmall = c.vSmall = null;
-        }
-      });
-      cache.t++;
-      return this.head.forward(this.lnOut.forward(x));
-    }));
+    const H = this.nHeads,
+      D = this.headDim,
+      C = this.dModel,
+      scale = 1 / Math.sqrt(D);
+    return lmk.noGrad(() =>
+      lmk.tidy(() => {
+        let x = this.emb.forward(tokens); // [1,C]
+        this.layers.forEach((l, i) => {
+          const c = cache.layers[i];
+          const h = l.ln1.forward(x);
+          const q = ops.reshape(l.q.forward(h), [H, 1, D]);
+          const kT = ops.reshape(l.k.forward(h), [H, D, 1]); // keys stored transposed: [H, D, T]
+          const v = ops.reshape(l.v.forward(h), [H, 1, D]);
+          const grow = (old, t, dim) => {
+            const n = old ? ops.concat([old, t], dim) : ops.reshape(t, t.shape);
+            lmk.keep(n);
+            old?.dispose();
+            return n;
+          };
+          c.kSmall = grow(c.kSmall, kT, 2);
+          c.vSmall = grow(c.vSmall, v, 1);
+          const parts = [c.kBig, c.kSmall].filter(Boolean);
+          const scores = ops.scale(
+            parts.length === 1
+              ? ops.matmul(q, parts[0])
+              : ops.concat(
+                  parts.map((k) => ops.matmul(q, k)),
+                  2,
+                ),
+            scale,
+          ); // [H,1,T]
+          const T = scores.shape[2];
+          const { lse } = lmk.losses.crossEntropy({
+            logits: ops.reshape(scores, [H, T]),
+            labels: lmk.zeros([H], { dtype: 'int32', device }),
+            reduction: 'none',
+            computeGrad: false,
+          });
+          const p = ops.exp(ops.sub(scores, ops.reshape(lse, [H, 1, 1])));
+          let att;
+          if (c.kBig) {
+            const Tb = c.kBig.shape[2];
+            att = ops.add(ops.matmul(ops.slice(p, 2, 0, Tb), c.vBig), ops.matmul(ops.slice(p, 2, Tb, T), c.vSmall));
+          } else att = ops.matmul(p, c.vSmall); // [H,1,D]
+          x = ops.add(x, l.o.forward(ops.reshape(att, [1, C])));
+          x = this.mlp(l, x);
+          if (c.kSmall.shape[2] === cache.chunk) {
+            // move the small part into the big one
+            c.kBig = grow(c.kBig, c.kSmall, 2);
+            c.vBig = grow(c.vBig, c.vSmall, 1);
+            c.kSmall.dispose();
+            c.vSmall.dispose();
+            c.kSmall = c.vSmall = null;
+          }
+        });
+        cache.t++;
+        return this.head.forward(this.lnOut.forward(x));
+      }),
+    );
   }
 
   disposeCache(cache) {
@@ -155,7 +224,11 @@ class AttentionModel {
   }
 }
 
-const maxAbs = (a, b) => { let m = 0; for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i])); return m; };
+const maxAbs = (a, b) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
 const maxOf = (a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 
 /** Logits of every position by forward (parallel) and by step (recurrent), max |difference|. */
@@ -166,7 +239,8 @@ async function rwkvAgreement(dtype, tokens, o) {
   const parallel = await par.data();
   par.dispose();
   const V = 256;
-  let state, diff = 0;
+  let state,
+    diff = 0;
   for (let t = 0; t < T; t++) {
     const input = lmk.tensor(tokens.subarray(t, t + 1), { device });
     const r = model.step(input, state);
@@ -183,7 +257,8 @@ async function rwkvAgreement(dtype, tokens, o) {
 
 /** KV-cache decoding against the parallel blockAttention forward of the same attention model. */
 async function attentionAgreement(model, tokens, chunk) {
-  const T = tokens.length, V = 256;
+  const T = tokens.length,
+    V = 256;
   const par = lmk.noGrad(() => lmk.tidy(() => model.forward(lmk.tensor(tokens, { shape: [1, T], device }))));
   const parallel = await par.data();
   par.dispose();
@@ -201,7 +276,10 @@ async function attentionAgreement(model, tokens, chunk) {
   return { diff, scale: maxOf(parallel), T };
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 /**
  * Feeds tokens one at a time (reading each token's logits, as generation
@@ -222,7 +300,10 @@ async function decodeTimes(label, stepFn, tokens, contexts, window) {
     if ((t & 255) === 0 || t === total - 1) bar.update(t + 1, { 'ms/token': times[t].toFixed(2) });
   }
   bar.finish();
-  return { perContext: contexts.map((n) => median(times.subarray(n, n + window))), seconds: (performance.now() - start) / 1000 };
+  return {
+    perContext: contexts.map((n) => median(times.subarray(n, n + window))),
+    seconds: (performance.now() - start) / 1000,
+  };
 }
 
 async function main() {
@@ -231,20 +312,30 @@ async function main() {
   const info = lmk.backendInfo();
   const text = loadBytes(SHAKESPEARE);
   const tokens = Int32Array.from(text.subarray(0, Math.max(o.agreeT, o.contexts.at(-1) + o.window)));
-  console.log(`RWKV reproduction (Peng et al. 2023), lmkernels ${info.version}, cpu (${info.cpu.threads} threads, GEMM ${info.gemm?.cpu ?? info.gemm ?? '?'})${o.smoke ? '  [smoke]' : ''}`);
+  console.log(
+    `RWKV reproduction (Peng et al. 2023), lmkernels ${info.version}, cpu (${info.cpu.threads} threads, GEMM ${info.gemm?.cpu ?? info.gemm ?? '?'})${o.smoke ? '  [smoke]' : ''}`,
+  );
 
   // 1. parallel forward = recurrent step.
   const agree = [];
-  for (const dtype of ['float32', 'float64']) agree.push({ dtype, ...(await rwkvAgreement(dtype, tokens.subarray(0, o.agreeT), o)) });
+  for (const dtype of ['float32', 'float64'])
+    agree.push({ dtype, ...(await rwkvAgreement(dtype, tokens.subarray(0, o.agreeT), o)) });
   const rwkv = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: o.dModel, nLayers: o.layers, device, seed: 1 });
   const attn = new AttentionModel({ vocabSize: 256, dModel: o.dModel, nLayers: o.layers, nHeads: o.heads, seed: 1 });
   const attnCheck = await attentionAgreement(attn, tokens.subarray(0, o.attnCheckT), o.chunk);
-  console.log(`  models     d ${o.dModel}, ${o.layers} layers: RWKV-4 ${(parameterCount(rwkv) / 1e6).toFixed(3)}M parameters, attention (${o.heads} heads) ${(parameterCount(attn) / 1e6).toFixed(3)}M`);
+  console.log(
+    `  models     d ${o.dModel}, ${o.layers} layers: RWKV-4 ${(parameterCount(rwkv) / 1e6).toFixed(3)}M parameters, attention (${o.heads} heads) ${(parameterCount(attn) / 1e6).toFixed(3)}M`,
+  );
   console.log();
   console.log('| check | tokens | max abs difference of logits | max abs logit |');
   console.log('| --- | --- | --- | --- |');
-  for (const a of agree) console.log(`| RWKV-4 forward (parallel) vs step (recurrent), ${a.dtype} | ${a.T} | ${a.diff.toExponential(2)} | ${a.scale.toFixed(3)} |`);
-  console.log(`| attention baseline: KV-cache decoding vs parallel fam.blockAttention, float32 | ${attnCheck.T} | ${attnCheck.diff.toExponential(2)} | ${attnCheck.scale.toFixed(3)} |`);
+  for (const a of agree)
+    console.log(
+      `| RWKV-4 forward (parallel) vs step (recurrent), ${a.dtype} | ${a.T} | ${a.diff.toExponential(2)} | ${a.scale.toFixed(3)} |`,
+    );
+  console.log(
+    `| attention baseline: KV-cache decoding vs parallel fam.blockAttention, float32 | ${attnCheck.T} | ${attnCheck.diff.toExponential(2)} | ${attnCheck.scale.toFixed(3)} |`,
+  );
   console.log();
 
   // 2. ms per generated token by context length.
@@ -269,14 +360,27 @@ async function main() {
   const a = await decodeTimes('attention', attnStep, tokens, o.contexts, o.window);
   attn.disposeCache(cache);
   console.log();
-  console.log(`| context (tokens) | RWKV-4 step (ms/token) | softmax attention, KV cache (ms/token) | attention / RWKV |`);
+  console.log(
+    `| context (tokens) | RWKV-4 step (ms/token) | softmax attention, KV cache (ms/token) | attention / RWKV |`,
+  );
   console.log('| --- | --- | --- | --- |');
-  o.contexts.forEach((n, i) => console.log(`| ${n} | ${r.perContext[i].toFixed(3)} | ${a.perContext[i].toFixed(3)} | ${(a.perContext[i] / r.perContext[i]).toFixed(2)} |`));
+  o.contexts.forEach((n, i) =>
+    console.log(
+      `| ${n} | ${r.perContext[i].toFixed(3)} | ${a.perContext[i].toFixed(3)} | ${(a.perContext[i] / r.perContext[i]).toFixed(2)} |`,
+    ),
+  );
   console.log();
   const growth = (xs) => (xs.at(-1) / xs[0]).toFixed(2);
-  console.log(`  from ${o.contexts[0]} to ${o.contexts.at(-1)} tokens of context: RWKV-4 ×${growth(r.perContext)}, attention ×${growth(a.perContext)} per token`);
-  console.log(`  decoding ${o.contexts.at(-1) + o.window} tokens took ${r.seconds.toFixed(1)} s (RWKV-4) and ${a.seconds.toFixed(1)} s (attention); median of ${o.window} tokens after each context length`);
+  console.log(
+    `  from ${o.contexts[0]} to ${o.contexts.at(-1)} tokens of context: RWKV-4 ×${growth(r.perContext)}, attention ×${growth(a.perContext)} per token`,
+  );
+  console.log(
+    `  decoding ${o.contexts.at(-1) + o.window} tokens took ${r.seconds.toFixed(1)} s (RWKV-4) and ${a.seconds.toFixed(1)} s (attention); median of ${o.window} tokens after each context length`,
+  );
   console.log(`  wall time ${((performance.now() - wall) / 1000).toFixed(0)} s`);
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

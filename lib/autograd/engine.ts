@@ -123,13 +123,17 @@ function runBackward(root: Tensor, grad: Tensor | undefined): void {
   }
   if (grad === undefined) {
     if (root.numel !== 1) {
-      throw new RangeError(`Tensor.backward: grad must be given for a non-scalar tensor of shape [${root.shape.join(',')}]`);
+      throw new RangeError(
+        `Tensor.backward: grad must be given for a non-scalar tensor of shape [${root.shape.join(',')}]`,
+      );
     }
   } else {
     if (!(grad instanceof Tensor)) throw new TypeError('Tensor.backward: grad must be a Tensor');
     grad._handleFor('Tensor.backward', 'grad');
     if (grad.shape.join(',') !== root.shape.join(',')) {
-      throw new RangeError(`Tensor.backward: grad has shape [${grad.shape.join(',')}] but the tensor has [${root.shape.join(',')}]`);
+      throw new RangeError(
+        `Tensor.backward: grad has shape [${grad.shape.join(',')}] but the tensor has [${root.shape.join(',')}]`,
+      );
     }
   }
   noGrad(() => {
@@ -161,7 +165,10 @@ function runBackward(root: Tensor, grad: Tensor | undefined): void {
       }
     }
     const pending = new Map<Node, (Tensor | null)[]>();
-    pending.set(rootNode, Array.from({ length: rootNode.outputCount }, (_, i) => (i === root._outputIndex ? rootGrad : null)));
+    pending.set(
+      rootNode,
+      Array.from({ length: rootNode.outputCount }, (_, i) => (i === root._outputIndex ? rootGrad : null)),
+    );
     for (let i = order.length - 1; i >= 0; i--) {
       const node = order[i]!;
       const gradOutputs = pending.get(node);
@@ -171,7 +178,9 @@ function runBackward(root: Tensor, grad: Tensor | undefined): void {
         continue;
       }
       if (!node.backwardFn) {
-        throw new Error(`Tensor.backward: the graph through ${node.name} was already released by an earlier backward()`);
+        throw new Error(
+          `Tensor.backward: the graph through ${node.name} was already released by an earlier backward()`,
+        );
       }
       const gradInputs = node.backwardFn(gradOutputs);
       node.release();

@@ -21,7 +21,9 @@ export function gradcheck(
   if (typeof fn !== 'function') throw new TypeError('gradcheck: fn must be a function');
   if (!Array.isArray(inputs)) throw new TypeError('gradcheck: inputs must be an array of Tensors');
   checkOptions(opts, 'gradcheck', ['eps', 'atol', 'rtol', 'seed']);
-  const eps = opts.eps ?? 1e-6, atol = opts.atol ?? 1e-5, rtol = opts.rtol ?? 1e-3;
+  const eps = opts.eps ?? 1e-6,
+    atol = opts.atol ?? 1e-5,
+    rtol = opts.rtol ?? 1e-3;
   inputs.forEach((x, i) => {
     checkTensor(x, 'gradcheck', `inputs[${i}]`);
     if (x.dtype !== 'float64' && x.dtype !== 'int32') {
@@ -45,7 +47,9 @@ export function gradcheck(
     });
     const rTensor = new Tensor(native().fromHost(r, out.shape, out.dtype, out.device.toString()));
     out.backward(rTensor);
-    const analytic = leaves.map((leaf, i) => (differentiable[i] ? (leaf.grad?.dataSync() as Float64Array | undefined) : undefined));
+    const analytic = leaves.map((leaf, i) =>
+      differentiable[i] ? (leaf.grad?.dataSync() as Float64Array | undefined) : undefined,
+    );
     leaves.forEach((leaf, i) => {
       if (leaf !== inputs[i]) leaf.grad?.dispose();
     });
@@ -90,4 +94,3 @@ export function gradcheck(
     return true as const;
   });
 }
-

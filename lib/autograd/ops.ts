@@ -7,11 +7,20 @@ import { checkInteger, checkNumber, checkOptions } from '../validate';
 import { needsGrad, record } from './engine';
 import {
   losses as lossKernels,
-  type CrossEntropyOptions, type CrossEntropyResult, type GoldfishLossOptions, type GoldfishLossResult,
-  type OrpoOptions, type OrpoResult,
+  type CrossEntropyOptions,
+  type CrossEntropyResult,
+  type GoldfishLossOptions,
+  type GoldfishLossResult,
+  type OrpoOptions,
+  type OrpoResult,
 } from '../ops/losses';
 import { wkv4 as wkv4Kernel } from '../ops/wkv4';
-import { fam as famKernel, type FamAttentionResult, type FamBlockAttentionOptions, type FamMemoryAttentionOptions } from '../ops/fam';
+import {
+  fam as famKernel,
+  type FamAttentionResult,
+  type FamBlockAttentionOptions,
+  type FamMemoryAttentionOptions,
+} from '../ops/fam';
 import { zeros } from '../creation';
 
 type Binary = 'add' | 'sub' | 'mul';
@@ -22,7 +31,8 @@ function binaryOp(op: Binary, a: Tensor, b: Tensor): Tensor {
   checkTensor(b, fn, 'b');
   const out = dense.binary(op, a, b);
   return record(fn, [a, b], [out], (save) => {
-    const aShape = a.shape, bShape = b.shape;
+    const aShape = a.shape,
+      bShape = b.shape;
     const sa = op === 'mul' && b._requiresGrad ? save(a) : null;
     const sb = op === 'mul' && a._requiresGrad ? save(b) : null;
     return ([g]) => {
@@ -33,7 +43,8 @@ function binaryOp(op: Binary, a: Tensor, b: Tensor): Tensor {
         if (t !== g) t.dispose();
         return r;
       };
-      let ga: Tensor | null = null, gb: Tensor | null = null;
+      let ga: Tensor | null = null,
+        gb: Tensor | null = null;
       if (a._requiresGrad) ga = reduce(op === 'mul' ? dense.binary('mul', g!, sb!) : g!, aShape);
       if (b._requiresGrad) {
         const raw = op === 'mul' ? dense.binary('mul', g!, sa!) : op === 'sub' ? dense.unary('neg', g!) : g!;
@@ -55,7 +66,8 @@ function unaryOp(op: Unary, x: Tensor): Tensor {
   checkTensor(x, fn, 'x');
   const y = dense.unary(op, x);
   return record(fn, [x], [y], (save) => {
-    const sx = save(x), sy = save(y);
+    const sx = save(x),
+      sy = save(y);
     return ([g]) => [dense.unaryBackward(op, sx, sy, g!)];
   })[0]!;
 }
@@ -124,9 +136,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   return record('ops.matmul', [a, b], [y], (save) => {
     const sa = b._requiresGrad ? save(a) : null;
     const sb = a._requiresGrad ? save(b) : null;
-    const aShape = a.shape, bShape = b.shape;
+    const aShape = a.shape,
+      bShape = b.shape;
     return ([g]) => {
-      let ga: Tensor | null = null, gb: Tensor | null = null;
+      let ga: Tensor | null = null,
+        gb: Tensor | null = null;
       if (sb) {
         const full = dense.matmul(g!, sb, { transB: true });
         ga = full.shape.join(',') === aShape.join(',') ? full : dense.sumToShape(full, aShape);
@@ -172,7 +186,10 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   const eps = opts.eps ?? 1e-5;
   const { y, mean: mu, rstd } = dense.layerNorm(x, weight, bias, eps);
   const out = record('ops.layerNorm', [x, weight, bias], [y], (save) => {
-    const sx = save(x), sw = weight ? save(weight) : null, sm = save(mu), sr = save(rstd);
+    const sx = save(x),
+      sw = weight ? save(weight) : null,
+      sm = save(mu),
+      sr = save(rstd);
     return ([g]) => {
       const r = dense.layerNormBackward(sx, sw, sm, sr, g!, bias !== null && bias._requiresGrad);
       if (!bias) r.gBias?.dispose();
@@ -191,7 +208,9 @@ export function rmsNorm(x: Tensor, weight: Tensor | null, opts: { eps?: number }
   const eps = opts.eps ?? 1e-6;
   const { y, rstd } = dense.rmsNorm(x, weight, eps);
   const out = record('ops.rmsNorm', [x, weight], [y], (save) => {
-    const sx = save(x), sw = weight ? save(weight) : null, sr = save(rstd);
+    const sx = save(x),
+      sw = weight ? save(weight) : null,
+      sr = save(rstd);
     return ([g]) => {
       const r = dense.rmsNormBackward(sx, sw, sr, g!);
       return [r.gx, r.gWeight ?? null];
@@ -252,7 +271,8 @@ export function transpose(x: Tensor, dimA: number, dimB: number): Tensor {
   const rank = x.shape.length;
   checkInteger(dimA, 'ops.transpose', 'dimA', -rank, rank - 1);
   checkInteger(dimB, 'ops.transpose', 'dimB', -rank, rank - 1);
-  const a = dimA < 0 ? dimA + rank : dimA, b = dimB < 0 ? dimB + rank : dimB;
+  const a = dimA < 0 ? dimA + rank : dimA,
+    b = dimB < 0 ? dimB + rank : dimB;
   const perm = Array.from({ length: rank }, (_, i) => (i === a ? b : i === b ? a : i));
   const y = dense.permute(x, perm);
   return record('ops.transpose', [x], [y], () => ([g]) => [dense.permute(g!, perm)])[0]!;
@@ -281,10 +301,12 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     xw.dispose();
   }
   return record('ops.linear', [x, weight, bias], [y], (save) => {
-    const needW = weight._requiresGrad, needX = x._requiresGrad;
+    const needW = weight._requiresGrad,
+      needX = x._requiresGrad;
     const sx = needW ? save(x) : null;
     const sw = needX ? save(weight) : null;
-    const inFeatures = weight.shape[1]!, outFeatures = weight.shape[0]!;
+    const inFeatures = weight.shape[1]!,
+      outFeatures = weight.shape[0]!;
     const rows = x.shape.slice(0, -1).reduce((n, d) => n * d, 1);
     return ([g]) => {
       const gx = sw ? dense.matmul(g!, sw) : null;
@@ -306,17 +328,29 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
  * wkv4 with autograd: { y, state } from wkv4.forward; gradients flow to
  * timeDecay, timeFirst, k, v and the input state from both outputs.
  */
-export function wkv4(opts: { timeDecay: Tensor; timeFirst: Tensor; k: Tensor; v: Tensor; state?: Tensor }): { y: Tensor; state: Tensor } {
+export function wkv4(opts: { timeDecay: Tensor; timeFirst: Tensor; k: Tensor; v: Tensor; state?: Tensor }): {
+  y: Tensor;
+  state: Tensor;
+} {
   const { y, state } = wkv4Kernel.forward(opts);
   const inputs = [opts.timeDecay, opts.timeFirst, opts.k, opts.v, opts.state ?? null];
   record('ops.wkv4', inputs, [y, state], (save) => {
     const s = {
-      timeDecay: save(opts.timeDecay), timeFirst: save(opts.timeFirst), k: save(opts.k), v: save(opts.v),
-      state: opts.state ? save(opts.state) : undefined, y: save(y),
+      timeDecay: save(opts.timeDecay),
+      timeFirst: save(opts.timeFirst),
+      k: save(opts.k),
+      v: save(opts.v),
+      state: opts.state ? save(opts.state) : undefined,
+      y: save(y),
     };
     return ([gy, gState]) => {
       const gyOrZeros = gy ?? zerosLike(y);
-      const r = wkv4Kernel.backward({ ...s, ...(s.state ? {} : { state: undefined }), gy: gyOrZeros, ...(gState ? { gState } : {}) });
+      const r = wkv4Kernel.backward({
+        ...s,
+        ...(s.state ? {} : { state: undefined }),
+        gy: gyOrZeros,
+        ...(gState ? { gState } : {}),
+      });
       if (!gy) gyOrZeros.dispose();
       return [r.gTimeDecay, r.gTimeFirst, r.gk, r.gv, r.gState ?? null];
     };
@@ -338,10 +372,14 @@ export function famBlockAttention(opts: FamBlockAttentionOptions): FamAttentionR
   const inputs = [opts.q, opts.k, opts.v, opts.famK ?? null, opts.famV ?? null];
   const result = record('ops.famBlockAttention', inputs, [out], (save) => {
     const saved = {
-      q: save(opts.q), k: save(opts.k), v: save(opts.v),
+      q: save(opts.q),
+      k: save(opts.k),
+      v: save(opts.v),
       ...(opts.famK ? { famK: save(opts.famK), famV: save(opts.famV!) } : {}),
-      out: save(out), lse: save(lse),
-      blockSize: opts.blockSize, memoryBlocks: opts.memoryBlocks,
+      out: save(out),
+      lse: save(lse),
+      blockSize: opts.blockSize,
+      memoryBlocks: opts.memoryBlocks,
       ...(opts.scale !== undefined ? { scale: opts.scale } : {}),
     };
     return ([g]) => {
@@ -358,8 +396,14 @@ export function famMemoryAttention(opts: FamMemoryAttentionOptions): FamAttentio
   const inputs = [opts.famQ, opts.famK, opts.famV, opts.blockK, opts.blockV];
   const result = record('ops.famMemoryAttention', inputs, [out], (save) => {
     const saved = {
-      famQ: save(opts.famQ), famK: save(opts.famK), famV: save(opts.famV), blockK: save(opts.blockK), blockV: save(opts.blockV),
-      out: save(out), lse: save(lse), ...(opts.scale !== undefined ? { scale: opts.scale } : {}),
+      famQ: save(opts.famQ),
+      famK: save(opts.famK),
+      famV: save(opts.famV),
+      blockK: save(opts.blockK),
+      blockV: save(opts.blockV),
+      out: save(out),
+      lse: save(lse),
+      ...(opts.scale !== undefined ? { scale: opts.scale } : {}),
     };
     return ([g]) => {
       const r = famKernel.memoryAttentionBackward({ ...saved, gOut: g! });
@@ -424,9 +468,11 @@ export function orpo(opts: OrpoOptions): OrpoResult {
   const wantGrad = needsGrad([opts?.chosenLogits, opts?.rejectedLogits]);
   const r = lossKernels.orpo({ ...opts, computeGrad: wantGrad || (opts.computeGrad ?? false) });
   if (!wantGrad) return r;
-  const gc = r.gradChosenLogits!, gr = r.gradRejectedLogits!;
+  const gc = r.gradChosenLogits!,
+    gr = r.gradRejectedLogits!;
   record('ops.orpo', [opts.chosenLogits, opts.rejectedLogits], [r.loss], (save) => {
-    const sc = save(gc), sr = save(gr);
+    const sc = save(gc),
+      sr = save(gr);
     return ([g]) => [scaleSavedGrad(sc, g!), scaleSavedGrad(sr, g!)];
   });
   if (opts.computeGrad === false) {

@@ -74,14 +74,19 @@ interface DenseAddon {
   denseGemmInfo(): GemmInfo & { cpuLibrary: string; cpuIsa: string };
   denseSetGemmBackend(o: { backend: string }): void;
   denseLayerNorm(o: { x: Handle; weight?: Handle; bias?: Handle; eps: number }): {
-    y: NativeTensor; mean: NativeTensor; rstd: NativeTensor;
+    y: NativeTensor;
+    mean: NativeTensor;
+    rstd: NativeTensor;
   };
   denseLayerNormBackward(o: { x: Handle; weight?: Handle; mean: Handle; rstd: Handle; gy: Handle; hasBias: boolean }): {
-    gx: NativeTensor; gWeight?: NativeTensor; gBias?: NativeTensor;
+    gx: NativeTensor;
+    gWeight?: NativeTensor;
+    gBias?: NativeTensor;
   };
   denseRmsNorm(o: { x: Handle; weight?: Handle; eps: number }): { y: NativeTensor; rstd: NativeTensor };
   denseRmsNormBackward(o: { x: Handle; weight?: Handle; rstd: Handle; gy: Handle }): {
-    gx: NativeTensor; gWeight?: NativeTensor;
+    gx: NativeTensor;
+    gWeight?: NativeTensor;
   };
   denseEmbedding(o: { weight: Handle; ids: Handle }): Out;
   denseEmbeddingBackward(o: { gOut: Handle; ids: Handle; numEmbeddings: number }): Out;
@@ -92,8 +97,16 @@ interface DenseAddon {
   denseSliceBackward(o: { g: Handle; inputShape: readonly number[]; dim: number; start: number; end: number }): Out;
   densePermute(o: { x: Handle; dims: readonly number[] }): Out;
   denseAdamwStep(o: {
-    param: Handle; grad: Handle; expAvg: Handle; expAvgSq: Handle;
-    lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number;
+    param: Handle;
+    grad: Handle;
+    expAvg: Handle;
+    expAvgSq: Handle;
+    lr: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weightDecay: number;
+    step: number;
   }): void;
   denseGradNormClip(o: { grads: Handle[]; maxNorm: number }): { norm: NativeTensor };
 }
@@ -162,7 +175,12 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
 export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, gy: Tensor): { ga: Tensor; gb: Tensor } {
   const o = checkOp(op, BINARY_OPS, 'binaryBackward');
   const fn = `ops.${o}Backward`;
-  const r = addon().denseBinaryBackward({ op: o, a: handle(a, fn, 'a'), b: handle(b, fn, 'b'), gy: handle(gy, fn, 'gy') });
+  const r = addon().denseBinaryBackward({
+    op: o,
+    a: handle(a, fn, 'a'),
+    b: handle(b, fn, 'b'),
+    gy: handle(gy, fn, 'gy'),
+  });
   return { ga: wrap(r.ga), gb: wrap(r.gb) };
 }
 
@@ -202,8 +220,11 @@ export function unaryBackward(op: UnaryOp, x: Tensor | null, y: Tensor | null, g
 export function sum(x: Tensor, dims: readonly number[], keepDim: boolean): Tensor {
   const fn = 'ops.sum';
   return wrap(
-    addon().denseSum({ x: handle(x, fn, 'x'), dims: checkInts(dims, fn, 'dims'), keepDim: checkBool(keepDim, fn, 'keepDim') })
-      .out,
+    addon().denseSum({
+      x: handle(x, fn, 'x'),
+      dims: checkInts(dims, fn, 'dims'),
+      keepDim: checkBool(keepDim, fn, 'keepDim'),
+    }).out,
   );
 }
 
@@ -244,7 +265,8 @@ export function gemmInfo(): GemmInfo {
 
 /** 'builtin' forces our GEMM kernels (as LMK_GEMM=builtin does); 'auto' uses OpenBLAS/cuBLAS when loaded. */
 export function setGemmBackend(backend: GemmBackend): void {
-  if (typeof backend !== 'string') throw new TypeError(`setGemmBackend: backend must be a string, got ${typeof backend}`);
+  if (typeof backend !== 'string')
+    throw new TypeError(`setGemmBackend: backend must be a string, got ${typeof backend}`);
   addon().denseSetGemmBackend({ backend });
 }
 
@@ -325,7 +347,11 @@ export function layerNormBackward(
 /** RMS norm over the last axis: { y, rstd }. */
 export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): { y: Tensor; rstd: Tensor } {
   const fn = 'ops.rmsNorm';
-  const r = addon().denseRmsNorm({ x: handle(x, fn, 'x'), weight: optionalHandle(weight, fn, 'weight'), eps: checkNumber(eps, fn, 'eps') });
+  const r = addon().denseRmsNorm({
+    x: handle(x, fn, 'x'),
+    weight: optionalHandle(weight, fn, 'weight'),
+    eps: checkNumber(eps, fn, 'eps'),
+  });
   return { y: wrap(r.y), rstd: wrap(r.rstd) };
 }
 
@@ -398,7 +424,13 @@ export function slice(x: Tensor, dim: number, start: number, end: number): Tenso
 }
 
 /** Zeros of inputShape with g placed at [start, end) along dim. */
-export function sliceBackward(g: Tensor, inputShape: readonly number[], dim: number, start: number, end: number): Tensor {
+export function sliceBackward(
+  g: Tensor,
+  inputShape: readonly number[],
+  dim: number,
+  start: number,
+  end: number,
+): Tensor {
   const fn = 'ops.sliceBackward';
   return wrap(
     addon().denseSliceBackward({
@@ -429,7 +461,11 @@ export function fill_(x: Tensor, value: number): Tensor {
 /** target += alpha · src (same shape, dtype, device; in place); returns target. */
 export function addInPlace_(target: Tensor, src: Tensor, alpha = 1): Tensor {
   const fn = 'ops.addInPlace_';
-  addon().denseAddInPlace({ target: handle(target, fn, 'target'), src: handle(src, fn, 'src'), alpha: checkNumber(alpha, fn, 'alpha') });
+  addon().denseAddInPlace({
+    target: handle(target, fn, 'target'),
+    src: handle(src, fn, 'src'),
+    alpha: checkNumber(alpha, fn, 'alpha'),
+  });
   return target;
 }
 
@@ -481,5 +517,8 @@ export function adamwStep_(args: AdamwStepArgs): void {
  */
 export function gradNormClip_(grads: Tensor[], maxNorm: number): Tensor {
   const fn = 'clipGradNorm';
-  return wrap(addon().denseGradNormClip({ grads: checkTensors(grads, fn, 'grads'), maxNorm: checkNumber(maxNorm, fn, 'maxNorm') }).norm);
+  return wrap(
+    addon().denseGradNormClip({ grads: checkTensors(grads, fn, 'grads'), maxNorm: checkNumber(maxNorm, fn, 'maxNorm') })
+      .norm,
+  );
 }

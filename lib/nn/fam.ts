@@ -55,8 +55,14 @@ class FeedForward extends Module {
   readonly down: Linear;
   constructor(dModel: number, opts: LayerOptions) {
     super();
-    this.up = this.registerModule('up', new Linear(dModel, 4 * dModel, { ...opts, bias: false, seed: subSeed(opts.seed, 1) }));
-    this.down = this.registerModule('down', new Linear(4 * dModel, dModel, { ...opts, bias: false, seed: subSeed(opts.seed, 2) }));
+    this.up = this.registerModule(
+      'up',
+      new Linear(dModel, 4 * dModel, { ...opts, bias: false, seed: subSeed(opts.seed, 1) }),
+    );
+    this.down = this.registerModule(
+      'down',
+      new Linear(4 * dModel, dModel, { ...opts, bias: false, seed: subSeed(opts.seed, 2) }),
+    );
   }
   forward(x: Tensor): Tensor {
     return this.down.forward(ops.silu(this.up.forward(x)));
@@ -74,11 +80,17 @@ export class FamTransformerBlock extends Module {
   readonly famInit: Tensor;
   readonly headDim: number;
 
-  constructor(readonly cfg: Required<Pick<FamModelOptions, 'dModel' | 'nHeads' | 'nKvHeads' | 'blockSize' | 'memoryBlocks' | 'famLength'>>, opts: LayerOptions) {
+  constructor(
+    readonly cfg: Required<
+      Pick<FamModelOptions, 'dModel' | 'nHeads' | 'nKvHeads' | 'blockSize' | 'memoryBlocks' | 'famLength'>
+    >,
+    opts: LayerOptions,
+  ) {
     super();
     const { dModel, nHeads, nKvHeads } = cfg;
     this.headDim = dModel / nHeads;
-    const lin = (k: number, out: number) => new Linear(dModel, out, { ...opts, bias: false, seed: subSeed(opts.seed, k) });
+    const lin = (k: number, out: number) =>
+      new Linear(dModel, out, { ...opts, bias: false, seed: subSeed(opts.seed, k) });
     this.norm1 = this.registerModule('norm1', new RMSNorm(dModel, opts));
     this.norm2 = this.registerModule('norm2', new RMSNorm(dModel, opts));
     this.wq = this.registerModule('wq', lin(1, nHeads * this.headDim));
@@ -87,7 +99,10 @@ export class FamTransformerBlock extends Module {
     this.wo = this.registerModule('wo', lin(4, dModel));
     this.ffn = this.registerModule('ffn', new FeedForward(dModel, { ...opts, seed: subSeed(opts.seed, 5) }));
     const { device, dtype } = layerPlacement(opts, 'nn.FamTransformerModel');
-    this.famInit = this.registerParameter('famInit', randn([cfg.famLength, dModel], { device, dtype, seed: subSeed(opts.seed, 6), std: 0.02 }));
+    this.famInit = this.registerParameter(
+      'famInit',
+      randn([cfg.famLength, dModel], { device, dtype, seed: subSeed(opts.seed, 6), std: 0.02 }),
+    );
   }
 
   /** [B,N,C] → [B,heads,N,D] with RoPE at `positions`. */
@@ -109,7 +124,10 @@ export class FamTransformerBlock extends Module {
   }
 
   initialFam(batch: number): Tensor {
-    const base = zeros([batch, this.cfg.famLength, this.cfg.dModel], { dtype: this.famInit.dtype, device: this.famInit.device });
+    const base = zeros([batch, this.cfg.famLength, this.cfg.dModel], {
+      dtype: this.famInit.dtype,
+      device: this.famInit.device,
+    });
     return ops.add(base, this.famInit);
   }
 
@@ -129,7 +147,8 @@ export class FamTransformerBlock extends Module {
 
     // The FAM scan over blocks.
     let famState = state.fam;
-    const famKs: Tensor[] = [], famVs: Tensor[] = [];
+    const famKs: Tensor[] = [],
+      famVs: Tensor[] = [];
     for (let tau = 0; tau < NB; tau++) {
       const blockStart = start + tau * L;
       const famPos = this.famPositions(blockStart);
@@ -141,7 +160,11 @@ export class FamTransformerBlock extends Module {
       famVs.push(ops.reshape(fv, [B, Hkv, 1, this.cfg.famLength, this.headDim]));
       const end = Math.min(T, (tau + 1) * L);
       const { out: o, lse: famLse } = ops.famMemoryAttention({
-        famQ: fq, famK: fk, famV: fv, blockK: ops.slice(k, 2, tau * L, end), blockV: ops.slice(v, 2, tau * L, end),
+        famQ: fq,
+        famK: fk,
+        famV: fv,
+        blockK: ops.slice(k, 2, tau * L, end),
+        blockV: ops.slice(v, 2, tau * L, end),
       });
       famLse.dispose();
       const h = ops.add(famState, this.wo.forward(this.merge(o)));
@@ -163,8 +186,17 @@ export class FamTransformerBlock extends Module {
       const qFull = ops.concat([zeros([B, H, P, this.headDim], { dtype: q.dtype, device: q.device }), q], 2);
       const kFull = ops.concat([state.memK!, k], 2);
       const vFull = ops.concat([state.memV!, v], 2);
-      const pad = (t: Tensor) => ops.concat([...Array.from({ length: prefixBlocks }, () => ops.slice(t, 2, 0, 1)), t], 2);
-      const r = ops.famBlockAttention({ q: qFull, k: kFull, v: vFull, famK: pad(famK), famV: pad(famV), blockSize: L, memoryBlocks: m });
+      const pad = (t: Tensor) =>
+        ops.concat([...Array.from({ length: prefixBlocks }, () => ops.slice(t, 2, 0, 1)), t], 2);
+      const r = ops.famBlockAttention({
+        q: qFull,
+        k: kFull,
+        v: vFull,
+        famK: pad(famK),
+        famV: pad(famV),
+        blockSize: L,
+        memoryBlocks: m,
+      });
       r.lse.dispose();
       const full = r.out;
       out = ops.slice(full, 2, P, P + T);
@@ -173,7 +205,8 @@ export class FamTransformerBlock extends Module {
     const y = ops.add(h, this.ffn.forward(this.norm2.forward(h)));
 
     // The memory segment for the next chunk: the last m whole blocks' keys/values.
-    let memK: Tensor | null = null, memV: Tensor | null = null;
+    let memK: Tensor | null = null,
+      memV: Tensor | null = null;
     if (m > 0 && T % L === 0) {
       const allK = state.memK ? ops.concat([state.memK, k], 2) : k;
       const allV = state.memV ? ops.concat([state.memV, v], 2) : v;
@@ -196,7 +229,19 @@ export class FamTransformerModel extends Module {
     super();
     const fn = 'nn.FamTransformerModel';
     if (opts === undefined) throw new TypeError(`${fn}: options are required`);
-    checkOptions(opts, fn, ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'blockSize', 'memoryBlocks', 'famLength', 'device', 'dtype', 'seed']);
+    checkOptions(opts, fn, [
+      'vocabSize',
+      'dModel',
+      'nLayers',
+      'nHeads',
+      'nKvHeads',
+      'blockSize',
+      'memoryBlocks',
+      'famLength',
+      'device',
+      'dtype',
+      'seed',
+    ]);
     const vocabSize = checkInteger(opts.vocabSize, fn, 'vocabSize', 1);
     const dModel = checkInteger(opts.dModel, fn, 'dModel', 1);
     const nLayers = checkInteger(opts.nLayers, fn, 'nLayers', 1);
@@ -208,15 +253,28 @@ export class FamTransformerModel extends Module {
     if (dModel % nHeads !== 0 || (dModel / nHeads) % 2 !== 0) {
       throw new RangeError(`${fn}: dModel (${dModel}) must be nHeads (${nHeads}) times an even head dim`);
     }
-    if (nHeads % nKvHeads !== 0) throw new RangeError(`${fn}: nHeads (${nHeads}) must be a multiple of nKvHeads (${nKvHeads})`);
+    if (nHeads % nKvHeads !== 0)
+      throw new RangeError(`${fn}: nHeads (${nHeads}) must be a multiple of nKvHeads (${nKvHeads})`);
     this.config = { vocabSize, dModel, nLayers, nHeads, nKvHeads, blockSize, memoryBlocks, famLength };
     const base: LayerOptions = { device: opts.device, dtype: opts.dtype, seed: opts.seed };
-    this.emb = this.registerModule('emb', new Embedding(vocabSize, dModel, { ...base, seed: subSeed(opts.seed, 100), std: 0.02 }));
+    this.emb = this.registerModule(
+      'emb',
+      new Embedding(vocabSize, dModel, { ...base, seed: subSeed(opts.seed, 100), std: 0.02 }),
+    );
     this.blocks = Array.from({ length: nLayers }, (_, i) =>
-      this.registerModule(`blocks.${i}`, new FamTransformerBlock({ dModel, nHeads, nKvHeads, blockSize, memoryBlocks, famLength }, { ...base, seed: subSeed(opts.seed, 200 + i) })),
+      this.registerModule(
+        `blocks.${i}`,
+        new FamTransformerBlock(
+          { dModel, nHeads, nKvHeads, blockSize, memoryBlocks, famLength },
+          { ...base, seed: subSeed(opts.seed, 200 + i) },
+        ),
+      ),
     );
     this.normOut = this.registerModule('normOut', new RMSNorm(dModel, base));
-    this.head = this.registerModule('head', new Linear(dModel, vocabSize, { ...base, bias: false, seed: subSeed(opts.seed, 300) }));
+    this.head = this.registerModule(
+      'head',
+      new Linear(dModel, vocabSize, { ...base, bias: false, seed: subSeed(opts.seed, 300) }),
+    );
   }
 
   private checkTokens(tokens: Tensor, fn: string): void {
@@ -241,7 +299,9 @@ export class FamTransformerModel extends Module {
     const B = tokens.shape[0]!;
     const start = state?.position ?? 0;
     if (start % this.config.blockSize !== 0) {
-      throw new RangeError(`FamTransformerModel.forwardChunk: the previous chunk ended inside a block (position ${start})`);
+      throw new RangeError(
+        `FamTransformerModel.forwardChunk: the previous chunk ended inside a block (position ${start})`,
+      );
     }
     let x = this.emb.forward(tokens);
     const layers: FamLayerState[] = [];

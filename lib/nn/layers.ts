@@ -29,7 +29,11 @@ export function subSeed(seed: number | undefined, k: number): number | undefined
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LayerOptions & { bias?: boolean } = {},
+  ) {
     super();
     const fn = 'nn.Linear';
     checkInteger(inFeatures, fn, 'inFeatures', 1);
@@ -44,7 +48,10 @@ export class Linear extends Module {
     this.bias =
       opts.bias === false
         ? null
-        : this.registerParameter('bias', rand([outFeatures], { low: -bound, high: bound, device, dtype, seed: subSeed(opts.seed, 1) }));
+        : this.registerParameter(
+            'bias',
+            rand([outFeatures], { low: -bound, high: bound, device, dtype, seed: subSeed(opts.seed, 1) }),
+          );
   }
   forward(x: Tensor): Tensor {
     checkTensor(x, 'nn.Linear.forward', 'x');
@@ -54,14 +61,21 @@ export class Linear extends Module {
 
 export class Embedding extends Module {
   readonly weight: Tensor;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: LayerOptions & { std?: number } = {}) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    opts: LayerOptions & { std?: number } = {},
+  ) {
     super();
     const fn = 'nn.Embedding';
     checkInteger(numEmbeddings, fn, 'num', 1);
     checkInteger(embeddingDim, fn, 'dim', 1);
     checkOptions(opts, fn, ['device', 'dtype', 'seed', 'std']);
     const { device, dtype } = layerPlacement(opts, fn);
-    this.weight = this.registerParameter('weight', randn([numEmbeddings, embeddingDim], { device, dtype, seed: opts.seed, std: opts.std ?? 1 }));
+    this.weight = this.registerParameter(
+      'weight',
+      randn([numEmbeddings, embeddingDim], { device, dtype, seed: opts.seed, std: opts.std ?? 1 }),
+    );
   }
   forward(ids: Tensor): Tensor {
     return ops.embedding(this.weight, ids);
@@ -72,7 +86,10 @@ export class LayerNorm extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
   readonly eps: number;
-  constructor(readonly dim: number, opts: LayerOptions & { eps?: number } = {}) {
+  constructor(
+    readonly dim: number,
+    opts: LayerOptions & { eps?: number } = {},
+  ) {
     super();
     const fn = 'nn.LayerNorm';
     checkInteger(dim, fn, 'dim', 1);
@@ -90,7 +107,10 @@ export class LayerNorm extends Module {
 export class RMSNorm extends Module {
   readonly weight: Tensor;
   readonly eps: number;
-  constructor(readonly dim: number, opts: LayerOptions & { eps?: number } = {}) {
+  constructor(
+    readonly dim: number,
+    opts: LayerOptions & { eps?: number } = {},
+  ) {
     super();
     const fn = 'nn.RMSNorm';
     checkInteger(dim, fn, 'dim', 1);

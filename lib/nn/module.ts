@@ -44,7 +44,8 @@ export abstract class Module {
    * entries are one RangeError naming them all.
    */
   loadStateDict(sd: Record<string, Tensor>): void {
-    if (typeof sd !== 'object' || sd === null) throw new TypeError('Module.loadStateDict: sd must be an object of Tensors');
+    if (typeof sd !== 'object' || sd === null)
+      throw new TypeError('Module.loadStateDict: sd must be an object of Tensors');
     const own = new Map(this.namedParameters());
     const missing = [...own.keys()].filter((k) => !(k in sd));
     const unexpected = Object.keys(sd).filter((k) => !own.has(k));
@@ -67,7 +68,8 @@ export abstract class Module {
     noGrad(() => {
       for (const [name, param] of own) {
         const src = sd[name]!;
-        const converted = src.dtype === param.dtype && src.device === param.device ? src : src.to(param.device).to(param.dtype);
+        const converted =
+          src.dtype === param.dtype && src.device === param.device ? src : src.to(param.device).to(param.dtype);
         dense.copyInto_(param, converted);
         if (converted !== src) converted.dispose();
       }

@@ -22,8 +22,15 @@ function mix(x: Tensor, shifted: Tensor, m: Tensor): Tensor {
   return ops.add(shifted, ops.mul(ops.sub(x, shifted), m));
 }
 
-function curve(n: number, f: (i: number) => number, placement: { device: LayerOptions['device']; dtype: 'float32' | 'float64' | 'bfloat16' | 'float16' }) {
-  return tensor(Float64Array.from({ length: n }, (_, i) => f(i)), { device: placement.device, dtype: placement.dtype });
+function curve(
+  n: number,
+  f: (i: number) => number,
+  placement: { device: LayerOptions['device']; dtype: 'float32' | 'float64' | 'bfloat16' | 'float16' },
+) {
+  return tensor(
+    Float64Array.from({ length: n }, (_, i) => f(i)),
+    { device: placement.device, dtype: placement.dtype },
+  );
 }
 
 export class RWKV4TimeMix extends Module {
@@ -44,11 +51,26 @@ export class RWKV4TimeMix extends Module {
     const r01 = nLayers > 1 ? layer / (nLayers - 1) : 0;
     const r10 = 1 - layer / nLayers;
     const C = dModel;
-    this.timeDecay = this.registerParameter('timeDecay', curve(C, (h) => -5 + 8 * (h / Math.max(C - 1, 1)) ** (0.7 + 1.3 * r01), { ...placement, dtype: wkvDtype }));
-    this.timeFirst = this.registerParameter('timeFirst', curve(C, (h) => Math.log(0.3) + (((h + 1) % 3) - 1) * 0.5, { ...placement, dtype: wkvDtype }));
-    this.mixK = this.registerParameter('mixK', curve(C, (i) => (i / C) ** r10, placement));
-    this.mixV = this.registerParameter('mixV', curve(C, (i) => (i / C) ** r10 + 0.3 * r01, placement));
-    this.mixR = this.registerParameter('mixR', curve(C, (i) => (i / C) ** (0.5 * r10), placement));
+    this.timeDecay = this.registerParameter(
+      'timeDecay',
+      curve(C, (h) => -5 + 8 * (h / Math.max(C - 1, 1)) ** (0.7 + 1.3 * r01), { ...placement, dtype: wkvDtype }),
+    );
+    this.timeFirst = this.registerParameter(
+      'timeFirst',
+      curve(C, (h) => Math.log(0.3) + (((h + 1) % 3) - 1) * 0.5, { ...placement, dtype: wkvDtype }),
+    );
+    this.mixK = this.registerParameter(
+      'mixK',
+      curve(C, (i) => (i / C) ** r10, placement),
+    );
+    this.mixV = this.registerParameter(
+      'mixV',
+      curve(C, (i) => (i / C) ** r10 + 0.3 * r01, placement),
+    );
+    this.mixR = this.registerParameter(
+      'mixR',
+      curve(C, (i) => (i / C) ** (0.5 * r10), placement),
+    );
     const lin = (k: number) => ({ ...opts, bias: false, seed: subSeed(opts.seed, k) });
     this.key = this.registerModule('key', new Linear(C, C, lin(1)));
     this.value = this.registerModule('value', new Linear(C, C, lin(2)));
@@ -91,8 +113,14 @@ export class RWKV4ChannelMix extends Module {
     const placement = layerPlacement(opts, 'nn.RWKV4Model');
     const r10 = 1 - layer / nLayers;
     const C = dModel;
-    this.mixK = this.registerParameter('mixK', curve(C, (i) => (i / C) ** r10, placement));
-    this.mixR = this.registerParameter('mixR', curve(C, (i) => (i / C) ** r10, placement));
+    this.mixK = this.registerParameter(
+      'mixK',
+      curve(C, (i) => (i / C) ** r10, placement),
+    );
+    this.mixR = this.registerParameter(
+      'mixR',
+      curve(C, (i) => (i / C) ** r10, placement),
+    );
     const lin = (k: number) => ({ ...opts, bias: false, seed: subSeed(opts.seed, 10 + k) });
     this.key = this.registerModule('key', new Linear(C, 4 * C, lin(1)));
     this.receptance = this.registerModule('receptance', new Linear(C, C, lin(2)));
@@ -161,20 +189,31 @@ export class RWKV4Model extends Module {
     this.dModel = checkInteger(opts.dModel, fn, 'dModel', 1);
     this.nLayers = checkInteger(opts.nLayers, fn, 'nLayers', 1);
     const base: LayerOptions = { device: opts.device, dtype: opts.dtype, seed: opts.seed };
-    this.emb = this.registerModule('emb', new Embedding(this.vocabSize, this.dModel, { ...base, seed: subSeed(opts.seed, 100), std: 1e-2 }));
+    this.emb = this.registerModule(
+      'emb',
+      new Embedding(this.vocabSize, this.dModel, { ...base, seed: subSeed(opts.seed, 100), std: 1e-2 }),
+    );
     this.ln0 = this.registerModule('ln0', new LayerNorm(this.dModel, base));
     this.blocks = Array.from({ length: this.nLayers }, (_, i) =>
-      this.registerModule(`blocks.${i}`, new RWKV4Block(this.dModel, i, this.nLayers, { ...base, seed: subSeed(opts.seed, 200 + i) })),
+      this.registerModule(
+        `blocks.${i}`,
+        new RWKV4Block(this.dModel, i, this.nLayers, { ...base, seed: subSeed(opts.seed, 200 + i) }),
+      ),
     );
     this.lnOut = this.registerModule('lnOut', new LayerNorm(this.dModel, base));
-    this.head = this.registerModule('head', new Linear(this.dModel, this.vocabSize, { ...base, bias: false, seed: subSeed(opts.seed, 300) }));
+    this.head = this.registerModule(
+      'head',
+      new Linear(this.dModel, this.vocabSize, { ...base, bias: false, seed: subSeed(opts.seed, 300) }),
+    );
   }
 
   /** tokens [B,T] int32 → logits [B,T,V] */
   forward(tokens: Tensor): Tensor {
     checkTensor(tokens, 'RWKV4Model.forward', 'tokens');
     if (tokens.dtype !== 'int32' || tokens.shape.length !== 2) {
-      throw new TypeError(`RWKV4Model.forward: tokens must be int32 [B,T], got ${tokens.dtype} [${tokens.shape.join(',')}]`);
+      throw new TypeError(
+        `RWKV4Model.forward: tokens must be int32 [B,T], got ${tokens.dtype} [${tokens.shape.join(',')}]`,
+      );
     }
     let x = this.ln0.forward(this.emb.forward(tokens));
     for (const block of this.blocks) x = block.forward(x);
@@ -189,10 +228,21 @@ export class RWKV4Model extends Module {
     return {
       layers: this.blocks.map(() => {
         // (aa, bb, pp) = (0, 0, -1e38): the empty state.
-        const wkv = tensor(Float64Array.from({ length: batch * 3 * this.dModel }, (_, i) => (Math.floor(i / this.dModel) % 3 === 2 ? -1e38 : 0)), {
-          shape: [batch, 3, this.dModel], dtype: acc, device,
-        });
-        return { attX: zeros([batch, this.dModel], { dtype, device }), wkv, ffnX: zeros([batch, this.dModel], { dtype, device }) };
+        const wkv = tensor(
+          Float64Array.from({ length: batch * 3 * this.dModel }, (_, i) =>
+            Math.floor(i / this.dModel) % 3 === 2 ? -1e38 : 0,
+          ),
+          {
+            shape: [batch, 3, this.dModel],
+            dtype: acc,
+            device,
+          },
+        );
+        return {
+          attX: zeros([batch, this.dModel], { dtype, device }),
+          wkv,
+          ffnX: zeros([batch, this.dModel], { dtype, device }),
+        };
       }),
     };
   }

@@ -97,7 +97,8 @@ function checkCount(value: unknown, fn: string, arg: string, min: number): void 
 
 function checkScale(value: unknown, fn: string): void {
   if (value === undefined) return;
-  if (typeof value !== 'number') throw new TypeError(`${fn}: scale must be a number, got ${value === null ? 'null' : typeof value}`);
+  if (typeof value !== 'number')
+    throw new TypeError(`${fn}: scale must be a number, got ${value === null ? 'null' : typeof value}`);
   if (!Number.isFinite(value)) throw new RangeError(`${fn}: scale must be a finite number, got ${value}`);
 }
 
@@ -133,9 +134,13 @@ export const fam = {
     return wrapResult(call('famBlockAttention')(blockOptions(fn, opts, false)));
   },
   /** Gradients of blockAttention; gFamK/gFamV iff famK was given. */
-  blockAttentionBackward(
-    opts: FamBlockAttentionBackwardOptions,
-  ): { gq: Tensor; gk: Tensor; gv: Tensor; gFamK?: Tensor; gFamV?: Tensor } {
+  blockAttentionBackward(opts: FamBlockAttentionBackwardOptions): {
+    gq: Tensor;
+    gk: Tensor;
+    gv: Tensor;
+    gFamK?: Tensor;
+    gFamV?: Tensor;
+  } {
     const fn = 'fam.blockAttentionBackward';
     return wrapResult(call('famBlockAttentionBackward')(blockOptions(fn, opts, true)));
   },
@@ -145,9 +150,13 @@ export const fam = {
     return wrapResult(call('famMemoryAttention')(memoryOptions(fn, opts, false)));
   },
   /** Gradients of memoryAttention. */
-  memoryAttentionBackward(
-    opts: FamMemoryAttentionBackwardOptions,
-  ): { gFamQ: Tensor; gFamK: Tensor; gFamV: Tensor; gBlockK: Tensor; gBlockV: Tensor } {
+  memoryAttentionBackward(opts: FamMemoryAttentionBackwardOptions): {
+    gFamQ: Tensor;
+    gFamK: Tensor;
+    gFamV: Tensor;
+    gBlockK: Tensor;
+    gBlockV: Tensor;
+  } {
     const fn = 'fam.memoryAttentionBackward';
     return wrapResult(call('famMemoryAttentionBackward')(memoryOptions(fn, opts, true)));
   },

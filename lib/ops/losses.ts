@@ -161,7 +161,11 @@ type Call<R> = (opts: Record<string, unknown>) => R;
 const call = <R>(name: string): Call<R> => native()[name] as Call<R>;
 
 /** TypeError unless each present option has the JS type the contract gives it. */
-function checkTypes(fn: string, o: Record<string, unknown>, kinds: Record<string, 'number' | 'boolean' | 'string'>): void {
+function checkTypes(
+  fn: string,
+  o: Record<string, unknown>,
+  kinds: Record<string, 'number' | 'boolean' | 'string'>,
+): void {
   for (const [name, kind] of Object.entries(kinds)) {
     const v = o[name];
     if (v !== undefined && typeof v !== kind) {
@@ -180,7 +184,9 @@ const goldfishKinds = {
 
 function checkEnum(fn: string, name: string, value: unknown, allowed: readonly string[]): void {
   if (value !== undefined && !allowed.includes(value as string)) {
-    throw new RangeError(`${fn}: ${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${String(value)}'`);
+    throw new RangeError(
+      `${fn}: ${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${String(value)}'`,
+    );
   }
 }
 
@@ -191,7 +197,13 @@ export const losses = {
    */
   crossEntropy(opts: CrossEntropyOptions): CrossEntropyResult {
     const fn = 'losses.crossEntropy';
-    const o = tensorOptions(fn, opts, ['logits', 'labels'], ['weights'], ['ignoreIndex', 'reduction', 'computeGrad', 'gradScale']);
+    const o = tensorOptions(
+      fn,
+      opts,
+      ['logits', 'labels'],
+      ['weights'],
+      ['ignoreIndex', 'reduction', 'computeGrad', 'gradScale'],
+    );
     checkTypes(fn, o, { ignoreIndex: 'number', reduction: 'string', computeGrad: 'boolean', gradScale: 'number' });
     checkEnum(fn, 'reduction', o.reduction, ['mean', 'sum', 'none']);
     return wrapResult(call<NativeResult>('lossesCrossEntropy')(o));
@@ -209,8 +221,13 @@ export const losses = {
   /** Cross-entropy over the tokens the goldfish rule keeps; the mask is computed inside the kernel. */
   goldfishLoss(opts: GoldfishLossOptions): GoldfishLossResult {
     const fn = 'losses.goldfishLoss';
-    const o = tensorOptions(fn, opts, ['logits', 'labels'], ['hashTokens'],
-      ['ignoreIndex', 'computeGrad', 'gradScale', ...GOLDFISH_KEYS]);
+    const o = tensorOptions(
+      fn,
+      opts,
+      ['logits', 'labels'],
+      ['hashTokens'],
+      ['ignoreIndex', 'computeGrad', 'gradScale', ...GOLDFISH_KEYS],
+    );
     checkTypes(fn, o, { ignoreIndex: 'number', computeGrad: 'boolean', gradScale: 'number', ...goldfishKinds });
     checkEnum(fn, 'strategy', o.strategy, ['hash', 'static', 'random']);
     return wrapResult(call<NativeResult>('lossesGoldfishLoss')(o));
@@ -219,8 +236,13 @@ export const losses = {
   /** ORPO (Hong et al. 2024) as TRL's ORPOTrainer computes it, finite everywhere, with both gradients. */
   orpo(opts: OrpoOptions): OrpoResult {
     const fn = 'losses.orpo';
-    const o = tensorOptions(fn, opts, ['chosenLogits', 'rejectedLogits', 'chosenLabels', 'rejectedLabels'], ['nllLabels'],
-      ['lambda', 'ignoreIndex', 'goldfish', 'computeGrad', 'gradScale']);
+    const o = tensorOptions(
+      fn,
+      opts,
+      ['chosenLogits', 'rejectedLogits', 'chosenLabels', 'rejectedLabels'],
+      ['nllLabels'],
+      ['lambda', 'ignoreIndex', 'goldfish', 'computeGrad', 'gradScale'],
+    );
     checkTypes(fn, o, { lambda: 'number', ignoreIndex: 'number', computeGrad: 'boolean', gradScale: 'number' });
     if (o.goldfish !== undefined) {
       if (typeof o.goldfish !== 'object' || o.goldfish === null || Array.isArray(o.goldfish)) {

@@ -40,8 +40,19 @@ export const wkv4 = {
     return wrapResult(call('wkv4Forward')(o));
   },
   /** Gradients of the inputs; gState (w.r.t. the input state) iff state was given. */
-  backward(opts: Wkv4BackwardOptions): { gTimeDecay: Tensor; gTimeFirst: Tensor; gk: Tensor; gv: Tensor; gState?: Tensor } {
-    const o = tensorOptions('wkv4.backward', opts, ['timeDecay', 'timeFirst', 'k', 'v', 'y', 'gy'], ['state', 'gState']);
+  backward(opts: Wkv4BackwardOptions): {
+    gTimeDecay: Tensor;
+    gTimeFirst: Tensor;
+    gk: Tensor;
+    gv: Tensor;
+    gState?: Tensor;
+  } {
+    const o = tensorOptions(
+      'wkv4.backward',
+      opts,
+      ['timeDecay', 'timeFirst', 'k', 'v', 'y', 'gy'],
+      ['state', 'gState'],
+    );
     return wrapResult(call('wkv4Backward')(o));
   },
   /** One token of recurrent inference: k, v [B,C], state [B,3,C] required. */

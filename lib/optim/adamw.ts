@@ -28,9 +28,13 @@ export class AdamW {
   readonly weightDecay: number;
   private readonly state = new Map<Tensor, ParamState>();
 
-  constructor(readonly params: Tensor[], opts: AdamWOptions) {
+  constructor(
+    readonly params: Tensor[],
+    opts: AdamWOptions,
+  ) {
     const fn = 'optim.AdamW';
-    if (!Array.isArray(params) || params.length === 0) throw new TypeError(`${fn}: params must be a non-empty array of Tensors`);
+    if (!Array.isArray(params) || params.length === 0)
+      throw new TypeError(`${fn}: params must be a non-empty array of Tensors`);
     params.forEach((p, i) => checkTensor(p, fn, `params[${i}]`));
     checkOptions(opts, fn, ['lr', 'betas', 'eps', 'weightDecay']);
     if (opts === undefined) throw new TypeError(`${fn}: options { lr } are required`);
@@ -40,7 +44,8 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     if (!(this.lr >= 0)) throw new RangeError(`${fn}: lr must be >= 0, got ${this.lr}`);
     const [b1, b2] = this.betas;
-    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new RangeError(`${fn}: betas must be in [0, 1), got [${b1}, ${b2}]`);
+    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1))
+      throw new RangeError(`${fn}: betas must be in [0, 1), got [${b1}, ${b2}]`);
     if (!(this.eps >= 0)) throw new RangeError(`${fn}: eps must be >= 0`);
     if (!(this.weightDecay >= 0)) throw new RangeError(`${fn}: weightDecay must be >= 0`);
   }
@@ -49,7 +54,11 @@ export class AdamW {
     let s = this.state.get(p);
     if (!s) {
       const dtype = p.dtype === 'float64' ? 'float64' : 'float32';
-      s = { expAvg: keep(zeros(p.shape, { dtype, device: p.device })), expAvgSq: keep(zeros(p.shape, { dtype, device: p.device })), step: 0 };
+      s = {
+        expAvg: keep(zeros(p.shape, { dtype, device: p.device })),
+        expAvgSq: keep(zeros(p.shape, { dtype, device: p.device })),
+        step: 0,
+      };
       this.state.set(p, s);
     }
     return s;
@@ -63,8 +72,16 @@ export class AdamW {
         const s = this.stateFor(p);
         s.step += 1;
         dense.adamwStep_({
-          param: p, grad: p.grad, expAvg: s.expAvg, expAvgSq: s.expAvgSq,
-          lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, step: s.step,
+          param: p,
+          grad: p.grad,
+          expAvg: s.expAvg,
+          expAvgSq: s.expAvgSq,
+          lr: this.lr,
+          beta1: this.betas[0],
+          beta2: this.betas[1],
+          eps: this.eps,
+          weightDecay: this.weightDecay,
+          step: s.step,
         });
       }
     });
@@ -104,7 +121,8 @@ export class AdamW {
     const missing: string[] = [];
     this.params.forEach((p, i) => {
       if (steps[i] === 0) return;
-      const m = sd.tensors[`state.${i}.exp_avg`], v = sd.tensors[`state.${i}.exp_avg_sq`];
+      const m = sd.tensors[`state.${i}.exp_avg`],
+        v = sd.tensors[`state.${i}.exp_avg_sq`];
       if (!m || !v) {
         missing.push(`state.${i}.exp_avg${m ? '_sq' : ''}`);
         return;
@@ -145,10 +163,16 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
 }
 
 /** Learning rate at `step` (0-based): linear warm-up to maxLr, then cosine decay to minLr at totalSteps. */
-export function cosineSchedule(opts: { maxLr: number; minLr?: number; warmupSteps?: number; totalSteps: number }): (step: number) => number {
+export function cosineSchedule(opts: {
+  maxLr: number;
+  minLr?: number;
+  warmupSteps?: number;
+  totalSteps: number;
+}): (step: number) => number {
   checkOptions(opts, 'cosineSchedule', ['maxLr', 'minLr', 'warmupSteps', 'totalSteps']);
   const { maxLr, totalSteps } = opts;
-  const minLr = opts.minLr ?? 0, warmup = opts.warmupSteps ?? 0;
+  const minLr = opts.minLr ?? 0,
+    warmup = opts.warmupSteps ?? 0;
   checkNumber(maxLr, 'cosineSchedule', 'maxLr');
   checkNumber(totalSteps, 'cosineSchedule', 'totalSteps');
   return (step: number) => {
