@@ -1,4 +1,4 @@
-// The training API (API.md "Training"): autograd, ops, layers, optimisers.
+// The training API (docs/api.md "Training"): autograd, ops, layers, optimisers.
 export * as ops from './autograd/ops';
 export * as nn from './nn/index';
 export * as optim from './optim/index';

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (../shared/design/GPU.md). Run from the repository root on the
+# The GPU check (docs/cuda.md). Run from the repository root on the
 # device machine (CUDA 13, CMake, ninja; no Node): builds the native core with
 # CUDA for sm_90, runs the C++ tests (CUDA against the CPU backend and float64
 # references) and the C++ benchmarks, writes full logs under $OUT and prints a

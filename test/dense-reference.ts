@@ -50,7 +50,7 @@ export function randomArray(n: number, seed: number, low = -1, high = 1): Float6
   return out;
 }
 
-/** ‖out − ref‖ / ‖ref‖ (KERNELS.md's measure); ‖out‖ when ref is all zero. */
+/** ‖out − ref‖ / ‖ref‖ (docs/kernels.md's measure); ‖out‖ when ref is all zero. */
 export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number {
   if (out.length !== ref.length) return Infinity;
   let diff = 0,

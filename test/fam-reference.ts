@@ -1,5 +1,5 @@
 // Independent float64 reference of TransformerFAM attention for the tests,
-// written from KERNELS.md#fam's table with plain loops: each query gets an
+// written from docs/kernels.md#fam's table with plain loops: each query gets an
 // explicit list of the keys it reads (memory segment, the block's FAM keys,
 // its own block up to itself), then softmax attention over that list and its
 // gradient, accumulated into every key the query read. Shares no code with
@@ -154,7 +154,7 @@ function attendRow(
 }
 
 /**
- * blockAttention and its gradient, from the table in KERNELS.md#fam. The
+ * blockAttention and its gradient, from the table in docs/kernels.md#fam. The
  * backward's Δ = rowsum(gOut∘out) uses `deltaOut` when given: the `out` the
  * backward op receives (with 16-bit storage, the rounded forward result — an
  * input of the backward like q and k, so the reference sees it too).
@@ -258,7 +258,7 @@ export function referenceMemoryAttention(p: MemoryProblem): Record<string, Float
   return { out, lse, gFamQ, gFamK, gFamV, gBlockK, gBlockV };
 }
 
-/** ‖a − b‖ / ‖b‖ (KERNELS.md's measure); ‖a‖ when b is all zero. */
+/** ‖a − b‖ / ‖b‖ (docs/kernels.md's measure); ‖a‖ when b is all zero. */
 export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) return Infinity;
   let diff = 0,

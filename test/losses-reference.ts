@@ -1,5 +1,5 @@
 // Independent float64 references for the loss tests: plain loops written from
-// KERNELS.md#losses (and, for ORPO, a direct transcription of TRL's
+// docs/kernels.md#losses (and, for ORPO, a direct transcription of TRL's
 // odds_ratio_loss), plus the goldfish rules with BigInt arithmetic. They
 // share no code with the library.
 
@@ -149,7 +149,7 @@ function logSigmoid(x: number): number {
   return Math.min(x, 0) - Math.log1p(Math.exp(-Math.abs(x)));
 }
 
-/** ORPO per KERNELS.md (the clamped, finite form), with its gradients. */
+/** ORPO per docs/kernels.md (the clamped, finite form), with its gradients. */
 export function refOrpo(
   zw: ArrayLike<number>,
   zl: ArrayLike<number>,

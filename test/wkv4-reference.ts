@@ -1,4 +1,4 @@
-// The WKV-4 direct formula (KERNELS.md#wkv4) in float64, written as sums over
+// The WKV-4 direct formula (docs/kernels.md#wkv4) in float64, written as sums over
 // the past in log space — not the recurrence the library runs.
 export interface Wkv4Inputs {
   B: number;

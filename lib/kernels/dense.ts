@@ -5,7 +5,7 @@
 // (native/core/ops/*), which names the function as the public API does:
 // `ops.matmul: a has shape [2,3] but b has shape [4,5]: inner sizes 3 and 4 differ`.
 //
-// Conventions and choices (API.md is silent on these):
+// Conventions and choices (docs/api.md is silent on these):
 // - Dtypes: float32, bfloat16, float16 (computed in float32, rounded once on
 //   store) and float64 (CPU only, computed in float64). Ids and positions are
 //   int32. All tensors of a call share one device and one dtype (TypeError

@@ -1,6 +1,6 @@
 // TransformerFAM ("Feedback attention is working memory", Hwang et al. 2024):
 // a pre-norm Transformer whose attention is block sliding-window attention
-// plus feedback memory. Per layer (KERNELS.md#fam):
+// plus feedback memory. Per layer (docs/kernels.md#fam):
 //   1. q, k, v of every token in parallel (RoPE at the token positions);
 //   2. a sequential scan over blocks: the FAM F_{τ-1} (normalised, projected by
 //      this layer's own q/k/v weights, RoPE at the positions of the last F

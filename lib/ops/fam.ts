@@ -1,4 +1,4 @@
-// TransformerFAM attention (API.md `fam`; mask and math in KERNELS.md#fam):
+// TransformerFAM attention (docs/api.md `fam`; mask and math in docs/kernels.md#fam):
 // block sliding-window attention with feedback memory, and the FAM update.
 //
 // Choices where the contract is silent:

@@ -1,4 +1,4 @@
-// Losses (API.md `losses`; math in KERNELS.md#losses): cross-entropy whose
+// Losses (docs/api.md `losses`; math in docs/kernels.md#losses): cross-entropy whose
 // gradient is written in the same pass, goldfish loss and mask, ORPO, and
 // shiftLabels. Every loss runs one cross-entropy row kernel with per-token
 // gradient coefficients (native/core/kernels/losses/).
@@ -9,7 +9,7 @@
 //   over an empty set: goldfish `loss` with no kept token, `lossDroppedTokens`
 //   with none dropped, ORPO's `nllLoss` with no SFT token.
 // - 'mean' divides Σ weight·loss by the number of supervised tokens (as
-//   API.md says), not by Σ weight. `weights` may be float32, or float64 when
+//   docs/api.md says), not by Σ weight. `weights` may be float32, or float64 when
 //   the logits are float64; no gradient is computed for them.
 // - reduction 'none': `loss` is shaped like labels, 0 at ignored tokens; the
 //   gradient is that of Σ_i loss_i (times gradScale).
@@ -41,7 +41,7 @@ import { tensorOptions, wrapResult, type NativeResult } from './common';
 export type LossReduction = 'mean' | 'sum' | 'none';
 export type GoldfishStrategy = 'hash' | 'static' | 'random';
 
-/** Goldfish options (KERNELS.md#goldfish). */
+/** Goldfish options (docs/kernels.md#goldfish). */
 export interface Goldfish {
   /** Drop about 1 in k supervised tokens; default 4; integer >= 2. */
   k?: number;

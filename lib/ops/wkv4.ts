@@ -1,4 +1,4 @@
-// RWKV-4 WKV (API.md `wkv4`; math in KERNELS.md#wkv4).
+// RWKV-4 WKV (docs/api.md `wkv4`; math in docs/kernels.md#wkv4).
 //
 // Choices where the contract is silent:
 // - B, T or C may be 0. With T = 0, forward returns an empty y and the input

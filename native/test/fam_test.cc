@@ -1,5 +1,5 @@
 // TransformerFAM attention (ops/fam.h) without Node: the CPU kernels against
-// a float64 reference written here from KERNELS.md's table (an explicit key
+// a float64 reference written here from docs/kernels.md's table (an explicit key
 // list per query, plain loops), finite-difference gradient checks in float64,
 // the extreme inputs, grouped heads, 16-bit storage, bad arguments, and — when
 // a GPU is present — the tiled and the simple CUDA kernels against the CPU.
@@ -77,7 +77,7 @@ static bool all_finite(const std::vector<double>& v) {
   return true;
 }
 
-// ---- the float64 reference, from KERNELS.md's table ----------------------------
+// ---- the float64 reference, from docs/kernels.md's table ----------------------------
 
 struct Problem {
   int64_t B = 1, H = 2, Hkv = 2, T = 10, D = 16, L = 4, m = 1, F = 3;

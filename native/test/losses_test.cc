@@ -1,7 +1,7 @@
 // Losses without Node: the math pieces (vector_expf, the goldfish mix, the
 // row epilogue), then cross-entropy, goldfish loss and ORPO against float64
 // references written here with plain loops, finite-difference gradients in
-// float64, the extreme rows KERNELS.md names, bad inputs, determinism, and —
+// float64, the extreme rows docs/kernels.md names, bad inputs, determinism, and —
 // when a GPU is present — both CUDA kernel versions against the CPU.
 #include <cmath>
 #include <cstring>
@@ -121,7 +121,7 @@ static RefLoss ref_cross_entropy(const std::vector<double>& z, const std::vector
   return out;
 }
 
-// The goldfish mask per KERNELS.md, written out again here.
+// The goldfish mask per docs/kernels.md, written out again here.
 static uint64_t test_mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -489,7 +489,7 @@ struct RefOrpo {
   std::vector<double> a_w, a_l, log_odds, grad_w, grad_l;
   double metrics[6];
 };
-// KERNELS.md#orpo in float64 with plain loops (the clamped, finite form).
+// docs/kernels.md#orpo in float64 with plain loops (the clamped, finite form).
 static RefOrpo ref_orpo(const std::vector<double>& zw, const std::vector<double>& zl, const std::vector<int32_t>& yw,
                         const std::vector<int32_t>& yl, const std::vector<int32_t>& ynll, int64_t B, int64_t Tw,
                         int64_t Tl, int64_t V, double lambda, const std::vector<int32_t>* keep) {

@@ -32,7 +32,7 @@ inline void fail(const char* file, int line, const std::string& what) {
   std::fprintf(stderr, "  FAILED %s:%d: %s\n", file, line, what.c_str());
 }
 
-// ‖out − ref‖ / ‖ref‖ (KERNELS.md's accuracy measure); ref all zero gives ‖out‖.
+// ‖out − ref‖ / ‖ref‖ (docs/kernels.md's accuracy measure); ref all zero gives ‖out‖.
 template <typename A, typename B>
 double relative_error(const A& out, const B& ref) {
   double diff = 0, norm = 0;

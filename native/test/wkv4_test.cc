@@ -1,4 +1,4 @@
-// wkv4 (KERNELS.md#wkv4): the kernels against a float64 evaluation of the
+// wkv4 (docs/kernels.md#wkv4): the kernels against a float64 evaluation of the
 // direct formula (plain sums with log-sum-exp, written here independently of
 // the recurrence), gradients against central finite differences in float64
 // (of the op itself and of the direct formula), step == forward, chained

@@ -1,4 +1,4 @@
-// The TransformerFAM attention mask (../shared/design/KERNELS.md#fam), shared
+// The TransformerFAM attention mask (docs/kernels.md#fam), shared
 // by the CPU and CUDA kernels and their tests.
 //
 // Keys come in two kinds. FAM keys (famK[b, kvh, τ], F rows) are always all
@@ -8,7 +8,7 @@
 //   block attention (causal):  query t of block τ = ⌊t/L⌋ sees sequence keys
 //       max(0, (τ−m)·L) .. t — the memory segment (previous m blocks, no mask)
 //       followed by its own block up to itself (causal). The two parts of the
-//       table in KERNELS.md meet at τ·L, so one window covers both.
+//       table in docs/kernels.md meet at τ·L, so one window covers both.
 //   memory attention (not causal): every query (all in block 0) sees every
 //       sequence key 0 .. key_count−1: no mask at all.
 //

@@ -1,4 +1,4 @@
-// The goldfish drop rule (KERNELS.md#goldfish; Hans et al. 2024), shared by
+// The goldfish drop rule (docs/kernels.md#goldfish; Hans et al. 2024), shared by
 // the CPU and CUDA kernels so both decide every token identically.
 //
 //   mix(z): z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;

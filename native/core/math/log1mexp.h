@@ -1,4 +1,4 @@
-// Sequence-level scalar math of ORPO (KERNELS.md#orpo), in double on both
+// Sequence-level scalar math of ORPO (docs/kernels.md#orpo), in double on both
 // backends: log(1 − e^a) for a < 0 without cancellation, and the logistic
 // function and its log without overflow.
 //

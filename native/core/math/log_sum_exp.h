@@ -1,5 +1,5 @@
 // Cross-entropy row math shared by the CPU and CUDA loss kernels
-// (KERNELS.md#losses). `Acc` is the accumulation type: float for float32,
+// (docs/kernels.md#losses). `Acc` is the accumulation type: float for float32,
 // bfloat16 and float16 logits, double for float64.
 //
 // A row z of length V is summarised by its maximum m and

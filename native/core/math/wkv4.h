@@ -1,5 +1,5 @@
 // RWKV-4 WKV: one step of the stable recurrence and its exact derivative,
-// shared by the CPU and CUDA kernels (KERNELS.md#wkv4). `Acc` is the
+// shared by the CPU and CUDA kernels (docs/kernels.md#wkv4). `Acc` is the
 // accumulation type: float for float32/bfloat16/float16 storage, double for
 // float64.
 //

@@ -1,4 +1,4 @@
-// TransformerFAM attention ops (API.md `fam`, KERNELS.md#fam): validate every
+// TransformerFAM attention ops (docs/api.md `fam`, docs/kernels.md#fam): validate every
 // argument (errors name fam.<function> and the argument), allocate the
 // outputs, enqueue the CPU or CUDA kernel on the device's stream.
 //

@@ -1,4 +1,4 @@
-// Losses (API.md#losses): cross-entropy with its gradient in the same pass,
+// Losses (docs/api.md#losses): cross-entropy with its gradient in the same pass,
 // goldfish loss and mask, ORPO, shiftLabels. Validate everything here, then
 // allocate outputs and enqueue (kernels/losses/). Function names in errors
 // are the JS API's: losses.crossEntropy, losses.goldfishMask, ...

@@ -1,4 +1,4 @@
-// RWKV-4 WKV ops (API.md `wkv4`, math in KERNELS.md#wkv4): validate every
+// RWKV-4 WKV ops (docs/api.md `wkv4`, math in docs/kernels.md#wkv4): validate every
 // argument, allocate the outputs, enqueue the CPU or CUDA kernel on the
 // device's stream and return at once.
 //

@@ -1,4 +1,4 @@
-// TransformerFAM attention kernels (../shared/design/KERNELS.md#fam): one
+// TransformerFAM attention kernels (docs/kernels.md#fam): one
 // params struct (à la flash-attention's Flash_fwd_params) serves both ops.
 //
 //   blockAttention:  queries q [B,H,T,D] over the sequence keys k/v [B,Hkv,T,D]

@@ -1,4 +1,4 @@
-// The cross-entropy row kernel every loss is built from (KERNELS.md#losses):
+// The cross-entropy row kernel every loss is built from (docs/kernels.md#losses):
 // internal to kernels/losses, driven by cross_entropy_* and orpo_*.
 //
 // For each row i of logits [rows, V] (row i = sequence i / T, position i % T)

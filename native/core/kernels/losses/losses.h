@@ -1,4 +1,4 @@
-// Loss kernels (KERNELS.md#losses): raw pointers and sizes; ops/losses.cc
+// Loss kernels (docs/kernels.md#losses): raw pointers and sizes; ops/losses.cc
 // validates and schedules them. Every loss is a weighted sum of per-token
 // cross-entropies computed by one row kernel (kernels/losses/ce_rows.h).
 //

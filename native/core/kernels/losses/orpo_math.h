@@ -1,4 +1,4 @@
-// ORPO's per-sequence and batch-level steps (KERNELS.md#orpo), shared by
+// ORPO's per-sequence and batch-level steps (docs/kernels.md#orpo), shared by
 // orpo_cpu.cc and orpo_cuda.cu so the two backends compute them alike, in
 // double, in the same order: orpo_sequence for each pair b (independent),
 // then orpo_reduce once, over b in order.

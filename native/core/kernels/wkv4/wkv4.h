@@ -1,4 +1,4 @@
-// RWKV-4 WKV kernels (KERNELS.md#wkv4): raw pointers and sizes; ops/wkv4.cc
+// RWKV-4 WKV kernels (docs/kernels.md#wkv4): raw pointers and sizes; ops/wkv4.cc
 // validates and schedules them. The math of one step lives in math/wkv4.h.
 //
 // Types: `dtype` is the storage type of k, v, y, gy, gk, gv (float32, bfloat16,
