@@ -1,37 +1,33 @@
-// examples/reproduce/fam-passkey.mjs in its --smoke configuration: the FAM
+// examples/reproduce/fam-passkey.mts in its --smoke configuration: the FAM
 // model and both BSWA variants train for a few steps and are scored on
-// passkey retrieval, and the accuracy table is printed. Not the scientific
+// passkey retrieval, and the results are written as JSON. Not the scientific
 // result (see examples/reproduce/RESULTS.md for the full run).
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runExample } from './run-example';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'lmk-repro-fam-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('reproduction: FAM passkey retrieval (--smoke)', () => {
-  it('runs end to end and prints its table', () => {
+  it('trains FAM and both BSWA models and scores them at every evaluation length', () => {
     const out = join(dir, 'fam.json');
-    const r = spawnSync(process.execPath, ['examples/reproduce/fam-passkey.mjs', '--smoke', '--out', out], {
-      cwd: root,
-      encoding: 'utf8',
-      timeout: 30_000,
-      env: { ...process.env, LMK_DEVICE: 'cpu' },
-    });
+    const r = runExample('examples/reproduce/fam-passkey.mts', ['--smoke', '--out', out], { timeout: 30_000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/\| model \| params \| len 32 \| len 64 \| train s \|/);
-    for (const name of ['FAM \\(m=1, F=\\d+\\)', 'BSWA m=0', 'BSWA m=1']) {
-      expect(r.stdout).toMatch(new RegExp(`\\| ${name} \\| \\d+ \\| \\d\\.\\d\\d \\(\\d\\.\\d\\d\\)`));
-    }
     const result = JSON.parse(readFileSync(out, 'utf8'));
     expect(result.results.map((x: { key: string }) => x.key)).toEqual(['fam', 'bswa0', 'bswa1']);
+    expect(result.results.map((x: { name: string }) => x.name)).toEqual([
+      `FAM (m=1, F=${result.cfg.F})`,
+      'BSWA m=0',
+      'BSWA m=1',
+    ]);
     for (const arm of result.results) {
+      expect(arm.losses).toHaveLength(result.cfg.steps);
       expect(arm.losses.every(Number.isFinite)).toBe(true);
+      expect(Object.keys(arm.acc).map(Number)).toEqual(result.cfg.evalLengths);
       for (const acc of Object.values(arm.acc) as { exact: number; digit: number }[]) {
         expect(acc.exact).toBeGreaterThanOrEqual(0);
         expect(acc.exact).toBeLessThanOrEqual(acc.digit + 1e-12);

@@ -1,50 +1,64 @@
-// The goldfish reproduction (examples/reproduce/goldfish.mjs) in its --smoke
-// configuration: it runs end to end and prints its result table. The
+// The goldfish reproduction (examples/reproduce/goldfish.mts) in its --smoke
+// configuration: it runs end to end and writes its results as JSON. The
 // scientific result (plain cross-entropy memorises, goldfish does not) needs
 // the full run; see examples/reproduce/RESULTS.md.
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runExample } from './run-example';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'lmk-repro-goldfish-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface RunResult {
+  exact: number;
+  lcs: number;
+  perDoc: { same: boolean; r: number; text: string }[];
+  val: number;
+  trainAll: number;
+  losses: number[];
+  params: number;
+}
 
 describe('reproduce: goldfish (smoke)', () => {
-  it('trains the three models, measures memorisation and validation loss, and prints the table', () => {
-    const r = spawnSync(process.execPath, ['examples/reproduce/goldfish.mjs', '--smoke'], {
-      cwd: root,
-      encoding: 'utf8',
-      timeout: 30_000,
-      env: { ...process.env, LMK_DEVICE: 'cpu' },
-    });
-    if (r.status !== 0) throw new Error(`goldfish.mjs --smoke exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
-    const out = r.stdout;
-    expect(out).toContain('| loss | exact-match suffixes | mean LCS ratio |');
-    const names = [
-      '| cross-entropy |',
-      '| goldfish (k 4, h 13, hash) |',
-      '| control: cross-entropy, documents never seen |',
-    ];
-    const rows = out.split('\n').filter((l) => names.some((n) => l.startsWith(n)));
-    expect(rows).toHaveLength(3);
-    for (const row of rows) {
-      const cells = row
-        .split('|')
-        .slice(2, -1)
-        .map((c) => c.trim());
-      expect(cells[0]).toMatch(/^\d+ \/ 6$/);
-      for (const c of cells.slice(1)) expect(Number.isFinite(Number(c))).toBe(true);
+  it('trains the three models and measures memorisation and validation loss', () => {
+    const out = join(dir, 'goldfish.json');
+    const r = runExample('examples/reproduce/goldfish.mts', ['--smoke', '--out', out], { timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const result = JSON.parse(readFileSync(out, 'utf8'));
+    const { docs, epochs, batch, suffix } = result.config;
+    expect(docs).toBe(6);
+    // k = 4: about a quarter of the document labels are dropped.
+    expect(result.dropped).toBeGreaterThan(0.1);
+    expect(result.dropped).toBeLessThan(0.4);
+    expect(Object.keys(result.results)).toEqual(['ce', 'goldfish', 'control']);
+    for (const run of Object.values(result.results) as RunResult[]) {
+      expect(run.losses).toHaveLength(epochs * Math.ceil(docs / batch));
+      expect(run.losses.every(Number.isFinite)).toBe(true);
+      expect(Number.isInteger(run.exact) && run.exact >= 0 && run.exact <= docs).toBe(true);
+      expect(run.perDoc).toHaveLength(docs);
+      expect(run.perDoc.filter((d) => d.same)).toHaveLength(run.exact);
+      for (const d of run.perDoc) {
+        expect(d.r).toBeGreaterThanOrEqual(0);
+        expect(d.r).toBeLessThanOrEqual(1);
+        expect(Buffer.byteLength(d.text)).toBeGreaterThanOrEqual(suffix); // invalid UTF-8 becomes 3-byte U+FFFD
+      }
+      expect(run.lcs).toBeCloseTo(run.perDoc.reduce((s, d) => s + d.r, 0) / docs, 12);
+      // Barely trained: near ln 256 = 5.55 nats/byte, and finite.
+      for (const ce of [run.val, run.trainAll]) {
+        expect(ce).toBeGreaterThan(3);
+        expect(ce).toBeLessThan(7);
+      }
     }
-    expect(out).toMatch(/drops \d+\.\d% of the \d+ training labels/);
+    const { ce, goldfish, control } = result.results;
+    expect(ce.params).toBe(goldfish.params);
+    expect(ce.params).toBe(control.params);
   }, 40_000);
 
   it('--help lists the options', () => {
-    const r = spawnSync(process.execPath, ['examples/reproduce/goldfish.mjs', '--help'], {
-      cwd: root,
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+    const r = runExample('examples/reproduce/goldfish.mts', ['--help'], { timeout: 20_000 });
     expect(r.status).toBe(0);
-    expect(r.stdout).toContain('--epochs');
-    expect(r.stdout).toContain('--smoke');
+    for (const flag of ['--epochs', '--out', '--smoke']) expect(r.stdout).toContain(flag);
   });
 });

@@ -1,36 +1,30 @@
-// examples/reproduce/orpo.mjs in its --smoke configuration: it runs end to
-// end (base fine-tuning, SFT and ORPO arms, held-out evaluation) and prints
-// its tables with finite metrics. Not the scientific result (see
+// examples/reproduce/orpo.mts in its --smoke configuration: it runs end to
+// end (base fine-tuning, SFT and ORPO arms, held-out evaluation) and writes
+// its results as JSON with finite metrics. Not the scientific result (see
 // examples/reproduce/RESULTS.md for the full run).
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runExample } from './run-example';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'lmk-repro-orpo-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('reproduction: ORPO (--smoke)', () => {
-  it('runs end to end and prints its tables', () => {
+  it('runs end to end and writes finite held-out metrics for the base, SFT and ORPO models', () => {
     const out = join(dir, 'orpo.json');
-    const r = spawnSync(process.execPath, ['examples/reproduce/orpo.mjs', '--smoke', '--out', out], {
-      cwd: root,
-      encoding: 'utf8',
-      timeout: 30_000,
-      env: { ...process.env, LMK_DEVICE: 'cpu' },
-    });
+    const r = runExample('examples/reproduce/orpo.mts', ['--smoke', '--out', out], { timeout: 30_000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toContain('| model | rewards accuracy | rewards margin | log-odds ratio |');
-    expect(r.stdout).toMatch(/\| base \(before alignment\) \|/);
-    expect(r.stdout).toMatch(/\| SFT on chosen \(\d+ steps\) \|/);
-    expect(r.stdout).toMatch(/\| ORPO λ=0\.1 \(\d+ steps\) \|/);
-    expect(r.stdout).toContain('| alignment steps | SFT: accuracy | ORPO: accuracy |');
     const result = JSON.parse(readFileSync(out, 'utf8'));
-    expect(result.rows).toHaveLength(3);
+    const steps = result.cfg.alignSteps;
+    expect(result.lambda).toBe(0.1);
+    expect(result.rows.map((row: { name: string }) => row.name)).toEqual([
+      'base (before alignment)',
+      `SFT on chosen (${steps} steps)`,
+      `ORPO λ=0.1 (${steps} steps)`,
+    ]);
     for (const row of result.rows) {
       for (const key of [
         'rewardsAccuracy',
@@ -44,7 +38,15 @@ describe('reproduction: ORPO (--smoke)', () => {
       }
       expect(row.rewardsAccuracy).toBeGreaterThanOrEqual(0);
       expect(row.rewardsAccuracy).toBeLessThanOrEqual(1);
-      expect(row.logOddsRatio).toBeLessThanOrEqual(0);
+      expect(row.logOddsRatio).toBeLessThanOrEqual(0); // mean log σ(·)
+      // Mean log p per byte of a response, and the style of greedy completions.
+      expect(row.chosenLogp).toBeLessThan(0);
+      expect(row.rejectedLogp).toBeLessThan(0);
+      expect(row.greedyChosenStyle + row.greedyRejectedStyle).toBeLessThanOrEqual(1);
+      expect(row.greedyChosenStyle).toBeGreaterThanOrEqual(0);
+      expect(row.greedyRejectedStyle).toBeGreaterThanOrEqual(0);
+      expect(row.samples.length).toBeGreaterThan(0);
     }
+    for (const arm of ['base', 'sft', 'orpo']) expect(result.times[arm]).toBeGreaterThan(0);
   });
 });

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // Reproduction of RWKV's central claim ("RWKV: Reinventing RNNs for the
 // Transformer Era", Peng et al. 2023) at small scale:
 //   1. the parallel (training) form `forward` and the recurrent (decoding)
@@ -23,12 +22,13 @@
 // memoryBlocks 0, no FAM), which is exactly causal softmax attention.
 // Both models have random weights: cost does not depend on the values.
 //
-//   node examples/reproduce/rwkv.mjs [--contexts 256,1024,4096,16384] [--smoke] [--help]
+//   npx tsx examples/reproduce/rwkv.mts [--contexts 256,1024,4096,16384] [--out FILE.json] [--smoke] [--help]
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
-import { SHAKESPEARE, loadBytes } from '../lib/data.mjs';
-import { ProgressBar } from '../lib/progress.mjs';
-import { parameterCount } from '../lib/train.mjs';
+import { SHAKESPEARE, loadBytes } from '../lib/data.mts';
+import { ProgressBar } from '../lib/progress.mts';
+import { parameterCount } from '../lib/train.mts';
 
 const FULL = {
   dModel: 128,
@@ -42,7 +42,7 @@ const FULL = {
 };
 const SMOKE = { dModel: 32, layers: 1, heads: 2, contexts: [16, 64], window: 4, agreeT: 64, attnCheckT: 40, chunk: 16 };
 
-const HELP = `Usage: node examples/reproduce/rwkv.mjs [options]
+const HELP = `Usage: npx tsx examples/reproduce/rwkv.mts [options]
 
 Checks that RWKV-4's parallel forward and recurrent step agree, then times
 one generated token at growing context lengths for RWKV-4 (step) and for a
@@ -52,6 +52,7 @@ softmax-attention Transformer of the same size (KV-cache decoding).
   --d-model N      width of both models (default ${FULL.dModel})
   --layers N       layers of both models (default ${FULL.layers})
   --window N       tokens timed at each context length (median reported; default ${FULL.window})
+  --out FILE       also write the results as JSON (agreement checks and times per context length)
   --smoke          a tiny, fast configuration (for CI)
   --help           this text
 `;
@@ -63,6 +64,7 @@ function options() {
       'd-model': { type: 'string' },
       layers: { type: 'string' },
       window: { type: 'string' },
+      out: { type: 'string' },
       smoke: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -72,7 +74,7 @@ function options() {
     process.exit(0);
   }
   const base = values.smoke ? SMOKE : FULL;
-  const int = (name, fallback) => {
+  const int = (name: 'd-model' | 'layers' | 'window', fallback: number) => {
     if (values[name] === undefined) return fallback;
     const n = Number(values[name]);
     if (!Number.isInteger(n) || n < 1) {
@@ -93,17 +95,73 @@ function options() {
     dModel: int('d-model', base.dModel),
     layers: int('layers', base.layers),
     window: int('window', base.window),
+    out: values.out,
   };
 }
 
 const device = 'cpu';
 const ops = lmk.ops;
 
+/** One attention layer's modules. */
+interface AttentionLayer {
+  ln1: lmk.nn.LayerNorm;
+  ln2: lmk.nn.LayerNorm;
+  q: lmk.nn.Linear;
+  k: lmk.nn.Linear;
+  v: lmk.nn.Linear;
+  o: lmk.nn.Linear;
+  up: lmk.nn.Linear;
+  down: lmk.nn.Linear;
+}
+
+/** One layer's key/value cache: keys stored transposed ([H, D, T]), values [H, T, D]. */
+interface LayerCache {
+  kBig: lmk.Tensor | null;
+  vBig: lmk.Tensor | null;
+  kSmall: lmk.Tensor | null;
+  vSmall: lmk.Tensor | null;
+}
+
+interface KVCache {
+  /** Tokens read so far. */
+  t: number;
+  /** The small part moves into the big one when it holds this many tokens. */
+  chunk: number;
+  layers: LayerCache[];
+}
+
 /** A causal softmax-attention Transformer (pre-LN, H heads, SiLU MLP 4d), random weights. */
 class AttentionModel {
-  constructor({ vocabSize, dModel, nLayers, nHeads, seed }) {
-    Object.assign(this, { vocabSize, dModel, nLayers, nHeads, headDim: dModel / nHeads });
-    const lin = (i, o, s) => new lmk.nn.Linear(i, o, { bias: false, device, seed: seed * 1000 + s });
+  readonly vocabSize: number;
+  readonly dModel: number;
+  readonly nLayers: number;
+  readonly nHeads: number;
+  readonly headDim: number;
+  readonly emb: lmk.nn.Embedding;
+  readonly layers: AttentionLayer[];
+  readonly lnOut: lmk.nn.LayerNorm;
+  readonly head: lmk.nn.Linear;
+
+  constructor({
+    vocabSize,
+    dModel,
+    nLayers,
+    nHeads,
+    seed,
+  }: {
+    vocabSize: number;
+    dModel: number;
+    nLayers: number;
+    nHeads: number;
+    seed: number;
+  }) {
+    this.vocabSize = vocabSize;
+    this.dModel = dModel;
+    this.nLayers = nLayers;
+    this.nHeads = nHeads;
+    this.headDim = dModel / nHeads;
+    const lin = (i: number, o: number, s: number) =>
+      new lmk.nn.Linear(i, o, { bias: false, device, seed: seed * 1000 + s });
     this.emb = new lmk.nn.Embedding(vocabSize, dModel, { device, seed, std: 0.02 * 50 });
     this.layers = Array.from({ length: nLayers }, (_, l) => ({
       ln1: new lmk.nn.LayerNorm(dModel, { device }),
@@ -119,25 +177,25 @@ class AttentionModel {
     this.head = lin(dModel, vocabSize, 999);
   }
 
-  parameters() {
+  parameters(): lmk.Tensor[] {
     return [this.emb, ...this.layers.flatMap((l) => Object.values(l)), this.lnOut, this.head].flatMap((m) =>
       m.parameters(),
     );
   }
 
-  mlp(l, x) {
+  mlp(l: AttentionLayer, x: lmk.Tensor): lmk.Tensor {
     return ops.add(x, l.down.forward(ops.silu(l.up.forward(l.ln2.forward(x)))));
   }
 
   /** tokens [1,T] → logits [1,T,V], in parallel: causal attention = plain BSWA with one block (blockSize T, memoryBlocks 0). */
-  forward(tokens) {
-    const T = tokens.shape[1],
+  forward(tokens: lmk.Tensor): lmk.Tensor {
+    const T = tokens.shape[1]!,
       H = this.nHeads,
       D = this.headDim;
     let x = this.emb.forward(tokens);
     for (const l of this.layers) {
       const h = l.ln1.forward(x);
-      const heads = (t) => ops.transpose(ops.reshape(t, [1, T, H, D]), 1, 2); // [1,H,T,D]
+      const heads = (t: lmk.Tensor) => ops.transpose(ops.reshape(t, [1, T, H, D]), 1, 2); // [1,H,T,D]
       const { out } = lmk.fam.blockAttention({
         q: heads(l.q.forward(h)),
         k: heads(l.k.forward(h)),
@@ -152,12 +210,12 @@ class AttentionModel {
   }
 
   /** An empty key/value cache per layer: big part (grown every `chunk` tokens) and small part (every token). */
-  emptyCache(chunk) {
+  emptyCache(chunk: number): KVCache {
     return { t: 0, chunk, layers: this.layers.map(() => ({ kBig: null, vBig: null, kSmall: null, vSmall: null })) };
   }
 
   /** One token (tokens [1] int32) with the cache → logits [1,V]; the cache is updated in place (its tensors are kept). */
-  step(tokens, cache) {
+  step(tokens: lmk.Tensor, cache: KVCache): lmk.Tensor {
     const H = this.nHeads,
       D = this.headDim,
       C = this.dModel,
@@ -166,12 +224,12 @@ class AttentionModel {
       lmk.tidy(() => {
         let x = this.emb.forward(tokens); // [1,C]
         this.layers.forEach((l, i) => {
-          const c = cache.layers[i];
+          const c = cache.layers[i]!;
           const h = l.ln1.forward(x);
           const q = ops.reshape(l.q.forward(h), [H, 1, D]);
           const kT = ops.reshape(l.k.forward(h), [H, D, 1]); // keys stored transposed: [H, D, T]
           const v = ops.reshape(l.v.forward(h), [H, 1, D]);
-          const grow = (old, t, dim) => {
+          const grow = (old: lmk.Tensor | null, t: lmk.Tensor, dim: number) => {
             const n = old ? ops.concat([old, t], dim) : ops.reshape(t, t.shape);
             lmk.keep(n);
             old?.dispose();
@@ -179,17 +237,17 @@ class AttentionModel {
           };
           c.kSmall = grow(c.kSmall, kT, 2);
           c.vSmall = grow(c.vSmall, v, 1);
-          const parts = [c.kBig, c.kSmall].filter(Boolean);
+          const parts = [c.kBig, c.kSmall].filter((k): k is lmk.Tensor => k !== null);
           const scores = ops.scale(
             parts.length === 1
-              ? ops.matmul(q, parts[0])
+              ? ops.matmul(q, parts[0]!)
               : ops.concat(
                   parts.map((k) => ops.matmul(q, k)),
                   2,
                 ),
             scale,
           ); // [H,1,T]
-          const T = scores.shape[2];
+          const T = scores.shape[2]!;
           const { lse } = lmk.losses.crossEntropy({
             logits: ops.reshape(scores, [H, T]),
             labels: lmk.zeros([H], { dtype: 'int32', device }),
@@ -197,9 +255,9 @@ class AttentionModel {
             computeGrad: false,
           });
           const p = ops.exp(ops.sub(scores, ops.reshape(lse, [H, 1, 1])));
-          let att;
-          if (c.kBig) {
-            const Tb = c.kBig.shape[2];
+          let att: lmk.Tensor;
+          if (c.kBig && c.vBig) {
+            const Tb = c.kBig.shape[2]!;
             att = ops.add(ops.matmul(ops.slice(p, 2, 0, Tb), c.vBig), ops.matmul(ops.slice(p, 2, Tb, T), c.vSmall));
           } else att = ops.matmul(p, c.vSmall); // [H,1,D]
           x = ops.add(x, l.o.forward(ops.reshape(att, [1, C])));
@@ -219,27 +277,42 @@ class AttentionModel {
     );
   }
 
-  disposeCache(cache) {
+  disposeCache(cache: KVCache): void {
     for (const c of cache.layers) for (const t of Object.values(c)) t?.dispose();
   }
 }
 
-const maxAbs = (a, b) => {
+const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 };
-const maxOf = (a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+const maxOf = (a: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+};
 
 /** Logits of every position by forward (parallel) and by step (recurrent), max |difference|. */
-async function rwkvAgreement(dtype, tokens, o) {
+/** Agreement of two ways to compute the same logits: max |difference| and max |logit| over T tokens. */
+interface Agreement {
+  diff: number;
+  scale: number;
+  T: number;
+}
+
+async function rwkvAgreement(
+  dtype: lmk.DType,
+  tokens: Int32Array,
+  o: { dModel: number; layers: number },
+): Promise<Agreement> {
   const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: o.dModel, nLayers: o.layers, device, dtype, seed: 7 });
   const T = tokens.length;
   const par = lmk.noGrad(() => model.forward(lmk.tensor(tokens, { shape: [1, T], device })));
   const parallel = await par.data();
   par.dispose();
   const V = 256;
-  let state,
+  let state: lmk.RWKV4State | undefined,
     diff = 0;
   for (let t = 0; t < T; t++) {
     const input = lmk.tensor(tokens.subarray(t, t + 1), { device });
@@ -251,12 +324,12 @@ async function rwkvAgreement(dtype, tokens, o) {
     r.logits.dispose();
     diff = Math.max(diff, maxAbs(row, parallel.subarray(t * V, (t + 1) * V)));
   }
-  lmk.nn.disposeRWKV4State(state);
+  if (state) lmk.nn.disposeRWKV4State(state);
   return { diff, scale: maxOf(parallel), T };
 }
 
 /** KV-cache decoding against the parallel blockAttention forward of the same attention model. */
-async function attentionAgreement(model, tokens, chunk) {
+async function attentionAgreement(model: AttentionModel, tokens: Int32Array, chunk: number): Promise<Agreement> {
   const T = tokens.length,
     V = 256;
   const par = lmk.noGrad(() => lmk.tidy(() => model.forward(lmk.tensor(tokens, { shape: [1, T], device }))));
@@ -276,9 +349,9 @@ async function attentionAgreement(model, tokens, chunk) {
   return { diff, scale: maxOf(parallel), T };
 }
 
-const median = (xs) => {
+const median = (xs: Iterable<number>) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
 /**
@@ -286,18 +359,24 @@ const median = (xs) => {
  * does) until the largest context + window; returns the median ms per token
  * over the `window` tokens that follow each context length.
  */
-async function decodeTimes(label, stepFn, tokens, contexts, window) {
-  const total = contexts.at(-1) + window;
+async function decodeTimes(
+  label: string,
+  stepFn: (token: number) => lmk.Tensor,
+  tokens: Int32Array,
+  contexts: number[],
+  window: number,
+): Promise<{ perContext: number[]; seconds: number }> {
+  const total = contexts.at(-1)! + window;
   const times = new Float64Array(total);
   const bar = new ProgressBar(total, { label: `  ${label.padEnd(10)} ` });
   const start = performance.now();
   for (let t = 0; t < total; t++) {
     const t0 = performance.now();
-    const logits = stepFn(tokens[t % tokens.length]);
+    const logits = stepFn(tokens[t % tokens.length]!);
     await logits.data();
     logits.dispose();
     times[t] = performance.now() - t0;
-    if ((t & 255) === 0 || t === total - 1) bar.update(t + 1, { 'ms/token': times[t].toFixed(2) });
+    if ((t & 255) === 0 || t === total - 1) bar.update(t + 1, { 'ms/token': times[t]!.toFixed(2) });
   }
   bar.finish();
   return {
@@ -311,14 +390,15 @@ async function main() {
   const wall = performance.now();
   const info = lmk.backendInfo();
   const text = loadBytes(SHAKESPEARE);
-  const tokens = Int32Array.from(text.subarray(0, Math.max(o.agreeT, o.contexts.at(-1) + o.window)));
+  const maxContext = o.contexts.at(-1)!;
+  const tokens = Int32Array.from(text.subarray(0, Math.max(o.agreeT, maxContext + o.window)));
   console.log(
-    `RWKV reproduction (Peng et al. 2023), lmkernels ${info.version}, cpu (${info.cpu.threads} threads, GEMM ${info.gemm?.cpu ?? info.gemm ?? '?'})${o.smoke ? '  [smoke]' : ''}`,
+    `RWKV reproduction (Peng et al. 2023), lmkernels ${info.version}, cpu (${info.cpu.threads} threads, GEMM ${info.gemm.cpu})${o.smoke ? '  [smoke]' : ''}`,
   );
 
   // 1. parallel forward = recurrent step.
-  const agree = [];
-  for (const dtype of ['float32', 'float64'])
+  const agree: (Agreement & { dtype: lmk.DType })[] = [];
+  for (const dtype of ['float32', 'float64'] as const)
     agree.push({ dtype, ...(await rwkvAgreement(dtype, tokens.subarray(0, o.agreeT), o)) });
   const rwkv = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: o.dModel, nLayers: o.layers, device, seed: 1 });
   const attn = new AttentionModel({ vocabSize: 256, dModel: o.dModel, nLayers: o.layers, nHeads: o.heads, seed: 1 });
@@ -339,24 +419,24 @@ async function main() {
   console.log();
 
   // 2. ms per generated token by context length.
-  let state;
-  const rwkvStep = (token) => {
+  const decoding: { state?: lmk.RWKV4State } = {};
+  const rwkvStep = (token: number) => {
     const input = lmk.tensor(Int32Array.of(token), { device });
-    const r = rwkv.step(input, state);
+    const r = rwkv.step(input, decoding.state);
     input.dispose();
-    if (state) lmk.nn.disposeRWKV4State(state);
-    state = r.state;
+    if (decoding.state) lmk.nn.disposeRWKV4State(decoding.state);
+    decoding.state = r.state;
     return r.logits;
   };
   const cache = attn.emptyCache(o.chunk);
-  const attnStep = (token) => {
+  const attnStep = (token: number) => {
     const input = lmk.tensor(Int32Array.of(token), { device });
     const logits = attn.step(input, cache);
     input.dispose();
     return logits;
   };
   const r = await decodeTimes('RWKV-4', rwkvStep, tokens, o.contexts, o.window);
-  lmk.nn.disposeRWKV4State(state);
+  if (decoding.state) lmk.nn.disposeRWKV4State(decoding.state);
   const a = await decodeTimes('attention', attnStep, tokens, o.contexts, o.window);
   attn.disposeCache(cache);
   console.log();
@@ -366,18 +446,35 @@ async function main() {
   console.log('| --- | --- | --- | --- |');
   o.contexts.forEach((n, i) =>
     console.log(
-      `| ${n} | ${r.perContext[i].toFixed(3)} | ${a.perContext[i].toFixed(3)} | ${(a.perContext[i] / r.perContext[i]).toFixed(2)} |`,
+      `| ${n} | ${r.perContext[i]!.toFixed(3)} | ${a.perContext[i]!.toFixed(3)} | ${(a.perContext[i]! / r.perContext[i]!).toFixed(2)} |`,
     ),
   );
   console.log();
-  const growth = (xs) => (xs.at(-1) / xs[0]).toFixed(2);
+  const growth = (xs: number[]) => (xs.at(-1)! / xs[0]!).toFixed(2);
   console.log(
-    `  from ${o.contexts[0]} to ${o.contexts.at(-1)} tokens of context: RWKV-4 ×${growth(r.perContext)}, attention ×${growth(a.perContext)} per token`,
+    `  from ${o.contexts[0]} to ${maxContext} tokens of context: RWKV-4 ×${growth(r.perContext)}, attention ×${growth(a.perContext)} per token`,
   );
   console.log(
-    `  decoding ${o.contexts.at(-1) + o.window} tokens took ${r.seconds.toFixed(1)} s (RWKV-4) and ${a.seconds.toFixed(1)} s (attention); median of ${o.window} tokens after each context length`,
+    `  decoding ${maxContext + o.window} tokens took ${r.seconds.toFixed(1)} s (RWKV-4) and ${a.seconds.toFixed(1)} s (attention); median of ${o.window} tokens after each context length`,
   );
-  console.log(`  wall time ${((performance.now() - wall) / 1000).toFixed(0)} s`);
+  const wallSeconds = (performance.now() - wall) / 1000;
+  console.log(`  wall time ${wallSeconds.toFixed(0)} s`);
+  if (o.out) {
+    const { out, ...config } = o;
+    const result = {
+      config,
+      parameters: { rwkv4: parameterCount(rwkv), attention: parameterCount(attn) },
+      agreement: { rwkv4: agree, attention: { dtype: 'float32', ...attnCheck } },
+      decoding: o.contexts.map((context, i) => ({
+        context,
+        rwkv4MsPerToken: r.perContext[i],
+        attentionMsPerToken: a.perContext[i],
+      })),
+      decodingSeconds: { rwkv4: r.seconds, attention: a.seconds },
+      wallSeconds,
+    };
+    writeFileSync(out, JSON.stringify(result, null, 1) + '\n');
+  }
 }
 
 main().catch((e) => {

@@ -4,33 +4,41 @@
 // step late so the CPU stream keeps working while JavaScript queues the next
 // step.
 import * as lmk from 'lmkernels';
+import type { Batch } from './data.mts';
 
-/** Thrown when a model family the library does not provide (yet) is asked for. */
-export class ModelUnavailable extends Error {}
+/** The model families the examples train. */
+export type ModelKind = 'rwkv4' | 'fam';
+export type LossKind = 'ce' | 'goldfish';
+export type LanguageModel = lmk.nn.RWKV4Model | lmk.nn.FamTransformerModel;
+
+export interface ModelConfig {
+  vocabSize: number;
+  dModel: number;
+  nLayers: number;
+  device?: lmk.DeviceSpec;
+  dtype?: lmk.DType;
+  seed?: number;
+  /** TransformerFAM's attention shape (used by 'fam' only). */
+  fam?: Pick<lmk.FamModelOptions, 'nHeads' | 'blockSize' | 'memoryBlocks' | 'famLength'>;
+}
 
 /** Parameter count of a module. */
-export const parameterCount = (model) => model.parameters().reduce((n, p) => n + p.numel, 0);
+export const parameterCount = (model: { parameters(): lmk.Tensor[] }): number =>
+  model.parameters().reduce((n, p) => n + p.numel, 0);
 
-/**
- * model: 'rwkv4' | 'fam'. config: { vocabSize, dModel, nLayers, device, dtype?,
- * seed, fam?: { nHeads, blockSize, memoryBlocks, famLength } }.
- */
-export function createModel(model, config) {
+/** A freshly initialised model of the family `model` (config.fam is required for 'fam'). */
+export function createModel(model: ModelKind, config: ModelConfig): LanguageModel {
   const { vocabSize, dModel, nLayers, device, dtype, seed } = config;
   if (model === 'rwkv4') return new lmk.nn.RWKV4Model({ vocabSize, dModel, nLayers, device, dtype, seed });
   if (model === 'fam') {
-    if (typeof lmk.nn.FamTransformerModel !== 'function') {
-      throw new ModelUnavailable(
-        'lmk.nn.FamTransformerModel is not available in this build of lmkernels yet; use --model rwkv4',
-      );
-    }
+    if (!config.fam) throw new TypeError('createModel: config.fam is required for the fam model');
     return new lmk.nn.FamTransformerModel({ vocabSize, dModel, nLayers, device, dtype, seed, ...config.fam });
   }
   throw new RangeError(`createModel: unknown model '${model}' (expected rwkv4 or fam)`);
 }
 
-/** Batch arrays (examples/lib/data.mjs) as int32 tensors on `device`. */
-export function batchTensors(batch, device) {
+/** Batch arrays (examples/lib/data.mts) as int32 tensors on `device`. */
+export function batchTensors(batch: Batch, device?: lmk.DeviceSpec): { inputs: lmk.Tensor; labels: lmk.Tensor } {
   return {
     inputs: lmk.tensor(batch.inputs, { shape: batch.shape, device }),
     labels: lmk.tensor(batch.labels, { shape: batch.shape, device }),
@@ -44,7 +52,12 @@ export function batchTensors(batch, device) {
  * `loss` is what backward() runs on, `all` the mean cross-entropy over every
  * token (the same tensor for 'ce').
  */
-export function objective(kind, logits, labels, goldfish = {}) {
+export function objective(
+  kind: LossKind,
+  logits: lmk.Tensor,
+  labels: lmk.Tensor,
+  goldfish: lmk.Goldfish = {},
+): { loss: lmk.Tensor; all: lmk.Tensor } {
   if (kind === 'ce') {
     const { loss } = lmk.ops.crossEntropy({ logits, labels });
     return { loss, all: loss };
@@ -57,7 +70,7 @@ export function objective(kind, logits, labels, goldfish = {}) {
 }
 
 /** Mean cross-entropy (nats per token) of the model over the batches, without gradients. */
-export async function evaluate(model, batches, device) {
+export async function evaluate(model: LanguageModel, batches: Batch[], device?: lmk.DeviceSpec): Promise<number> {
   let sum = 0,
     count = 0;
   for (const batch of batches) {
@@ -74,14 +87,59 @@ export async function evaluate(model, batches, device) {
   return sum / count;
 }
 
+/** What onStep receives after each step's loss is known. */
+export interface StepInfo {
+  /** 1-based. */
+  step: number;
+  /** The objective (cross-entropy or goldfish) of this step's batch. */
+  loss: number;
+  /** Cross-entropy over every token of the batch (= loss for 'ce'). */
+  all: number;
+  /** Tokens trained on so far. */
+  tokens: number;
+  /** Training time so far, evaluations excluded. */
+  seconds: number;
+  /** The latest [step, validation loss], if any. */
+  val: [number, number] | undefined;
+}
+
+export interface TrainOptions {
+  model: lmk.nn.Module & { forward(tokens: lmk.Tensor): lmk.Tensor };
+  optimizer: lmk.optim.AdamW;
+  /** Learning rate of a 0-based step. */
+  lr: (step: number) => number;
+  /** Batch arrays of a 0-based step. */
+  nextBatch: (step: number) => Batch;
+  loss?: LossKind;
+  goldfish?: lmk.Goldfish;
+  /** Maximum gradient norm; 0 = no clipping. */
+  clip?: number;
+  device?: lmk.DeviceSpec;
+  steps: number;
+  /** Validation every evalEvery steps (and after the last); 0 = only before the first and after the last. */
+  evalEvery?: number;
+  /** The validation loss; also run before the first step and after the last. */
+  evalFn?: () => Promise<number>;
+  onStep?: (info: StepInfo) => void;
+}
+
+export interface TrainResult {
+  /** The objective of every step. */
+  losses: number[];
+  /** Cross-entropy over every token, every step. */
+  all: number[];
+  /** [step, validation loss], step 0 = before training. */
+  val: [number, number][];
+  /** Training time, evaluations excluded. */
+  seconds: number;
+  tokens: number;
+  evalSeconds: number;
+}
+
 /**
- * Trains for `steps` steps. Options: model, optimizer (lmk.optim.AdamW),
- * lr (step → learning rate), nextBatch (step → batch arrays), loss ('ce' |
- * 'goldfish'), goldfish (options), clip (max gradient norm; 0 = none),
- * device, evalEvery and evalFn (async () → validation loss; also run before
- * the first step and after the last), onStep({ step, loss, all, tokens,
- * seconds, val }) after each step's loss is known.
- * Returns { losses, all, val: [[step, loss]], seconds, tokens }.
+ * Trains for `steps` steps and returns the losses. Each step's loss is read
+ * one step late, so the CPU stream keeps working while JavaScript queues the
+ * next step; onStep runs after each step's loss is known.
  */
 export async function train({
   model,
@@ -96,14 +154,15 @@ export async function train({
   evalEvery = 0,
   evalFn,
   onStep,
-}) {
+}: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
-  const losses = [],
-    all = [],
-    val = [];
+  const losses: number[] = [],
+    all: number[] = [],
+    val: [number, number][] = [];
   let tokens = 0,
     evalSeconds = 0;
-  const timeEval = async (step) => {
+  const timeEval = async (step: number) => {
+    if (!evalFn) return;
     const t0 = performance.now();
     val.push([step, await evalFn()]);
     evalSeconds += (performance.now() - t0) / 1000;
@@ -111,8 +170,8 @@ export async function train({
   if (evalFn) await timeEval(0);
   evalSeconds = 0; // training time excludes only the evaluations made after it starts
   const start = performance.now();
-  let pending = null;
-  const isEvalStep = (step) => (evalEvery > 0 && step % evalEvery === 0) || step === steps;
+  let pending: { step: number; result: { loss: lmk.Tensor; all: lmk.Tensor }; n: number } | null = null;
+  const isEvalStep = (step: number) => (evalEvery > 0 && step % evalEvery === 0) || step === steps;
   const settle = async () => {
     if (!pending) return;
     const { step, result, n } = pending;

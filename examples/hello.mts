@@ -1,4 +1,5 @@
 // A tiny end-to-end example: random tensors, dtype conversion, tidy, read-back.
+//   npx tsx examples/hello.mts
 import * as lmk from 'lmkernels';
 
 const device = lmk.defaultDevice();

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // ORPO (Hong et al. 2024, "ORPO: Monolithic Preference Optimization without
 // Reference Model") at small scale: does the odds-ratio term separate chosen
 // from rejected responses more than supervised fine-tuning on the chosen
@@ -21,17 +20,17 @@
 //    ratio, log-odds of chosen), the mean per-byte log p of chosen and
 //    rejected, and the share of greedy completions written in the chosen style.
 //
-// Usage: node examples/reproduce/orpo.mjs [--smoke] [--seed N] [--base-steps N]
-//        [--align-steps N] [--lambda X] [--out FILE]
+// Usage: npx tsx examples/reproduce/orpo.mts [--smoke] [--seed N] [--base-steps N]
+//        [--align-steps N] [--lambda X] [--out FILE.json]
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
-import { Rng } from '../lib/rng.mjs';
-import { encode, decode } from '../lib/data.mjs';
-import { generate } from '../lib/sample.mjs';
-import { ProgressBar } from '../lib/progress.mjs';
-import { parameterCount } from '../lib/train.mjs';
-import { terminalPlot } from '../lib/plot.mjs';
+import { Rng } from '../lib/rng.mts';
+import { encode, decode } from '../lib/data.mts';
+import { generate } from '../lib/sample.mts';
+import { ProgressBar } from '../lib/progress.mts';
+import { parameterCount } from '../lib/train.mts';
+import { terminalPlot } from '../lib/plot.mts';
 
 const { values: args } = parseArgs({
   options: {
@@ -46,7 +45,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   console.log(
-    'node examples/reproduce/orpo.mjs [--smoke] [--seed N] [--base-steps N] [--align-steps N] [--lambda X] [--out FILE.md]',
+    'npx tsx examples/reproduce/orpo.mts [--smoke] [--seed N] [--base-steps N] [--align-steps N] [--lambda X] [--out FILE.json]',
   );
   process.exit(0);
 }
@@ -69,10 +68,16 @@ const WORDS = (
   'sun moon rain wind fire snow runs sits sees finds eats likes goes near over under by the a one two three ' +
   'happy quiet fast slow warm cold'
 ).split(' ');
-const title = (w) => w[0].toUpperCase() + w.slice(1);
+const title = (w: string) => w.charAt(0).toUpperCase() + w.slice(1);
 
-function makePair(rng) {
-  const pick = () => WORDS[rng.int(WORDS.length)];
+interface Pair {
+  prompt: string;
+  chosen: string;
+  rejected: string;
+}
+
+function makePair(rng: Rng): Pair {
+  const pick = () => WORDS[rng.int(WORDS.length)]!;
   const q = Array.from({ length: 2 + rng.int(2) }, pick);
   const a = Array.from({ length: 3 + rng.int(3) }, pick);
   return {
@@ -83,7 +88,10 @@ function makePair(rng) {
 }
 
 /** Pairs → inputs [B,T] (prompt + response, padded with spaces) and labels (response bytes only). */
-function encodeBatch(pairs, key) {
+function encodeBatch<K extends string>(
+  pairs: ({ prompt: string } & Record<K, string>)[],
+  key: K,
+): { inputs: lmk.Tensor; labels: lmk.Tensor } {
   const B = pairs.length;
   const inputs = new Int32Array(B * T).fill(32),
     labels = new Int32Array(B * T).fill(IGNORE);
@@ -93,8 +101,8 @@ function encodeBatch(pairs, key) {
     const all = new Uint8Array([...pr, ...re]);
     if (all.length > T + 1) throw new RangeError(`pair too long: ${all.length}`);
     for (let t = 0; t + 1 < all.length; t++) {
-      inputs[b * T + t] = all[t];
-      if (t + 1 >= pr.length) labels[b * T + t] = all[t + 1];
+      inputs[b * T + t] = all[t]!;
+      if (t + 1 >= pr.length) labels[b * T + t] = all[t + 1]!;
     }
   });
   return {
@@ -108,8 +116,8 @@ const heldRng = new Rng(`orpo-heldout-${seed}`);
 const heldOut = Array.from({ length: cfg.evalPairs }, () => makePair(heldRng));
 const heldKeys = new Set(heldOut.map((p) => p.prompt + p.chosen));
 
-function trainPairs(n) {
-  const out = [];
+function trainPairs(n: number): Pair[] {
+  const out: Pair[] = [];
   while (out.length < n) {
     const p = makePair(trainRng);
     if (!heldKeys.has(p.prompt + p.chosen)) out.push(p);
@@ -119,21 +127,46 @@ function trainPairs(n) {
 
 // ---------------------------------------------------------------- model
 const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: cfg.dModel, nLayers: cfg.nLayers, device, seed });
-const cloneState = (m) => Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => [k, lmk.keep(t.clone())]));
-const cosine = (step, steps, peak) =>
+const cloneState = (m: lmk.nn.Module) =>
+  Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => [k, lmk.keep(t.clone())]));
+const cosine = (step: number, steps: number, peak: number) =>
   peak * (step < 10 ? (step + 1) / 10 : 0.5 * (1 + Math.cos((Math.PI * step) / steps)));
 
-async function runSteps(label, steps, batchFor, lossFor, peakLr, track = []) {
+/** The held-out metrics: TRL's ORPO metrics and the mean log p per byte of each response. */
+const METRICS = [
+  'rewardsAccuracy',
+  'rewardsMargin',
+  'logOddsRatio',
+  'logOddsChosen',
+  'chosenLogp',
+  'rejectedLogp',
+] as const;
+type Scores = Record<(typeof METRICS)[number], number>;
+/** Scores and the style of greedy completions of held-out prompts. */
+interface Evaluation extends Scores {
+  greedyChosenStyle: number;
+  greedyRejectedStyle: number;
+  samples: string[];
+}
+
+async function runSteps<Batch>(
+  label: string,
+  steps: number,
+  batchFor: (step: number) => Batch,
+  lossFor: (batch: Batch) => lmk.Tensor,
+  peakLr: number,
+  track: number[] = [],
+): Promise<{ losses: number[]; curve: [number, Scores][]; seconds: number }> {
   const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: peakLr, weightDecay: 0.0 });
   const bar = new ProgressBar(steps, { label: `${label.padEnd(6)} ` });
-  const losses = [],
-    curve = [];
+  const losses: number[] = [],
+    curve: [number, Scores][] = [];
   let evalSeconds = 0;
   const t0 = performance.now();
   for (let step = 0; step < steps; step++) {
     if (track.includes(step)) {
       const e0 = performance.now();
-      curve.push([step, await evaluate({ greedy: false })]);
+      curve.push([step, await heldOutScores()]);
       evalSeconds += (performance.now() - e0) / 1000;
     }
     optimizer.lr = cosine(step, steps, peakLr);
@@ -148,15 +181,15 @@ async function runSteps(label, steps, batchFor, lossFor, peakLr, track = []) {
     });
     losses.push(await loss.item());
     loss.dispose();
-    bar.update(step + 1, { loss: losses.at(-1).toFixed(3) });
+    bar.update(step + 1, { loss: losses.at(-1)!.toFixed(3) });
   }
   bar.finish();
-  optimizer.dispose?.();
+  optimizer.dispose();
   return { losses, curve, seconds: (performance.now() - t0) / 1000 - evalSeconds };
 }
 
-async function evaluate({ greedy = true } = {}) {
-  const sums = {
+async function heldOutScores(): Promise<Scores> {
+  const sums: Scores = {
     rewardsAccuracy: 0,
     rewardsMargin: 0,
     logOddsRatio: 0,
@@ -187,18 +220,21 @@ async function evaluate({ greedy = true } = {}) {
         };
       }),
     );
-    for (const k of Object.keys(sums)) {
+    for (const k of METRICS) {
       sums[k] += (await r[k].item()) * pairs.length;
     }
     for (const t of Object.values(r)) t.dispose();
     n += pairs.length;
   }
-  const out = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / n]));
-  if (!greedy) return out;
+  return Object.fromEntries(METRICS.map((k) => [k, sums[k] / n])) as Scores;
+}
+
+async function evaluate(): Promise<Evaluation> {
+  const scores = await heldOutScores();
   // Behaviour: greedy completions of held-out prompts, in which style?
   let lower = 0,
     titled = 0;
-  const samples = [];
+  const samples: string[] = [];
   for (const p of heldOut.slice(0, cfg.genPrompts)) {
     const text = decode(await generate(model, { prompt: p.prompt, length: 12, temperature: 0 }));
     const first = text.trimStart().split(/\s+/)[0] ?? '';
@@ -206,10 +242,12 @@ async function evaluate({ greedy = true } = {}) {
     else if (/^[A-Z]/.test(first)) titled++;
     if (samples.length < 3) samples.push(p.prompt.replace('\n', ' ') + text.split('\n')[0]);
   }
-  out.greedyChosenStyle = lower / cfg.genPrompts;
-  out.greedyRejectedStyle = titled / cfg.genPrompts;
-  out.samples = samples;
-  return out;
+  return {
+    ...scores,
+    greedyChosenStyle: lower / cfg.genPrompts,
+    greedyRejectedStyle: titled / cfg.genPrompts,
+    samples,
+  };
 }
 
 // ---------------------------------------------------------------- run
@@ -224,7 +262,7 @@ console.log(
 );
 
 // 1. Base: both styles, 50/50.
-const baseBatches = (step) => {
+const baseBatches = (step: number) => {
   void step;
   const pairs = trainPairs(cfg.B);
   return encodeBatch(
@@ -232,7 +270,7 @@ const baseBatches = (step) => {
     'response',
   );
 };
-const ceLoss = (batch) =>
+const ceLoss = (batch: { inputs: lmk.Tensor; labels: lmk.Tensor }) =>
   lmk.ops.crossEntropy({ logits: model.forward(batch.inputs), labels: batch.labels, ignoreIndex: IGNORE }).loss;
 const base = await runSteps('base', cfg.baseSteps, baseBatches, ceLoss, cfg.lr);
 const baseWeights = cloneState(model);
@@ -240,9 +278,9 @@ const before = await evaluate();
 
 // 2. The same alignment batches for both arms.
 const alignPairs = Array.from({ length: cfg.alignSteps }, () => trainPairs(cfg.B));
-const pairBatch = (step) => ({
-  chosen: encodeBatch(alignPairs[step], 'chosen'),
-  rejected: encodeBatch(alignPairs[step], 'rejected'),
+const pairBatch = (step: number) => ({
+  chosen: encodeBatch(alignPairs[step]!, 'chosen'),
+  rejected: encodeBatch(alignPairs[step]!, 'rejected'),
 });
 const alignLr = cfg.lr / 2;
 // Held-out metrics during alignment (after this many steps), for the curve table.
@@ -280,12 +318,12 @@ const afterOrpo = await evaluate();
 const wall = (performance.now() - wall0) / 1000;
 
 // ---------------------------------------------------------------- report
-const rows = [
+const rows: [string, Evaluation][] = [
   ['base (before alignment)', before],
   [`SFT on chosen (${cfg.alignSteps} steps)`, afterSft],
   [`ORPO λ=${lambda} (${cfg.alignSteps} steps)`, afterOrpo],
 ];
-const f = (v, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : String(v));
+const f = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : String(v));
 const table = [
   '| model | rewards accuracy | rewards margin | log-odds ratio | log-odds (chosen vs rejected) | mean log p chosen | mean log p rejected | greedy: chosen style | greedy: rejected style |',
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -296,7 +334,7 @@ const table = [
 ].join('\n');
 console.log('\nHeld-out pairs: ' + heldOut.length + ` (rewards = 0.1 × mean log p per byte, TRL's convention)`);
 console.log(table);
-const curveRows = track.map((s, i) => [s, sft.curve[i][1], orpo.curve[i][1]]);
+const curveRows = track.map((s, i): [number, Scores, Scores] => [s, sft.curve[i]![1], orpo.curve[i]![1]]);
 curveRows.push([cfg.alignSteps, afterSft, afterOrpo]);
 const curveTable = [
   '| alignment steps | SFT: accuracy | ORPO: accuracy | SFT: margin | ORPO: margin | SFT: log-odds | ORPO: log-odds |',

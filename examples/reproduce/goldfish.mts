@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // Reproduction of "Be like a Goldfish, Don't Memorize!" (Hans et al. 2024) at
 // small scale: two identical byte-level RWKV-4 models are trained for many
 // epochs on the same 30 short documents (distinct 200-byte passages of
@@ -18,14 +17,16 @@
 // documents replaced by other text: it never sees them, so its scores are
 // the baseline that prefixes and general knowledge of the text alone give.
 //
-//   node examples/reproduce/goldfish.mjs [--epochs N] [--seed S] [--no-control] [--smoke] [--help]
+//   npx tsx examples/reproduce/goldfish.mts [--epochs N] [--seed S] [--no-control] [--out FILE.json] [--smoke] [--help]
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
-import { SHAKESPEARE, loadBytes, splitHoldout, evalBatches, randomBatch, decode } from '../lib/data.mjs';
-import { Rng } from '../lib/rng.mjs';
-import { ProgressBar } from '../lib/progress.mjs';
-import { terminalPlot } from '../lib/plot.mjs';
-import { parameterCount, evaluate, train } from '../lib/train.mjs';
+import { SHAKESPEARE, loadBytes, splitHoldout, evalBatches, randomBatch, decode } from '../lib/data.mts';
+import type { Batch } from '../lib/data.mts';
+import { Rng } from '../lib/rng.mts';
+import { ProgressBar } from '../lib/progress.mts';
+import { terminalPlot } from '../lib/plot.mts';
+import { parameterCount, evaluate, train, type LossKind } from '../lib/train.mts';
 
 const FULL = {
   docs: 30,
@@ -52,7 +53,7 @@ const SMOKE = {
   valBatches: 2,
 };
 
-const HELP = `Usage: node examples/reproduce/goldfish.mjs [options]
+const HELP = `Usage: npx tsx examples/reproduce/goldfish.mts [options]
 
 Trains two identical byte-level RWKV-4 models on the same 30 documents for
 many epochs, one with cross-entropy and one with goldfish loss (k 4, h 13,
@@ -67,6 +68,7 @@ training text instead), then measures memorisation (greedy decoding of each docu
   --lr X         peak learning rate (default ${FULL.lr})
   --general N    random windows of other training text per step (default ${FULL.general}; 0 = documents only)
   --no-control   skip the control model (trained without the documents)
+  --out FILE     also write the results as JSON (configuration, per-model scores and loss curves)
   --smoke        a tiny, fast configuration (for CI: checks that it runs, not the effect)
   --help         this text
 `;
@@ -81,6 +83,7 @@ function options() {
       lr: { type: 'string' },
       general: { type: 'string' },
       'no-control': { type: 'boolean', default: false },
+      out: { type: 'string' },
       smoke: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -90,7 +93,7 @@ function options() {
     process.exit(0);
   }
   const base = values.smoke ? SMOKE : FULL;
-  const num = (name, fallback) => {
+  const num = (name: 'seed' | 'epochs' | 'd-model' | 'layers' | 'lr' | 'general', fallback: number) => {
     if (values[name] === undefined) return fallback;
     const n = Number(values[name]);
     if (!Number.isFinite(n) || n < 0) {
@@ -109,74 +112,96 @@ function options() {
     lr: num('lr', base.lr),
     control: !values['no-control'],
     general: num('general', base.general),
+    out: values.out,
   };
 }
 
 /** `count` distinct passages of exactly `size` bytes, each starting at a line start, spread evenly over `bytes`. */
-export function passages(bytes, count, size) {
-  const out = [];
+export function passages(bytes: Uint8Array, count: number, size: number): Uint8Array[] & { starts: number[] } {
+  const out = Object.assign([] as Uint8Array[], { starts: [] as number[] });
   const stride = Math.floor((bytes.length - size - 1) / count);
   for (let i = 0; i < count; i++) {
     let start = i * stride;
     const nl = bytes.indexOf(10, start);
     if (nl >= 0 && nl + 1 + size <= bytes.length && nl + 1 < (i + 1) * stride) start = nl + 1;
     out.push(bytes.slice(start, start + size));
-    out.starts = [...(out.starts ?? []), start];
+    out.starts.push(start);
   }
   return out;
 }
 
 /** Length of the longest common subsequence of two byte arrays. */
-export function lcs(a, b) {
+export function lcs(a: Uint8Array, b: Uint8Array): number {
   const prev = new Int32Array(b.length + 1),
     cur = new Int32Array(b.length + 1);
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++)
-      cur[j] = a[i - 1] === b[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], cur[j - 1]);
+      cur[j] = a[i - 1] === b[j - 1] ? prev[j - 1]! + 1 : Math.max(prev[j]!, cur[j - 1]!);
     prev.set(cur);
   }
-  return prev[b.length];
+  return prev[b.length]!;
 }
 
 /** Greedy continuation of every prefix by `length` bytes with recurrent step decoding, all documents as one batch. */
-async function greedy(model, prefixes, length, device) {
+async function greedy(
+  model: lmk.nn.RWKV4Model,
+  prefixes: Uint8Array[],
+  length: number,
+  device: lmk.DeviceSpec,
+): Promise<Uint8Array[]> {
   const B = prefixes.length,
-    P = prefixes[0].length;
-  let state, logits;
-  const feed = (tokens) => {
+    P = prefixes[0]!.length;
+  // The state after the bytes read so far and the logits that predict the next byte.
+  const at: { state?: lmk.RWKV4State; logits?: lmk.Tensor } = {};
+  const feed = (tokens: Int32Array) => {
     const input = lmk.tensor(tokens, { device });
-    const next = model.step(input, state);
+    const next = model.step(input, at.state);
     input.dispose();
-    if (state) lmk.nn.disposeRWKV4State(state);
-    logits?.dispose();
-    ({ state, logits } = next);
+    if (at.state) lmk.nn.disposeRWKV4State(at.state);
+    at.logits?.dispose();
+    at.state = next.state;
+    at.logits = next.logits;
   };
-  for (let t = 0; t < P; t++) feed(Int32Array.from(prefixes, (p) => p[t]));
+  for (let t = 0; t < P; t++) feed(Int32Array.from(prefixes, (p) => p[t]!));
   const out = prefixes.map(() => new Uint8Array(length));
   for (let i = 0; i < length; i++) {
-    const rows = await logits.data();
+    const rows = await at.logits!.data();
     const V = rows.length / B;
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {
       let best = 0;
-      for (let v = 1; v < V; v++) if (rows[b * V + v] > rows[b * V + best]) best = v;
+      for (let v = 1; v < V; v++) if (rows[b * V + v]! > rows[b * V + best]!) best = v;
       next[b] = best;
-      out[b][i] = best;
+      out[b]![i] = best;
     }
     if (i + 1 < length) feed(next);
   }
-  logits.dispose();
-  lmk.nn.disposeRWKV4State(state);
+  at.logits?.dispose();
+  if (at.state) lmk.nn.disposeRWKV4State(at.state);
   return out;
 }
 
-async function memorisation(model, docs, suffix, device) {
+interface Memorisation {
+  /** Documents whose last `suffix` bytes greedy decoding reproduces exactly. */
+  exact: number;
+  /** Mean LCS / suffix (Rouge-L recall). */
+  lcs: number;
+  perDoc: { same: boolean; r: number; text: string }[];
+}
+
+async function memorisation(
+  model: lmk.nn.RWKV4Model,
+  docs: Uint8Array[],
+  suffix: number,
+  device: lmk.DeviceSpec,
+): Promise<Memorisation> {
   const prefixes = docs.map((d) => d.subarray(0, d.length - suffix));
   const outs = await greedy(model, prefixes, suffix, device);
   let exact = 0,
     ratio = 0;
   const perDoc = outs.map((o, i) => {
-    const truth = docs[i].subarray(docs[i].length - suffix);
+    const doc = docs[i]!;
+    const truth = doc.subarray(doc.length - suffix);
     const same = o.every((b, j) => b === truth[j]);
     const r = lcs(o, truth) / suffix;
     exact += same ? 1 : 0;
@@ -187,13 +212,24 @@ async function memorisation(model, docs, suffix, device) {
 }
 
 /** Fraction of the training labels goldfish drops (the same mask in every epoch: hash of the 13 previous tokens). */
-async function droppedFraction(docBatch, device) {
+async function droppedFraction(docBatch: Batch, device: lmk.DeviceSpec): Promise<number> {
   const labels = lmk.tensor(docBatch.labels, { shape: docBatch.shape, device });
   const mask = lmk.losses.goldfishMask({ labels, k: 4, contextWidth: 13, strategy: 'hash' });
   const m = await mask.data();
   labels.dispose();
   mask.dispose();
-  return 1 - m.reduce((a, b) => a + b, 0) / m.length;
+  let kept = 0;
+  for (const v of m) kept += v;
+  return 1 - kept / m.length;
+}
+
+/** One model's scores: memorisation, validation and training-document CE, and its loss curve. */
+interface RunResult extends Memorisation {
+  val: number;
+  trainAll: number;
+  seconds: number;
+  losses: number[];
+  params: number;
 }
 
 async function main() {
@@ -205,7 +241,7 @@ async function main() {
   const docs = passages(trainBytes, o.docs, o.docBytes);
   if (new Set(docs.map((d) => decode(d))).size !== docs.length) throw new Error('goldfish: documents are not distinct');
   // The other training text: the training part with the documents cut out.
-  const pieces = [];
+  const pieces: Uint8Array[] = [];
   let from = 0;
   for (const start of docs.starts) {
     pieces.push(trainBytes.subarray(from, start));
@@ -216,13 +252,13 @@ async function main() {
   pieces.reduce((at, p) => (generalBytes.set(p, at), at + p.length), 0);
   const T = o.docBytes - 1;
   // Every document is one training sequence: inputs bytes[0..T), labels bytes[1..T].
-  const docBatch = (ids) => {
+  const docBatch = (ids: number[]): Batch => {
     const inputs = new Int32Array(ids.length * T),
       labels = new Int32Array(ids.length * T);
     ids.forEach((d, b) => {
       for (let t = 0; t < T; t++) {
-        inputs[b * T + t] = docs[d][t];
-        labels[b * T + t] = docs[d][t + 1];
+        inputs[b * T + t] = docs[d]![t]!;
+        labels[b * T + t] = docs[d]![t + 1]!;
       }
     });
     return { inputs, labels, shape: [ids.length, T] };
@@ -251,14 +287,14 @@ async function main() {
   );
   console.log(`  validation ${valTokens} held-out bytes (last 10% of the file)`);
 
-  const results = {};
+  const results: { ce?: RunResult; goldfish?: RunResult; control?: RunResult } = {};
   // 'control': cross-entropy on the same stream with the documents replaced by
   // other training text, i.e. a model that never saw the documents: its
   // memorisation scores are what the prefixes and general knowledge of the
   // text alone give (the paper's control model).
-  const runs = o.control ? ['ce', 'goldfish', 'control'] : ['ce', 'goldfish'];
+  const runs: (keyof typeof results)[] = o.control ? ['ce', 'goldfish', 'control'] : ['ce', 'goldfish'];
   for (const run of runs) {
-    const loss = run === 'control' ? 'ce' : run;
+    const loss: LossKind = run === 'control' ? 'ce' : run;
     const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: o.dModel, nLayers: o.layers, device, seed: o.seed });
     const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: o.lr, weightDecay: 0 });
     const lr = lmk.optim.cosineSchedule({
@@ -268,14 +304,14 @@ async function main() {
       totalSteps: steps,
     });
     const rng = new Rng(o.seed); // same document order and general windows for both models
-    let order = [];
-    const nextBatch = (step) => {
+    let order: number[] = [];
+    const nextBatch = (step: number): Batch => {
       const i = step % stepsPerEpoch;
       if (i === 0) {
         order = docs.map((_, j) => j);
         for (let j = order.length - 1; j > 0; j--) {
           const r = rng.int(j + 1);
-          [order[j], order[r]] = [order[r], order[j]];
+          [order[j], order[r]] = [order[r]!, order[j]!];
         }
       }
       const batch =
@@ -284,7 +320,7 @@ async function main() {
           : docBatch(order.slice(i * o.batch, (i + 1) * o.batch));
       if (o.general === 0) return batch;
       const extra = randomBatch(generalBytes, o.general, T, rng);
-      const cat = (a, b) => {
+      const cat = (a: Int32Array, b: Int32Array) => {
         const c = new Int32Array(a.length + b.length);
         c.set(a);
         c.set(b, a.length);
@@ -320,39 +356,45 @@ async function main() {
     );
   }
 
+  const ce = results.ce!,
+    goldfish = results.goldfish!,
+    control = results.control;
   console.log();
   console.log(
     terminalPlot(
       [
-        { name: 'cross-entropy', points: results.ce.losses.map((v, i) => [i + 1, v]) },
-        { name: 'goldfish (kept tokens)', points: results.goldfish.losses.map((v, i) => [i + 1, v]) },
+        { name: 'cross-entropy', points: ce.losses.map((v, i) => [i + 1, v]) },
+        { name: 'goldfish (kept tokens)', points: goldfish.losses.map((v, i) => [i + 1, v]) },
       ],
       { title: '  training loss (nats per byte) by step', xLabel: 'step', height: 10 },
     ),
   );
   console.log();
-  const shown = [0, results.goldfish.perDoc.findIndex((d, i) => i > 0 && !d.same)].filter((i) => i >= 0);
+  const shown = [0, goldfish.perDoc.findIndex((d, i) => i > 0 && !d.same)].filter((i) => i >= 0);
   for (const i of shown) {
     console.log(`  example (document ${i + 1}, last ${o.suffix} bytes):`);
-    console.log(`    truth     ${JSON.stringify(decode(docs[i].subarray(o.docBytes - o.suffix)))}`);
-    console.log(`    ce        ${JSON.stringify(results.ce.perDoc[i].text)}`);
-    console.log(`    goldfish  ${JSON.stringify(results.goldfish.perDoc[i].text)}`);
-    if (results.control) console.log(`    control   ${JSON.stringify(results.control.perDoc[i].text)}`);
+    console.log(`    truth     ${JSON.stringify(decode(docs[i]!.subarray(o.docBytes - o.suffix)))}`);
+    console.log(`    ce        ${JSON.stringify(ce.perDoc[i]!.text)}`);
+    console.log(`    goldfish  ${JSON.stringify(goldfish.perDoc[i]!.text)}`);
+    if (control) console.log(`    control   ${JSON.stringify(control.perDoc[i]!.text)}`);
   }
   console.log();
-  const row = (name, r) =>
+  const row = (name: string, r: RunResult) =>
     `| ${name} | ${r.exact} / ${o.docs} | ${r.lcs.toFixed(3)} | ${r.trainAll.toFixed(3)} | ${r.val.toFixed(3)} |`;
   console.log(
     '| loss | exact-match suffixes | mean LCS ratio | CE on training documents (nats/byte) | validation CE (nats/byte) |',
   );
   console.log('| --- | --- | --- | --- | --- |');
-  console.log(row('cross-entropy', results.ce));
-  console.log(row('goldfish (k 4, h 13, hash)', results.goldfish));
-  if (results.control) console.log(row('control: cross-entropy, documents never seen', results.control));
+  console.log(row('cross-entropy', ce));
+  console.log(row('goldfish (k 4, h 13, hash)', goldfish));
+  if (control) console.log(row('control: cross-entropy, documents never seen', control));
   console.log();
-  console.log(
-    `  ${(results.ce.params / 1e6).toFixed(2)}M parameters per model; wall time ${((performance.now() - wall) / 1000).toFixed(0)} s`,
-  );
+  const wallSeconds = (performance.now() - wall) / 1000;
+  console.log(`  ${(ce.params / 1e6).toFixed(2)}M parameters per model; wall time ${wallSeconds.toFixed(0)} s`);
+  if (o.out) {
+    const { out, ...config } = o;
+    writeFileSync(out, JSON.stringify({ config, dropped, results, wallSeconds }, null, 1) + '\n');
+  }
 }
 
 main().catch((e) => {

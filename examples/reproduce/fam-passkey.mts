@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // TransformerFAM (Hwang et al. 2024, "TransformerFAM: Feedback attention is
 // working memory") at small scale: passkey retrieval as in the paper's
 // Figure 3a. A sequence holds a random key near its start, filler text, and a
@@ -22,16 +21,16 @@
 // BSWA). Their famInit parameters are unused and not optimised. So BSWA m=1
 // and FAM differ only in the FAM path.
 //
-// Usage: node examples/reproduce/fam-passkey.mjs [--smoke] [--seed N]
+// Usage: npx tsx examples/reproduce/fam-passkey.mts [--smoke] [--seed N]
 //        [--steps N] [--out FILE.json]
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
-import { Rng } from '../lib/rng.mjs';
-import { encode } from '../lib/data.mjs';
-import { ProgressBar } from '../lib/progress.mjs';
-import { parameterCount } from '../lib/train.mjs';
-import { terminalPlot } from '../lib/plot.mjs';
+import { Rng } from '../lib/rng.mts';
+import { encode } from '../lib/data.mts';
+import { ProgressBar } from '../lib/progress.mts';
+import { parameterCount } from '../lib/train.mts';
+import { terminalPlot } from '../lib/plot.mts';
 
 const { values: args } = parseArgs({
   options: {
@@ -45,7 +44,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   console.log(
-    'node examples/reproduce/fam-passkey.mjs [--smoke] [--seed N] [--steps N] [--models fam,bswa0,bswa1] [--out FILE.json]',
+    'npx tsx examples/reproduce/fam-passkey.mts [--smoke] [--seed N] [--steps N] [--models fam,bswa0,bswa1] [--out FILE.json]',
   );
   process.exit(0);
 }
@@ -92,12 +91,12 @@ const FILLER = encode('the grass is green. the sky is blue. the sun is yellow. h
  * then "key=" and the key at the very end. Returns { bytes, key, answerAt }
  * where bytes[answerAt..answerAt+3) is the answer.
  */
-function makeSequence(rng, length) {
+function makeSequence(rng: Rng, length: number): { bytes: Uint8Array; key: number[]; answerAt: number } {
   const key = Array.from({ length: KEY_DIGITS }, () => 48 + rng.int(10));
   const n = length + 1;
   const bytes = new Uint8Array(n);
   const off = rng.int(FILLER.length);
-  for (let i = 0; i < n; i++) bytes[i] = FILLER[(off + i) % FILLER.length];
+  for (let i = 0; i < n; i++) bytes[i] = FILLER[(off + i) % FILLER.length]!;
   const tag = encode('key=');
   const at = rng.int(cfg.L - tag.length - KEY_DIGITS - 1 + 1); // the whole "key=DDD." inside block 0
   bytes.set([...tag, ...key, 46], at);
@@ -107,21 +106,30 @@ function makeSequence(rng, length) {
   return { bytes, key, answerAt };
 }
 
-function makeBatch(rng, B, length) {
+interface PasskeyBatch {
+  inputs: Int32Array;
+  /** IGNORE except at the positions that predict the key's digits. */
+  labels: Int32Array;
+  /** The digits (byte values) of each sequence's key. */
+  keys: number[][];
+  shape: [number, number];
+}
+
+function makeBatch(rng: Rng, B: number, length: number): PasskeyBatch {
   const inputs = new Int32Array(B * length),
     labels = new Int32Array(B * length).fill(IGNORE);
-  const keys = [];
+  const keys: number[][] = [];
   for (let b = 0; b < B; b++) {
     const { bytes, key, answerAt } = makeSequence(rng, length);
-    for (let t = 0; t < length; t++) inputs[b * length + t] = bytes[t];
-    for (let j = 0; j < KEY_DIGITS; j++) labels[b * length + answerAt - 1 + j] = bytes[answerAt + j];
+    for (let t = 0; t < length; t++) inputs[b * length + t] = bytes[t]!;
+    for (let j = 0; j < KEY_DIGITS; j++) labels[b * length + answerAt - 1 + j] = bytes[answerAt + j]!;
     keys.push(key);
   }
   return { inputs, labels, keys, shape: [B, length] };
 }
 
 // ---------------------------------------------------------------- models
-function newModel(memoryBlocks) {
+function newModel(memoryBlocks: number): lmk.nn.FamTransformerModel {
   return new lmk.nn.FamTransformerModel({
     vocabSize: 256,
     dModel: cfg.dModel,
@@ -136,16 +144,16 @@ function newModel(memoryBlocks) {
 }
 
 /** [B,N,C] → [B,heads,N,D] (RoPE at positions when given), as FamTransformerBlock does. */
-function heads(block, x, proj, count, positions) {
-  const [B, N] = x.shape;
+function heads(x: lmk.Tensor, proj: lmk.nn.Linear, count: number, positions: lmk.Tensor | null): lmk.Tensor {
+  const [B, N] = x.shape as [number, number, number];
   const D = cfg.dModel / cfg.nHeads;
   const h = lmk.ops.transpose(lmk.ops.reshape(proj.forward(x), [B, N, count, D]), 1, 2);
   return positions ? lmk.ops.rope(h, positions) : h;
 }
 
 /** The FAM model's network with its FAM path removed: plain BSWA (F = 0). */
-function bswaForward(model, tokens) {
-  const [B, T] = tokens.shape;
+function bswaForward(model: lmk.nn.FamTransformerModel, tokens: lmk.Tensor): lmk.Tensor {
+  const [B, T] = tokens.shape as [number, number];
   const { nHeads: H, blockSize: L, memoryBlocks: m } = model.config;
   const D = cfg.dModel / H;
   const NB = Math.ceil(T / L);
@@ -154,9 +162,9 @@ function bswaForward(model, tokens) {
   let x = model.emb.forward(tokens);
   for (const block of model.blocks) {
     const xn = block.norm1.forward(x);
-    const q = heads(block, xn, block.wq, H, positions);
-    const k = heads(block, xn, block.wk, H, positions);
-    const v = heads(block, xn, block.wv, H, null);
+    const q = heads(xn, block.wq, H, positions);
+    const k = heads(xn, block.wk, H, positions);
+    const v = heads(xn, block.wv, H, null);
     const o = lmk.ops.famBlockAttention({ q, k, v, famK: noFam, famV: noFam, blockSize: L, memoryBlocks: m }).out;
     const merged = lmk.ops.reshape(lmk.ops.transpose(o, 1, 2), [B, T, H * D]);
     const h = lmk.ops.add(x, block.wo.forward(merged));
@@ -165,18 +173,36 @@ function bswaForward(model, tokens) {
   return model.head.forward(model.normOut.forward(x));
 }
 
-const ARMS = {
+interface Arm {
+  name: string;
+  memoryBlocks: number;
+  /** false: BSWA, the FAM path removed (bswaForward). */
+  fam: boolean;
+}
+const ARMS: Record<string, Arm> = {
   fam: { name: `FAM (m=1, F=${cfg.F})`, memoryBlocks: 1, fam: true },
   bswa0: { name: 'BSWA m=0', memoryBlocks: 0, fam: false },
   bswa1: { name: 'BSWA m=1', memoryBlocks: 1, fam: false },
 };
 const armKeys = (args.models ?? 'fam,bswa0,bswa1').split(',');
+for (const key of armKeys) {
+  if (!Object.hasOwn(ARMS, key)) {
+    process.stderr.write(`fam-passkey: --models: unknown model '${key}' (expected fam, bswa0, bswa1)\n`);
+    process.exit(2);
+  }
+}
 
-function forwardOf(arm, model) {
+function forwardOf(arm: Arm, model: lmk.nn.FamTransformerModel): (tokens: lmk.Tensor) => lmk.Tensor {
   return arm.fam ? (t) => model.forward(t) : (t) => bswaForward(model, t);
 }
 
-async function accuracyAt(arm, model, length) {
+/** Share of sequences whose key is predicted exactly, and of digits predicted right (argmax, teacher-forced). */
+interface Accuracy {
+  exact: number;
+  digit: number;
+}
+
+async function accuracyAt(arm: Arm, model: lmk.nn.FamTransformerModel, length: number): Promise<Accuracy> {
   const rng = new Rng(`passkey-eval-${seed}-${length}`);
   const fwd = forwardOf(arm, model);
   const EB = length >= 512 ? 25 : 50;
@@ -199,8 +225,8 @@ async function accuracyAt(arm, model, length) {
       for (let j = 0; j < KEY_DIGITS; j++) {
         const row = rows.subarray((b * KEY_DIGITS + j) * 256, (b * KEY_DIGITS + j + 1) * 256);
         let best = 0;
-        for (let v = 1; v < 256; v++) if (row[v] > row[best]) best = v;
-        if (best === batch.keys[b][j]) digits++;
+        for (let v = 1; v < 256; v++) if (row[v]! > row[best]!) best = v;
+        if (best === batch.keys[b]![j]) digits++;
         else all = false;
       }
       if (all) exact++;
@@ -210,8 +236,19 @@ async function accuracyAt(arm, model, length) {
   return { exact: exact / n, digit: digits / (n * KEY_DIGITS) };
 }
 
-async function runArm(key) {
-  const arm = ARMS[key];
+interface ArmResult {
+  key: string;
+  name: string;
+  losses: number[];
+  /** By evaluation length. */
+  acc: Record<number, Accuracy>;
+  trainSeconds: number;
+  evalSeconds: number;
+  params: number;
+}
+
+async function runArm(key: string): Promise<ArmResult> {
+  const arm = ARMS[key]!;
   const model = newModel(arm.memoryBlocks);
   const params = model
     .namedParameters()
@@ -221,14 +258,14 @@ async function runArm(key) {
   const rng = new Rng(`passkey-train-${seed}`); // the same batches for every arm
   const fwd = forwardOf(arm, model);
   const bar = new ProgressBar(cfg.steps, { label: `${arm.name.padEnd(16)} ` });
-  const losses = [];
+  const losses: number[] = [];
   const t0 = performance.now();
-  let pending = null;
+  let pending: lmk.Tensor | null = null;
   for (let step = 0; step < cfg.steps; step++) {
     // Warm-up then cosine decay.
     const w = Math.min(1, (step + 1) / 20);
     optimizer.lr = cfg.lr * w * (0.1 + 0.9 * 0.5 * (1 + Math.cos((Math.PI * step) / cfg.steps)));
-    const length = cfg.trainLengths[step % cfg.trainLengths.length];
+    const length = cfg.trainLengths[step % cfg.trainLengths.length]!;
     const batch = makeBatch(rng, cfg.B, length);
     const loss = lmk.tidy(() => {
       const inputs = lmk.tensor(batch.inputs, { shape: batch.shape, device });
@@ -243,22 +280,24 @@ async function runArm(key) {
     if (pending) {
       losses.push(await pending.item());
       pending.dispose();
-      bar.update(step, { loss: losses.at(-1).toFixed(3) });
+      bar.update(step, { loss: losses.at(-1)!.toFixed(3) });
     }
     pending = loss;
   }
-  losses.push(await pending.item());
-  pending.dispose();
-  bar.update(cfg.steps, { loss: losses.at(-1).toFixed(3) });
+  if (pending) {
+    losses.push(await pending.item());
+    pending.dispose();
+  }
+  bar.update(cfg.steps, { loss: losses.at(-1)?.toFixed(3) ?? '-' });
   bar.finish();
   const trainSeconds = (performance.now() - t0) / 1000;
-  const acc = {};
+  const acc: Record<number, Accuracy> = {};
   const e0 = performance.now();
   for (const length of cfg.evalLengths) acc[length] = await accuracyAt(arm, model, length);
   const evalSeconds = (performance.now() - e0) / 1000;
   console.log(
     `${arm.name}: train ${trainSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s; exact-key accuracy ` +
-      cfg.evalLengths.map((l) => `${l}: ${acc[l].exact.toFixed(2)}`).join(', '),
+      cfg.evalLengths.map((l) => `${l}: ${acc[l]!.exact.toFixed(2)}`).join(', '),
   );
   const paramCount = params.reduce((n, p) => n + p.numel, 0);
   model.dispose();
@@ -280,7 +319,7 @@ const wall0 = performance.now();
     `${cfg.steps} steps of ${cfg.B} sequences, lengths cycling ${cfg.trainLengths.join('/')}; evaluated on ${cfg.evalN} fresh sequences per length`,
   );
 }
-const results = [];
+const results: ArmResult[] = [];
 for (const key of armKeys) results.push(await runArm(key));
 const wall = (performance.now() - wall0) / 1000;
 
@@ -291,7 +330,7 @@ const table = [
   sep,
   ...results.map(
     (r) =>
-      `| ${r.name} | ${r.params} | ${cfg.evalLengths.map((l) => `${r.acc[l].exact.toFixed(2)} (${r.acc[l].digit.toFixed(2)})`).join(' | ')} | ${r.trainSeconds.toFixed(0)} |`,
+      `| ${r.name} | ${r.params} | ${cfg.evalLengths.map((l) => `${r.acc[l]!.exact.toFixed(2)} (${r.acc[l]!.digit.toFixed(2)})`).join(' | ')} | ${r.trainSeconds.toFixed(0)} |`,
   ),
 ].join('\n');
 console.log(

@@ -1,4 +1,5 @@
-// A small RWKV-4 trained for a few steps with the goldfish loss (README example).
+// A small RWKV-4 trained for a few steps with the goldfish loss (examples/train-tiny.mts,
+// the README's example; run it with `npx tsx examples/train-tiny.mts`).
 import * as lmk from 'lmkernels';
 
 const text = 'It was the best of times, it was the worst of times, it was the age of wisdom. '.repeat(8);
@@ -7,7 +8,7 @@ const [B, T] = [4, 64];
 const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: 64, nLayers: 2, seed: 1 });
 const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: 3e-3, weightDecay: 0.01 });
 
-function batch(step) {
+function batch(step: number) {
   const inputs = new Int32Array(B * T),
     labels = new Int32Array(B * T);
   for (let b = 0; b < B; b++) {

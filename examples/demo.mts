@@ -1,10 +1,10 @@
-#!/usr/bin/env node
 // lmkernels demo: trains a small byte-level language model on the Shakespeare
 // excerpt in examples/data/, on the GPU when there is one and else the CPU,
 // then draws the loss curve, saves a checkpoint and generates text.
 //
-//   node examples/demo.mjs [--model rwkv4|fam] [--loss ce|goldfish] [--steps N]
-//                          [--device cpu|cuda] [--seed S] [--help]
+//   npm run demo -- [--model rwkv4|fam] [--loss ce|goldfish] [--steps N]
+//                   [--device cpu|cuda] [--seed S] [--help]
+//   (or npx tsx examples/demo.mts [options]: tsx runs TypeScript directly)
 //
 // Everything is seeded: the same seed gives the same batches, the same
 // initial weights and (on the CPU, whose kernels are deterministic) the same
@@ -13,17 +13,25 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
-import { SHAKESPEARE, loadBytes, splitHoldout, randomBatch, evalBatches, decode } from './lib/data.mjs';
-import { Rng } from './lib/rng.mjs';
-import { ProgressBar } from './lib/progress.mjs';
-import { terminalPlot, writeSvg, ema } from './lib/plot.mjs';
-import { generate } from './lib/sample.mjs';
-import { createModel, ModelUnavailable, parameterCount, evaluate, train } from './lib/train.mjs';
+import { SHAKESPEARE, loadBytes, splitHoldout, randomBatch, evalBatches, decode } from './lib/data.mts';
+import { Rng } from './lib/rng.mts';
+import { ProgressBar } from './lib/progress.mts';
+import { terminalPlot, writeSvg, ema, type Point } from './lib/plot.mts';
+import { generate } from './lib/sample.mts';
+import {
+  createModel,
+  parameterCount,
+  evaluate,
+  train,
+  type LanguageModel,
+  type LossKind,
+  type ModelKind,
+} from './lib/train.mts';
 
 const DEFAULTS = { dModel: 128, layers: 4, batch: 8, seqLen: 128, steps: 800, lr: 4e-3, sampleBytes: 300 };
 const TINY = { dModel: 32, layers: 2, batch: 4, seqLen: 32, steps: 8, lr: 1e-2, sampleBytes: 64, evalBatches: 4 };
 
-const HELP = `Usage: node examples/demo.mjs [options]      (npm run demo -- [options])
+const HELP = `Usage: npm run demo -- [options]      (npx tsx examples/demo.mts [options])
 
 Trains a byte-level language model on examples/data/shakespeare.txt (90% for
 training, the last 10% held out), prints a progress bar, the loss curve and a
@@ -49,15 +57,16 @@ runs/<timestamp>/.
   --help                 this text
 `;
 
-function fail(message, code = 2) {
+function fail(message: string, code = 2): never {
   process.stderr.write(`demo: ${message}\n`);
   process.exit(code);
 }
 
-function parse(argv) {
-  let values;
+const errorMessage = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function parseFlags(argv: string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: argv,
       strict: true,
       options: {
@@ -79,35 +88,46 @@ function parse(argv) {
         tiny: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
-    }));
+    }).values;
   } catch (e) {
-    fail(`${e.message}\n\n${HELP}`);
+    fail(`${errorMessage(e)}\n\n${HELP}`);
   }
+}
+
+type Flags = ReturnType<typeof parseFlags>;
+
+const isModel = (v: string): v is ModelKind => v === 'rwkv4' || v === 'fam';
+const isLoss = (v: string): v is LossKind => v === 'ce' || v === 'goldfish';
+
+function parse(argv: string[]) {
+  const values = parseFlags(argv);
   if (values.help) {
     process.stdout.write(HELP);
     process.exit(0);
   }
   const base = values.tiny ? TINY : DEFAULTS;
-  const int = (name, fallback, min = 1) => {
+  const int = (name: keyof Flags, fallback: number, min = 1) => {
     const text = values[name];
-    if (text === undefined) return fallback;
+    if (typeof text !== 'string') return fallback;
     const n = Number(text);
     if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer >= ${min}, got '${text}'`);
     return n;
   };
-  const num = (name, fallback, min = 0) => {
+  const num = (name: keyof Flags, fallback: number, min = 0) => {
     const text = values[name];
-    if (text === undefined) return fallback;
+    if (typeof text !== 'string') return fallback;
     const n = Number(text);
     if (!Number.isFinite(n) || n < min) fail(`--${name} must be a number >= ${min}, got '${text}'`);
     return n;
   };
-  if (!['rwkv4', 'fam'].includes(values.model)) fail(`--model must be rwkv4 or fam, got '${values.model}'`);
-  if (!['ce', 'goldfish'].includes(values.loss)) fail(`--loss must be ce or goldfish, got '${values.loss}'`);
+  const model = values.model;
+  const loss = values.loss;
+  if (!isModel(model)) fail(`--model must be rwkv4 or fam, got '${model}'`);
+  if (!isLoss(loss)) fail(`--loss must be ce or goldfish, got '${loss}'`);
   const steps = int('steps', base.steps);
   const opts = {
-    model: values.model,
-    loss: values.loss,
+    model,
+    loss,
     steps,
     seed: int('seed', 1, 0),
     dModel: int('d-model', base.dModel),
@@ -123,25 +143,25 @@ function parse(argv) {
     tiny: values.tiny,
   };
   if (opts.prompt.length === 0) fail('--prompt must not be empty');
-  let device;
+  let device: 'cpu' | `cuda:${number}`;
   try {
-    device = values.device === undefined ? lmk.defaultDevice().toString() : values.device;
-    if (device === 'cuda') device = 'cuda:0';
-    if (device.startsWith('cuda') && !lmk.cudaAvailable()) {
+    const name = values.device === undefined ? lmk.defaultDevice().toString() : values.device;
+    const spec = name === 'cuda' ? 'cuda:0' : name;
+    if (spec.startsWith('cuda') && !lmk.cudaAvailable()) {
       fail(
         `--device ${values.device}: CUDA is not usable here (${lmk.backendInfo().cuda.reason ?? 'no device'}); run \`npx lmkernels doctor\``,
       );
     }
-    if (device !== 'cpu' && !/^cuda:\d+$/.test(device))
-      fail(`--device must be cpu or cuda[:N], got '${values.device}'`);
+    if (spec !== 'cpu' && !/^cuda:\d+$/.test(spec)) fail(`--device must be cpu or cuda[:N], got '${values.device}'`);
+    device = spec as 'cpu' | `cuda:${number}`;
   } catch (e) {
-    fail(e.message);
+    fail(errorMessage(e));
   }
   return { ...opts, device };
 }
 
-const fmtLoss = (v) => v.toFixed(4);
-const bits = (nats) => nats / Math.LN2;
+const fmtLoss = (v: number) => v.toFixed(4);
+const bits = (nats: number) => nats / Math.LN2;
 
 async function main() {
   const opts = parse(process.argv.slice(2));
@@ -164,12 +184,12 @@ async function main() {
     // one earlier block and a feedback memory of 8 slots.
     fam: { nHeads: 4, blockSize: Math.max(1, Math.min(32, Math.floor(T / 4))), memoryBlocks: 1, famLength: 8 },
   };
-  let model;
+  let model: LanguageModel;
   try {
     model = createModel(opts.model, config);
   } catch (e) {
-    // Not available yet, or a configuration the model rejects (e.g. a width that is not a multiple of the heads).
-    if (e instanceof ModelUnavailable || e instanceof RangeError || e instanceof TypeError) fail(e.message);
+    // A configuration the model rejects (e.g. a width that is not a multiple of the heads).
+    if (e instanceof RangeError || e instanceof TypeError) fail(e.message);
     throw e;
   }
   const lossName = opts.loss === 'ce' ? 'cross-entropy' : 'goldfish loss (k 4, h 13)';
@@ -225,9 +245,9 @@ async function main() {
 
   // The curve, in the terminal and as SVG.
   const steps = result.losses.map((_, i) => i + 1);
-  const trainPoints = steps.map((s, i) => [s, result.losses[i]]);
+  const trainPoints = steps.map((s, i): Point => [s, result.losses[i]!]);
   const smoothed = ema(result.losses, 0.9);
-  const smoothPoints = steps.map((s, i) => [s, smoothed[i]]);
+  const smoothPoints = steps.map((s, i): Point => [s, smoothed[i]!]);
   const objectiveName = opts.loss === 'ce' ? 'train' : 'train (goldfish)';
   console.log();
   console.log(
@@ -257,14 +277,14 @@ async function main() {
   const tail = Math.min(20, result.losses.length);
   const finalTrain = result.losses.slice(-tail).reduce((a, b) => a + b, 0) / tail;
   const finalAll = result.all.slice(-tail).reduce((a, b) => a + b, 0) / tail;
-  const finalVal = result.val.at(-1)[1];
+  const finalVal = result.val.at(-1)![1];
   const marks = [
     ...new Set([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1].map((f) => Math.max(1, Math.round(f * opts.steps)))),
   ];
-  console.log(`  train loss by step: ${marks.map((s) => `${s}: ${fmtLoss(result.losses[s - 1])}`).join('  ')}`);
+  console.log(`  train loss by step: ${marks.map((s) => `${s}: ${fmtLoss(result.losses[s - 1]!)}`).join('  ')}`);
   console.log(
     `  train loss ${fmtLoss(finalTrain)} (mean of the last ${tail} steps${opts.loss === 'goldfish' ? `; ${fmtLoss(finalAll)} over all tokens` : ''}), ` +
-      `validation ${fmtLoss(finalVal)} nats/byte = ${bits(finalVal).toFixed(3)} bits/byte (on ${valTokens.toLocaleString('en')} held-out bytes; ${fmtLoss(result.val[0][1])} before training)`,
+      `validation ${fmtLoss(finalVal)} nats/byte = ${bits(finalVal).toFixed(3)} bits/byte (on ${valTokens.toLocaleString('en')} held-out bytes; ${fmtLoss(result.val[0]![1])} before training)`,
   );
   console.log(
     `  ${result.tokens.toLocaleString('en')} bytes in ${result.seconds.toFixed(1)} s of training = ${Math.round(result.tokens / result.seconds)} tok/s (+ ${result.evalSeconds.toFixed(1)} s of validation)`,
@@ -316,11 +336,7 @@ async function main() {
     });
     const seconds = (performance.now() - t0) / 1000;
     const how =
-      typeof model.step === 'function'
-        ? 'recurrent step decoding'
-        : typeof model.forwardChunk === 'function'
-          ? 'block-recurrent decoding with forwardChunk'
-          : 'decoding with forward';
+      model instanceof lmk.nn.RWKV4Model ? 'recurrent step decoding' : 'block-recurrent decoding with forwardChunk';
     console.log(
       `\n  sample (${opts.sampleBytes} bytes, temperature ${opts.temperature}, seed ${opts.seed}, ${how}, ${seconds.toFixed(1)} s):`,
     );

@@ -2,16 +2,36 @@
 // output is not a terminal (a pipe, a CI log) it prints a plain line about
 // every tenth of the way instead.
 
-function formatSeconds(s) {
+function formatSeconds(s: number): string {
   if (!Number.isFinite(s) || s < 0) return '--:--';
   s = Math.round(s);
   const m = Math.floor(s / 60);
   return `${m}:${String(s % 60).padStart(2, '0')}`;
 }
 
+/** Where the bar is drawn: process.stdout, or any stream that may be a terminal. */
+export type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+
 export class ProgressBar {
+  readonly total: number;
+  readonly stream: ProgressStream;
+  readonly width: number;
+  readonly label: string;
+  private readonly tty: boolean;
+  private readonly start: number;
+  private lastDraw: number;
+  private lastPrintedTenth: number;
+  private lastLength: number;
+
   /** total: steps; stream: where to draw (default process.stdout); width: bar cells. */
-  constructor(total, { stream = process.stdout, width = 24, label = '' } = {}) {
+  constructor(
+    total: number,
+    {
+      stream = process.stdout,
+      width = 24,
+      label = '',
+    }: { stream?: ProgressStream; width?: number; label?: string } = {},
+  ) {
     this.total = total;
     this.stream = stream;
     this.width = width;
@@ -24,7 +44,7 @@ export class ProgressBar {
   }
 
   /** step: steps done so far; fields: e.g. { loss: '2.345', 'tok/s': '4120' }. */
-  update(step, fields = {}) {
+  update(step: number, fields: Record<string, string> = {}): void {
     const now = performance.now();
     const frac = Math.min(1, step / this.total);
     const elapsed = (now - this.start) / 1000;
@@ -52,7 +72,7 @@ export class ProgressBar {
   }
 
   /** Ends the line on a terminal. */
-  finish() {
+  finish(): void {
     if (this.tty && this.lastLength > 0) this.stream.write('\n');
     this.lastLength = 0;
   }
