@@ -33,8 +33,7 @@ describe('bad inputs throw named errors at once', () => {
     await expect(lmk.ones([2]).item()).rejects.toThrow(/item: tensor must have exactly 1 element/);
   });
 
-  it('CUDA requests on a machine without CUDA are TypeErrors with the reason', () => {
-    if (lmk.cudaAvailable()) return;
+  it.skipIf(lmk.cudaAvailable())('CUDA requests on a machine without CUDA are TypeErrors with the reason', () => {
     expect(() => lmk.zeros([2], { device: 'cuda' })).toThrow(TypeError);
     expect(() => lmk.zeros([2], { device: 'cuda' })).toThrow(/zeros: device is cuda:0 but CUDA is not available/);
     expect(() => lmk.ones([1]).to('cuda:0')).toThrow(/Tensor.to: target is cuda:0 but CUDA is not available/);
