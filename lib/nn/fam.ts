@@ -134,8 +134,19 @@ export class FamTransformerBlock extends Module {
   /**
    * x [B,T,C] starting at absolute position `start` (a multiple of L), with
    * the FAM entering the first block and the memory segment before it.
+   * With `withState: false` (the model's forward) the state after the chunk is
+   * not computed: the last FAM update and the memory segment would be recorded
+   * for autograd on a branch no loss reaches, holding their saved tensors
+   * until the garbage collector found them.
    */
-  forward(x: Tensor, state: FamLayerState, start: number): { y: Tensor; state: FamLayerState } {
+  forward(x: Tensor, state: FamLayerState, start: number): { y: Tensor; state: FamLayerState };
+  forward(x: Tensor, state: FamLayerState, start: number, opts: { withState: false }): { y: Tensor; state: null };
+  forward(
+    x: Tensor,
+    state: FamLayerState,
+    start: number,
+    { withState = true }: { withState?: boolean } = {},
+  ): { y: Tensor; state: FamLayerState | null } {
     const { blockSize: L, memoryBlocks: m, nHeads: H, nKvHeads: Hkv } = this.cfg;
     const [B, T] = [x.shape[0]!, x.shape[1]!];
     const positions = int32(Array.from({ length: T }, (_, t) => start + t));
@@ -153,11 +164,12 @@ export class FamTransformerBlock extends Module {
       const blockStart = start + tau * L;
       const famPos = this.famPositions(blockStart);
       const fn = this.norm1.forward(famState);
-      const fq = this.heads(fn, this.wq, H, famPos);
       const fk = this.heads(fn, this.wk, Hkv, famPos);
       const fv = this.heads(fn, this.wv, Hkv, null);
       famKs.push(ops.reshape(fk, [B, Hkv, 1, this.cfg.famLength, this.headDim]));
       famVs.push(ops.reshape(fv, [B, Hkv, 1, this.cfg.famLength, this.headDim]));
+      if (tau === NB - 1 && !withState) break; // the FAM after the last block only feeds the state
+      const fq = this.heads(fn, this.wq, H, famPos);
       const end = Math.min(T, (tau + 1) * L);
       const { out: o, lse: famLse } = ops.famMemoryAttention({
         famQ: fq,
@@ -203,6 +215,7 @@ export class FamTransformerBlock extends Module {
     }
     const h = ops.add(x, this.wo.forward(this.merge(out)));
     const y = ops.add(h, this.ffn.forward(this.norm2.forward(h)));
+    if (!withState) return { y, state: null };
 
     // The memory segment for the next chunk: the last m whole blocks' keys/values.
     let memK: Tensor | null = null,
@@ -287,7 +300,12 @@ export class FamTransformerModel extends Module {
   /** tokens [B,T] int32 → logits [B,T,V] */
   forward(tokens: Tensor): Tensor {
     this.checkTokens(tokens, 'FamTransformerModel.forward');
-    return this.forwardChunk(tokens).logits;
+    const B = tokens.shape[0]!;
+    let x = this.emb.forward(tokens);
+    for (const block of this.blocks) {
+      x = block.forward(x, { fam: block.initialFam(B), memK: null, memV: null }, 0, { withState: false }).y;
+    }
+    return this.head.forward(this.normOut.forward(x));
   }
 
   /**
