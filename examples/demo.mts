@@ -11,8 +11,8 @@
 // loss curve and the same sample.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
+import { integerFlag, numberFlag, parseFlags, usageError } from './lib/cli.mts';
 import { SHAKESPEARE, loadBytes, splitHoldout, randomBatch, evalBatches, decode } from './lib/data.mts';
 import { Rng } from './lib/rng.mts';
 import { ProgressBar } from './lib/progress.mts';
@@ -57,69 +57,51 @@ runs/<timestamp>/.
   --help                 this text
 `;
 
-function fail(message: string, code = 2): never {
-  process.stderr.write(`demo: ${message}\n`);
-  process.exit(code);
+function fail(message: string): never {
+  return usageError('demo', message);
 }
-
-const errorMessage = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-function parseFlags(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        model: { type: 'string', default: 'rwkv4' },
-        loss: { type: 'string', default: 'ce' },
-        steps: { type: 'string' },
-        device: { type: 'string' },
-        seed: { type: 'string', default: '1' },
-        'd-model': { type: 'string' },
-        layers: { type: 'string' },
-        batch: { type: 'string' },
-        'seq-len': { type: 'string' },
-        lr: { type: 'string' },
-        'eval-every': { type: 'string' },
-        prompt: { type: 'string', default: 'KING RICHARD III:\n' },
-        'sample-bytes': { type: 'string' },
-        temperature: { type: 'string', default: '0.8' },
-        out: { type: 'string' },
-        tiny: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }).values;
-  } catch (e) {
-    fail(`${errorMessage(e)}\n\n${HELP}`);
-  }
-}
-
-type Flags = ReturnType<typeof parseFlags>;
 
 const isModel = (v: string): v is ModelKind => v === 'rwkv4' || v === 'fam';
 const isLoss = (v: string): v is LossKind => v === 'ce' || v === 'goldfish';
 
 function parse(argv: string[]) {
-  const values = parseFlags(argv);
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
+  const values = parseFlags(
+    'demo',
+    HELP,
+    {
+      model: { type: 'string', default: 'rwkv4' },
+      loss: { type: 'string', default: 'ce' },
+      steps: { type: 'string' },
+      device: { type: 'string' },
+      seed: { type: 'string', default: '1' },
+      'd-model': { type: 'string' },
+      layers: { type: 'string' },
+      batch: { type: 'string' },
+      'seq-len': { type: 'string' },
+      lr: { type: 'string' },
+      'eval-every': { type: 'string' },
+      prompt: { type: 'string', default: 'KING RICHARD III:\n' },
+      'sample-bytes': { type: 'string' },
+      temperature: { type: 'string', default: '0.8' },
+      out: { type: 'string' },
+      tiny: { type: 'boolean', default: false },
+    },
+    argv,
+  );
   const base = values.tiny ? TINY : DEFAULTS;
-  const int = (name: keyof Flags, fallback: number, min = 1) => {
-    const text = values[name];
-    if (typeof text !== 'string') return fallback;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer >= ${min}, got '${text}'`);
-    return n;
-  };
-  const num = (name: keyof Flags, fallback: number, min = 0) => {
-    const text = values[name];
-    if (typeof text !== 'string') return fallback;
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min) fail(`--${name} must be a number >= ${min}, got '${text}'`);
-    return n;
-  };
+  type Numeric =
+    | 'steps'
+    | 'seed'
+    | 'd-model'
+    | 'layers'
+    | 'batch'
+    | 'seq-len'
+    | 'lr'
+    | 'eval-every'
+    | 'sample-bytes'
+    | 'temperature';
+  const int = (name: Numeric, fallback: number, min = 1) => integerFlag('demo', name, values[name], fallback, min);
+  const num = (name: Numeric, fallback: number, min = 0) => numberFlag('demo', name, values[name], fallback, min);
   const model = values.model;
   const loss = values.loss;
   if (!isModel(model)) fail(`--model must be rwkv4 or fam, got '${model}'`);
@@ -155,7 +137,7 @@ function parse(argv: string[]) {
     if (spec !== 'cpu' && !/^cuda:\d+$/.test(spec)) fail(`--device must be cpu or cuda[:N], got '${values.device}'`);
     device = spec as 'cpu' | `cuda:${number}`;
   } catch (e) {
-    fail(errorMessage(e));
+    fail(e instanceof Error ? e.message : String(e));
   }
   return { ...opts, device };
 }

@@ -24,32 +24,38 @@
 // Usage: npx tsx examples/reproduce/fam-passkey.mts [--smoke] [--seed N]
 //        [--steps N] [--out FILE.json]
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
+import { integerFlag, parseFlags, usageError } from '../lib/cli.mts';
 import { Rng } from '../lib/rng.mts';
 import { encode } from '../lib/data.mts';
 import { ProgressBar } from '../lib/progress.mts';
 import { parameterCount } from '../lib/train.mts';
 import { terminalPlot } from '../lib/plot.mts';
 
-const { values: args } = parseArgs({
-  options: {
-    smoke: { type: 'boolean', default: false },
-    seed: { type: 'string', default: '1' },
-    steps: { type: 'string' },
-    models: { type: 'string' },
-    out: { type: 'string' },
-    help: { type: 'boolean', default: false },
-  },
+const HELP = `Usage: npx tsx examples/reproduce/fam-passkey.mts [options]
+
+Trains three byte-level models of the same shape on passkey retrieval (a key
+in the first block, asked for at the end): TransformerFAM, and block
+sliding-window attention with memory segments of 0 and 1 blocks; then scores
+them on sequences up to 4× longer than any seen in training.
+
+  --steps N          training steps of each model (default 400)
+  --seed N           seed of weights and data (default 1)
+  --models LIST      which of fam,bswa0,bswa1 to train (default all three)
+  --out FILE         also write the results as JSON
+  --smoke            a tiny, fast configuration (for CI: checks that it runs, not the effect)
+  --help             this text
+`;
+
+const args = parseFlags('fam-passkey', HELP, {
+  smoke: { type: 'boolean', default: false },
+  seed: { type: 'string' },
+  steps: { type: 'string' },
+  models: { type: 'string' },
+  out: { type: 'string' },
 });
-if (args.help) {
-  console.log(
-    'npx tsx examples/reproduce/fam-passkey.mts [--smoke] [--seed N] [--steps N] [--models fam,bswa0,bswa1] [--out FILE.json]',
-  );
-  process.exit(0);
-}
 const smoke = args.smoke;
-const seed = Number(args.seed);
+const seed = integerFlag('fam-passkey', 'seed', args.seed, 1, 0);
 const cfg = smoke
   ? {
       dModel: 16,
@@ -77,7 +83,7 @@ const cfg = smoke
       evalLengths: [32, 64, 128, 256, 512],
       evalN: 200,
     };
-if (args.steps) cfg.steps = Number(args.steps);
+cfg.steps = integerFlag('fam-passkey', 'steps', args.steps, cfg.steps);
 const KEY_DIGITS = 3;
 const IGNORE = -100;
 const device = lmk.defaultDevice();
@@ -186,10 +192,8 @@ const ARMS: Record<string, Arm> = {
 };
 const armKeys = (args.models ?? 'fam,bswa0,bswa1').split(',');
 for (const key of armKeys) {
-  if (!Object.hasOwn(ARMS, key)) {
-    process.stderr.write(`fam-passkey: --models: unknown model '${key}' (expected fam, bswa0, bswa1)\n`);
-    process.exit(2);
-  }
+  if (!Object.hasOwn(ARMS, key))
+    usageError('fam-passkey', `--models: unknown model '${key}' (expected fam, bswa0, bswa1)`);
 }
 
 function forwardOf(arm: Arm, model: lmk.nn.FamTransformerModel): (tokens: lmk.Tensor) => lmk.Tensor {

@@ -19,8 +19,8 @@
 //
 //   npx tsx examples/reproduce/goldfish.mts [--epochs N] [--seed S] [--no-control] [--out FILE.json] [--smoke] [--help]
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
+import { integerFlag, numberFlag, parseFlags } from '../lib/cli.mts';
 import { SHAKESPEARE, loadBytes, splitHoldout, evalBatches, randomBatch, decode } from '../lib/data.mts';
 import type { Batch } from '../lib/data.mts';
 import { Rng } from '../lib/rng.mts';
@@ -74,44 +74,30 @@ training text instead), then measures memorisation (greedy decoding of each docu
 `;
 
 function options() {
-  const { values } = parseArgs({
-    options: {
-      epochs: { type: 'string' },
-      seed: { type: 'string', default: '1' },
-      'd-model': { type: 'string' },
-      layers: { type: 'string' },
-      lr: { type: 'string' },
-      general: { type: 'string' },
-      'no-control': { type: 'boolean', default: false },
-      out: { type: 'string' },
-      smoke: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const values = parseFlags('goldfish', HELP, {
+    epochs: { type: 'string' },
+    seed: { type: 'string' },
+    'd-model': { type: 'string' },
+    layers: { type: 'string' },
+    lr: { type: 'string' },
+    general: { type: 'string' },
+    'no-control': { type: 'boolean', default: false },
+    out: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
   const base = values.smoke ? SMOKE : FULL;
-  const num = (name: 'seed' | 'epochs' | 'd-model' | 'layers' | 'lr' | 'general', fallback: number) => {
-    if (values[name] === undefined) return fallback;
-    const n = Number(values[name]);
-    if (!Number.isFinite(n) || n < 0) {
-      process.stderr.write(`goldfish: --${name} must be a positive number\n`);
-      process.exit(2);
-    }
-    return n;
-  };
+  const int = (name: 'seed' | 'epochs' | 'd-model' | 'layers' | 'general', fallback: number, min = 1) =>
+    integerFlag('goldfish', name, values[name], fallback, min);
   return {
     ...base,
     smoke: values.smoke,
-    seed: num('seed', 1),
-    epochs: num('epochs', base.epochs),
-    dModel: num('d-model', base.dModel),
-    layers: num('layers', base.layers),
-    lr: num('lr', base.lr),
+    seed: int('seed', 1, 0),
+    epochs: int('epochs', base.epochs),
+    dModel: int('d-model', base.dModel),
+    layers: int('layers', base.layers),
+    lr: numberFlag('goldfish', 'lr', values.lr, base.lr),
     control: !values['no-control'],
-    general: num('general', base.general),
+    general: int('general', base.general, 0),
     out: values.out,
   };
 }

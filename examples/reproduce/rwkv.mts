@@ -24,8 +24,8 @@
 //
 //   npx tsx examples/reproduce/rwkv.mts [--contexts 256,1024,4096,16384] [--out FILE.json] [--smoke] [--help]
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import * as lmk from 'lmkernels';
+import { integerFlag, parseFlags, usageError } from '../lib/cli.mts';
 import { SHAKESPEARE, loadBytes } from '../lib/data.mts';
 import { ProgressBar } from '../lib/progress.mts';
 import { parameterCount } from '../lib/train.mts';
@@ -58,35 +58,20 @@ softmax-attention Transformer of the same size (KV-cache decoding).
 `;
 
 function options() {
-  const { values } = parseArgs({
-    options: {
-      contexts: { type: 'string' },
-      'd-model': { type: 'string' },
-      layers: { type: 'string' },
-      window: { type: 'string' },
-      out: { type: 'string' },
-      smoke: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const values = parseFlags('rwkv', HELP, {
+    contexts: { type: 'string' },
+    'd-model': { type: 'string' },
+    layers: { type: 'string' },
+    window: { type: 'string' },
+    out: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
   const base = values.smoke ? SMOKE : FULL;
-  const int = (name: 'd-model' | 'layers' | 'window', fallback: number) => {
-    if (values[name] === undefined) return fallback;
-    const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < 1) {
-      process.stderr.write(`rwkv: --${name} must be a positive integer\n`);
-      process.exit(2);
-    }
-    return n;
-  };
+  const int = (name: 'd-model' | 'layers' | 'window', fallback: number) =>
+    integerFlag('rwkv', name, values[name], fallback);
   const contexts = values.contexts === undefined ? base.contexts : values.contexts.split(',').map(Number);
   if (!contexts.every((n) => Number.isInteger(n) && n >= 1)) {
-    process.stderr.write('rwkv: --contexts must be positive integers\n');
-    process.exit(2);
+    usageError('rwkv', `--contexts must be positive integers separated by commas, got '${values.contexts}'`);
   }
   return {
     ...base,
