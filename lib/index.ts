@@ -38,3 +38,5 @@ export type {
   ShiftLabelsOptions,
 } from './ops/losses';
 export type { FamModelOptions, FamState } from './training';
+export * as hub from './hub/index';
+export type { Tokenizer, ChatMessage } from './hub/index';
