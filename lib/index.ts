@@ -40,3 +40,5 @@ export type {
 export type { FamModelOptions, FamState } from './training';
 export * as hub from './hub/index';
 export type { Tokenizer, ChatMessage } from './hub/index';
+export * as data from './data/index';
+export type { PreferenceTokens, TextTokens } from './data/index';

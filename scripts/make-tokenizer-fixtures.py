@@ -337,6 +337,11 @@ TEXT_ROWS = [
     {"text": "A short document."},
     {"text": "A longer document that the truncation will cut: " + "words " * 40},
     {"messages": [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello, how can I help?"}]},
+    {"prompt": "Question: 2 + 2 = ?", "completion": " Answer: 4."},
+    {
+        "prompt": [{"role": "user", "content": "Spell 'cat'."}],
+        "completion": [{"role": "assistant", "content": "C, A, T."}],
+    },
 ]
 
 
@@ -389,6 +394,10 @@ def trl_cases(directory: Path):
                 trainer = SFTTrainer(
                     model=model, args=args, processing_class=hf, train_dataset=datasets.Dataset.from_list([row])
                 )
+                if len(trainer.train_dataset) == 0:
+                    # TRL drops a row whose truncated labels are all -100 (nothing to learn from).
+                    text.append({"row": row, "maxLength": max_length, "droppedByTrl": True})
+                    continue
                 out = trainer.train_dataset[0]
                 labels = out["labels"] if "labels" in out else out["input_ids"]
                 text.append({"row": row, "maxLength": max_length, "inputIds": out["input_ids"], "labels": labels})
