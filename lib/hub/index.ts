@@ -1,0 +1,4 @@
+// `hub`: Hugging Face model directories in and out (docs/api.md, "Pretrained
+// models, tokenizers and data").
+export { loadModel, saveModel } from './models';
+export type { CausalLM, LoadModelOptions, SaveModelOptions } from './models';
