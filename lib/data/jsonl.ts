@@ -10,32 +10,36 @@ import { describe } from '../device';
  */
 export function readJsonl(path: string): AsyncIterable<Record<string, unknown>> {
   if (typeof path !== 'string') throw new TypeError(`data.readJsonl: path must be a string, got ${describe(path)}`);
-  return rows(path);
+  return rowsOnly(path);
 }
 
-async function* rows(path: string): AsyncIterable<Record<string, unknown>> {
+async function* rowsOnly(path: string): AsyncIterable<Record<string, unknown>> {
+  for await (const { row } of jsonlLines(path)) yield row;
+}
+
+/** readJsonl's rows with their 1-based line numbers (the finetune command names lines in its errors). */
+export async function* jsonlLines(path: string): AsyncIterable<{ line: number; row: Record<string, unknown> }> {
   const stream = createReadStream(path, { encoding: 'utf8' });
-  const opened = new Promise<void>((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     stream.once('open', () => resolve());
     stream.once('error', (error) => reject(new Error(`data.readJsonl: cannot read ${path}: ${error.message}`)));
   });
-  await opened;
   const lines = createInterface({ input: stream, crlfDelay: Infinity });
-  let lineNumber = 0;
+  let line = 0;
   try {
-    for await (const line of lines) {
-      lineNumber += 1;
-      if (line.trim() === '') continue;
+    for await (const text of lines) {
+      line += 1;
+      if (text.trim() === '') continue;
       let value: unknown;
       try {
-        value = JSON.parse(line);
+        value = JSON.parse(text);
       } catch (error) {
-        throw new Error(`data.readJsonl: ${path}:${lineNumber}: malformed JSON (${(error as Error).message})`);
+        throw new Error(`data.readJsonl: ${path}:${line}: malformed JSON (${(error as Error).message})`);
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-        throw new Error(`data.readJsonl: ${path}:${lineNumber}: expected a JSON object, got ${describe(value)}`);
+        throw new Error(`data.readJsonl: ${path}:${line}: expected a JSON object, got ${describe(value)}`);
       }
-      yield value as Record<string, unknown>;
+      yield { line, row: value as Record<string, unknown> };
     }
   } finally {
     lines.close();
