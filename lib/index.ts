@@ -16,6 +16,8 @@ export { ops, nn, optim, noGrad, isGradEnabled, gradcheck, clipGradNorm } from '
 export type { RWKV4State, RWKV4Options, AdamWOptions } from './training';
 export { losses } from './ops/losses';
 export * as hub from './hub/index';
+export { generate } from './generate';
+export type { GenerateOptions } from './generate';
 export type { Wkv4ForwardOptions, Wkv4BackwardOptions, Wkv4StepOptions } from './ops/wkv4';
 export type {
   FamAttentionResult,

@@ -11,6 +11,8 @@ import { noGrad } from '../autograd/engine';
 import * as dense from '../kernels/dense';
 import { RWKV4Model } from '../nn/rwkv4';
 import { LlamaModel, type LlamaFamOptions } from '../nn/llama';
+import type { RawTensor } from '../safetensors';
+import { LORA_PARAMETER } from '../nn/lora';
 import { CheckpointReader, readJsonFile, writeJsonFile, writeWeights, type WeightEntry } from './checkpoint';
 import {
   OPTIONAL_PARAMETERS,
@@ -61,6 +63,18 @@ async function readConfig(dir: string, fn: string): Promise<{ config: Record<str
   return { config, architecture };
 }
 
+/**
+ * Stored bytes into a parameter: onto its device in the stored dtype (no
+ * float32 detour for bf16), converted there if the parameter's dtype differs.
+ */
+export function copyInto(param: Tensor, raw: RawTensor): void {
+  const stored = new Tensor(native().fromRaw(raw.bytes, param.shape, raw.dtype, param.device.toString()));
+  const converted = stored.dtype === param.dtype ? stored : stored.to(param.dtype);
+  noGrad(() => dense.copyInto_(param, converted));
+  if (converted !== stored) converted.dispose();
+  stored.dispose();
+}
+
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<CausalLM> {
   const fn = 'hub.loadModel';
   if (typeof dir !== 'string') throw new TypeError(`${fn}: dir must be a string`);
@@ -90,16 +104,8 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
         );
       }
       const raw = await reader.readRaw(hf);
-      const bytes =
-        layout === 'rotaryQ' || layout === 'rotaryK'
-          ? permuteRotaryRows(raw.bytes, info.shape, headDim, false)
-          : raw.bytes;
-      // Stored dtype straight onto the device; converted there if the model's differs.
-      const stored = new Tensor(native().fromRaw(bytes, param.shape, raw.dtype, device.toString()));
-      const converted = stored.dtype === param.dtype ? stored : stored.to(param.dtype);
-      noGrad(() => dense.copyInto_(param, converted));
-      if (converted !== stored) converted.dispose();
-      stored.dispose();
+      const rotary = layout === 'rotaryQ' || layout === 'rotaryK';
+      copyInto(param, { ...raw, bytes: rotary ? permuteRotaryRows(raw.bytes, info.shape, headDim, false) : raw.bytes });
     }
     model.generationConfig = await readJsonFile(path.join(dir, 'generation_config.json'), fn);
     return model;
@@ -125,7 +131,8 @@ export async function saveModel(model: CausalLM, dir: string, opts: SaveModelOpt
   }
   if (typeof dir !== 'string') throw new TypeError(`${fn}: dir must be a string`);
   checkOptions(opts, fn, ['dtype', 'maxShardBytes']);
-  const named = model.namedParameters();
+  // LoRA adapters are not part of the model's checkpoint (hub.saveAdapter writes them).
+  const named = model.namedParameters().filter(([name]) => !LORA_PARAMETER.test(name));
   const paramDtype = (model instanceof RWKV4Model ? model.emb.weight : model.embedTokens.weight).dtype;
   const dtype: DType = opts.dtype === undefined ? paramDtype : checkDType(opts.dtype, fn);
   if (!TORCH_DTYPES[dtype])

@@ -8,3 +8,5 @@ export { FamTransformerModel, FamTransformerBlock, disposeFamState } from './fam
 export type { FamModelOptions, FamState, FamLayerState } from './fam';
 export { LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaMLP, disposeLlamaCache } from './llama';
 export type { LlamaOptions, LlamaFamOptions, LlamaRopeScaling, LlamaCache, LlamaLayerCache } from './llama';
+export { LoRA } from './lora';
+export type { LoRAOptions, LoRAConfig } from './lora';
