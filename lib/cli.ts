@@ -1,13 +1,17 @@
 #!/usr/bin/env node
-// `npx lmkernels <command>`: doctor, finetune (one file per command under lib/cli/).
+// `npx lmkernels <command>`: doctor, generate, finetune (one file per command under lib/cli/).
 import { doctor } from './cli/doctor';
 import { finetune, FINETUNE_USAGE } from './cli/finetune';
+import { generate, GENERATE_USAGE } from './cli/generate';
 import { UsageError } from './cli/args';
 
 const USAGE = `usage: lmkernels <command> [options]
 
   doctor     print what the backend found (CPU threads, GEMM, CUDA devices)
+  generate   continue a prompt with a Hugging Face model directory; --help for its options
   finetune   fine-tune a Hugging Face model directory (sft, goldfish, orpo); --help for its options
+
+${GENERATE_USAGE}
 
 ${FINETUNE_USAGE}`;
 
@@ -16,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'doctor':
       return doctor();
+    case 'generate':
+      return generate(rest);
     case 'finetune':
       return finetune(rest);
     case undefined:

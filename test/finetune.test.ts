@@ -133,6 +133,41 @@ describe('lmkernels finetune', () => {
     expect(mb.evaluations).toEqual(ma.evaluations);
   });
 
+  it('--lora writes a PEFT adapter over the base model, resumes exactly, and generate loads it', async () => {
+    const args = (out: string) => [...common(out, texts, 'sft'), '--steps', '4', '--save-every', '2', '--lora', '2'];
+    expect((await run(args('lora-whole'))).code).toBe(0);
+    const out = join(work, 'lora-whole');
+    expect(readdirSync(out).sort()).toEqual([
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'checkpoints',
+      'loss.svg',
+      'metrics.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
+    const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 2, base_model_name_or_path: modelDir });
+    expect(config.target_modules).toEqual(['key', 'value', 'receptance', 'output']);
+    // Only the adapter is trained: the checkpoint holds lora_A / lora_B tensors alone.
+    const saved = await lmk.loadSafetensors(join(out, 'checkpoints', 'step-00000004', 'weights.safetensors'));
+    expect(Object.keys(saved).every((k) => /\.lora_[AB]\.weight$/.test(k))).toBe(true);
+
+    expect((await run(args('lora-killed'), { LMK_FINETUNE_CRASH_IN_SAVE: '4' })).signal).toBe('SIGKILL');
+    expect((await run(['--out', join(work, 'lora-killed'), '--resume'])).code).toBe(0);
+    const a = readFileSync(join(out, 'adapter_model.safetensors'));
+    expect(readFileSync(join(work, 'lora-killed', 'adapter_model.safetensors')).equals(a)).toBe(true);
+
+    const generated = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        [cli, 'generate', '--model', out, '--prompt', 'Say', '--max-new-tokens', '4', '--temperature', '0'],
+        (error, stdout) => (error ? reject(error) : resolve(stdout)),
+      ),
+    );
+    expect(generated.startsWith('Say')).toBe(true);
+  });
+
   it('names the file and line of a malformed JSONL row', async () => {
     const bad = join(work, 'bad.jsonl');
     writeFileSync(bad, '{"text": "fine"}\n{"text": "fine"}\n{"text": "broken"\n');

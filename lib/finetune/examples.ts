@@ -3,6 +3,7 @@
 import { jsonlLines } from '../data/jsonl';
 import { IGNORE_INDEX, tokenizePreference, tokenizeText } from '../data/tokenize';
 import type { Tokenizer } from '../hub/tokenizer';
+import { mulberry32 } from '../generate';
 import type { FinetuneMethod } from './options';
 
 export interface PreferenceExample {
@@ -72,18 +73,6 @@ export async function loadExamples(
     throw new RangeError(`finetune: ${path} has no row usable for --method ${method} (${skipped} skipped)`);
   }
   return { examples, skipped };
-}
-
-/** mulberry32: a 32-bit generator of uniform numbers in [0, 1), its whole state one integer. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The seed of stream `stream` (0: the evaluation split, e + 1: the order of epoch e) for a run seed. */

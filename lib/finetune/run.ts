@@ -38,6 +38,15 @@ interface RunState {
   tokens: number;
 }
 
+/**
+ * The Linear layers LoRA adapts: PEFT's defaults for the architecture (its
+ * TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING): query and value projections for the
+ * Llama family, key/value/receptance/output for RWKV.
+ */
+function loraTargets(model: CausalLM): string[] {
+  return model.config.model_type === 'rwkv' ? ['key', 'value', 'receptance', 'output'] : ['q_proj', 'v_proj'];
+}
+
 function trainableParameters(model: CausalLM): [string, Tensor][] {
   return model.namedParameters().filter(([, p]) => p.requiresGrad);
 }
@@ -109,9 +118,6 @@ export async function runFinetune(
     );
   }
   checkFinetuneOptions(options);
-  if (options.lora > 0) {
-    throw new RangeError('finetune: --lora is not available yet (nn.LoRA is not part of this build)');
-  }
 
   const tokenizer = await lmk.hub.loadTokenizer(options.model);
   const model = await lmk.hub.loadModel(options.model, {
@@ -120,6 +126,11 @@ export async function runFinetune(
   });
   try {
     const device = model.parameters()[0]!.device;
+    // PEFT's adapter_config.json names the base model.
+    model.config._name_or_path = path.resolve(options.model);
+    if (options.lora > 0) {
+      lmk.nn.LoRA.apply(model, { rank: options.lora, targets: loraTargets(model), seed: options.seed });
+    }
     const { examples, skipped } = await loadExamples(options.data, tokenizer, options.method, options.maxLength);
     const { train, evaluation } = splitExamples(examples, options.seed);
     if (train.length === 0) throw new RangeError(`finetune: ${options.data} leaves no row for training`);
@@ -219,7 +230,8 @@ export async function runFinetune(
     optimizer.dispose();
 
     await fs.mkdir(options.out, { recursive: true });
-    await lmk.hub.saveModel(model, options.out);
+    if (options.lora > 0) await lmk.hub.saveAdapter(model, options.out);
+    else await lmk.hub.saveModel(model, options.out);
     for (const file of TOKENIZER_FILES) {
       const from = path.join(options.model, file);
       if (existsSync(from)) await fs.copyFile(from, path.join(options.out, file));
