@@ -1,30 +1,18 @@
 // `lmkernels generate` (and the command dispatch): the greedy continuation it prints equals one
 // computed here another way, by re-running the whole sequence through model.forward for every new
 // token and taking the arg-max (generate uses the recurrent step with state).
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
+import { runCli } from './run-cli';
 
 const repo = join(__dirname, '..');
-const cli = join(repo, 'dist', 'cjs', 'cli.js');
 const work = mkdtempSync(join(tmpdir(), 'lmk-cli-'));
 const modelDir = join(work, 'model');
 
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [cli, ...args],
-      { env: { ...process.env, LMK_DEVICE: 'cpu' } },
-      (error, stdout, stderr) => {
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const run = runCli;
 
 beforeAll(async () => {
   const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: 32, nLayers: 2, seed: 11 });

@@ -2,40 +2,21 @@
 // each method runs and writes a loadable model; a run killed in the middle of writing a checkpoint
 // leaves no broken checkpoint, and resuming it ends with exactly the weights of an uninterrupted
 // run; a malformed JSONL line and a NaN loss stop the run with the line or the batch named.
-import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
+import { runCli } from './run-cli';
 
 const repo = join(__dirname, '..');
-const cli = join(repo, 'dist', 'cjs', 'cli.js');
 const work = mkdtempSync(join(tmpdir(), 'lmk-finetune-'));
 const modelDir = join(work, 'model');
 const pairs = join(work, 'pairs.jsonl');
 const texts = join(work, 'texts.jsonl');
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [cli, 'finetune', ...args],
-      { env: { ...process.env, LMK_DEVICE: 'cpu', LMK_NUM_THREADS: '1', ...env } },
-      (error, stdout, stderr) => {
-        const e = error as (Error & { code?: number; signal?: NodeJS.Signals }) | null;
-        resolve({ code: e ? (e.code ?? null) : 0, signal: e?.signal ?? null, stdout, stderr });
-      },
-    );
-  });
-}
+const run = (args: string[], env: Record<string, string> = {}) =>
+  runCli(['finetune', ...args], { LMK_NUM_THREADS: '1', ...env });
 
 const common = (out: string, data: string, method: string) => [
   '--model',
@@ -158,14 +139,19 @@ describe('lmkernels finetune', () => {
     const a = readFileSync(join(out, 'adapter_model.safetensors'));
     expect(readFileSync(join(work, 'lora-killed', 'adapter_model.safetensors')).equals(a)).toBe(true);
 
-    const generated = await new Promise<string>((resolve, reject) =>
-      execFile(
-        process.execPath,
-        [cli, 'generate', '--model', out, '--prompt', 'Say', '--max-new-tokens', '4', '--temperature', '0'],
-        (error, stdout) => (error ? reject(error) : resolve(stdout)),
-      ),
-    );
-    expect(generated.startsWith('Say')).toBe(true);
+    const generated = await runCli([
+      'generate',
+      '--model',
+      out,
+      '--prompt',
+      'Say',
+      '--max-new-tokens',
+      '4',
+      '--temperature',
+      '0',
+    ]);
+    expect(generated.code).toBe(0);
+    expect(generated.stdout.startsWith('Say')).toBe(true);
   });
 
   it('names the file and line of a malformed JSONL row', async () => {
