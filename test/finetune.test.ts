@@ -154,6 +154,59 @@ describe('lmkernels finetune', () => {
     expect(generated.stdout.startsWith('Say')).toBe(true);
   });
 
+  it('fine-tunes a Llama with a BPE tokenizer on conversational pairs through the chat template (--lora)', async () => {
+    const dir = join(work, 'llama');
+    const tokenizerDir = join(repo, 'test', 'fixtures', 'tokenizers', 'bpe-byte-level');
+    const tok = await lmk.hub.loadTokenizer(tokenizerDir);
+    const model = new lmk.nn.LlamaModel({
+      vocabSize: tok.vocabSize,
+      dModel: 16,
+      nLayers: 1,
+      nHeads: 2,
+      nKvHeads: 1,
+      intermediateSize: 32,
+      seed: 5,
+    });
+    await lmk.hub.saveModel(model, dir);
+    model.dispose();
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tokenizerDir, f), join(dir, f));
+    const chats = join(work, 'chats.jsonl');
+    const row = (q: string, good: string, bad: string) =>
+      JSON.stringify({
+        prompt: [{ role: 'user', content: q }],
+        chosen: [{ role: 'assistant', content: good }],
+        rejected: [{ role: 'assistant', content: bad }],
+      });
+    writeFileSync(
+      chats,
+      Array.from({ length: 12 }, (_, i) => row(`What is ${i} + 1?`, `${i + 1}.`, `${i + 2}!`)).join('\n') + '\n',
+    );
+    const r = await run([
+      '--model',
+      dir,
+      '--data',
+      chats,
+      '--method',
+      'orpo',
+      '--out',
+      join(work, 'llama-orpo'),
+      '--lora',
+      '4',
+      '--steps',
+      '3',
+      '--batch',
+      '2',
+      '--max-length',
+      '128',
+    ]);
+    expect(r.code).toBe(0);
+    const config = JSON.parse(readFileSync(join(work, 'llama-orpo', 'adapter_config.json'), 'utf8'));
+    expect(config.target_modules).toEqual(['q_proj', 'v_proj']);
+    const metrics = JSON.parse(readFileSync(join(work, 'llama-orpo', 'metrics.json'), 'utf8'));
+    expect(metrics.trainRows + metrics.evalRows).toBe(12);
+    expect(Number.isFinite(metrics.evaluation.rewardsAccuracy)).toBe(true);
+  });
+
   it('names the file and line of a malformed JSONL row', async () => {
     const bad = join(work, 'bad.jsonl');
     writeFileSync(bad, '{"text": "fine"}\n{"text": "fine"}\n{"text": "broken"\n');
