@@ -1,27 +1,19 @@
 // `lmkernels generate` (and the command dispatch): the greedy continuation it prints equals one
 // computed here another way, by re-running the whole sequence through model.forward for every new
 // token and taking the arg-max (generate uses the recurrent step with state).
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
-import { runCli } from './run-cli';
+import { runCli, saveByteLevelRwkv } from './cli-helpers';
 
-const repo = join(__dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'lmk-cli-'));
 const modelDir = join(work, 'model');
 
 const run = runCli;
 
-beforeAll(async () => {
-  const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: 32, nLayers: 2, seed: 11 });
-  await lmk.hub.saveModel(model, modelDir);
-  model.dispose();
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
-    copyFileSync(join(repo, 'test', 'fixtures', 'tokenizers', 'bytes', f), join(modelDir, f));
-  }
-});
+beforeAll(() => saveByteLevelRwkv(modelDir, { dModel: 32, nLayers: 2, seed: 11 }));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Greedy decoding by full forward passes over the growing sequence, stopping at EOS (byte 0 here). */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
-import { runCli } from './run-cli';
+import { runCli, saveByteLevelRwkv } from './cli-helpers';
 
 const repo = join(__dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'lmk-finetune-'));
@@ -36,12 +36,7 @@ const common = (out: string, data: string, method: string) => [
 ];
 
 beforeAll(async () => {
-  const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: 16, nLayers: 1, seed: 3 });
-  await lmk.hub.saveModel(model, modelDir);
-  model.dispose();
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
-    copyFileSync(join(repo, 'test', 'fixtures', 'tokenizers', 'bytes', f), join(modelDir, f));
-  }
+  await saveByteLevelRwkv(modelDir, { dModel: 16, nLayers: 1, seed: 3 });
   const shipped = readFileSync(join(repo, 'examples', 'data', 'antonym-pairs.jsonl'), 'utf8').split('\n');
   writeFileSync(pairs, shipped.slice(0, 40).join('\n') + '\n');
   const sentences = Array.from({ length: 30 }, (_, i) =>
