@@ -222,6 +222,14 @@ describe('lmkernels finetune', () => {
     const again = await run([...common('sft', texts, 'sft'), '--steps', '2']);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already holds a run .* pass --resume/);
+    // --resume reads the same rows again only if the data file is unchanged.
+    const data = join(work, 'changing.jsonl');
+    writeFileSync(data, readFileSync(texts));
+    expect((await run([...common('changing', data, 'sft'), '--steps', '2'])).code).toBe(0);
+    writeFileSync(data, readFileSync(texts, 'utf8') + '{"text": "one more row"}\n');
+    const changed = await run(['--out', join(work, 'changing'), '--resume']);
+    expect(changed.code).toBe(1);
+    expect(changed.stderr).toMatch(/changing\.jsonl changed since the run began/);
     const noModel = await run(['--data', texts, '--method', 'sft', '--out', join(work, 'x')]);
     expect(noModel.code).toBe(2);
     expect(noModel.stderr).toMatch(/--model is required/);

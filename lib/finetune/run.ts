@@ -1,7 +1,8 @@
 // `lmkernels finetune`: the training loop (README.md "Fine-tuning"). AdamW (no weight decay,
 // gradients clipped to norm 1, as transformers' Trainer), learning rate decayed linearly to 0,
 // an evaluation split, checkpoints that --resume continues bit for bit.
-import { promises as fs, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs, existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as lmk from '../index';
 import type { Tensor } from '../tensor';
@@ -62,6 +63,17 @@ function restoreWeights(model: CausalLM, weights: Record<string, Tensor>, where:
   }
 }
 
+/** SHA-256 of a file, read as a stream: a resumed run checks that its data is the same. */
+async function fileDigest(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  } catch (error) {
+    throw new Error(`finetune: cannot read ${file}: ${(error as Error).message}`);
+  }
+  return hash.digest('hex');
+}
+
 /** Mean of each metric over the evaluation split, weighted by rows. */
 async function evaluate(
   model: CausalLM,
@@ -111,13 +123,20 @@ export async function runFinetune(
     resumeFrom = saved[saved.length - 1]!;
     const state = await readCheckpointState(checkpoints, resumeFrom);
     if (state.format !== STATE_FORMAT) throw new Error(`finetune --resume: ${checkpoints} is not a finetune run`);
-    options = checkFinetuneOptions({ ...(state.options as FinetuneOptions), out: given.out });
+    options = { ...(state.options as FinetuneOptions), out: given.out };
+    const digest = await fileDigest(options.data);
+    if (digest !== state.dataSha256) {
+      throw new Error(
+        `finetune --resume: ${options.data} changed since the run began (its rows would not be the same)`,
+      );
+    }
   } else if (saved.length > 0) {
     throw new Error(
       `finetune: ${given.out} already holds a run (${checkpoints}); pass --resume to continue it or choose another --out`,
     );
   }
   checkFinetuneOptions(options);
+  const dataSha256 = await fileDigest(options.data);
 
   const tokenizer = await lmk.hub.loadTokenizer(options.model);
   const model = await lmk.hub.loadModel(options.model, {
@@ -212,6 +231,7 @@ export async function runFinetune(
           state: {
             format: STATE_FORMAT,
             options,
+            dataSha256,
             // The data position: the next row of the training stream is position; the order of
             // epoch e comes from mulberry32(streamSeed(seed, e + 1)), the evaluation split from stream 0.
             position: run.step * rowsPerStep,
