@@ -1,54 +1,46 @@
 #!/usr/bin/env node
-// `npx lmkernels doctor`: what the backend found on this machine.
-import { backendInfo, defaultDevice } from './device';
+// `npx lmkernels <command>`: doctor, generate, finetune (one file per command under lib/cli/).
+import { doctor } from './cli/doctor';
+import { finetune, FINETUNE_USAGE } from './cli/finetune';
+import { generate, GENERATE_USAGE } from './cli/generate';
+import { UsageError } from './cli/args';
 
-function formatBytes(n: number): string {
-  return `${(n / 2 ** 30).toFixed(1)} GiB`;
-}
+const USAGE = `usage: lmkernels <command> [options]
 
-function table(rows: [string, string][]): string {
-  const width = Math.max(...rows.map(([k]) => k.length));
-  return rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join('\n');
-}
+  doctor     print what the backend found (CPU threads, GEMM, CUDA devices)
+  generate   continue a prompt with a Hugging Face model directory; --help for its options
+  finetune   fine-tune a Hugging Face model directory (sft, goldfish, orpo); --help for its options
 
-function doctor(): number {
-  let info;
-  try {
-    info = backendInfo();
-  } catch (error) {
-    console.error((error as Error).message);
-    return 1;
+${GENERATE_USAGE}
+
+${FINETUNE_USAGE}`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'doctor':
+      return doctor();
+    case 'generate':
+      return generate(rest);
+    case 'finetune':
+      return finetune(rest);
+    case undefined:
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return 0;
+    default:
+      console.error(`lmkernels: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
   }
-  const version = (v?: number) => (v ? `${Math.floor(v / 1000)}.${(v % 1000) / 10}` : 'none');
-  const rows: [string, string][] = [
-    ['lmkernels', info.version],
-    ['node', `${process.version} (${process.platform}-${process.arch})`],
-    ['cpu threads', String(info.cpu.threads)],
-    ['cuda compiled', String(info.cuda.compiled)],
-    ['cuda available', String(info.cuda.available)],
-  ];
-  if (info.cuda.reason) rows.push(['cuda reason', info.cuda.reason]);
-  if (info.cuda.compiled) {
-    rows.push(['cuda runtime', version(info.cuda.runtimeVersion)]);
-    rows.push(['cuda driver', version(info.cuda.driverVersion)]);
-  }
-  for (const d of info.cuda.devices) {
-    rows.push([
-      `cuda:${d.index}`,
-      `${d.name}, sm_${d.computeCapability.replace('.', '')}, ${formatBytes(d.totalMemory)}`,
-    ]);
-  }
-  rows.push(['gemm (cpu)', info.gemm.cpu + (info.gemm.cpuLibrary ? ` (${info.gemm.cpuLibrary})` : '')]);
-  rows.push(['gemm (cuda)', info.gemm.cuda]);
-  rows.push(['default device', defaultDevice().toString()]);
-  console.log('lmkernels doctor\n' + table(rows));
-  return 0;
 }
 
-const command = process.argv[2];
-if (command === 'doctor') {
-  process.exitCode = doctor();
-} else {
-  console.log('usage: lmkernels doctor    print what the backend found (CPU threads, CUDA devices)');
-  process.exitCode = command === undefined || command === '--help' || command === '-h' ? 0 : 1;
-}
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: Error) => {
+    console.error(error instanceof UsageError ? error.message : `lmkernels: ${error.message}`);
+    process.exitCode = error instanceof UsageError ? 2 : 1;
+  },
+);

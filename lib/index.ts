@@ -15,6 +15,9 @@ export { fam } from './ops/fam';
 export { ops, nn, optim, noGrad, isGradEnabled, gradcheck, clipGradNorm } from './training';
 export type { RWKV4State, RWKV4Options, AdamWOptions } from './training';
 export { losses } from './ops/losses';
+export * as hub from './hub/index';
+export { generate } from './generate';
+export type { GenerateOptions } from './generate';
 export type { Wkv4ForwardOptions, Wkv4BackwardOptions, Wkv4StepOptions } from './ops/wkv4';
 export type {
   FamAttentionResult,
@@ -38,3 +41,6 @@ export type {
   ShiftLabelsOptions,
 } from './ops/losses';
 export type { FamModelOptions, FamState } from './training';
+export type { Tokenizer, ChatMessage } from './hub/index';
+export * as data from './data/index';
+export type { PreferenceTokens, TextTokens } from './data/index';

@@ -308,18 +308,29 @@ export class FamTransformerModel extends Module {
     return this.head.forward(this.normOut.forward(x));
   }
 
+  /** tokens [B,T] int32 → hidden states [B,T,d] after the final norm (the head's input). */
+  hiddenStates(tokens: Tensor): Tensor {
+    this.checkTokens(tokens, 'FamTransformerModel.hiddenStates');
+    const { hidden, state } = this.run(tokens, undefined, 'FamTransformerModel.hiddenStates');
+    disposeFamState(state);
+    return hidden;
+  }
+
   /**
    * One chunk of a longer sequence: T must be a multiple of blockSize except
    * for the last chunk. Returns the logits and the state for the next chunk.
    */
   forwardChunk(tokens: Tensor, state?: FamState): { logits: Tensor; state: FamState } {
     this.checkTokens(tokens, 'FamTransformerModel.forwardChunk');
+    const { hidden, state: next } = this.run(tokens, state, 'FamTransformerModel.forwardChunk');
+    return { logits: this.head.forward(hidden), state: next };
+  }
+
+  private run(tokens: Tensor, state: FamState | undefined, fn: string): { hidden: Tensor; state: FamState } {
     const B = tokens.shape[0]!;
     const start = state?.position ?? 0;
     if (start % this.config.blockSize !== 0) {
-      throw new RangeError(
-        `FamTransformerModel.forwardChunk: the previous chunk ended inside a block (position ${start})`,
-      );
+      throw new RangeError(`${fn}: the previous chunk ended inside a block (position ${start})`);
     }
     let x = this.emb.forward(tokens);
     const layers: FamLayerState[] = [];
@@ -329,9 +340,9 @@ export class FamTransformerModel extends Module {
       x = r.y;
       layers.push(r.state);
     });
-    const logits = this.head.forward(this.normOut.forward(x));
+    const hidden = this.normOut.forward(x);
     for (const l of layers) [l.fam, l.memK, l.memV].forEach((t) => t && keep(t));
-    return { logits, state: { layers, position: start + tokens.shape[1]! } };
+    return { hidden, state: { layers, position: start + tokens.shape[1]! } };
   }
 }
 

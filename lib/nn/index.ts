@@ -6,3 +6,7 @@ export { RWKV4Model, RWKV4Block, RWKV4TimeMix, RWKV4ChannelMix, disposeRWKV4Stat
 export type { RWKV4State, RWKV4Options } from './rwkv4';
 export { FamTransformerModel, FamTransformerBlock, disposeFamState } from './fam';
 export type { FamModelOptions, FamState, FamLayerState } from './fam';
+export { LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaMLP, disposeLlamaCache } from './llama';
+export type { LlamaOptions, LlamaFamOptions, LlamaRopeScaling, LlamaCache, LlamaLayerCache } from './llama';
+export { LoRA } from './lora';
+export type { LoRAOptions, LoRAConfig } from './lora';

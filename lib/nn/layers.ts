@@ -32,18 +32,28 @@ export class Linear extends Module {
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
-    opts: LayerOptions & { bias?: boolean } = {},
+    opts: LayerOptions & { bias?: boolean; weight?: Tensor } = {},
   ) {
     super();
     const fn = 'nn.Linear';
     checkInteger(inFeatures, fn, 'inFeatures', 1);
     checkInteger(outFeatures, fn, 'outFeatures', 1);
-    checkOptions(opts, fn, ['bias', 'device', 'dtype', 'seed']);
+    checkOptions(opts, fn, ['bias', 'device', 'dtype', 'seed', 'weight']);
     const { device, dtype } = layerPlacement(opts, fn);
     const bound = 1 / Math.sqrt(inFeatures);
+    if (opts.weight !== undefined) {
+      // A weight shared with another module (tied embeddings): not a copy.
+      checkTensor(opts.weight, fn, 'weight');
+      if (opts.weight.shape.join(',') !== `${outFeatures},${inFeatures}`) {
+        throw new RangeError(
+          `${fn}: weight must have shape [${outFeatures},${inFeatures}], got [${opts.weight.shape}]`,
+        );
+      }
+    }
     this.weight = this.registerParameter(
       'weight',
-      rand([outFeatures, inFeatures], { low: -bound, high: bound, device, dtype, seed: subSeed(opts.seed, 0) }),
+      opts.weight ??
+        rand([outFeatures, inFeatures], { low: -bound, high: bound, device, dtype, seed: subSeed(opts.seed, 0) }),
     );
     this.bias =
       opts.bias === false

@@ -21,11 +21,34 @@ export abstract class Module {
     return m;
   }
 
+  /**
+   * @internal Adds a sub-module after construction (nn.LoRA's adapters); its
+   * parameters are listed, and saved, like any other.
+   */
+  attachModule<M extends Module>(name: string, m: M): M {
+    if (this.children.has(name) || this.params.has(name)) {
+      throw new RangeError(`Module.attachModule: '${name}' is already registered`);
+    }
+    return this.registerModule(name, m);
+  }
+
+  /** @internal Removes a sub-module added by attachModule (it is not disposed). */
+  detachModule(name: string): void {
+    this.children.delete(name);
+  }
+
   /** [dotted name, parameter] in registration order, e.g. 'blocks.0.att.key.weight'. */
   namedParameters(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [name, t] of this.params) out.push([prefix + name, t]);
     for (const [name, child] of this.children) out.push(...child.namedParameters(`${prefix}${name}.`));
+    return out;
+  }
+
+  /** [dotted name, module] of this module ('') and every descendant, depth first. */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix.replace(/\.$/, ''), this]];
+    for (const [name, child] of this.children) out.push(...child.namedModules(`${prefix}${name}.`));
     return out;
   }
 

@@ -6,9 +6,14 @@
 // weights as an RNN, one token at a time, with the state it returns.
 // Initialisation follows the authors' RWKV-4 code (layer-dependent decay and
 // mixing curves), written from its formulas.
+// The math is transformers' RwkvForCausalLM (modeling_rwkv.py): `ln0` is its
+// blocks.0.pre_ln, the time mix its `attention` (attention_hidden_size wide),
+// the channel mix its `feed_forward` (intermediate_size wide); lib/hub maps the
+// parameter names. Its `rescale_every` halves activations and output weights
+// every few layers at inference only, which changes nothing but float16 range.
 import { tensor } from '../creation';
 import { checkTensor, Tensor } from '../tensor';
-import { checkInteger, checkOptions } from '../validate';
+import { checkInteger, checkNumber, checkOptions } from '../validate';
 import { noGrad } from '../autograd/engine';
 import * as ops from '../autograd/ops';
 import { wkv4 as wkv4Kernel } from '../ops/wkv4';
@@ -44,13 +49,13 @@ export class RWKV4TimeMix extends Module {
   readonly receptance: Linear;
   readonly output: Linear;
 
-  constructor(dModel: number, layer: number, nLayers: number, opts: LayerOptions) {
+  constructor(dModel: number, layer: number, nLayers: number, opts: LayerOptions & { attentionSize?: number }) {
     super();
-    const placement = layerPlacement(opts, 'nn.RWKV4Model');
+    const placement = layerPlacement({ device: opts.device, dtype: opts.dtype }, 'nn.RWKV4Model');
     const wkvDtype = placement.dtype === 'float64' ? 'float64' : 'float32';
     const r01 = nLayers > 1 ? layer / (nLayers - 1) : 0;
     const r10 = 1 - layer / nLayers;
-    const C = dModel;
+    const C = opts.attentionSize ?? dModel;
     this.timeDecay = this.registerParameter(
       'timeDecay',
       curve(C, (h) => -5 + 8 * (h / Math.max(C - 1, 1)) ** (0.7 + 1.3 * r01), { ...placement, dtype: wkvDtype }),
@@ -59,23 +64,24 @@ export class RWKV4TimeMix extends Module {
       'timeFirst',
       curve(C, (h) => Math.log(0.3) + (((h + 1) % 3) - 1) * 0.5, { ...placement, dtype: wkvDtype }),
     );
+    const D = dModel;
     this.mixK = this.registerParameter(
       'mixK',
-      curve(C, (i) => (i / C) ** r10, placement),
+      curve(D, (i) => (i / D) ** r10, placement),
     );
     this.mixV = this.registerParameter(
       'mixV',
-      curve(C, (i) => (i / C) ** r10 + 0.3 * r01, placement),
+      curve(D, (i) => (i / D) ** r10 + 0.3 * r01, placement),
     );
     this.mixR = this.registerParameter(
       'mixR',
-      curve(C, (i) => (i / C) ** (0.5 * r10), placement),
+      curve(D, (i) => (i / D) ** (0.5 * r10), placement),
     );
-    const lin = (k: number) => ({ ...opts, bias: false, seed: subSeed(opts.seed, k) });
-    this.key = this.registerModule('key', new Linear(C, C, lin(1)));
-    this.value = this.registerModule('value', new Linear(C, C, lin(2)));
-    this.receptance = this.registerModule('receptance', new Linear(C, C, lin(3)));
-    this.output = this.registerModule('output', new Linear(C, C, lin(4)));
+    const lin = (k: number) => ({ ...placement, bias: false, seed: subSeed(opts.seed, k) });
+    this.key = this.registerModule('key', new Linear(D, C, lin(1)));
+    this.value = this.registerModule('value', new Linear(D, C, lin(2)));
+    this.receptance = this.registerModule('receptance', new Linear(D, C, lin(3)));
+    this.output = this.registerModule('output', new Linear(C, D, lin(4)));
   }
 
   private kvr(x: Tensor, shifted: Tensor) {
@@ -108,11 +114,12 @@ export class RWKV4ChannelMix extends Module {
   readonly receptance: Linear;
   readonly value: Linear;
 
-  constructor(dModel: number, layer: number, nLayers: number, opts: LayerOptions) {
+  constructor(dModel: number, layer: number, nLayers: number, opts: LayerOptions & { intermediateSize?: number }) {
     super();
-    const placement = layerPlacement(opts, 'nn.RWKV4Model');
+    const placement = layerPlacement({ device: opts.device, dtype: opts.dtype }, 'nn.RWKV4Model');
     const r10 = 1 - layer / nLayers;
     const C = dModel;
+    const I = opts.intermediateSize ?? 4 * C;
     this.mixK = this.registerParameter(
       'mixK',
       curve(C, (i) => (i / C) ** r10, placement),
@@ -121,10 +128,10 @@ export class RWKV4ChannelMix extends Module {
       'mixR',
       curve(C, (i) => (i / C) ** r10, placement),
     );
-    const lin = (k: number) => ({ ...opts, bias: false, seed: subSeed(opts.seed, 10 + k) });
-    this.key = this.registerModule('key', new Linear(C, 4 * C, lin(1)));
+    const lin = (k: number) => ({ ...placement, bias: false, seed: subSeed(opts.seed, 10 + k) });
+    this.key = this.registerModule('key', new Linear(C, I, lin(1)));
     this.receptance = this.registerModule('receptance', new Linear(C, C, lin(2)));
-    this.value = this.registerModule('value', new Linear(4 * C, C, lin(3)));
+    this.value = this.registerModule('value', new Linear(I, C, lin(3)));
   }
 
   private apply(x: Tensor, shifted: Tensor): Tensor {
@@ -146,12 +153,24 @@ export class RWKV4Block extends Module {
   readonly ln2: LayerNorm;
   readonly att: RWKV4TimeMix;
   readonly ffn: RWKV4ChannelMix;
-  constructor(dModel: number, layer: number, nLayers: number, opts: LayerOptions) {
+  constructor(
+    dModel: number,
+    layer: number,
+    nLayers: number,
+    opts: LayerOptions & { attentionSize?: number; intermediateSize?: number; eps?: number },
+  ) {
     super();
-    this.ln1 = this.registerModule('ln1', new LayerNorm(dModel, opts));
-    this.ln2 = this.registerModule('ln2', new LayerNorm(dModel, opts));
-    this.att = this.registerModule('att', new RWKV4TimeMix(dModel, layer, nLayers, opts));
-    this.ffn = this.registerModule('ffn', new RWKV4ChannelMix(dModel, layer, nLayers, opts));
+    const base = { device: opts.device, dtype: opts.dtype, seed: opts.seed };
+    this.ln1 = this.registerModule('ln1', new LayerNorm(dModel, { ...base, eps: opts.eps }));
+    this.ln2 = this.registerModule('ln2', new LayerNorm(dModel, { ...base, eps: opts.eps }));
+    this.att = this.registerModule(
+      'att',
+      new RWKV4TimeMix(dModel, layer, nLayers, { ...base, attentionSize: opts.attentionSize }),
+    );
+    this.ffn = this.registerModule(
+      'ffn',
+      new RWKV4ChannelMix(dModel, layer, nLayers, { ...base, intermediateSize: opts.intermediateSize }),
+    );
   }
   forward(x: Tensor): Tensor {
     const h = ops.add(x, this.att.forward(this.ln1.forward(x)));
@@ -168,6 +187,12 @@ export interface RWKV4Options extends LayerOptions {
   vocabSize: number;
   dModel: number;
   nLayers: number;
+  /** Width of the time mix (key/value/receptance/WKV); default dModel (transformers' attention_hidden_size). */
+  attentionSize?: number;
+  /** Width of the channel mix; default 4·dModel (transformers' intermediate_size). */
+  intermediateSize?: number;
+  /** LayerNorm epsilon; default 1e-5 (transformers' layer_norm_epsilon). */
+  layerNormEps?: number;
 }
 
 export class RWKV4Model extends Module {
@@ -179,45 +204,86 @@ export class RWKV4Model extends Module {
   readonly blocks: RWKV4Block[];
   readonly lnOut: LayerNorm;
   readonly head: Linear;
+  /** The Hugging Face config fields (what hub.saveModel writes as config.json). */
+  config: Record<string, unknown>;
+  /** generation_config.json's fields when loaded by hub.loadModel (eos for generate). */
+  generationConfig: Record<string, unknown> | undefined;
 
   constructor(opts: RWKV4Options) {
     super();
     const fn = 'nn.RWKV4Model';
-    checkOptions(opts, fn, ['vocabSize', 'dModel', 'nLayers', 'device', 'dtype', 'seed']);
     if (opts === undefined) throw new TypeError(`${fn}: options are required`);
+    checkOptions(opts, fn, [
+      'vocabSize',
+      'dModel',
+      'nLayers',
+      'attentionSize',
+      'intermediateSize',
+      'layerNormEps',
+      'device',
+      'dtype',
+      'seed',
+    ]);
     this.vocabSize = checkInteger(opts.vocabSize, fn, 'vocabSize', 1);
     this.dModel = checkInteger(opts.dModel, fn, 'dModel', 1);
     this.nLayers = checkInteger(opts.nLayers, fn, 'nLayers', 1);
+    const attentionSize = checkInteger(opts.attentionSize ?? this.dModel, fn, 'attentionSize', 1);
+    const intermediateSize = checkInteger(opts.intermediateSize ?? 4 * this.dModel, fn, 'intermediateSize', 1);
+    const eps = opts.layerNormEps === undefined ? 1e-5 : checkNumber(opts.layerNormEps, fn, 'layerNormEps');
     const base: LayerOptions = { device: opts.device, dtype: opts.dtype, seed: opts.seed };
+    // transformers' RwkvConfig fields; rescale_every 0 because this model never rescales.
+    this.config = {
+      architectures: ['RwkvForCausalLM'],
+      model_type: 'rwkv',
+      vocab_size: this.vocabSize,
+      hidden_size: this.dModel,
+      num_hidden_layers: this.nLayers,
+      attention_hidden_size: attentionSize,
+      intermediate_size: intermediateSize,
+      layer_norm_epsilon: eps,
+      context_length: 1024,
+      rescale_every: 0,
+      tie_word_embeddings: false,
+      bos_token_id: 0,
+      eos_token_id: 0,
+    };
+    this.generationConfig = undefined;
     this.emb = this.registerModule(
       'emb',
       new Embedding(this.vocabSize, this.dModel, { ...base, seed: subSeed(opts.seed, 100), std: 1e-2 }),
     );
-    this.ln0 = this.registerModule('ln0', new LayerNorm(this.dModel, base));
+    this.ln0 = this.registerModule('ln0', new LayerNorm(this.dModel, { ...base, eps }));
     this.blocks = Array.from({ length: this.nLayers }, (_, i) =>
       this.registerModule(
         `blocks.${i}`,
-        new RWKV4Block(this.dModel, i, this.nLayers, { ...base, seed: subSeed(opts.seed, 200 + i) }),
+        new RWKV4Block(this.dModel, i, this.nLayers, {
+          ...base,
+          seed: subSeed(opts.seed, 200 + i),
+          attentionSize,
+          intermediateSize,
+          eps,
+        }),
       ),
     );
-    this.lnOut = this.registerModule('lnOut', new LayerNorm(this.dModel, base));
+    this.lnOut = this.registerModule('lnOut', new LayerNorm(this.dModel, { ...base, eps }));
     this.head = this.registerModule(
       'head',
       new Linear(this.dModel, this.vocabSize, { ...base, bias: false, seed: subSeed(opts.seed, 300) }),
     );
   }
 
-  /** tokens [B,T] int32 → logits [B,T,V] */
-  forward(tokens: Tensor): Tensor {
-    checkTensor(tokens, 'RWKV4Model.forward', 'tokens');
-    if (tokens.dtype !== 'int32' || tokens.shape.length !== 2) {
-      throw new TypeError(
-        `RWKV4Model.forward: tokens must be int32 [B,T], got ${tokens.dtype} [${tokens.shape.join(',')}]`,
-      );
-    }
+  /** tokens [B,T] int32 → hidden states [B,T,d] after the final LayerNorm (the head's input). */
+  hiddenStates(tokens: Tensor): Tensor {
+    checkTokens(tokens, 'RWKV4Model.hiddenStates');
     let x = this.ln0.forward(this.emb.forward(tokens));
     for (const block of this.blocks) x = block.forward(x);
-    return this.head.forward(this.lnOut.forward(x));
+    return this.lnOut.forward(x);
+  }
+
+  /** tokens [B,T] int32 → logits [B,T,V] */
+  forward(tokens: Tensor): Tensor {
+    checkTokens(tokens, 'RWKV4Model.forward');
+    return this.head.forward(this.hiddenStates(tokens));
   }
 
   /** A fresh state for a batch of B sequences. */
@@ -225,15 +291,14 @@ export class RWKV4Model extends Module {
     const dtype = this.emb.weight.dtype;
     const acc = dtype === 'float64' ? 'float64' : 'float32';
     const device = this.emb.weight.device;
+    const A = this.blocks[0]!.att.timeDecay.shape[0]!;
     return {
       layers: this.blocks.map(() => {
         // (aa, bb, pp) = (0, 0, -1e38): the empty state.
         const wkv = tensor(
-          Float64Array.from({ length: batch * 3 * this.dModel }, (_, i) =>
-            Math.floor(i / this.dModel) % 3 === 2 ? -1e38 : 0,
-          ),
+          Float64Array.from({ length: batch * 3 * A }, (_, i) => (Math.floor(i / A) % 3 === 2 ? -1e38 : 0)),
           {
-            shape: [batch, 3, this.dModel],
+            shape: [batch, 3, A],
             dtype: acc,
             device,
           },
@@ -278,6 +343,13 @@ export class RWKV4Model extends Module {
         return { logits, state: { layers } };
       }),
     );
+  }
+}
+
+function checkTokens(tokens: Tensor, fn: string): void {
+  checkTensor(tokens, fn, 'tokens');
+  if (tokens.dtype !== 'int32' || tokens.shape.length !== 2) {
+    throw new TypeError(`${fn}: tokens must be int32 [B,T], got ${tokens.dtype} [${tokens.shape.join(',')}]`);
   }
 }
 

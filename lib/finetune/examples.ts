@@ -1,0 +1,131 @@
+// The fine-tuning data: rows of a JSON Lines file tokenized the way TRL does for the method,
+// a held-out evaluation split, and the training order, all fixed by the seed.
+import { jsonlLines } from '../data/jsonl';
+import { IGNORE_INDEX, tokenizePreference, tokenizeText } from '../data/tokenize';
+import type { Tokenizer } from '../hub/tokenizer';
+import { mulberry32 } from '../generate';
+import type { FinetuneMethod } from './options';
+
+export interface PreferenceExample {
+  kind: 'preference';
+  /** 1-based line in the data file. */
+  line: number;
+  chosenIds: Int32Array;
+  chosenLabels: Int32Array;
+  rejectedIds: Int32Array;
+  rejectedLabels: Int32Array;
+}
+
+export interface TextExample {
+  kind: 'text';
+  line: number;
+  inputIds: Int32Array;
+  labels: Int32Array;
+}
+
+export type Example = PreferenceExample | TextExample;
+
+/** A supervised position remains once labels are shifted (position t predicts labels[t + 1]). */
+function supervises(labels: Int32Array): boolean {
+  for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE_INDEX) return true;
+  return false;
+}
+
+/** A preference row for supervised fine-tuning: the prompt and the chosen answer. */
+function chosenAsText(row: Record<string, unknown>): Record<string, unknown> {
+  if ('prompt' in row) return { prompt: row.prompt, completion: row.chosen };
+  return Array.isArray(row.chosen) ? { messages: row.chosen } : { text: row.chosen };
+}
+
+/**
+ * Every row tokenized for the method: 'orpo' needs preference rows (prompt/chosen/rejected);
+ * 'sft' and 'goldfish' take 'text', 'messages' or 'prompt'/'completion' rows, and preference rows
+ * as prompt + chosen (supervised fine-tuning on the chosen answers). Rows left with nothing to
+ * supervise after truncation are skipped (TRL drops them too) and counted.
+ */
+export async function loadExamples(
+  path: string,
+  tokenizer: Tokenizer,
+  method: FinetuneMethod,
+  maxLength: number,
+): Promise<{ examples: Example[]; skipped: number }> {
+  const examples: Example[] = [];
+  let skipped = 0;
+  for await (const { line, row } of jsonlLines(path)) {
+    try {
+      if (method === 'orpo') {
+        const t = tokenizePreference(tokenizer, row, { maxLength });
+        if (supervises(t.chosenLabels) && supervises(t.rejectedLabels)) {
+          examples.push({ kind: 'preference', line, ...t });
+        } else skipped++;
+      } else {
+        const textRow = 'chosen' in row && !('text' in row) && !('messages' in row) ? chosenAsText(row) : row;
+        const t = tokenizeText(tokenizer, textRow, { maxLength });
+        if (supervises(t.labels)) examples.push({ kind: 'text', line, ...t });
+        else skipped++;
+      }
+    } catch (error) {
+      if ((error as Error).message.startsWith('data.readJsonl')) throw error;
+      throw new Error(`finetune: ${path}:${line}: ${(error as Error).message}`);
+    }
+  }
+  if (examples.length === 0) {
+    throw new RangeError(`finetune: ${path} has no row usable for --method ${method} (${skipped} skipped)`);
+  }
+  return { examples, skipped };
+}
+
+/** The seed of stream `stream` (0: the evaluation split, e + 1: the order of epoch e) for a run seed. */
+export function streamSeed(seed: number, stream: number): number {
+  return (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(stream + 1, 0x85ebca6b)) >>> 0;
+}
+
+/** A Fisher–Yates permutation of 0..n-1 from mulberry32(seed). */
+export function permutation(n: number, seed: number): Int32Array {
+  const random = mulberry32(seed);
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+/** Held-out rows: a tenth of the data (at most 1000), none below 10 rows. */
+export function evalCount(n: number): number {
+  return n < 10 ? 0 : Math.min(1000, Math.floor(n / 10));
+}
+
+/** The evaluation split and the training rows, fixed by the seed. */
+export function splitExamples(examples: Example[], seed: number): { train: Example[]; evaluation: Example[] } {
+  const order = permutation(examples.length, streamSeed(seed, 0));
+  const k = evalCount(examples.length);
+  const evaluation = Array.from(order.subarray(0, k), (i) => examples[i]!).sort((a, b) => a.line - b.line);
+  const train = Array.from(order.subarray(k), (i) => examples[i]!).sort((a, b) => a.line - b.line);
+  return { train, evaluation };
+}
+
+/**
+ * The training rows as one stream: epoch e visits every row once in the order
+ * permutation(n, streamSeed(seed, e + 1)); position g of the stream is row g mod n of epoch
+ * floor(g / n). A checkpoint records g, so a resumed run reads the same rows in the same order.
+ */
+export class TrainingStream {
+  private cachedEpoch = -1;
+  private order: Int32Array = new Int32Array(0);
+
+  constructor(
+    readonly rows: Example[],
+    readonly seed: number,
+  ) {}
+
+  at(position: number): Example {
+    const n = this.rows.length;
+    const epoch = Math.floor(position / n);
+    if (epoch !== this.cachedEpoch) {
+      this.order = permutation(n, streamSeed(this.seed, epoch + 1));
+      this.cachedEpoch = epoch;
+    }
+    return this.rows[this.order[position % n]!]!;
+  }
+}

@@ -1,0 +1,173 @@
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import * as lmk from 'lmkernels';
+import { FIXTURES, expectedOf, idsTensor, relativeError } from './hf-fixtures';
+
+const tmp = mkdtempSync(join(tmpdir(), 'lmk-hub-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const MODELS = ['rwkv4', 'llama-gqa-tied', 'llama-untied-sharded', 'mistral', 'qwen2'];
+
+async function paramBytes(model: lmk.hub.CausalLM): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  for (const [name, t] of model.namedParameters()) out.set(name, Array.from(await t.data()));
+  return out;
+}
+
+describe('hub.loadModel: logits equal transformers (float32, 1e-4 relative)', () => {
+  for (const name of [...MODELS, 'rwkv4-bf16']) {
+    it(name, async () => {
+      const exp = expectedOf(name);
+      const model = await lmk.hub.loadModel(join(FIXTURES, name), { device: 'cpu' });
+      const logits = model.forward(idsTensor(exp.input_ids));
+      expect(logits.shape).toEqual([2, 12, 64]);
+      expect(relativeError(await logits.data(), exp.logits)).toBeLessThan(1e-4);
+      // hiddenStates → head is forward.
+      const viaHidden = model.head.forward(model.hiddenStates(idsTensor(exp.input_ids)));
+      expect(Array.from(await viaHidden.data())).toEqual(Array.from(await logits.data()));
+      model.dispose();
+    });
+  }
+});
+
+describe('hub.saveModel', () => {
+  for (const name of MODELS) {
+    it(`${name}: what it writes loads back bit-identically`, async () => {
+      const model = await lmk.hub.loadModel(join(FIXTURES, name), { device: 'cpu' });
+      const out = join(tmp, `${name}-saved`);
+      await lmk.hub.saveModel(model, out, name.includes('sharded') ? { maxShardBytes: 20_000 } : {});
+      const back = await lmk.hub.loadModel(out, { device: 'cpu' });
+      expect(await paramBytes(back)).toEqual(await paramBytes(model));
+      expect(back.config.architectures).toEqual(model.config.architectures);
+      model.dispose();
+      back.dispose();
+    });
+  }
+
+  it('writes the same tensor bytes as transformers (names, shapes, HF row order)', async () => {
+    const model = await lmk.hub.loadModel(join(FIXTURES, 'llama-gqa-tied'), { device: 'cpu' });
+    const out = join(tmp, 'tied-bytes');
+    await lmk.hub.saveModel(model, out);
+    const mine = await lmk.loadSafetensors(join(out, 'model.safetensors'), { device: 'cpu' });
+    const theirs = await lmk.loadSafetensors(join(FIXTURES, 'llama-gqa-tied', 'model.safetensors'), { device: 'cpu' });
+    expect(Object.keys(mine).sort()).toEqual(Object.keys(theirs).sort());
+    for (const [k, t] of Object.entries(theirs)) {
+      expect(mine[k]!.shape, k).toEqual(t.shape);
+      expect(Array.from(await mine[k]!.data()), k).toEqual(Array.from(await t.data()));
+    }
+    model.dispose();
+  });
+
+  it('shards past maxShardBytes, with the index transformers reads', async () => {
+    const model = await lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { device: 'cpu' });
+    const out = join(tmp, 'rwkv-shards');
+    await lmk.hub.saveModel(model, out, { maxShardBytes: 16_384 });
+    const index = JSON.parse(readFileSync(join(out, 'model.safetensors.index.json'), 'utf8'));
+    const files = new Set(Object.values(index.weight_map as Record<string, string>));
+    expect(files.size).toBeGreaterThan(2);
+    for (const f of files) expect(f).toMatch(/^model-\d{5}-of-\d{5}\.safetensors$/);
+    expect(index.weight_map['rwkv.blocks.0.pre_ln.weight']).toBeDefined();
+    const back = await lmk.hub.loadModel(out, { device: 'cpu' });
+    expect(await paramBytes(back)).toEqual(await paramBytes(model));
+    model.dispose();
+    back.dispose();
+  });
+
+  it('bfloat16: a bf16 checkpoint saved from a bf16 model is the same file content', async () => {
+    const dir = join(FIXTURES, 'rwkv4-bf16');
+    const model = await lmk.hub.loadModel(dir, { device: 'cpu', dtype: 'bfloat16' });
+    expect(model.head.weight.dtype).toBe('bfloat16');
+    const out = join(tmp, 'bf16');
+    await lmk.hub.saveModel(model, out);
+    const mine = await lmk.loadSafetensors(join(out, 'model.safetensors'), { device: 'cpu' });
+    const theirs = await lmk.loadSafetensors(join(dir, 'model.safetensors'), { device: 'cpu' });
+    for (const [k, t] of Object.entries(theirs)) {
+      expect(mine[k]!.dtype).toBe('bfloat16');
+      expect(Array.from(await mine[k]!.data()), k).toEqual(Array.from(await t.data()));
+    }
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
+    model.dispose();
+  });
+
+  it('a model built from scratch saves a config that loads back', async () => {
+    const model = new lmk.nn.LlamaModel({
+      vocabSize: 40,
+      dModel: 16,
+      nLayers: 1,
+      nHeads: 2,
+      nKvHeads: 1,
+      intermediateSize: 24,
+      tieWordEmbeddings: true,
+      seed: 3,
+    });
+    const out = join(tmp, 'scratch');
+    await lmk.hub.saveModel(model, out);
+    const back = await lmk.hub.loadModel(out, { device: 'cpu' });
+    expect(back).toBeInstanceOf(lmk.nn.LlamaModel);
+    expect(await paramBytes(back)).toEqual(await paramBytes(model));
+    model.dispose();
+    back.dispose();
+  });
+});
+
+describe('hub.loadModel errors', () => {
+  function copyFixture(name: string, to: string): string {
+    const dir = join(tmp, to);
+    cpSync(join(FIXTURES, name), dir, { recursive: true });
+    return dir;
+  }
+
+  it('an unknown architecture: RangeError naming it and the supported ones', async () => {
+    const dir = copyFixture('rwkv4', 'unknown-arch');
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    config.architectures = ['GPTNeoXForCausalLM'];
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const err = await lmk.hub.loadModel(dir, { device: 'cpu' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RangeError);
+    expect(String(err)).toMatch(/GPTNeoXForCausalLM/);
+    expect(String(err)).toMatch(/RwkvForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM/);
+  });
+
+  async function rewriteWeights(dir: string, edit: (t: Record<string, lmk.Tensor>) => void) {
+    const file = join(dir, 'model.safetensors');
+    const tensors = await lmk.loadSafetensors(file, { device: 'cpu' });
+    edit(tensors);
+    await lmk.saveSafetensors(file, tensors, { format: 'pt' });
+  }
+
+  it('a missing tensor: RangeError naming it as in the file', async () => {
+    const dir = copyFixture('mistral', 'missing');
+    await rewriteWeights(dir, (t) => delete t['model.layers.1.mlp.up_proj.weight']);
+    await expect(lmk.hub.loadModel(dir, { device: 'cpu' })).rejects.toThrow(
+      /hub\.loadModel: tensor model\.layers\.1\.mlp\.up_proj\.weight is missing/,
+    );
+  });
+
+  it('a mis-shaped tensor: RangeError naming it and both shapes', async () => {
+    const dir = copyFixture('rwkv4', 'misshaped');
+    await rewriteWeights(dir, (t) => {
+      t['rwkv.blocks.1.feed_forward.key.weight'] = lmk.zeros([95, 32]);
+    });
+    const err = await lmk.hub.loadModel(dir, { device: 'cpu' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RangeError);
+    expect(String(err)).toMatch(/rwkv\.blocks\.1\.feed_forward\.key\.weight .*\[95,32\], expected \[96,32\]/);
+  });
+
+  it('a directory without weights or config', async () => {
+    const dir = join(tmp, 'empty');
+    await expect(lmk.hub.loadModel(dir, { device: 'cpu' })).rejects.toThrow(/has no config\.json/);
+    const only = copyFixture('rwkv4', 'noweights');
+    rmSync(join(only, 'model.safetensors'));
+    await expect(lmk.hub.loadModel(only, { device: 'cpu' })).rejects.toThrow(
+      /neither model\.safetensors nor model\.safetensors\.index\.json/,
+    );
+    copyFileSync(join(FIXTURES, 'rwkv4', 'config.json'), join(tmp, 'x.json'));
+  });
+
+  it('bad options are TypeErrors', async () => {
+    await expect(lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { dtpye: 'float32' } as never)).rejects.toThrow(TypeError);
+    await expect(lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { dtype: 'int32' } as never)).rejects.toThrow(TypeError);
+  });
+});
