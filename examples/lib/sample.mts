@@ -19,7 +19,8 @@ export interface GenerativeModel {
   parameters(): lmk.Tensor[];
   step?(tokens: lmk.Tensor, state?: lmk.RWKV4State): { logits: lmk.Tensor; state: lmk.RWKV4State };
   forwardChunk?(tokens: lmk.Tensor, state?: lmk.FamState): { logits: lmk.Tensor; state: lmk.FamState };
-  config?: { blockSize: number };
+  /** FamTransformerModel's blockSize (forwardChunk takes whole blocks); other configs may hold anything. */
+  config?: { blockSize?: unknown };
 }
 
 export interface SampleOptions {
@@ -109,10 +110,11 @@ export async function generate(
     if (at.state) lmk.nn.disposeRWKV4State(at.state);
     return out;
   }
-  if (forwardChunk && model.config?.blockSize) {
+  const blockSize = model.config?.blockSize;
+  if (forwardChunk && typeof blockSize === 'number' && blockSize > 0) {
     // TransformerFAM: the state after each complete block is kept; the
     // current partial block is re-read for every new byte.
-    const L = model.config.blockSize;
+    const L = blockSize;
     let state: lmk.FamState | undefined;
     let tail: number[] = [];
     const next = async (token: number) => {
