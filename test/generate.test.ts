@@ -168,3 +168,25 @@ describe('generate: sampling', () => {
     model.dispose();
   });
 });
+
+describe('the decode-path product (x [M≤4, K] · Wᵀ, the GEMV kernel)', () => {
+  it('equals float64 loops for every dtype, M = 1..5, K not a multiple of the lanes', async () => {
+    for (const dtype of ['float32', 'bfloat16', 'float16', 'float64'] as const) {
+      for (const M of [1, 2, 3, 4, 5]) {
+        const [N, K] = [37, 75];
+        const x = lmk.randn([M, K], { seed: M, dtype });
+        const w = lmk.randn([N, K], { seed: 100 + M, dtype });
+        const y = await lmk.ops.linear(x, w).data();
+        const [xh, wh] = [await x.data(), await w.data()];
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let ref = 0;
+            for (let k = 0; k < K; k++) ref += xh[m * K + k]! * wh[n * K + k]!;
+            const tol = dtype === 'float64' ? 1e-12 : dtype === 'float32' ? 1e-4 : 2e-2 * Math.max(1, Math.abs(ref));
+            expect(Math.abs(y[m * N + n]! - ref), `${dtype} M=${M} [${m},${n}]`).toBeLessThan(tol);
+          }
+        }
+      }
+    }
+  });
+});
