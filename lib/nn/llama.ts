@@ -88,10 +88,6 @@ export interface LlamaCache {
   position: number;
 }
 
-function int32(values: number[]): Tensor {
-  return tensor(Int32Array.from(values));
-}
-
 /** transformers' _compute_llama3_parameters, in float32 as it computes them. */
 function llama3InvFreq(headDim: number, theta: number, s: LlamaRopeScaling): Float64Array {
   const f = Math.fround;
@@ -124,7 +120,7 @@ class Rotary {
   }
 
   apply(x: Tensor, positions: number[]): Tensor {
-    if (!this.invFreq) return ops.rope(x, int32(positions), { base: this.theta });
+    if (!this.invFreq) return ops.rope(x, tensor(Int32Array.from(positions), { device: x.device }), { base: this.theta });
     // Scaled frequencies: y = x·cos + swap(x)·sin with swap(x)[2i] = x[2i+1],
     // swap(x)[2i+1] = x[2i], and sin's sign −, + on the two halves of a pair.
     const D = this.headDim,
