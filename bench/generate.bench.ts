@@ -3,12 +3,15 @@
 // lmk.generate (greedy): one token per recurrent step(). Decoding one token
 // reads every weight matrix once, so the bound is
 //     tokens/s ≤ copy bandwidth / weight bytes per token
-// (the embedding contributes one row). Reported: tokens/s and that fraction.
+// (the embedding contributes one row). Reported: tokens/s and that fraction,
+// with the copy bandwidth measured again just before and after each timing
+// (the larger of the two, and of the run's start): on a shared machine the
+// bandwidth at the start of the run may not be the bandwidth now.
 // Validated first: step()'s logits equal forward()'s at every position of a
 // short sequence (the step path runs the GEMV kernel, forward the GEMM).
 // transformers' generate for the same model: bench/transformers-generate.py.
 import * as lmk from 'lmkernels';
-import { timeMs, type BenchContext, type BenchRow } from './harness';
+import { measureCopyBandwidth, timeMs, type BenchContext, type BenchRow } from './harness';
 
 const BYTES = { float32: 4, bfloat16: 2 } as const;
 
@@ -52,6 +55,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       weightBytes += name === 'emb.weight' ? config.dModel * bytes : t.numel * bytes;
     }
     let produced = 0;
+    const bandwidthBefore = await measureCopyBandwidth();
     const ms = await timeMs(
       async () => {
         produced = 0;
@@ -69,6 +73,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     );
     if (produced !== newTokens) throw new Error(`generate bench: ${produced} tokens, expected ${newTokens}`);
     const tokensPerSecond = newTokens / (ms / 1e3);
+    const bandwidth = Math.max(ctx.copyBandwidth, bandwidthBefore, await measureCopyBandwidth());
     rows.push({
       bench: 'generate',
       case: `rwkv4 ${ctx.quick ? 'quick' : '169M'} ${dtype} cpu greedy, ${newTokens} tokens`,
@@ -76,7 +81,8 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       metrics: {
         'tokens/s': tokensPerSecond.toFixed(1),
         'weight MB/token': (weightBytes / 1e6).toFixed(0),
-        'of bandwidth bound': ((tokensPerSecond * weightBytes) / ctx.copyBandwidth).toFixed(2),
+        'copy GB/s': (bandwidth / 1e9).toFixed(1),
+        'of bandwidth bound': ((tokensPerSecond * weightBytes) / bandwidth).toFixed(2),
       },
     });
     model.dispose();

@@ -120,7 +120,8 @@ class Rotary {
   }
 
   apply(x: Tensor, positions: number[]): Tensor {
-    if (!this.invFreq) return ops.rope(x, tensor(Int32Array.from(positions), { device: x.device }), { base: this.theta });
+    if (!this.invFreq)
+      return ops.rope(x, tensor(Int32Array.from(positions), { device: x.device }), { base: this.theta });
     // Scaled frequencies: y = x·cos + swap(x)·sin with swap(x)[2i] = x[2i+1],
     // swap(x)[2i+1] = x[2i], and sin's sign −, + on the two halves of a pair.
     const D = this.headDim,

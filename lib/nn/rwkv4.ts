@@ -22,9 +22,9 @@ import { tidy, keep } from '../scope';
 import { Module } from './module';
 import { Embedding, LayerNorm, Linear, layerPlacement, subSeed, type LayerOptions } from './layers';
 
-/** x·mix + shifted·(1 − mix) = shifted + (x − shifted)·mix */
-function mix(x: Tensor, shifted: Tensor, m: Tensor): Tensor {
-  return ops.add(shifted, ops.mul(ops.sub(x, shifted), m));
+/** x·mix + shifted·(1 − mix) = shifted + (x − shifted)·mix, with diff = x − shifted shared by a mixer's inputs. */
+function mix(shifted: Tensor, diff: Tensor, m: Tensor): Tensor {
+  return ops.add(shifted, ops.mul(diff, m));
 }
 
 function curve(
@@ -85,10 +85,11 @@ export class RWKV4TimeMix extends Module {
   }
 
   private kvr(x: Tensor, shifted: Tensor) {
+    const diff = ops.sub(x, shifted);
     return {
-      k: this.key.forward(mix(x, shifted, this.mixK)),
-      v: this.value.forward(mix(x, shifted, this.mixV)),
-      r: this.receptance.forward(mix(x, shifted, this.mixR)),
+      k: this.key.forward(mix(shifted, diff, this.mixK)),
+      v: this.value.forward(mix(shifted, diff, this.mixV)),
+      r: this.receptance.forward(mix(shifted, diff, this.mixR)),
     };
   }
 
@@ -135,8 +136,9 @@ export class RWKV4ChannelMix extends Module {
   }
 
   private apply(x: Tensor, shifted: Tensor): Tensor {
-    const k = ops.square(ops.relu(this.key.forward(mix(x, shifted, this.mixK))));
-    return ops.mul(ops.sigmoid(this.receptance.forward(mix(x, shifted, this.mixR))), this.value.forward(k));
+    const diff = ops.sub(x, shifted);
+    const k = ops.square(ops.relu(this.key.forward(mix(shifted, diff, this.mixK))));
+    return ops.mul(ops.sigmoid(this.receptance.forward(mix(shifted, diff, this.mixR))), this.value.forward(k));
   }
 
   forward(x: Tensor): Tensor {
