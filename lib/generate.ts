@@ -1,7 +1,8 @@
 // lmk.generate: new token ids from a causal LM, streamed as they come
 // (docs/api.md, "Pretrained models, tokenizers and data").
-// RWKV-4 runs its recurrent step() with state; Llama-family models run the
-// prompt once (prefill) and then one token at a time against a KV cache (with
+// RWKV-4 runs the prompt in parallel (prefill, giving the recurrent state) and
+// then its recurrent step(); Llama-family models run the prompt once (prefill)
+// and then one token at a time against a KV cache (with
 // fam, against the memory segment, the FAM and the current block). The prefix
 // is never run again.
 //
@@ -111,26 +112,27 @@ interface Decoder {
 }
 
 function rwkvDecoder(model: RWKV4Model, prompt: Int32Array): Decoder {
-  let state: RWKV4State | undefined;
-  let logits: Tensor | undefined;
   const device = model.emb.weight.device;
-  const feed = (token: number) => {
-    const ids = tensor(Int32Array.of(token), { device });
-    const r = model.step(ids, state);
-    ids.dispose();
-    if (state) disposeRWKV4State(state);
-    logits?.dispose();
-    state = r.state;
-    logits = r.logits;
-    return logits;
-  };
-  for (const t of prompt) feed(t);
+  const ids = tensor(prompt, { shape: [1, prompt.length], device });
+  const first = model.prefill(ids);
+  ids.dispose();
+  let state: RWKV4State = first.state;
+  let logits = first.logits;
   return {
-    logits: logits!,
-    next: feed,
+    logits,
+    next: (token: number) => {
+      const t = tensor(Int32Array.of(token), { device });
+      const r = model.step(t, state);
+      t.dispose();
+      disposeRWKV4State(state);
+      logits.dispose();
+      state = r.state;
+      logits = r.logits;
+      return logits;
+    },
     dispose: () => {
-      logits?.dispose();
-      if (state) disposeRWKV4State(state);
+      logits.dispose();
+      disposeRWKV4State(state);
     },
   };
 }

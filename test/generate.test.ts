@@ -52,6 +52,30 @@ describe('generate: decoding continues the prefix exactly', () => {
     }
   }
 
+  it('RWKV-4: prefill (in parallel, continuing a state) then step equal forward', async () => {
+    const model = await lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { device: 'cpu' });
+    const seq = Int32Array.from({ length: 9 }, (_, i) => (i * 11 + 5) % 64);
+    const V = 64;
+    const full = await model.forward(lmk.tensor(seq, { shape: [1, 9] })).data();
+    const at = (t: number) => Array.from(full.subarray(t * V, (t + 1) * V));
+    const close = async (got: lmk.Tensor, t: number) => {
+      const g = Array.from(await got.data()),
+        want = at(t);
+      const scale = Math.max(...want.map(Math.abs));
+      expect(Math.max(...g.map((x, j) => Math.abs(x - want[j]!))) / scale, `position ${t}`).toBeLessThan(1e-5);
+    };
+    const a = model.prefill(lmk.tensor(seq.subarray(0, 4), { shape: [1, 4] }));
+    await close(a.logits, 3);
+    const b = model.prefill(lmk.tensor(seq.subarray(4, 6), { shape: [1, 2] }), a.state);
+    await close(b.logits, 5);
+    const c = model.step(lmk.tensor(seq.subarray(6, 7)), b.state);
+    await close(c.logits, 6);
+    const d = model.prefill(lmk.tensor(seq.subarray(7, 8), { shape: [1, 1] }), c.state);
+    await close(d.logits, 7);
+    for (const r of [a, b, c, d]) lmk.nn.disposeRWKV4State(r.state);
+    model.dispose();
+  });
+
   it('Llama KV cache (GQA, llama3 rope)', async () => {
     const model = await lmk.hub.loadModel(join(FIXTURES, 'llama-untied-sharded'), { device: 'cpu' });
     await checkSteps(model, 14, 1e-5);

@@ -95,9 +95,14 @@ export class RWKV4TimeMix extends Module {
 
   /** x [B,T,C] → [B,T,C] */
   forward(x: Tensor): Tensor {
-    const { k, v, r } = this.kvr(x, ops.tokenShift(x));
-    const { y } = ops.wkv4({ timeDecay: this.timeDecay, timeFirst: this.timeFirst, k, v });
-    return this.output.forward(ops.mul(ops.sigmoid(r), y));
+    return this.sequence(x, ops.tokenShift(x)).out;
+  }
+
+  /** x [B,T,C] with its shifted copy and the WKV state before it → output and the state after it. */
+  sequence(x: Tensor, shifted: Tensor, state?: Tensor): { out: Tensor; state: Tensor } {
+    const { k, v, r } = this.kvr(x, shifted);
+    const next = ops.wkv4({ timeDecay: this.timeDecay, timeFirst: this.timeFirst, k, v, ...(state ? { state } : {}) });
+    return { out: this.output.forward(ops.mul(ops.sigmoid(r), next.y)), state: next.state };
   }
 
   /** One token: x [B,C], previous x [B,C] and WKV state [B,3,C]. */
@@ -145,8 +150,9 @@ export class RWKV4ChannelMix extends Module {
     return this.apply(x, ops.tokenShift(x));
   }
 
-  step(x: Tensor, previous: Tensor): Tensor {
-    return this.apply(x, previous);
+  /** x [B,T,C] (or [B,C] for one step) with the previous token's inputs shifted in. */
+  step(x: Tensor, shifted: Tensor): Tensor {
+    return this.apply(x, shifted);
   }
 }
 
@@ -312,6 +318,45 @@ export class RWKV4Model extends Module {
         };
       }),
     };
+  }
+
+  /**
+   * A run of tokens [B,T] (T ≥ 1) in parallel, continuing `state` (fresh when
+   * omitted; not disposed): the last position's logits [B,V] and the state
+   * after it, as T calls of step() would give (no gradients).
+   */
+  prefill(tokens: Tensor, state?: RWKV4State): { logits: Tensor; state: RWKV4State } {
+    const fn = 'RWKV4Model.prefill';
+    checkTokens(tokens, fn);
+    const [B, T] = [tokens.shape[0]!, tokens.shape[1]!];
+    if (T < 1) throw new RangeError(`${fn}: tokens must hold at least one position`);
+    if (state && state.layers.length !== this.nLayers) {
+      throw new RangeError(`${fn}: state has ${state.layers.length} layers, the model ${this.nLayers}`);
+    }
+    const current = state ?? this.initialState(B);
+    // x shifted by one along T with the previous token's value in front.
+    const shiftIn = (x: Tensor, previous: Tensor) => {
+      const first = ops.reshape(previous, [B, 1, x.shape[2]!]);
+      return T === 1 ? first : ops.concat([first, ops.slice(x, 1, 0, T - 1)], 1);
+    };
+    const last = (x: Tensor) => ops.reshape(ops.slice(x, 1, T - 1, T), [B, x.shape[2]!]);
+    return noGrad(() =>
+      tidy(() => {
+        let x = this.ln0.forward(this.emb.forward(tokens));
+        const layers = this.blocks.map((block, i) => {
+          const prev = current.layers[i]!;
+          const xa = block.ln1.forward(x);
+          const att = block.att.sequence(xa, shiftIn(xa, prev.attX), prev.wkv);
+          x = ops.add(x, att.out);
+          const xf = block.ln2.forward(x);
+          x = ops.add(x, block.ffn.step(xf, shiftIn(xf, prev.ffnX)));
+          return { attX: keep(last(xa)), wkv: keep(att.state), ffnX: keep(last(xf)) };
+        });
+        const logits = keep(this.head.forward(last(this.lnOut.forward(x))));
+        if (!state) disposeRWKV4State(current);
+        return { logits, state: { layers } };
+      }),
+    );
   }
 
   /**
