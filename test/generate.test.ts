@@ -54,6 +54,7 @@ describe('generate: decoding continues the prefix exactly', () => {
 
   it('RWKV-4: prefill (in parallel, continuing a state) then step equal forward', async () => {
     const model = await lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { device: 'cpu' });
+    if (!(model instanceof lmk.nn.RWKV4Model)) throw new Error('expected an RWKV4Model');
     const seq = Int32Array.from({ length: 9 }, (_, i) => (i * 11 + 5) % 64);
     const V = 64;
     const full = await model.forward(lmk.tensor(seq, { shape: [1, 9] })).data();
