@@ -138,7 +138,7 @@ describe('generate: sampling', () => {
       }
       return probs;
     };
-    const N = 1500;
+    const N = 1000;
     for (const [topK, topP] of [
       [5, 1],
       [0, 0.6],
