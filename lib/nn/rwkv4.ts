@@ -16,7 +16,6 @@ import { checkTensor, Tensor } from '../tensor';
 import { checkInteger, checkNumber, checkOptions } from '../validate';
 import { noGrad } from '../autograd/engine';
 import * as ops from '../autograd/ops';
-import { wkv4 as wkv4Kernel } from '../ops/wkv4';
 import { zeros } from '../creation';
 import { tidy, keep } from '../scope';
 import { Module } from './module';
@@ -104,13 +103,6 @@ export class RWKV4TimeMix extends Module {
     const next = ops.wkv4({ timeDecay: this.timeDecay, timeFirst: this.timeFirst, k, v, ...(state ? { state } : {}) });
     return { out: this.output.forward(ops.mul(ops.sigmoid(r), next.y)), state: next.state };
   }
-
-  /** One token: x [B,C], previous x [B,C] and WKV state [B,3,C]. */
-  step(x: Tensor, previous: Tensor, state: Tensor): { out: Tensor; state: Tensor } {
-    const { k, v, r } = this.kvr(x, previous);
-    const next = wkv4Kernel.step({ timeDecay: this.timeDecay, timeFirst: this.timeFirst, k, v, state });
-    return { out: this.output.forward(ops.mul(ops.sigmoid(r), next.y)), state: next.state };
-  }
 }
 
 export class RWKV4ChannelMix extends Module {
@@ -150,8 +142,8 @@ export class RWKV4ChannelMix extends Module {
     return this.apply(x, ops.tokenShift(x));
   }
 
-  /** x [B,T,C] (or [B,C] for one step) with the previous token's inputs shifted in. */
-  step(x: Tensor, shifted: Tensor): Tensor {
+  /** x [B,T,C] with its shifted copy (the previous token's inputs in front). */
+  sequence(x: Tensor, shifted: Tensor): Tensor {
     return this.apply(x, shifted);
   }
 }
@@ -325,8 +317,7 @@ export class RWKV4Model extends Module {
    * omitted; not disposed): the last position's logits [B,V] and the state
    * after it, as T calls of step() would give (no gradients).
    */
-  prefill(tokens: Tensor, state?: RWKV4State): { logits: Tensor; state: RWKV4State } {
-    const fn = 'RWKV4Model.prefill';
+  prefill(tokens: Tensor, state?: RWKV4State, fn = 'RWKV4Model.prefill'): { logits: Tensor; state: RWKV4State } {
     checkTokens(tokens, fn);
     const [B, T] = [tokens.shape[0]!, tokens.shape[1]!];
     if (T < 1) throw new RangeError(`${fn}: tokens must hold at least one position`);
@@ -339,7 +330,7 @@ export class RWKV4Model extends Module {
       const first = ops.reshape(previous, [B, 1, x.shape[2]!]);
       return T === 1 ? first : ops.concat([first, ops.slice(x, 1, 0, T - 1)], 1);
     };
-    const last = (x: Tensor) => ops.reshape(ops.slice(x, 1, T - 1, T), [B, x.shape[2]!]);
+    const last = (x: Tensor) => ops.reshape(T === 1 ? x : ops.slice(x, 1, T - 1, T), [B, x.shape[2]!]);
     return noGrad(() =>
       tidy(() => {
         let x = this.ln0.forward(this.emb.forward(tokens));
@@ -349,7 +340,7 @@ export class RWKV4Model extends Module {
           const att = block.att.sequence(xa, shiftIn(xa, prev.attX), prev.wkv);
           x = ops.add(x, att.out);
           const xf = block.ln2.forward(x);
-          x = ops.add(x, block.ffn.step(xf, shiftIn(xf, prev.ffnX)));
+          x = ops.add(x, block.ffn.sequence(xf, shiftIn(xf, prev.ffnX)));
           return { attX: keep(last(xa)), wkv: keep(att.state), ffnX: keep(last(xf)) };
         });
         const logits = keep(this.head.forward(last(this.lnOut.forward(x))));
@@ -368,28 +359,12 @@ export class RWKV4Model extends Module {
     if (tokens.dtype !== 'int32' || tokens.shape.length !== 1) {
       throw new TypeError(`RWKV4Model.step: tokens must be int32 [B], got ${tokens.dtype} [${tokens.shape.join(',')}]`);
     }
-    const B = tokens.shape[0]!;
-    const current = state ?? this.initialState(B);
-    if (current.layers.length !== this.nLayers) {
-      throw new RangeError(`RWKV4Model.step: state has ${current.layers.length} layers, the model ${this.nLayers}`);
+    const column = tokens.reshape([tokens.shape[0]!, 1]);
+    try {
+      return this.prefill(column, state, 'RWKV4Model.step');
+    } finally {
+      column.dispose();
     }
-    return noGrad(() =>
-      tidy(() => {
-        let x = this.ln0.forward(this.emb.forward(tokens));
-        const layers = this.blocks.map((block, i) => {
-          const prev = current.layers[i]!;
-          const xa = block.ln1.forward(x);
-          const att = block.att.step(xa, prev.attX, prev.wkv);
-          x = ops.add(x, att.out);
-          const xf = block.ln2.forward(x);
-          x = ops.add(x, block.ffn.step(xf, prev.ffnX));
-          return { attX: keep(xa), wkv: keep(att.state), ffnX: keep(xf) };
-        });
-        const logits = keep(this.head.forward(this.lnOut.forward(x)));
-        if (!state) for (const l of current.layers) [l.attX, l.wkv, l.ffnX].forEach((t) => t.dispose());
-        return { logits, state: { layers } };
-      }),
-    );
   }
 }
 

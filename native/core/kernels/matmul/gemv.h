@@ -8,8 +8,9 @@ namespace lmk::kernels {
 
 constexpr int64_t kGemvMaxRows = 4;
 
-// Runs the product and returns true when p is that case (one output matrix,
-// a not transposed, b transposed, 1 ≤ M ≤ kGemvMaxRows); false otherwise
+// Runs the product and returns true when p is that case (a not transposed,
+// b transposed, batch·M ≤ kGemvMaxRows rows in all, every output matrix
+// sharing b and their a's following each other in memory); false otherwise
 // (nothing done).
 bool gemv_cpu(const MatmulParams& p);
 

@@ -148,8 +148,16 @@ void gemv_typed(const MatmulParams& p) {
 }  // namespace
 
 bool gemv_cpu(const MatmulParams& p) {
-  if (p.batch != 1 || p.trans_a || !p.trans_b || p.M < 1 || p.M > kGemvMaxRows || p.N == 0 || p.K == 0) return false;
-  dispatch_float(p.dtype, [&](auto tag) { gemv_typed<typename decltype(tag)::type>(p); });
+  if (p.trans_a || !p.trans_b || p.M < 1 || p.N == 0 || p.K == 0 || p.batch * p.M > kGemvMaxRows) return false;
+  // Several output matrices qualify when they share b and their a's follow each other
+  // (x [B,1,K] against a 2-D weight): then they are one a of batch·M rows.
+  for (int64_t i = 0; i < p.batch; ++i) {
+    if (layout_offset(p.batch_layout, 1, i) != 0 || layout_offset(p.batch_layout, 0, i) != i * p.M * p.K) return false;
+  }
+  MatmulParams rows = p;
+  rows.M = p.batch * p.M;
+  rows.batch = 1;
+  dispatch_float(p.dtype, [&](auto tag) { gemv_typed<typename decltype(tag)::type>(rows); });
   return true;
 }
 
