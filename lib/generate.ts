@@ -1,7 +1,8 @@
 // lmk.generate: new token ids from a causal LM, streamed as they come
 // (docs/api.md, "Pretrained models, tokenizers and data").
-// RWKV-4 runs its recurrent step() with state; Llama-family models run the
-// prompt once (prefill) and then one token at a time against a KV cache (with
+// RWKV-4 runs the prompt in parallel (prefill, giving the recurrent state) and
+// then its recurrent step(); Llama-family models run the prompt once (prefill)
+// and then one token at a time against a KV cache (with
 // fam, against the memory segment, the FAM and the current block). The prefix
 // is never run again.
 //
@@ -16,6 +17,7 @@ import { tensor } from './creation';
 import { RWKV4Model, disposeRWKV4State, type RWKV4State } from './nn/rwkv4';
 import { LlamaModel, disposeLlamaCache, type LlamaCache } from './nn/llama';
 import type { Tensor } from './tensor';
+import type { Device } from './device';
 import { checkInteger, checkNumber, checkOptions } from './validate';
 import type { CausalLM } from './hub/architectures';
 
@@ -110,52 +112,57 @@ interface Decoder {
   dispose(): void;
 }
 
-function rwkvDecoder(model: RWKV4Model, prompt: Int32Array): Decoder {
-  let state: RWKV4State | undefined;
-  let logits: Tensor | undefined;
-  const device = model.emb.weight.device;
-  const feed = (token: number) => {
-    const ids = tensor(Int32Array.of(token), { device });
-    const r = model.step(ids, state);
-    ids.dispose();
-    if (state) disposeRWKV4State(state);
-    logits?.dispose();
-    state = r.state;
-    logits = r.logits;
-    return logits;
-  };
-  for (const t of prompt) feed(t);
-  return {
-    logits: logits!,
-    next: feed,
-    dispose: () => {
-      logits?.dispose();
-      if (state) disposeRWKV4State(state);
-    },
-  };
+/** How one kind of model starts from a prompt [1,T] and takes one more token [1] (the old state is spent). */
+interface Recurrence<S> {
+  start(ids: Tensor): { logits: Tensor; state: S };
+  next(token: Tensor, state: S): { logits: Tensor; state: S };
+  free(state: S): void;
 }
 
-function llamaDecoder(model: LlamaModel, prompt: Int32Array): Decoder {
-  const device = model.embedTokens.weight.device;
+function recurrence(model: CausalLM): Recurrence<RWKV4State> | Recurrence<LlamaCache> {
+  if (model instanceof RWKV4Model) {
+    const rwkv: Recurrence<RWKV4State> = {
+      start: (ids) => model.prefill(ids),
+      next: (token, state) => {
+        const r = model.step(token, state);
+        disposeRWKV4State(state);
+        return r;
+      },
+      free: disposeRWKV4State,
+    };
+    return rwkv;
+  }
+  const llama: Recurrence<LlamaCache> = {
+    start: (ids) => {
+      const r = model.prefill(ids);
+      return { logits: r.logits, state: r.cache };
+    },
+    next: (token, cache) => {
+      const r = model.decode(token, cache); // disposes what the new cache does not reuse
+      return { logits: r.logits, state: r.cache };
+    },
+    free: disposeLlamaCache,
+  };
+  return llama;
+}
+
+function openDecoder<S>(steps: Recurrence<S>, prompt: Int32Array, device: Device): Decoder {
   const ids = tensor(prompt, { shape: [1, prompt.length], device });
-  const first = model.prefill(ids);
+  let { logits, state } = steps.start(ids);
   ids.dispose();
-  let cache: LlamaCache = first.cache;
-  let logits = first.logits;
   return {
     logits,
     next: (token: number) => {
       const t = tensor(Int32Array.of(token), { device });
-      const r = model.decode(t, cache);
+      const r = steps.next(t, state);
       t.dispose();
       logits.dispose();
-      cache = r.cache;
-      logits = r.logits;
+      ({ logits, state } = r);
       return logits;
     },
     dispose: () => {
       logits.dispose();
-      disposeLlamaCache(cache);
+      steps.free(state);
     },
   };
 }
@@ -194,7 +201,7 @@ export function generate(model: CausalLM, opts: GenerateOptions): AsyncIterable<
   async function* run(): AsyncGenerator<number> {
     if (maxNewTokens === 0) return;
     const random = mulberry32(seed);
-    const decoder = model instanceof RWKV4Model ? rwkvDecoder(model, prompt) : llamaDecoder(model, prompt);
+    const decoder = openDecoder(recurrence(model) as Recurrence<unknown>, prompt, model.head.weight.device);
     try {
       let logits = decoder.logits;
       for (let n = 0; n < maxNewTokens; n++) {

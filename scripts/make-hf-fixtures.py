@@ -162,6 +162,18 @@ def make_all():
     ).float()
     randomize(rwkv, 1, scale=0.1)
     check_reload(save(rwkv, "rwkv4", 1), "rwkv4")
+    # The same model as PyTorch's pytorch_model.bin (torch.save zip archive), one tensor with
+    # non-contiguous strides (a transposed copy viewed back), as older Hub repositories hold it.
+    out = os.path.join(ROOT, "rwkv4-bin")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    for name in ("config.json", "generation_config.json", "expected.json"):
+        shutil.copy(os.path.join(ROOT, "rwkv4", name), out)
+    state = {k: v.clone() for k, v in rwkv.state_dict().items()}
+    state["head.weight"] = state["head.weight"].t().contiguous().t()
+    assert not state["head.weight"].is_contiguous()
+    torch.save(state, os.path.join(out, "pytorch_model.bin"))
+    check_reload(out, "rwkv4-bin")
     # The same weights stored as bfloat16 (expected outputs from the rounded weights in float32).
     rwkv_bf16 = RwkvForCausalLM(rwkv.config).float()
     with torch.no_grad():
@@ -225,6 +237,7 @@ def make_adapter():
     with open(path) as f:
         adapter_config = json.load(f)
     adapter_config["base_model_name_or_path"] = "llama-gqa-tied"  # not this machine's path
+    adapter_config["target_modules"] = sorted(adapter_config["target_modules"])  # PEFT keeps a set
     with open(path, "w") as f:
         json.dump(adapter_config, f, indent=2)
     ids, _ = inputs(2)

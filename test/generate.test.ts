@@ -52,6 +52,31 @@ describe('generate: decoding continues the prefix exactly', () => {
     }
   }
 
+  it('RWKV-4: prefill (in parallel, continuing a state) then step equal forward', async () => {
+    const model = await lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { device: 'cpu' });
+    if (!(model instanceof lmk.nn.RWKV4Model)) throw new Error('expected an RWKV4Model');
+    const seq = Int32Array.from({ length: 9 }, (_, i) => (i * 11 + 5) % 64);
+    const V = 64;
+    const full = await model.forward(lmk.tensor(seq, { shape: [1, 9] })).data();
+    const at = (t: number) => Array.from(full.subarray(t * V, (t + 1) * V));
+    const close = async (got: lmk.Tensor, t: number) => {
+      const g = Array.from(await got.data()),
+        want = at(t);
+      const scale = Math.max(...want.map(Math.abs));
+      expect(Math.max(...g.map((x, j) => Math.abs(x - want[j]!))) / scale, `position ${t}`).toBeLessThan(1e-5);
+    };
+    const a = model.prefill(lmk.tensor(seq.subarray(0, 4), { shape: [1, 4] }));
+    await close(a.logits, 3);
+    const b = model.prefill(lmk.tensor(seq.subarray(4, 6), { shape: [1, 2] }), a.state);
+    await close(b.logits, 5);
+    const c = model.step(lmk.tensor(seq.subarray(6, 7)), b.state);
+    await close(c.logits, 6);
+    const d = model.prefill(lmk.tensor(seq.subarray(7, 8), { shape: [1, 1] }), c.state);
+    await close(d.logits, 7);
+    for (const r of [a, b, c, d]) lmk.nn.disposeRWKV4State(r.state);
+    model.dispose();
+  });
+
   it('Llama KV cache (GQA, llama3 rope)', async () => {
     const model = await lmk.hub.loadModel(join(FIXTURES, 'llama-untied-sharded'), { device: 'cpu' });
     await checkSteps(model, 14, 1e-5);
@@ -113,7 +138,7 @@ describe('generate: sampling', () => {
       }
       return probs;
     };
-    const N = 1500;
+    const N = 1000;
     for (const [topK, topP] of [
       [5, 1],
       [0, 0.6],
@@ -166,5 +191,27 @@ describe('generate: sampling', () => {
     expect(() => lmk.generate(model, { inputIds: [1], maxNewTokens: 1, tempreature: 1 } as never)).toThrow(TypeError);
     expect(() => lmk.generate({} as never, { inputIds: [1], maxNewTokens: 1 })).toThrow(TypeError);
     model.dispose();
+  });
+});
+
+describe('the decode-path product (x [M≤4, K] · Wᵀ, the GEMV kernel)', () => {
+  it('equals float64 loops for every dtype, M = 1..5, K not a multiple of the lanes', async () => {
+    for (const dtype of ['float32', 'bfloat16', 'float16', 'float64'] as const) {
+      for (const M of [1, 2, 3, 4, 5]) {
+        const [N, K] = [37, 75];
+        const x = lmk.randn([M, K], { seed: M, dtype });
+        const w = lmk.randn([N, K], { seed: 100 + M, dtype });
+        const y = await lmk.ops.linear(x, w).data();
+        const [xh, wh] = [await x.data(), await w.data()];
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let ref = 0;
+            for (let k = 0; k < K; k++) ref += xh[m * K + k]! * wh[n * K + k]!;
+            const tol = dtype === 'float64' ? 1e-12 : dtype === 'float32' ? 1e-4 : 2e-2 * Math.max(1, Math.abs(ref));
+            expect(Math.abs(y[m * N + n]! - ref), `${dtype} M=${M} [${m},${n}]`).toBeLessThan(tol);
+          }
+        }
+      }
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -91,6 +91,19 @@ describe('hub.saveModel', () => {
     model.dispose();
   });
 
+  it('a FAM model saves its initial FAM beside the weights and reads it back', async () => {
+    const fam = { blockSize: 4, memoryBlocks: 1, famLength: 2 };
+    const model = await lmk.hub.loadModel(join(FIXTURES, 'qwen2'), { device: 'cpu', fam });
+    const out = join(tmp, 'qwen-fam');
+    await lmk.hub.saveModel(model, out);
+    const back = await lmk.hub.loadModel(out, { device: 'cpu', fam });
+    expect(await paramBytes(back)).toEqual(await paramBytes(model));
+    const names = Object.keys(await lmk.loadSafetensors(join(out, 'model.safetensors'), { device: 'cpu' }));
+    expect(names).toContain('model.layers.1.fam_init');
+    model.dispose();
+    back.dispose();
+  });
+
   it('a model built from scratch saves a config that loads back', async () => {
     const model = new lmk.nn.LlamaModel({
       vocabSize: 40,
@@ -163,11 +176,59 @@ describe('hub.loadModel errors', () => {
     await expect(lmk.hub.loadModel(only, { device: 'cpu' })).rejects.toThrow(
       /neither model\.safetensors nor model\.safetensors\.index\.json/,
     );
-    copyFileSync(join(FIXTURES, 'rwkv4', 'config.json'), join(tmp, 'x.json'));
   });
 
   it('bad options are TypeErrors', async () => {
     await expect(lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { dtpye: 'float32' } as never)).rejects.toThrow(TypeError);
     await expect(lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { dtype: 'int32' } as never)).rejects.toThrow(TypeError);
+  });
+});
+
+describe("PyTorch's pytorch_model.bin (torch.save archive, read as weights_only)", () => {
+  it('loads to the same logits as transformers (a non-contiguous tensor included)', async () => {
+    const exp = expectedOf('rwkv4-bin');
+    const model = await lmk.hub.loadModel(join(FIXTURES, 'rwkv4-bin'), { device: 'cpu' });
+    const logits = model.forward(idsTensor(exp.input_ids));
+    expect(relativeError(await logits.data(), exp.logits)).toBeLessThan(1e-4);
+    const fromSafetensors = await lmk.hub.loadModel(join(FIXTURES, 'rwkv4'), { device: 'cpu' });
+    expect(await paramBytes(model)).toEqual(await paramBytes(fromSafetensors));
+    model.dispose();
+    fromSafetensors.dispose();
+  });
+
+  it('refuses a pickle that calls anything but the allowed globals', async () => {
+    // A zip with data.pkl = pickle of os.system('true') (protocol 2), stored, no compression.
+    const pkl = Buffer.concat([
+      Buffer.from([0x80, 0x02]),
+      Buffer.from('cos\nsystem\n', 'latin1'),
+      Buffer.from([0x58, 4, 0, 0, 0]),
+      Buffer.from('true'),
+      Buffer.from([0x85, 0x52, 0x2e]),
+    ]);
+    const name = Buffer.from('archive/data.pkl');
+    const crc = 0; // not checked by the reader
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(pkl.length, 18);
+    local.writeUInt32LE(pkl.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt32LE(pkl.length, 20);
+    central.writeUInt32LE(pkl.length, 24);
+    central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE(0, 42);
+    const cdOffset = local.length + name.length + pkl.length;
+    const eocd = Buffer.alloc(22);
+    eocd.writeUInt32LE(0x06054b50, 0);
+    eocd.writeUInt16LE(1, 8);
+    eocd.writeUInt16LE(1, 10);
+    eocd.writeUInt32LE(central.length + name.length, 12);
+    eocd.writeUInt32LE(cdOffset, 16);
+    const dir = join(tmp, 'evil-bin');
+    cpSync(join(FIXTURES, 'rwkv4-bin', 'config.json'), join(dir, 'config.json'));
+    writeFileSync(join(dir, 'pytorch_model.bin'), Buffer.concat([local, name, pkl, central, name, eocd]));
+    await expect(lmk.hub.loadModel(dir, { device: 'cpu' })).rejects.toThrow(/global os\.system is not allowed/);
   });
 });

@@ -113,3 +113,36 @@ describe('nn.LlamaModel without fam', () => {
     expect(model.namedParameters().some(([n]) => n.startsWith('lm_head'))).toBe(false);
   });
 });
+
+describe('nn.LlamaModel with llama3 RoPE scaling', () => {
+  it('reuses its RoPE tables across layers and calls, and gives the same values as fresh tables', async () => {
+    const opts = {
+      ...base,
+      ropeTheta: 500000,
+      ropeScaling: {
+        ropeType: 'llama3' as const,
+        factor: 8,
+        lowFreqFactor: 1,
+        highFreqFactor: 4,
+        originalMaxPositionEmbeddings: 8,
+      },
+    };
+    const ids = lmk.tensor(
+      Int32Array.from({ length: 40 }, (_, i) => (i * 7) % 20),
+      { shape: [1, 40] },
+    );
+    const shorter = lmk.tensor(
+      Int32Array.from({ length: 30 }, (_, i) => (i * 7) % 20),
+      { shape: [1, 30] },
+    );
+    const model = new lmk.nn.LlamaModel(opts);
+    const first = Array.from(await model.forward(ids).data());
+    expect(Array.from(await model.forward(ids).data())).toEqual(first); // cached tables
+    const cachedShort = Array.from(await model.forward(shorter).data()); // another length: other tables
+    const fresh = new lmk.nn.LlamaModel(opts);
+    expect(Array.from(await fresh.forward(shorter).data())).toEqual(cachedShort);
+    expect(cachedShort).toEqual(first.slice(0, 30 * 20)); // causal: the first 30 positions agree
+    model.dispose();
+    fresh.dispose();
+  });
+});

@@ -1,15 +1,33 @@
 // Hugging Face checkpoint files: config.json, generation_config.json, and the
 // weights as one model.safetensors or as shards listed by
-// model.safetensors.index.json ({ metadata: { total_size }, weight_map: { tensor: file } }).
+// model.safetensors.index.json ({ metadata: { total_size }, weight_map: { tensor: file } }),
+// or, read only, PyTorch's pytorch_model.bin (and its index) (torch-file.ts).
 // Tensors are read one at a time from their byte ranges, so a checkpoint is
 // never held in host memory whole.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { DType } from '../dtype';
 import { DTYPE_BYTES, SafetensorsReader, writeSafetensorsRaw, type RawTensor } from '../safetensors';
+import { TorchFileReader } from './torch-file';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
+const TORCH_FILE = 'pytorch_model.bin';
+const TORCH_INDEX_FILE = 'pytorch_model.bin.index.json';
+
+/** One weights file, safetensors or torch.save. */
+type TensorFile = SafetensorsReader | TorchFileReader;
+
+function openTensorFile(file: string, fn: string): Promise<TensorFile> {
+  return file.endsWith('.safetensors') ? SafetensorsReader.open(file, fn) : TorchFileReader.open(file, fn);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
+}
 
 /** A JSON object from `dir/name`, or undefined when the file does not exist. */
 export async function readJsonFile(file: string, fn: string): Promise<Record<string, unknown> | undefined> {
@@ -40,45 +58,49 @@ export async function writeJsonFile(file: string, value: unknown): Promise<void>
 export class CheckpointReader {
   private constructor(
     readonly dir: string,
-    private readonly files: Map<string, SafetensorsReader>,
-    private readonly fileOf: Map<string, SafetensorsReader>,
+    private readonly files: Map<string, TensorFile>,
+    private readonly fileOf: Map<string, TensorFile>,
   ) {}
 
+  /** model.safetensors(.index.json) first, else pytorch_model.bin(.index.json), as transformers looks. */
   static async open(dir: string, fn: string): Promise<CheckpointReader> {
-    const index = await readJsonFile(path.join(dir, INDEX_FILE), fn);
-    const files = new Map<string, SafetensorsReader>();
-    const fileOf = new Map<string, SafetensorsReader>();
+    const files = new Map<string, TensorFile>();
+    const fileOf = new Map<string, TensorFile>();
     try {
-      if (index) {
+      let indexName: string | undefined;
+      let single: string | undefined;
+      for (const [index, file] of [
+        [INDEX_FILE, SINGLE_FILE],
+        [TORCH_INDEX_FILE, TORCH_FILE],
+      ] as const) {
+        if (await exists(path.join(dir, index))) indexName = index;
+        else if (await exists(path.join(dir, file))) single = file;
+        if (indexName || single) break;
+      }
+      if (indexName) {
+        const index = (await readJsonFile(path.join(dir, indexName), fn))!;
         const weightMap = index.weight_map;
         if (typeof weightMap !== 'object' || weightMap === null) {
-          throw new RangeError(`${fn}: ${path.join(dir, INDEX_FILE)} has no weight_map`);
+          throw new RangeError(`${fn}: ${path.join(dir, indexName)} has no weight_map`);
         }
         for (const [name, file] of Object.entries(weightMap as Record<string, unknown>)) {
           if (typeof file !== 'string' || file.includes('/') || file.includes('\\')) {
-            throw new RangeError(`${fn}: ${INDEX_FILE}: weight_map['${name}'] must be a file name in ${dir}`);
+            throw new RangeError(`${fn}: ${indexName}: weight_map['${name}'] must be a file name in ${dir}`);
           }
           let reader = files.get(file);
           if (!reader) {
-            reader = await SafetensorsReader.open(path.join(dir, file), fn);
+            reader = await openTensorFile(path.join(dir, file), fn);
             files.set(file, reader);
           }
-          if (!reader.has(name)) throw new RangeError(`${fn}: ${INDEX_FILE} lists ${name} in ${file}, which lacks it`);
+          if (!reader.has(name)) throw new RangeError(`${fn}: ${indexName} lists ${name} in ${file}, which lacks it`);
           fileOf.set(name, reader);
         }
-      } else {
-        const single = path.join(dir, SINGLE_FILE);
-        let reader: SafetensorsReader;
-        try {
-          reader = await SafetensorsReader.open(single, fn);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-            throw new RangeError(`${fn}: ${dir} has neither ${SINGLE_FILE} nor ${INDEX_FILE}`);
-          }
-          throw e;
-        }
-        files.set(SINGLE_FILE, reader);
+      } else if (single) {
+        const reader = await openTensorFile(path.join(dir, single), fn);
+        files.set(single, reader);
         for (const name of reader.names) fileOf.set(name, reader);
+      } else {
+        throw new RangeError(`${fn}: ${dir} has neither ${SINGLE_FILE} nor ${INDEX_FILE} (nor ${TORCH_FILE})`);
       }
     } catch (e) {
       for (const r of files.values()) await r.close();

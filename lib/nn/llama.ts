@@ -88,10 +88,6 @@ export interface LlamaCache {
   position: number;
 }
 
-function int32(values: number[]): Tensor {
-  return tensor(Int32Array.from(values));
-}
-
 /** transformers' _compute_llama3_parameters, in float32 as it computes them. */
 function llama3InvFreq(headDim: number, theta: number, s: LlamaRopeScaling): Float64Array {
   const f = Math.fround;
@@ -115,6 +111,8 @@ function llama3InvFreq(headDim: number, theta: number, s: LlamaRopeScaling): Flo
 /** RoPE on [B,heads,N,D] at explicit positions, pairs (2i, 2i+1) (see the file comment). */
 class Rotary {
   private readonly invFreq: Float64Array | null;
+  /** The last few tables of more than 16 positions (every layer's q and k of a forward share them). */
+  private readonly tables = new Map<string, { cos: Tensor; sin: Tensor }>();
   constructor(
     readonly headDim: number,
     readonly theta: number,
@@ -123,10 +121,12 @@ class Rotary {
     this.invFreq = scaling ? llama3InvFreq(headDim, theta, scaling) : null;
   }
 
-  apply(x: Tensor, positions: number[]): Tensor {
-    if (!this.invFreq) return ops.rope(x, int32(positions), { base: this.theta });
-    // Scaled frequencies: y = x·cos + swap(x)·sin with swap(x)[2i] = x[2i+1],
-    // swap(x)[2i+1] = x[2i], and sin's sign −, + on the two halves of a pair.
+  /** cos and signed sin tables [N,D] of `positions` (see apply), cached by positions, dtype and device. */
+  private table(positions: number[], x: Tensor): { cos: Tensor; sin: Tensor } {
+    const contiguous = positions.every((p, t) => p === positions[0]! + t);
+    const key = `${x.dtype} ${x.device} ${contiguous ? `${positions[0]}+${positions.length}` : positions.join(',')}`;
+    const hit = this.tables.get(key);
+    if (hit && !hit.cos.isDisposed) return hit;
     const D = this.headDim,
       N = positions.length;
     const cos = new Float64Array(N * D),
@@ -140,13 +140,37 @@ class Rotary {
       }
     });
     const opts = { shape: [N, D], dtype: x.dtype, device: x.device };
-    const pairs = ops.reshape(x, [...x.shape.slice(0, -1), D / 2, 2]);
+    // A few positions (a decoding step, a FAM) are cheaper to remake than to cache.
+    if (N <= 16) return { cos: tensor(cos, opts), sin: tensor(sin, opts) };
+    const made = { cos: keep(tensor(cos, opts)), sin: keep(tensor(sin, opts)) };
+    if (this.tables.size >= 8) {
+      const [oldest, old] = this.tables.entries().next().value as [string, { cos: Tensor; sin: Tensor }];
+      this.tables.delete(oldest);
+      old.cos.dispose();
+      old.sin.dispose();
+    }
+    this.tables.set(key, made);
+    return made;
+  }
+
+  apply(x: Tensor, positions: number[]): Tensor {
+    if (!this.invFreq)
+      return ops.rope(x, tensor(Int32Array.from(positions), { device: x.device }), { base: this.theta });
+    // Scaled frequencies: y = x·cos + swap(x)·sin with swap(x)[2i] = x[2i+1],
+    // swap(x)[2i+1] = x[2i], and sin's sign −, + on the two halves of a pair.
+    const { cos, sin } = this.table(positions, x);
+    const pairs = ops.reshape(x, [...x.shape.slice(0, -1), this.headDim / 2, 2]);
     const last = pairs.shape.length - 1;
     const swapped = ops.reshape(
       ops.concat([ops.slice(pairs, last, 1, 2), ops.slice(pairs, last, 0, 1)], last),
       x.shape,
     );
-    return ops.add(ops.mul(x, tensor(cos, opts)), ops.mul(swapped, tensor(sin, opts)));
+    return ops.add(ops.mul(x, cos), ops.mul(swapped, sin));
+  }
+
+  dispose(): void {
+    for (const t of this.tables.values()) [t.cos, t.sin].forEach((u) => u.dispose());
+    this.tables.clear();
   }
 }
 
@@ -400,6 +424,7 @@ export class LlamaModel extends Module {
   config: Record<string, unknown>;
   /** generation_config.json's fields when loaded by hub.loadModel (eos for generate). */
   generationConfig: Record<string, unknown> | undefined;
+  private readonly rotary: Rotary;
 
   constructor(opts: LlamaOptions) {
     super();
@@ -483,6 +508,7 @@ export class LlamaModel extends Module {
     const o = this.options;
     const base: LayerOptions = { device: opts.device, dtype: opts.dtype, seed: opts.seed };
     const rotary = new Rotary(headDim, o.ropeTheta, ropeScaling);
+    this.rotary = rotary;
     this.embedTokens = this.registerModule(
       'embed_tokens',
       new Embedding(vocabSize, dModel, { ...base, seed: subSeed(opts.seed, 100), std: 0.02 }),
@@ -550,6 +576,12 @@ export class LlamaModel extends Module {
       if (r.cache) caches.push(r.cache);
     }
     return { hidden: this.norm.forward(x), caches };
+  }
+
+  /** Disposes the parameters and the cached RoPE tables. */
+  override dispose(): void {
+    this.rotary.dispose();
+    super.dispose();
   }
 
   /** tokens [B,T] int32 → hidden states [B,T,d] after the final norm (the head's input). */

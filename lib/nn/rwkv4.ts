@@ -16,15 +16,14 @@ import { checkTensor, Tensor } from '../tensor';
 import { checkInteger, checkNumber, checkOptions } from '../validate';
 import { noGrad } from '../autograd/engine';
 import * as ops from '../autograd/ops';
-import { wkv4 as wkv4Kernel } from '../ops/wkv4';
 import { zeros } from '../creation';
 import { tidy, keep } from '../scope';
 import { Module } from './module';
 import { Embedding, LayerNorm, Linear, layerPlacement, subSeed, type LayerOptions } from './layers';
 
-/** x·mix + shifted·(1 − mix) = shifted + (x − shifted)·mix */
-function mix(x: Tensor, shifted: Tensor, m: Tensor): Tensor {
-  return ops.add(shifted, ops.mul(ops.sub(x, shifted), m));
+/** x·mix + shifted·(1 − mix) = shifted + (x − shifted)·mix, with diff = x − shifted shared by a mixer's inputs. */
+function mix(shifted: Tensor, diff: Tensor, m: Tensor): Tensor {
+  return ops.add(shifted, ops.mul(diff, m));
 }
 
 function curve(
@@ -85,24 +84,23 @@ export class RWKV4TimeMix extends Module {
   }
 
   private kvr(x: Tensor, shifted: Tensor) {
+    const diff = ops.sub(x, shifted);
     return {
-      k: this.key.forward(mix(x, shifted, this.mixK)),
-      v: this.value.forward(mix(x, shifted, this.mixV)),
-      r: this.receptance.forward(mix(x, shifted, this.mixR)),
+      k: this.key.forward(mix(shifted, diff, this.mixK)),
+      v: this.value.forward(mix(shifted, diff, this.mixV)),
+      r: this.receptance.forward(mix(shifted, diff, this.mixR)),
     };
   }
 
   /** x [B,T,C] → [B,T,C] */
   forward(x: Tensor): Tensor {
-    const { k, v, r } = this.kvr(x, ops.tokenShift(x));
-    const { y } = ops.wkv4({ timeDecay: this.timeDecay, timeFirst: this.timeFirst, k, v });
-    return this.output.forward(ops.mul(ops.sigmoid(r), y));
+    return this.sequence(x, ops.tokenShift(x)).out;
   }
 
-  /** One token: x [B,C], previous x [B,C] and WKV state [B,3,C]. */
-  step(x: Tensor, previous: Tensor, state: Tensor): { out: Tensor; state: Tensor } {
-    const { k, v, r } = this.kvr(x, previous);
-    const next = wkv4Kernel.step({ timeDecay: this.timeDecay, timeFirst: this.timeFirst, k, v, state });
+  /** x [B,T,C] with its shifted copy and the WKV state before it → output and the state after it. */
+  sequence(x: Tensor, shifted: Tensor, state?: Tensor): { out: Tensor; state: Tensor } {
+    const { k, v, r } = this.kvr(x, shifted);
+    const next = ops.wkv4({ timeDecay: this.timeDecay, timeFirst: this.timeFirst, k, v, ...(state ? { state } : {}) });
     return { out: this.output.forward(ops.mul(ops.sigmoid(r), next.y)), state: next.state };
   }
 }
@@ -135,16 +133,18 @@ export class RWKV4ChannelMix extends Module {
   }
 
   private apply(x: Tensor, shifted: Tensor): Tensor {
-    const k = ops.square(ops.relu(this.key.forward(mix(x, shifted, this.mixK))));
-    return ops.mul(ops.sigmoid(this.receptance.forward(mix(x, shifted, this.mixR))), this.value.forward(k));
+    const diff = ops.sub(x, shifted);
+    const k = ops.square(ops.relu(this.key.forward(mix(shifted, diff, this.mixK))));
+    return ops.mul(ops.sigmoid(this.receptance.forward(mix(shifted, diff, this.mixR))), this.value.forward(k));
   }
 
   forward(x: Tensor): Tensor {
     return this.apply(x, ops.tokenShift(x));
   }
 
-  step(x: Tensor, previous: Tensor): Tensor {
-    return this.apply(x, previous);
+  /** x [B,T,C] with its shifted copy (the previous token's inputs in front). */
+  sequence(x: Tensor, shifted: Tensor): Tensor {
+    return this.apply(x, shifted);
   }
 }
 
@@ -313,6 +313,44 @@ export class RWKV4Model extends Module {
   }
 
   /**
+   * A run of tokens [B,T] (T ≥ 1) in parallel, continuing `state` (fresh when
+   * omitted; not disposed): the last position's logits [B,V] and the state
+   * after it, as T calls of step() would give (no gradients).
+   */
+  prefill(tokens: Tensor, state?: RWKV4State, fn = 'RWKV4Model.prefill'): { logits: Tensor; state: RWKV4State } {
+    checkTokens(tokens, fn);
+    const [B, T] = [tokens.shape[0]!, tokens.shape[1]!];
+    if (T < 1) throw new RangeError(`${fn}: tokens must hold at least one position`);
+    if (state && state.layers.length !== this.nLayers) {
+      throw new RangeError(`${fn}: state has ${state.layers.length} layers, the model ${this.nLayers}`);
+    }
+    const current = state ?? this.initialState(B);
+    // x shifted by one along T with the previous token's value in front.
+    const shiftIn = (x: Tensor, previous: Tensor) => {
+      const first = ops.reshape(previous, [B, 1, x.shape[2]!]);
+      return T === 1 ? first : ops.concat([first, ops.slice(x, 1, 0, T - 1)], 1);
+    };
+    const last = (x: Tensor) => ops.reshape(T === 1 ? x : ops.slice(x, 1, T - 1, T), [B, x.shape[2]!]);
+    return noGrad(() =>
+      tidy(() => {
+        let x = this.ln0.forward(this.emb.forward(tokens));
+        const layers = this.blocks.map((block, i) => {
+          const prev = current.layers[i]!;
+          const xa = block.ln1.forward(x);
+          const att = block.att.sequence(xa, shiftIn(xa, prev.attX), prev.wkv);
+          x = ops.add(x, att.out);
+          const xf = block.ln2.forward(x);
+          x = ops.add(x, block.ffn.sequence(xf, shiftIn(xf, prev.ffnX)));
+          return { attX: keep(last(xa)), wkv: keep(att.state), ffnX: keep(last(xf)) };
+        });
+        const logits = keep(this.head.forward(last(this.lnOut.forward(x))));
+        if (!state) disposeRWKV4State(current);
+        return { logits, state: { layers } };
+      }),
+    );
+  }
+
+  /**
    * One token per sequence (tokens [B] int32) → logits [B,V] and the next
    * state (recurrent generation; no gradients). The given state is not disposed.
    */
@@ -321,28 +359,12 @@ export class RWKV4Model extends Module {
     if (tokens.dtype !== 'int32' || tokens.shape.length !== 1) {
       throw new TypeError(`RWKV4Model.step: tokens must be int32 [B], got ${tokens.dtype} [${tokens.shape.join(',')}]`);
     }
-    const B = tokens.shape[0]!;
-    const current = state ?? this.initialState(B);
-    if (current.layers.length !== this.nLayers) {
-      throw new RangeError(`RWKV4Model.step: state has ${current.layers.length} layers, the model ${this.nLayers}`);
+    const column = tokens.reshape([tokens.shape[0]!, 1]);
+    try {
+      return this.prefill(column, state, 'RWKV4Model.step');
+    } finally {
+      column.dispose();
     }
-    return noGrad(() =>
-      tidy(() => {
-        let x = this.ln0.forward(this.emb.forward(tokens));
-        const layers = this.blocks.map((block, i) => {
-          const prev = current.layers[i]!;
-          const xa = block.ln1.forward(x);
-          const att = block.att.step(xa, prev.attX, prev.wkv);
-          x = ops.add(x, att.out);
-          const xf = block.ln2.forward(x);
-          x = ops.add(x, block.ffn.step(xf, prev.ffnX));
-          return { attX: keep(xa), wkv: keep(att.state), ffnX: keep(xf) };
-        });
-        const logits = keep(this.head.forward(this.lnOut.forward(x)));
-        if (!state) for (const l of current.layers) [l.attX, l.wkv, l.ffnX].forEach((t) => t.dispose());
-        return { logits, state: { layers } };
-      }),
-    );
   }
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kernels/elementwise/float_dispatch.h"
+#include "kernels/matmul/gemv.h"
 #include "kernels/matmul/matmul.h"
 #include "math/compute_type.h"
 #include "runtime/blas_loader.h"
@@ -363,6 +364,7 @@ constexpr int64_t kSmallMatrix = 64 * 64 * 64;
 template <typename T>
 void matmul_typed(const MatmulParams& p, GemmKernel kernel) {
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;
+  if (gemv_cpu(p)) return;  // a few rows against a transposed weight: decoding
   const int64_t work = p.M * p.N * std::max<int64_t>(p.K, 1);
   if (p.batch > 1 && work <= kSmallMatrix) {
     parallel_for(p.batch, 1, [&](int64_t begin, int64_t end) {
