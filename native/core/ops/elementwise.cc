@@ -6,19 +6,14 @@
 #include "kernels/copy/copy.h"
 #include "kernels/creation/creation.h"
 #include "kernels/elementwise/elementwise.h"
-#include "ops/dense_checks.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "ops/reduce.h"
 #include "ops/tensor_ops.h"
 #include "runtime/cuda_call.h"
 
 namespace lmk::ops {
 namespace {
-
-using dense::check_float;
-using dense::check_like;
-using dense::check_tensor;
-using dense::launch;
-using dense::storages;
 
 const char* binary_fn(BinaryOp op) {
   switch (op) {
@@ -149,7 +144,9 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_float(a, fn, "a");
   check_like(b, a.device(), a.dtype, fn, "b", "a");
   Shape shape = broadcast_shapes(a.shape, b.shape, fn, "a", "b");
-  Tensor out = empty(shape, a.dtype, a.device(), fn);
+  OpTask task(fn, a.device());
+  Tensor out = task.output(shape, a.dtype);
+  task.reads(a, b);
   kernels::BinaryParams p;
   p.dtype = a.dtype;
   p.op = op;
@@ -157,9 +154,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   p.a = a.data();
   p.b = b.data();
   p.out = out.data();
-  launch(
-      fn, a.device(), [p] { kernels::binary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); },
-      storages({&a, &b, &out}), storages({&out}));
+  task.enqueue([p] { kernels::binary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); });
   return out;
 }
 
@@ -173,8 +168,10 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
     throw_range_error(fn, ": gy must have the broadcast shape of a ", shape_string(a.shape), " and b ",
                       shape_string(b.shape), ", which is ", shape_string(shape), ", got ", shape_string(gy.shape));
   }
-  Tensor ga_full = empty(shape, a.dtype, a.device(), fn);
-  Tensor gb_full = empty(shape, a.dtype, a.device(), fn);
+  OpTask task(fn, a.device());
+  Tensor ga_full = task.output(shape, a.dtype);
+  Tensor gb_full = task.output(shape, a.dtype);
+  task.reads(a, b, gy);
   kernels::BinaryBackwardParams p;
   p.dtype = a.dtype;
   p.op = op;
@@ -184,10 +181,8 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
   p.gy = gy.data();
   p.ga = ga_full.data();
   p.gb = gb_full.data();
-  launch(
-      fn, a.device(), [p] { kernels::binary_backward_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); }, storages({&a, &b, &gy, &ga_full, &gb_full}),
-      storages({&ga_full, &gb_full}));
+  task.enqueue([p] { kernels::binary_backward_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); });
   BinaryGrads grads;
   grads.ga = a.shape == shape ? ga_full : sum_to_shape(ga_full, a.shape);
   grads.gb = b.shape == shape ? gb_full : sum_to_shape(gb_full, b.shape);
@@ -197,7 +192,9 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
 Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
   const char* fn = scalar_fn(op);
   check_float(x, fn, "x");
-  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(x.shape, x.dtype);
+  task.read(x);
   kernels::ScalarParams p;
   p.dtype = x.dtype;
   p.op = op;
@@ -205,25 +202,23 @@ Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
   p.s = s;
   p.x = x.data();
   p.out = out.data();
-  launch(
-      fn, x.device(), [p] { kernels::scalar_op_cpu(p); },
-      [p](void* st) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, st)); }, storages({&x, &out}), storages({&out}));
+  task.enqueue([p] { kernels::scalar_op_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, s)); });
   return out;
 }
 
 Tensor unary(UnaryOp op, const Tensor& x) {
   const char* fn = unary_fn(op);
   check_float(x, fn, "x");
-  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(x.shape, x.dtype);
+  task.read(x);
   kernels::UnaryParams p;
   p.dtype = x.dtype;
   p.op = op;
   p.n = x.numel();
   p.x = x.data();
   p.out = out.data();
-  launch(
-      fn, x.device(), [p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); },
-      storages({&x, &out}), storages({&out}));
+  task.enqueue([p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); });
   return out;
 }
 
@@ -241,7 +236,11 @@ Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::opt
     check_like(*y, gy.device(), gy.dtype, fn, "y", "gy");
     check_same_shape(*y, gy.shape, fn, "y", "gy");
   }
-  Tensor gx = empty(gy.shape, gy.dtype, gy.device(), fn);
+  OpTask task(fn, gy.device());
+  Tensor gx = task.output(gy.shape, gy.dtype);
+  task.read(gy);
+  if (need_x) task.read(*x);
+  if (need_y) task.read(*y);
   kernels::UnaryBackwardParams p;
   p.dtype = gy.dtype;
   p.op = op;
@@ -250,26 +249,22 @@ Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::opt
   p.y = need_y ? y->data() : nullptr;
   p.gy = gy.data();
   p.gx = gx.data();
-  const Tensor* xp = need_x ? &*x : nullptr;
-  const Tensor* yp = need_y ? &*y : nullptr;
-  launch(
-      fn, gy.device(), [p] { kernels::unary_backward_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); }, storages({xp, yp, &gy, &gx}),
-      storages({&gx}));
+  task.enqueue([p] { kernels::unary_backward_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); });
   return gx;
 }
 
 void fill_(const Tensor& x, double value) {
   const char* fn = "ops.fill_";
-  check_tensor(x, fn, "x");
-  check_device_usable(x.device(), fn, "x");
+  check_input(x, fn, "x");
   if (std::isnan(value) && x.dtype == DType::Int32) throw_range_error(fn, ": value NaN cannot be stored in int32");
+  OpTask task(fn, x.device());
+  task.writes(x);
   int64_t n = x.numel();
   void* data = x.data();
   DType dtype = x.dtype;
-  launch(
-      fn, x.device(), [=] { kernels::fill_cpu(data, dtype, n, value); },
-      [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, storages({&x}), storages({&x}));
+  task.enqueue([=] { kernels::fill_cpu(data, dtype, n, value); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); });
 }
 
 void add_in_place_(const Tensor& target, const Tensor& src, double alpha) {
@@ -278,36 +273,34 @@ void add_in_place_(const Tensor& target, const Tensor& src, double alpha) {
   check_like(src, target.device(), target.dtype, fn, "src", "target");
   check_same_shape(src, target.shape, fn, "src", "target");
   if (!std::isfinite(alpha)) throw_range_error(fn, ": alpha must be a finite number, got ", alpha);
+  OpTask task(fn, target.device());
+  task.writes(target);
+  task.read(src);
   kernels::AxpyParams p;
   p.dtype = target.dtype;
   p.n = target.numel();
   p.alpha = alpha;
   p.target = target.data();
   p.src = src.data();
-  launch(
-      fn, target.device(), [p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); },
-      storages({&target, &src}), storages({&target}));
+  task.enqueue([p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); });
 }
 
 void copy_into_(const Tensor& target, const Tensor& src) {
   const char* fn = "ops.copyInto_";
-  check_tensor(target, fn, "target");
+  check_input(target, fn, "target");
   check_tensor(src, fn, "src");
-  check_device_usable(target.device(), fn, "target");
-  if (src.device() != target.device()) {
-    throw_type_error(fn, ": src must be on the same device as target (", target.device().to_string(), "), got ",
-                     src.device().to_string());
-  }
+  check_device(src, target.device(), fn, "src", "target");
   check_same_shape(src, target.shape, fn, "src", "target");
   int64_t n = target.numel();
   const void* in = src.data();
   void* out = target.data();
   DType sd = src.dtype, td = target.dtype;
   if (in == out && sd == td) return;
-  launch(
-      fn, target.device(), [=] { kernels::convert_cpu(in, sd, out, td, n); },
-      [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); }, storages({&target, &src}),
-      storages({&target}));
+  OpTask task(fn, target.device());
+  task.writes(target);
+  task.read(src);
+  task.enqueue([=] { kernels::convert_cpu(in, sd, out, td, n); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); });
 }
 
 }  // namespace lmk::ops

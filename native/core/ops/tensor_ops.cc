@@ -10,6 +10,8 @@
 #include "kernels/checks/index_check.h"
 #include "kernels/copy/copy.h"
 #include "kernels/creation/creation.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "runtime/cuda_call.h"
 #include "runtime/stream.h"
 #ifdef LMK_WITH_CUDA
@@ -43,30 +45,22 @@ Tensor empty(const Shape& shape, DType dtype, const Device& device, const char* 
 }
 
 Tensor full(const Shape& shape, double value, DType dtype, const Device& device, const char* fn) {
-  Tensor t = empty(shape, dtype, device, fn);
+  OpTask task(fn, device);
+  Tensor t = task.output(shape, dtype);
   int64_t n = t.numel();
   void* data = t.data();
-  if (device.is_cpu()) {
-    stream_for(device).enqueue(fn, [=] { kernels::fill_cpu(data, dtype, n, value); }, {t.storage}, {t.storage});
-  } else {
-    void* s = stream_handle(device);
-    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, {t.storage},
-                               {t.storage});
-  }
+  task.enqueue([=] { kernels::fill_cpu(data, dtype, n, value); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); });
   return t;
 }
 
 Tensor arange(int64_t n, DType dtype, const Device& device) {
   if (n < 0) throw_range_error("arange: n must be a non-negative integer, got ", n);
-  Tensor t = empty({n}, dtype, device, "arange");
+  OpTask task("arange", device);
+  Tensor t = task.output({n}, dtype);
   void* data = t.data();
-  if (device.is_cpu()) {
-    stream_for(device).enqueue("arange", [=] { kernels::arange_cpu(data, dtype, n); }, {t.storage}, {t.storage});
-  } else {
-    void* s = stream_handle(device);
-    stream_for(device).enqueue("arange", [=] { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); }, {t.storage},
-                               {t.storage});
-  }
+  task.enqueue([=] { kernels::arange_cpu(data, dtype, n); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); });
   return t;
 }
 
@@ -78,7 +72,8 @@ void manual_seed(uint64_t seed) {
 static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, const Device& device,
                             std::optional<uint64_t> seed, kernels::RandomParams params) {
   if (!dtype_is_float(dtype)) throw_type_error(fn, ": dtype must be a floating type, got ", dtype_name(dtype));
-  Tensor t = empty(shape, dtype, device, fn);
+  OpTask task(fn, device);
+  Tensor t = task.output(shape, dtype);
   if (seed) {
     params.seed = *seed;
     params.offset = 0;
@@ -88,13 +83,8 @@ static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, con
   }
   int64_t n = t.numel();
   void* data = t.data();
-  if (device.is_cpu()) {
-    stream_for(device).enqueue(fn, [=] { kernels::random_cpu(data, dtype, n, params); }, {t.storage}, {t.storage});
-  } else {
-    void* s = stream_handle(device);
-    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::random_cuda(data, dtype, n, params, s)); }, {t.storage},
-                               {t.storage});
-  }
+  task.enqueue([=] { kernels::random_cpu(data, dtype, n, params); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::random_cuda(data, dtype, n, params, s)); });
   return t;
 }
 
@@ -155,21 +145,15 @@ Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape&
 }
 
 Tensor to_dtype(const Tensor& src, DType dtype) {
-  Tensor dst = empty(src.shape, dtype, src.device(), "Tensor.to");
+  OpTask task("Tensor.to", src.device());
+  Tensor dst = task.output(src.shape, dtype);
+  task.read(src);
   int64_t n = src.numel();
   const void* in = src.data();
   void* out = dst.data();
   DType src_dtype = src.dtype;
-  if (src.device().is_cpu()) {
-    stream_for(src.device())
-        .enqueue("Tensor.to", [=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); }, {src.storage, dst.storage},
-                 {dst.storage});
-  } else {
-    void* s = stream_handle(src.device());
-    stream_for(src.device())
-        .enqueue("Tensor.to", [=] { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); },
-                 {src.storage, dst.storage}, {dst.storage});
-  }
+  task.enqueue([=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); });
   return dst;
 }
 
@@ -345,29 +329,28 @@ void when_device_done(const Device& device, std::function<void(const std::option
 }
 
 Tensor check_indices(const Tensor& values, int64_t limit, const char* fn, const char* arg) {
-  if (values.dtype != DType::Int32) {
-    throw_type_error(fn, ": ", arg, " must be int32, got ", dtype_name(values.dtype));
-  }
-  Tensor copy = clone(values);
+  check_int32_input(values, fn, arg);
+  OpTask task(fn, values.device());
+  Tensor copy = task.output(values.shape, DType::Int32);
+  task.read(values);
   std::string fn_name = fn, arg_name = arg;
   Shape shape = values.shape;
-  Stream& stream = stream_for(values.device());
-  ValueCheck check =
-      stream.add_value_check(ErrorKind::Range,
-                             [=](int64_t index) {
-                               return concat(fn_name, ": ", arg_name, " has a value outside [0, ", limit,
-                                             ") at flat index ", index, " (shape ", shape_string(shape), ")");
-                             },
-                             {copy.storage});
-  const int32_t* data = values.data_as<int32_t>();
+  int64_t* first_bad = task.value_check(ErrorKind::Range, [=](int64_t index) {
+    return concat(fn_name, ": ", arg_name, " has a value outside [0, ", limit, ") at flat index ", index, " (shape ",
+                  shape_string(shape), ")");
+  });
+  const int32_t* in = values.data_as<int32_t>();
+  int32_t* out = copy.data_as<int32_t>();
   int64_t n = values.numel();
-  if (values.device().is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::index_check_cpu(data, n, limit, check.first_bad_index); }, {values.storage}, {});
-  } else {
-    void* s = stream_handle(values.device());
-    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::index_check_cuda(data, n, limit, check.first_bad_index, s)); },
-                   {values.storage}, {});
-  }
+  task.enqueue(
+      [=] {
+        kernels::convert_cpu(in, DType::Int32, out, DType::Int32, n);
+        kernels::index_check_cpu(in, n, limit, first_bad);
+      },
+      [=](void* s) {
+        LMK_CUDA_CALL(kernels::convert_cuda(in, DType::Int32, out, DType::Int32, n, s));
+        LMK_CUDA_CALL(kernels::index_check_cuda(in, n, limit, first_bad, s));
+      });
   return copy;
 }
 
