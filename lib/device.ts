@@ -109,7 +109,7 @@ export interface BackendInfo {
 
 export function backendInfo(): BackendInfo {
   const i = native().backendInfo();
-  const gemm = (native().denseGemmInfo as () => BackendInfo['gemm'])();
+  const gemm = native().denseGemmInfo();
   return {
     version: i.version,
     cpu: { ...i.cpu },

@@ -1,16 +1,24 @@
-// The only file that loads the native addon. It is loaded lazily, on first
-// use, so importing lmkernels never fails; when no binary loads, the error
-// says the platform, what was tried and what to do.
+// The only file that loads the native addon, and the typed declaration of
+// every entry point it exports (native/addon/*_binding.cc). It is loaded
+// lazily, on first use, so importing lmkernels never fails; when no binary
+// loads, the error says the platform, what was tried and what to run.
+//
+// A new native entry point is declared here, in NativeAddon, and listed in
+// NATIVE_ENTRY_POINTS (the compiler checks the two agree; test/native.test.ts
+// checks the addon exports exactly these names).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** A tensor as the addon returns it. */
 export interface NativeTensor {
-  handle: unknown;
+  handle: NativeHandle;
   shape: number[];
   dtype: string;
   device: string;
 }
+
+/** An opaque handle on a native tensor (a Napi::External). */
+export type NativeHandle = unknown;
 
 export interface NativeMemory {
   tensors: number;
@@ -31,24 +39,52 @@ export interface NativeBackendInfo {
   };
 }
 
+export interface NativeGemmInfo {
+  cpu: 'openblas' | 'builtin';
+  cuda: 'cublas' | 'builtin' | 'unavailable';
+  cpuLibrary: string;
+  cpuIsa: string;
+}
+
 export type HostArray = Float64Array | Float32Array | Int32Array;
 
-/** The addon's typed interface (native/addon). */
+type H = NativeHandle;
+type T = NativeTensor;
+type Out = { out: T };
+
+/** Options of the goldfish rule as the losses bindings read them. */
+export interface NativeGoldfish {
+  k?: number;
+  strategy?: string;
+  contextWidth?: number;
+  seed?: number;
+  startPosition?: number;
+  hashTokens?: H;
+}
+
+export interface NativeGoldfishMaskOptions extends NativeGoldfish {
+  labels: H;
+  ignoreIndex?: number;
+}
+
+export interface NativeGoldfishLossOptions extends NativeGoldfish {
+  logits: H;
+  labels: H;
+  ignoreIndex?: number;
+  computeGrad?: boolean;
+  gradScale?: number;
+}
+
+/** The addon's exports, with their types. */
 export interface NativeAddon {
+  // ---- backend, tensors, memory (addon.cc, tensor_binding.cc) ----
   backendInfo(): NativeBackendInfo;
-  release(handle: unknown): void;
-  empty(shape: readonly number[], dtype: string, device: string): NativeTensor;
-  full(shape: readonly number[], value: number, dtype: string, device: string, fn: string): NativeTensor;
-  arange(n: number, dtype: string, device: string): NativeTensor;
+  release(handle: H): void;
+  empty(shape: readonly number[], dtype: string, device: string): T;
+  full(shape: readonly number[], value: number, dtype: string, device: string, fn: string): T;
+  arange(n: number, dtype: string, device: string): T;
   manualSeed(seed: number): void;
-  rand(
-    shape: readonly number[],
-    dtype: string,
-    device: string,
-    seed: number | undefined,
-    low: number,
-    high: number,
-  ): NativeTensor;
+  rand(shape: readonly number[], dtype: string, device: string, seed: number | undefined, low: number, high: number): T;
   randn(
     shape: readonly number[],
     dtype: string,
@@ -56,22 +92,235 @@ export interface NativeAddon {
     seed: number | undefined,
     mean: number,
     std: number,
-  ): NativeTensor;
-  fromHost(data: HostArray, shape: readonly number[], dtype: string, device: string): NativeTensor;
-  toDtype(handle: unknown, dtype: string): NativeTensor;
-  toDevice(handle: unknown, device: string): NativeTensor;
-  clone(handle: unknown): NativeTensor;
-  reshape(handle: unknown, shape: readonly number[]): NativeTensor;
-  checkIndices(handle: unknown, limit: number): NativeTensor;
-  read(handle: unknown): Promise<HostArray>;
-  readSync(handle: unknown): HostArray;
-  readRaw(handle: unknown): Uint8Array;
-  fromRaw(bytes: Uint8Array, shape: readonly number[], dtype: string, device: string): NativeTensor;
+  ): T;
+  fromHost(data: HostArray, shape: readonly number[], dtype: string, device: string): T;
+  toDtype(handle: H, dtype: string): T;
+  toDevice(handle: H, device: string): T;
+  clone(handle: H): T;
+  reshape(handle: H, shape: readonly number[]): T;
+  checkIndices(handle: H, limit: number): T;
+  read(handle: H): Promise<HostArray>;
+  readSync(handle: H): HostArray;
+  readRaw(handle: H): Uint8Array;
+  fromRaw(bytes: Uint8Array, shape: readonly number[], dtype: string, device: string): T;
   synchronize(device: string): Promise<void>;
   memory(): NativeMemory;
   emptyCache(): void;
-  [name: string]: unknown;
+
+  // ---- wkv4 (wkv4_binding.cc) ----
+  wkv4Forward(o: { timeDecay: H; timeFirst: H; k: H; v: H; state?: H }): { y: T; state: T };
+  wkv4Backward(o: { timeDecay: H; timeFirst: H; k: H; v: H; state?: H; y: H; gy: H; gState?: H }): {
+    gTimeDecay: T;
+    gTimeFirst: T;
+    gk: T;
+    gv: T;
+    gState?: T;
+  };
+  wkv4Step(o: { timeDecay: H; timeFirst: H; k: H; v: H; state: H }): { y: T; state: T };
+
+  // ---- fam (fam_binding.cc) ----
+  famBlockAttention(o: {
+    q: H;
+    k: H;
+    v: H;
+    famK?: H;
+    famV?: H;
+    blockSize: number;
+    memoryBlocks: number;
+    scale?: number;
+  }): { out: T; lse: T };
+  famBlockAttentionBackward(o: {
+    q: H;
+    k: H;
+    v: H;
+    famK?: H;
+    famV?: H;
+    blockSize: number;
+    memoryBlocks: number;
+    scale?: number;
+    out: H;
+    lse: H;
+    gOut: H;
+  }): { gq: T; gk: T; gv: T; gFamK?: T; gFamV?: T };
+  famMemoryAttention(o: { famQ: H; famK: H; famV: H; blockK: H; blockV: H; scale?: number }): { out: T; lse: T };
+  famMemoryAttentionBackward(o: {
+    famQ: H;
+    famK: H;
+    famV: H;
+    blockK: H;
+    blockV: H;
+    scale?: number;
+    out: H;
+    lse: H;
+    gOut: H;
+  }): { gFamQ: T; gFamK: T; gFamV: T; gBlockK: T; gBlockV: T };
+
+  // ---- losses (losses_binding.cc) ----
+  lossesCrossEntropy(o: {
+    logits: H;
+    labels: H;
+    ignoreIndex?: number;
+    reduction?: string;
+    weights?: H;
+    computeGrad?: boolean;
+    gradScale?: number;
+  }): { loss: T; lse: T; gradLogits?: T };
+  lossesGoldfishMask(o: NativeGoldfishMaskOptions): T;
+  lossesGoldfishLoss(o: NativeGoldfishLossOptions): {
+    loss: T;
+    gradLogits?: T;
+    lossAllTokens: T;
+    lossDroppedTokens: T;
+    supervisedTokens: T;
+    keptTokens: T;
+  };
+  lossesOrpo(o: {
+    chosenLogits: H;
+    rejectedLogits: H;
+    chosenLabels: H;
+    rejectedLabels: H;
+    nllLabels?: H;
+    lambda?: number;
+    ignoreIndex?: number;
+    goldfish?: NativeGoldfish;
+    computeGrad?: boolean;
+    gradScale?: number;
+  }): {
+    loss: T;
+    nllLoss: T;
+    orLoss: T;
+    chosenLogps: T;
+    rejectedLogps: T;
+    logOdds: T;
+    metrics: {
+      rewardsChosen: T;
+      rewardsRejected: T;
+      rewardsAccuracy: T;
+      rewardsMargin: T;
+      logOddsRatio: T;
+      logOddsChosen: T;
+    };
+    gradChosenLogits?: T;
+    gradRejectedLogits?: T;
+  };
+  lossesShiftLabels(o: { inputIds: H; ignoreIndex?: number }): T;
+
+  // ---- dense kernels (dense_binding.cc) ----
+  denseBinary(o: { op: string; a: H; b: H }): Out;
+  denseBinaryBackward(o: { op: string; a: H; b: H; gy: H }): { ga: T; gb: T };
+  denseScalarOp(o: { op: string; x: H; s: number }): Out;
+  denseUnary(o: { op: string; x: H }): Out;
+  denseUnaryBackward(o: { op: string; x?: H; y?: H; gy: H }): Out;
+  denseFill(o: { x: H; value: number }): void;
+  denseAddInPlace(o: { target: H; src: H; alpha: number }): void;
+  denseCopyInto(o: { target: H; src: H }): void;
+  denseSum(o: { x: H; dims: readonly number[]; keepDim: boolean }): Out;
+  denseSumToShape(o: { x: H; shape: readonly number[] }): Out;
+  denseExpandTo(o: { x: H; shape: readonly number[] }): Out;
+  denseMatmul(o: { a: H; b: H; transA: boolean; transB: boolean }): Out;
+  denseGemmInfo(): NativeGemmInfo;
+  denseSetGemmBackend(o: { backend: string }): void;
+  denseLayerNorm(o: { x: H; weight?: H; bias?: H; eps: number }): { y: T; mean: T; rstd: T };
+  denseLayerNormBackward(o: { x: H; weight?: H; mean: H; rstd: H; gy: H; hasBias: boolean }): {
+    gx: T;
+    gWeight?: T;
+    gBias?: T;
+  };
+  denseRmsNorm(o: { x: H; weight?: H; eps: number }): { y: T; rstd: T };
+  denseRmsNormBackward(o: { x: H; weight?: H; rstd: H; gy: H }): { gx: T; gWeight?: T };
+  denseEmbedding(o: { weight: H; ids: H }): Out;
+  denseEmbeddingBackward(o: { gOut: H; ids: H; numEmbeddings: number }): Out;
+  denseRope(o: { x: H; positions: H; base: number; inverse: boolean }): Out;
+  denseTokenShift(o: { x: H; backward: boolean }): Out;
+  denseConcat(o: { xs: H[]; dim: number }): Out;
+  denseSlice(o: { x: H; dim: number; start: number; end: number }): Out;
+  denseSliceBackward(o: { g: H; inputShape: readonly number[]; dim: number; start: number; end: number }): Out;
+  densePermute(o: { x: H; dims: readonly number[] }): Out;
+  denseAdamwStep(o: {
+    param: H;
+    grad: H;
+    expAvg: H;
+    expAvgSq: H;
+    lr: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weightDecay: number;
+    step: number;
+  }): void;
+  denseGradNormClip(o: { grads: H[]; maxNorm: number }): { norm: T };
 }
+
+// Every key of NativeAddon exactly once: `satisfies` rejects a missing or an
+// extra name at compile time.
+const entryPoints = {
+  backendInfo: true,
+  release: true,
+  empty: true,
+  full: true,
+  arange: true,
+  manualSeed: true,
+  rand: true,
+  randn: true,
+  fromHost: true,
+  toDtype: true,
+  toDevice: true,
+  clone: true,
+  reshape: true,
+  checkIndices: true,
+  read: true,
+  readSync: true,
+  readRaw: true,
+  fromRaw: true,
+  synchronize: true,
+  memory: true,
+  emptyCache: true,
+  wkv4Forward: true,
+  wkv4Backward: true,
+  wkv4Step: true,
+  famBlockAttention: true,
+  famBlockAttentionBackward: true,
+  famMemoryAttention: true,
+  famMemoryAttentionBackward: true,
+  lossesCrossEntropy: true,
+  lossesGoldfishMask: true,
+  lossesGoldfishLoss: true,
+  lossesOrpo: true,
+  lossesShiftLabels: true,
+  denseBinary: true,
+  denseBinaryBackward: true,
+  denseScalarOp: true,
+  denseUnary: true,
+  denseUnaryBackward: true,
+  denseFill: true,
+  denseAddInPlace: true,
+  denseCopyInto: true,
+  denseSum: true,
+  denseSumToShape: true,
+  denseExpandTo: true,
+  denseMatmul: true,
+  denseGemmInfo: true,
+  denseSetGemmBackend: true,
+  denseLayerNorm: true,
+  denseLayerNormBackward: true,
+  denseRmsNorm: true,
+  denseRmsNormBackward: true,
+  denseEmbedding: true,
+  denseEmbeddingBackward: true,
+  denseRope: true,
+  denseTokenShift: true,
+  denseConcat: true,
+  denseSlice: true,
+  denseSliceBackward: true,
+  densePermute: true,
+  denseAdamwStep: true,
+  denseGradNormClip: true,
+} as const satisfies Record<keyof NativeAddon, true>;
+
+/** The names of every native entry point, sorted. */
+export const NATIVE_ENTRY_POINTS: readonly (keyof NativeAddon)[] = (
+  Object.keys(entryPoints) as (keyof NativeAddon)[]
+).sort();
 
 function packageRoot(): string {
   let dir = __dirname;

@@ -41,7 +41,7 @@
 //   always runs on our CPU kernel, one matrix per thread.
 import { native } from '../native';
 import { checkTensor, Tensor } from '../tensor';
-import type { NativeTensor } from '../native';
+import type { NativeHandle, NativeTensor } from '../native';
 import { checkInteger, checkNumber } from '../validate';
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum';
@@ -54,66 +54,9 @@ export interface GemmInfo {
   cuda: 'cublas' | 'builtin' | 'unavailable';
 }
 
-type Handle = unknown;
-type Out = { out: NativeTensor };
+type Handle = NativeHandle;
 
-/** The addon's dense entry points (native/addon/dense_binding.cc). */
-interface DenseAddon {
-  denseBinary(o: { op: string; a: Handle; b: Handle }): Out;
-  denseBinaryBackward(o: { op: string; a: Handle; b: Handle; gy: Handle }): { ga: NativeTensor; gb: NativeTensor };
-  denseScalarOp(o: { op: string; x: Handle; s: number }): Out;
-  denseUnary(o: { op: string; x: Handle }): Out;
-  denseUnaryBackward(o: { op: string; x?: Handle; y?: Handle; gy: Handle }): Out;
-  denseFill(o: { x: Handle; value: number }): void;
-  denseAddInPlace(o: { target: Handle; src: Handle; alpha: number }): void;
-  denseCopyInto(o: { target: Handle; src: Handle }): void;
-  denseSum(o: { x: Handle; dims: readonly number[]; keepDim: boolean }): Out;
-  denseSumToShape(o: { x: Handle; shape: readonly number[] }): Out;
-  denseExpandTo(o: { x: Handle; shape: readonly number[] }): Out;
-  denseMatmul(o: { a: Handle; b: Handle; transA: boolean; transB: boolean }): Out;
-  denseGemmInfo(): GemmInfo & { cpuLibrary: string; cpuIsa: string };
-  denseSetGemmBackend(o: { backend: string }): void;
-  denseLayerNorm(o: { x: Handle; weight?: Handle; bias?: Handle; eps: number }): {
-    y: NativeTensor;
-    mean: NativeTensor;
-    rstd: NativeTensor;
-  };
-  denseLayerNormBackward(o: { x: Handle; weight?: Handle; mean: Handle; rstd: Handle; gy: Handle; hasBias: boolean }): {
-    gx: NativeTensor;
-    gWeight?: NativeTensor;
-    gBias?: NativeTensor;
-  };
-  denseRmsNorm(o: { x: Handle; weight?: Handle; eps: number }): { y: NativeTensor; rstd: NativeTensor };
-  denseRmsNormBackward(o: { x: Handle; weight?: Handle; rstd: Handle; gy: Handle }): {
-    gx: NativeTensor;
-    gWeight?: NativeTensor;
-  };
-  denseEmbedding(o: { weight: Handle; ids: Handle }): Out;
-  denseEmbeddingBackward(o: { gOut: Handle; ids: Handle; numEmbeddings: number }): Out;
-  denseRope(o: { x: Handle; positions: Handle; base: number; inverse: boolean }): Out;
-  denseTokenShift(o: { x: Handle; backward: boolean }): Out;
-  denseConcat(o: { xs: Handle[]; dim: number }): Out;
-  denseSlice(o: { x: Handle; dim: number; start: number; end: number }): Out;
-  denseSliceBackward(o: { g: Handle; inputShape: readonly number[]; dim: number; start: number; end: number }): Out;
-  densePermute(o: { x: Handle; dims: readonly number[] }): Out;
-  denseAdamwStep(o: {
-    param: Handle;
-    grad: Handle;
-    expAvg: Handle;
-    expAvgSq: Handle;
-    lr: number;
-    beta1: number;
-    beta2: number;
-    eps: number;
-    weightDecay: number;
-    step: number;
-  }): void;
-  denseGradNormClip(o: { grads: Handle[]; maxNorm: number }): { norm: NativeTensor };
-}
-
-function addon(): DenseAddon {
-  return native() as unknown as DenseAddon;
-}
+const addon = native;
 
 // ---- JS type checks ---------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import type { NativeTensor } from '../native';
 import { Tensor } from '../tensor';
 import { checkOptions } from '../validate';
 
-export type NativeResult = Record<string, NativeTensor | undefined>;
+type NativeResult = { [name: string]: NativeTensor | undefined };
 
 /**
  * TypeError unless `opts` is an object with only `allowed` keys and every key
@@ -35,8 +35,8 @@ export function tensorOptions(
 }
 
 /** Wraps every native tensor of a result object; absent entries stay absent. */
-export function wrapResult<T>(result: NativeResult): T {
+export function wrapResult<T>(result: object): T {
   const out: Record<string, Tensor> = {};
-  for (const [name, value] of Object.entries(result)) if (value) out[name] = new Tensor(value);
+  for (const [name, value] of Object.entries(result as NativeResult)) if (value) out[name] = new Tensor(value);
   return out as unknown as T;
 }

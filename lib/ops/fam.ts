@@ -28,9 +28,9 @@
 //   one for other D); where a tiled kernel's shared memory does not fit the GPU
 //   (D near 256 on GPUs with less than ~140 KB per block), a simple
 //   one-thread-per-row kernel runs instead: slower, same results.
-import { native } from '../native';
+import { native, type NativeAddon } from '../native';
 import type { Tensor } from '../tensor';
-import { tensorOptions, wrapResult, type NativeResult } from './common';
+import { tensorOptions, wrapResult } from './common';
 
 export interface FamBlockAttentionOptions {
   /** [B,H,T,D] float32 | bfloat16 | float16 | float64 (cpu). */
@@ -83,8 +83,7 @@ export type FamAttentionResult = {
   lse: Tensor;
 };
 
-type Call = (opts: Record<string, unknown>) => NativeResult;
-const call = (name: string): Call => native()[name] as Call;
+type Args<K extends keyof NativeAddon> = Parameters<NativeAddon[K]>[0];
 
 function checkCount(value: unknown, fn: string, arg: string, min: number): void {
   if (typeof value !== 'number' || Number.isNaN(value)) {
@@ -131,7 +130,7 @@ export const fam = {
    */
   blockAttention(opts: FamBlockAttentionOptions): FamAttentionResult {
     const fn = 'fam.blockAttention';
-    return wrapResult(call('famBlockAttention')(blockOptions(fn, opts, false)));
+    return wrapResult(native().famBlockAttention(blockOptions(fn, opts, false) as Args<'famBlockAttention'>));
   },
   /** Gradients of blockAttention; gFamK/gFamV iff famK was given. */
   blockAttentionBackward(opts: FamBlockAttentionBackwardOptions): {
@@ -142,12 +141,14 @@ export const fam = {
     gFamV?: Tensor;
   } {
     const fn = 'fam.blockAttentionBackward';
-    return wrapResult(call('famBlockAttentionBackward')(blockOptions(fn, opts, true)));
+    return wrapResult(
+      native().famBlockAttentionBackward(blockOptions(fn, opts, true) as Args<'famBlockAttentionBackward'>),
+    );
   },
   /** The FAM update of one block: famQ attends to [famK; blockK] with no mask. */
   memoryAttention(opts: FamMemoryAttentionOptions): FamAttentionResult {
     const fn = 'fam.memoryAttention';
-    return wrapResult(call('famMemoryAttention')(memoryOptions(fn, opts, false)));
+    return wrapResult(native().famMemoryAttention(memoryOptions(fn, opts, false) as Args<'famMemoryAttention'>));
   },
   /** Gradients of memoryAttention. */
   memoryAttentionBackward(opts: FamMemoryAttentionBackwardOptions): {
@@ -158,6 +159,8 @@ export const fam = {
     gBlockV: Tensor;
   } {
     const fn = 'fam.memoryAttentionBackward';
-    return wrapResult(call('famMemoryAttentionBackward')(memoryOptions(fn, opts, true)));
+    return wrapResult(
+      native().famMemoryAttentionBackward(memoryOptions(fn, opts, true) as Args<'famMemoryAttentionBackward'>),
+    );
   },
 };

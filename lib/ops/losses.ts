@@ -34,9 +34,9 @@
 // - NaN logits give NaN results for their rows (not an error).
 // - Results are deterministic: on the CPU bit-identical across runs and
 //   thread counts; on CUDA no floating-point atomics.
-import { native, type NativeTensor } from '../native';
+import { native, type NativeAddon } from '../native';
 import { Tensor } from '../tensor';
-import { tensorOptions, wrapResult, type NativeResult } from './common';
+import { tensorOptions, wrapResult } from './common';
 
 export type LossReduction = 'mean' | 'sum' | 'none';
 export type GoldfishStrategy = 'hash' | 'static' | 'random';
@@ -157,8 +157,7 @@ export interface ShiftLabelsOptions {
 const GOLDFISH_NUMBERS = ['k', 'contextWidth', 'seed', 'startPosition'] as const;
 const GOLDFISH_KEYS = [...GOLDFISH_NUMBERS, 'strategy'] as const;
 
-type Call<R> = (opts: Record<string, unknown>) => R;
-const call = <R>(name: string): Call<R> => native()[name] as Call<R>;
+type Args<K extends keyof NativeAddon> = Parameters<NativeAddon[K]>[0];
 
 /** TypeError unless each present option has the JS type the contract gives it. */
 function checkTypes(
@@ -206,7 +205,7 @@ export const losses = {
     );
     checkTypes(fn, o, { ignoreIndex: 'number', reduction: 'string', computeGrad: 'boolean', gradScale: 'number' });
     checkEnum(fn, 'reduction', o.reduction, ['mean', 'sum', 'none']);
-    return wrapResult(call<NativeResult>('lossesCrossEntropy')(o));
+    return wrapResult(native().lossesCrossEntropy(o as Args<'lossesCrossEntropy'>));
   },
 
   /** int32 like labels: 1 where the token is supervised and kept, 0 where dropped or ignored. */
@@ -215,7 +214,7 @@ export const losses = {
     const o = tensorOptions(fn, opts, ['labels'], ['hashTokens'], ['ignoreIndex', ...GOLDFISH_KEYS]);
     checkTypes(fn, o, { ignoreIndex: 'number', ...goldfishKinds });
     checkEnum(fn, 'strategy', o.strategy, ['hash', 'static', 'random']);
-    return new Tensor(call<NativeTensor>('lossesGoldfishMask')(o));
+    return new Tensor(native().lossesGoldfishMask(o as unknown as Args<'lossesGoldfishMask'>));
   },
 
   /** Cross-entropy over the tokens the goldfish rule keeps; the mask is computed inside the kernel. */
@@ -230,7 +229,7 @@ export const losses = {
     );
     checkTypes(fn, o, { ignoreIndex: 'number', computeGrad: 'boolean', gradScale: 'number', ...goldfishKinds });
     checkEnum(fn, 'strategy', o.strategy, ['hash', 'static', 'random']);
-    return wrapResult(call<NativeResult>('lossesGoldfishLoss')(o));
+    return wrapResult(native().lossesGoldfishLoss(o as unknown as Args<'lossesGoldfishLoss'>));
   },
 
   /** ORPO (Hong et al. 2024) as TRL's ORPOTrainer computes it, finite everywhere, with both gradients. */
@@ -253,9 +252,9 @@ export const losses = {
       checkEnum(fn, 'strategy', g.strategy, ['hash', 'static', 'random']);
       o.goldfish = g;
     }
-    const r = call<NativeResult & { metrics: NativeResult }>('lossesOrpo')(o);
+    const r = native().lossesOrpo(o as Args<'lossesOrpo'>);
     const { metrics, ...rest } = r;
-    return { ...wrapResult(rest as NativeResult), metrics: wrapResult(metrics) } as OrpoResult;
+    return { ...wrapResult(rest), metrics: wrapResult(metrics) } as OrpoResult;
   },
 
   /** labels[b,t] = inputIds[b,t+1], ignoreIndex at the last position. */
@@ -263,6 +262,6 @@ export const losses = {
     const fn = 'losses.shiftLabels';
     const o = tensorOptions(fn, opts, ['inputIds'], [], ['ignoreIndex']);
     checkTypes(fn, o, { ignoreIndex: 'number' });
-    return new Tensor(call<NativeTensor>('lossesShiftLabels')(o));
+    return new Tensor(native().lossesShiftLabels(o as Args<'lossesShiftLabels'>));
   },
 };
