@@ -420,7 +420,7 @@ TEST(goldfish_masks_match_the_spec) {
       g.seed = 1234567890123ull;
       g.start_position = 3;
       auto mask = read<int32_t>(ops::goldfish_mask(y, -100, g));
-      CHECK(mask == ref_goldfish_mask(labels, T, strategy, k, 5, g.seed, 3));
+      CHECK(mask == ref_goldfish_mask(labels, T, strategy, k, 5, *g.seed, 3));
     }
   }
   // hashTokens other than the labels, and the 1-D form (one sequence).

@@ -13,9 +13,8 @@
 #include "runtime/cuda_call.h"
 
 namespace lmk::ops {
-namespace {
 
-const char* binary_fn(BinaryOp op) {
+const char* binary_op_fn(BinaryOp op) {
   switch (op) {
     case BinaryOp::Add: return "ops.add";
     case BinaryOp::Sub: return "ops.sub";
@@ -26,18 +25,7 @@ const char* binary_fn(BinaryOp op) {
   return "ops.binary";
 }
 
-const char* binary_backward_fn(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::Add: return "ops.addBackward";
-    case BinaryOp::Sub: return "ops.subBackward";
-    case BinaryOp::Mul: return "ops.mulBackward";
-    case BinaryOp::Div: return "ops.divBackward";
-    case BinaryOp::Maximum: return "ops.maximumBackward";
-  }
-  return "ops.binaryBackward";
-}
-
-const char* scalar_fn(ScalarOp op) {
+const char* scalar_op_fn(ScalarOp op) {
   switch (op) {
     case ScalarOp::Add: return "ops.add";
     case ScalarOp::Mul: return "ops.mul";
@@ -48,7 +36,7 @@ const char* scalar_fn(ScalarOp op) {
   return "ops.scalarOp";
 }
 
-const char* unary_fn(UnaryOp op) {
+const char* unary_op_fn(UnaryOp op) {
   switch (op) {
     case UnaryOp::Neg: return "ops.neg";
     case UnaryOp::Exp: return "ops.exp";
@@ -62,6 +50,17 @@ const char* unary_fn(UnaryOp op) {
     case UnaryOp::Abs: return "ops.abs";
   }
   return "ops.unary";
+}
+
+const char* binary_backward_fn(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "ops.addBackward";
+    case BinaryOp::Sub: return "ops.subBackward";
+    case BinaryOp::Mul: return "ops.mulBackward";
+    case BinaryOp::Div: return "ops.divBackward";
+    case BinaryOp::Maximum: return "ops.maximumBackward";
+  }
+  return "ops.binaryBackward";
 }
 
 const char* unary_backward_fn(UnaryOp op) {
@@ -79,6 +78,8 @@ const char* unary_backward_fn(UnaryOp op) {
   }
   return "ops.unaryBackward";
 }
+
+namespace {
 
 void check_same_shape(const Tensor& t, const Shape& shape, const char* fn, const char* arg, const char* like) {
   if (t.shape != shape) {
@@ -140,7 +141,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* fn, const cha
 }
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  const char* fn = binary_fn(op);
+  const char* fn = binary_op_fn(op);
   check_float(a, fn, "a");
   check_like(b, a.device(), a.dtype, fn, "b", "a");
   Shape shape = broadcast_shapes(a.shape, b.shape, fn, "a", "b");
@@ -190,7 +191,7 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
 }
 
 Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
-  const char* fn = scalar_fn(op);
+  const char* fn = scalar_op_fn(op);
   check_float(x, fn, "x");
   OpTask task(fn, x.device());
   Tensor out = task.output(x.shape, x.dtype);
@@ -207,7 +208,7 @@ Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
 }
 
 Tensor unary(UnaryOp op, const Tensor& x) {
-  const char* fn = unary_fn(op);
+  const char* fn = unary_op_fn(op);
   check_float(x, fn, "x");
   OpTask task(fn, x.device());
   Tensor out = task.output(x.shape, x.dtype);
@@ -257,7 +258,7 @@ Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::opt
 void fill_(const Tensor& x, double value) {
   const char* fn = "ops.fill_";
   check_input(x, fn, "x");
-  if (std::isnan(value) && x.dtype == DType::Int32) throw_range_error(fn, ": value NaN cannot be stored in int32");
+  check_fill_value(value, x.dtype, fn);
   OpTask task(fn, x.device());
   task.writes(x);
   int64_t n = x.numel();
@@ -267,19 +268,18 @@ void fill_(const Tensor& x, double value) {
                [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); });
 }
 
-void add_in_place_(const Tensor& target, const Tensor& src, double alpha) {
+void add_in_place_(const Tensor& target, const Tensor& src, std::optional<double> alpha) {
   const char* fn = "ops.addInPlace_";
   check_float(target, fn, "target");
   check_like(src, target.device(), target.dtype, fn, "src", "target");
   check_same_shape(src, target.shape, fn, "src", "target");
-  if (!std::isfinite(alpha)) throw_range_error(fn, ": alpha must be a finite number, got ", alpha);
   OpTask task(fn, target.device());
   task.writes(target);
   task.read(src);
   kernels::AxpyParams p;
   p.dtype = target.dtype;
   p.n = target.numel();
-  p.alpha = alpha;
+  p.alpha = alpha.value_or(1.0);
   p.target = target.data();
   p.src = src.data();
   task.enqueue([p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); });

@@ -36,19 +36,36 @@ void check_labels(const char* fn, const char* arg, const Tensor& labels, const T
 // Positions per sequence of a labels tensor: its last dimension (1-D: one sequence).
 int64_t positions(const Tensor& labels) { return labels.shape.empty() ? 1 : std::max<int64_t>(labels.shape.back(), 1); }
 
+// The options every loss shares, with their defaults.
+struct CommonOptions {
+  int64_t ignore_index;
+  bool compute_grad;
+  double grad_scale;
+};
+
+CommonOptions common_options(std::optional<int64_t> ignore_index, std::optional<bool> compute_grad,
+                             std::optional<double> grad_scale, const char* fn) {
+  CommonOptions o{ignore_index.value_or(-100), compute_grad.value_or(true), grad_scale.value_or(1.0)};
+  check_finite(o.grad_scale, fn, "gradScale");
+  return o;
+}
+
 // The goldfish rule's kernel form; its hashTokens (if any) is read by the task.
 GoldfishRule goldfish_rule(OpTask& task, const Tensor& labels, const GoldfishOptions& g, const char* labels_arg) {
   const char* fn = task.fn();
-  check_at_least(g.k, 2, fn, "k");
-  check_at_least(g.context_width, 1, fn, "contextWidth");
-  check_at_least(g.start_position, 0, fn, "startPosition");
   GoldfishRule rule;
-  rule.k = g.k;
-  rule.drop_below = 1.0 / static_cast<double>(g.k);
-  rule.context_width = g.context_width;
-  rule.seed = g.seed;
-  rule.start_position = g.start_position;
-  switch (g.strategy) {
+  rule.k = g.k.value_or(4);
+  rule.context_width = g.context_width.value_or(13);
+  rule.start_position = g.start_position.value_or(0);
+  const int64_t seed = g.seed.value_or(0);
+  check_at_least(rule.k, 2, fn, "k");
+  check_at_least(rule.context_width, 1, fn, "contextWidth");
+  check_at_least(rule.start_position, 0, fn, "startPosition");
+  if (seed < 0 || seed >= (int64_t(1) << 53))
+    throw_range_error(fn, ": seed must be an integer in [0, 2^53), got ", seed);
+  rule.drop_below = 1.0 / static_cast<double>(rule.k);
+  rule.seed = static_cast<uint64_t>(seed);
+  switch (g.strategy.value_or(GoldfishStrategyOption::Hash)) {
     case GoldfishStrategyOption::Static: rule.strategy = kGoldfishStatic; break;
     case GoldfishStrategyOption::Random: rule.strategy = kGoldfishRandom; break;
     case GoldfishStrategyOption::Hash: rule.strategy = kGoldfishHash; break;
@@ -75,9 +92,23 @@ int64_t* bad_label_check(OpTask& task, const char* arg, const Tensor& labels, in
 
 }  // namespace
 
-CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                                 LossReduction reduction, const std::optional<Tensor>& weights, bool compute_grad,
-                                 double grad_scale) {
+LossReduction loss_reduction_from_name(const std::string& name, const char* fn) {
+  if (name == "mean") return LossReduction::Mean;
+  if (name == "sum") return LossReduction::Sum;
+  if (name == "none") return LossReduction::None;
+  throw_range_error(fn, ": reduction must be one of 'mean', 'sum', 'none', got '", name, "'");
+}
+
+GoldfishStrategyOption goldfish_strategy_from_name(const std::string& name, const char* fn) {
+  if (name == "hash") return GoldfishStrategyOption::Hash;
+  if (name == "static") return GoldfishStrategyOption::Static;
+  if (name == "random") return GoldfishStrategyOption::Random;
+  throw_range_error(fn, ": strategy must be one of 'hash', 'static', 'random', got '", name, "'");
+}
+
+CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, std::optional<int64_t> ignore_index_option,
+                                 std::optional<LossReduction> reduction_option, const std::optional<Tensor>& weights,
+                                 std::optional<bool> compute_grad_option, std::optional<double> grad_scale_option) {
   const char* fn = "losses.crossEntropy";
   check_logits(fn, "logits", logits, false);
   check_labels(fn, "labels", labels, logits, "logits");
@@ -89,7 +120,9 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int
     check_device(*weights, logits.device(), fn, "weights", "logits");
     check_shape(*weights, labels.shape, fn, "weights", "like labels");
   }
-  check_finite(grad_scale, fn, "gradScale");
+  const auto [ignore_index, compute_grad, grad_scale] =
+      common_options(ignore_index_option, compute_grad_option, grad_scale_option, fn);
+  const LossReduction reduction = reduction_option.value_or(LossReduction::Mean);
 
   OpTask task(fn, logits.device());
   DType out = accumulation_dtype(logits.dtype);
@@ -125,7 +158,7 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int
   return result;
 }
 
-Tensor goldfish_mask(const Tensor& labels, int64_t ignore_index, const GoldfishOptions& goldfish) {
+Tensor goldfish_mask(const Tensor& labels, std::optional<int64_t> ignore_index, const GoldfishOptions& goldfish) {
   const char* fn = "losses.goldfishMask";
   check_int32_input(labels, fn, "labels");
   if (labels.shape.size() != 1 && labels.shape.size() != 2) {
@@ -139,19 +172,21 @@ Tensor goldfish_mask(const Tensor& labels, int64_t ignore_index, const GoldfishO
   p.rows = labels.numel();
   p.T = positions(labels);
   p.labels = labels.data_as<int32_t>();
-  p.ignore_index = ignore_index;
+  p.ignore_index = common_options(ignore_index, std::nullopt, std::nullopt, fn).ignore_index;
   p.mask = mask.data_as<int32_t>();
   task.enqueue([p] { kernels::goldfish_mask_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::goldfish_mask_cuda(p, s)); });
   return mask;
 }
 
-GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                                 const GoldfishOptions& goldfish, bool compute_grad, double grad_scale) {
+GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, std::optional<int64_t> ignore_index_option,
+                                 const GoldfishOptions& goldfish, std::optional<bool> compute_grad_option,
+                                 std::optional<double> grad_scale_option) {
   const char* fn = "losses.goldfishLoss";
   check_logits(fn, "logits", logits, false);
   check_labels(fn, "labels", labels, logits, "logits");
-  check_finite(grad_scale, fn, "gradScale");
+  const auto [ignore_index, compute_grad, grad_scale] =
+      common_options(ignore_index_option, compute_grad_option, grad_scale_option, fn);
   OpTask task(fn, logits.device());
   task.reads(logits, labels);
   kernels::CrossEntropyParams p;
@@ -215,8 +250,10 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
     check_int32(nll_labels, chosen_logits.device(), fn, "nllLabels", "chosenLogits");
     check_shape(nll_labels, chosen_labels.shape, fn, "nllLabels", "like chosenLabels [B,T]");
   }
-  check_finite(o.lambda, fn, "lambda");
-  check_finite(o.grad_scale, fn, "gradScale");
+  const double lambda = o.lambda.value_or(0.1);
+  check_finite(lambda, fn, "lambda");
+  const auto [ignore_index, compute_grad, grad_scale] =
+      common_options(o.ignore_index, o.compute_grad, o.grad_scale, fn);
   OpTask task(fn, chosen_logits.device());
   task.reads(chosen_logits, rejected_logits, chosen_labels, rejected_labels, nll_labels);
   kernels::OrpoParams p;
@@ -234,7 +271,7 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
                          &r.log_odds_ratio, &r.log_odds_chosen}) {
     *metric = task.output({}, out);
   }
-  if (o.compute_grad) {
+  if (compute_grad) {
     r.grad_chosen_logits = task.output(chosen_logits.shape, chosen_logits.dtype);
     r.grad_rejected_logits = task.output(rejected_logits.shape, rejected_logits.dtype);
   }
@@ -248,9 +285,9 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   p.chosen_labels = chosen_labels.data_as<int32_t>();
   p.rejected_labels = rejected_labels.data_as<int32_t>();
   p.nll_labels = nll_labels.data_as<int32_t>();
-  p.ignore_index = o.ignore_index;
-  p.lambda = o.lambda;
-  p.grad_scale = o.grad_scale;
+  p.ignore_index = ignore_index;
+  p.lambda = lambda;
+  p.grad_scale = grad_scale;
   p.loss = r.loss.data();
   p.nll_loss = r.nll_loss.data();
   p.or_loss = r.or_loss.data();
@@ -263,16 +300,15 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   p.rewards_margin = r.rewards_margin.data();
   p.log_odds_ratio = r.log_odds_ratio.data();
   p.log_odds_chosen = r.log_odds_chosen.data();
-  if (o.compute_grad) {
+  if (compute_grad) {
     p.grad_chosen = r.grad_chosen_logits->data();
     p.grad_rejected = r.grad_rejected_logits->data();
   }
   p.workspace = task.workspace(kernels::orpo_workspace_bytes(p));
-  p.first_bad_chosen_label = bad_label_check(task, "chosenLabels", chosen_labels, V, o.ignore_index);
-  p.first_bad_rejected_label = bad_label_check(task, "rejectedLabels", rejected_labels, V, o.ignore_index);
-  p.first_bad_nll_label = bad_label_check(task, "nllLabels", nll_labels, V, o.ignore_index);
-  int64_t ignore_index = o.ignore_index;
-  auto empty_check = [&](const char* arg, const Tensor& labels) {
+  p.first_bad_chosen_label = bad_label_check(task, "chosenLabels", chosen_labels, V, ignore_index);
+  p.first_bad_rejected_label = bad_label_check(task, "rejectedLabels", rejected_labels, V, ignore_index);
+  p.first_bad_nll_label = bad_label_check(task, "nllLabels", nll_labels, V, ignore_index);
+  auto empty_check = [&, ignore_index = ignore_index](const char* arg, const Tensor& labels) {
     std::string arg_name = arg;
     Shape shape = labels.shape;
     return task.value_check(ErrorKind::Range, [=](int64_t b) {
@@ -286,12 +322,13 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   return r;
 }
 
-Tensor shift_labels(const Tensor& input_ids, int64_t ignore_index) {
+Tensor shift_labels(const Tensor& input_ids, std::optional<int64_t> ignore_index_option) {
   const char* fn = "losses.shiftLabels";
   check_int32_input(input_ids, fn, "inputIds");
   if (input_ids.shape.size() != 1 && input_ids.shape.size() != 2) {
     throw_range_error(fn, ": inputIds must have shape [B,T] or [N], got ", shape_string(input_ids.shape));
   }
+  const int64_t ignore_index = common_options(ignore_index_option, std::nullopt, std::nullopt, fn).ignore_index;
   if (ignore_index < INT32_MIN || ignore_index > INT32_MAX) {
     throw_range_error(fn, ": ignoreIndex must fit in int32, got ", ignore_index);
   }

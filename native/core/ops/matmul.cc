@@ -56,7 +56,15 @@ GemmInfo gemm_info() {
   return info;
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+kernels::GemmKernel gemm_kernel_from_name(const std::string& name, const char* fn) {
+  if (name == "auto") return kernels::GemmKernel::Library;
+  if (name == "builtin") return kernels::GemmKernel::Builtin;
+  throw_range_error(fn, ": backend must be 'auto' or 'builtin', got '", name, "'");
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, std::optional<bool> trans_a_option,
+              std::optional<bool> trans_b_option) {
+  const bool trans_a = trans_a_option.value_or(false), trans_b = trans_b_option.value_or(false);
   check_float(a, kFn, "a");
   check_like(b, a, kFn, "b", "a");
   const size_t ra = a.shape.size(), rb = b.shape.size();

@@ -43,8 +43,10 @@ void check_stat(const Tensor& t, const Tensor& x, const Rows& r, const char* fn,
   }
 }
 
-void check_eps(double eps, const char* fn) {
-  if (!(eps >= 0) || !std::isfinite(eps)) throw_range_error(fn, ": eps must be a finite number >= 0, got ", eps);
+double resolve_eps(std::optional<double> eps, double fallback, const char* fn) {
+  double value = eps.value_or(fallback);
+  if (!(value >= 0) || !std::isfinite(value)) throw_range_error(fn, ": eps must be a finite number >= 0, got ", value);
+  return value;
 }
 
 void run_forward(OpTask& task, const kernels::NormParams& p) {
@@ -60,12 +62,12 @@ void run_backward(OpTask& task, const kernels::NormParams& p) {
 }  // namespace
 
 LayerNormResult layer_norm(const Tensor& x, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
-                           double eps) {
+                           std::optional<double> eps_option) {
   const char* fn = "ops.layerNorm";
   Rows r = check_x(x, fn);
   if (weight) check_param(*weight, x, r.C, fn, "weight");
   if (bias) check_param(*bias, x, r.C, fn, "bias");
-  check_eps(eps, fn);
+  const double eps = resolve_eps(eps_option, 1e-5, fn);
   OpTask task(fn, x.device());
   LayerNormResult out;
   out.y = task.output(x.shape, x.dtype);
@@ -120,11 +122,11 @@ NormGrads layer_norm_backward(const Tensor& x, const std::optional<Tensor>& weig
   return g;
 }
 
-RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, double eps) {
+RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, std::optional<double> eps_option) {
   const char* fn = "ops.rmsNorm";
   Rows r = check_x(x, fn);
   if (weight) check_param(*weight, x, r.C, fn, "weight");
-  check_eps(eps, fn);
+  const double eps = resolve_eps(eps_option, 1e-6, fn);
   OpTask task(fn, x.device());
   RmsNormResult out;
   out.y = task.output(x.shape, x.dtype);

@@ -21,6 +21,21 @@ void check_hyper(double value, double low, double high, bool high_open, const ch
 
 }  // namespace
 
+AdamwHyper adamw_hyper(std::optional<double> lr, std::optional<double> beta1, std::optional<double> beta2,
+                       std::optional<double> eps, std::optional<double> weight_decay, const char* fn) {
+  if (!lr) throw_type_error(fn, ": lr is required (a number)");
+  const AdamwHyper defaults;
+  AdamwHyper h{*lr, beta1.value_or(defaults.beta1), beta2.value_or(defaults.beta2), eps.value_or(defaults.eps),
+               weight_decay.value_or(defaults.weight_decay)};
+  const double inf = INFINITY;
+  check_hyper(h.lr, 0, inf, true, fn, "lr");
+  check_hyper(h.beta1, 0, 1, true, fn, "beta1");
+  check_hyper(h.beta2, 0, 1, true, fn, "beta2");
+  check_hyper(h.eps, 0, inf, true, fn, "eps");
+  check_hyper(h.weight_decay, 0, inf, true, fn, "weightDecay");
+  return h;
+}
+
 void adamw_step_(const AdamwArgs& a) {
   const char* fn = "optim.AdamW.step";
   check_float(a.param, fn, "param");
@@ -38,12 +53,7 @@ void adamw_step_(const AdamwArgs& a) {
                         shape_string(t->shape));
     }
   }
-  const double inf = INFINITY;
-  check_hyper(a.lr, 0, inf, true, fn, "lr");
-  check_hyper(a.beta1, 0, 1, true, fn, "beta1");
-  check_hyper(a.beta2, 0, 1, true, fn, "beta2");
-  check_hyper(a.eps, 0, inf, true, fn, "eps");
-  check_hyper(a.weight_decay, 0, inf, true, fn, "weightDecay");
+  adamw_hyper(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, fn);
   if (!(a.step >= 1) || a.step != std::floor(a.step) || a.step > 9007199254740992.0) {
     throw_range_error(fn, ": step must be an integer >= 1 (1-based, this step included), got ", a.step);
   }
@@ -75,7 +85,7 @@ void adamw_step_(const AdamwArgs& a) {
 
 Tensor grad_norm_clip_(const std::vector<Tensor>& grads, double max_norm) {
   const char* fn = "clipGradNorm";
-  if (std::isnan(max_norm) || max_norm < 0) throw_range_error(fn, ": maxNorm must be a number >= 0, got ", max_norm);
+  if (!(max_norm > 0)) throw_range_error(fn, ": maxNorm must be > 0, got ", max_norm);
   if (grads.empty()) return full({}, 0.0, DType::Float32, Device{DeviceKind::CPU, 0}, fn);
   check_float(grads[0], fn, "grads[0]");
   const Device device = grads[0].device();

@@ -100,10 +100,10 @@ Tensor sum_impl(const Tensor& x, const std::vector<int64_t>& dims, bool keep_dim
 
 }  // namespace
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keep_dim) {
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, std::optional<bool> keep_dim) {
   const char* fn = "ops.sum";
   check_float(x, fn, "x");
-  return sum_impl(x, dims, keep_dim, fn);
+  return sum_impl(x, dims, keep_dim.value_or(false), fn);
 }
 
 Tensor sum_to_shape(const Tensor& x, const Shape& shape) {

@@ -9,7 +9,7 @@
 
 namespace lmk::ops {
 
-Tensor rope(const Tensor& x, const Tensor& positions, double base, bool inverse) {
+Tensor rope(const Tensor& x, const Tensor& positions, std::optional<double> base_option, std::optional<bool> inverse) {
   const char* fn = "ops.rope";
   check_float(x, fn, "x");
   check_int32(positions, x.device(), fn, "positions", "x");
@@ -17,6 +17,7 @@ Tensor rope(const Tensor& x, const Tensor& positions, double base, bool inverse)
   if (rank < 2 || x.shape[rank - 1] % 2 != 0) {
     throw_range_error(fn, ": x must have shape [..., T, D] with D even, got ", shape_string(x.shape));
   }
+  const double base = base_option.value_or(10000.0);
   if (!(base > 0) || !std::isfinite(base)) throw_range_error(fn, ": base must be a finite number > 0, got ", base);
   const int64_t T = x.shape[rank - 2], D = x.shape[rank - 1];
   int64_t P = 1;
@@ -45,7 +46,7 @@ Tensor rope(const Tensor& x, const Tensor& positions, double base, bool inverse)
   p.D = D;
   p.Mid = (P * T * D) == 0 ? 0 : total / (P * T * D);
   p.base = base;
-  p.inverse = inverse;
+  p.inverse = inverse.value_or(false);
   p.x = x.data();
   p.positions = positions.data_as<int32_t>();
   p.out = out.data();

@@ -28,7 +28,34 @@ std::atomic<uint64_t> global_offset{1};  // offset 0 is kept for explicit seeds
 
 void* stream_handle(const Device& device) { return cuda_stream_handle(device.index); }
 
+void check_seed(int64_t seed, const char* fn) {
+  if (seed < 0 || seed > (int64_t(1) << 53) - 1)
+    throw_range_error(fn, ": seed must be an integer in [0, 2^53), got ", seed);
+}
+
 }  // namespace
+
+DType dtype_from_name(const std::string& name, const char* fn, const char* arg) {
+  DType dtype;
+  if (!parse_dtype(name, &dtype)) {
+    throw_type_error(fn, ": ", arg, " must be one of float32, float64, bfloat16, float16, int32, got '", name, "'");
+  }
+  return dtype;
+}
+
+Device device_from_name(const std::string& name, const char* fn, const char* arg) {
+  if (name == "cpu") return Device{DeviceKind::CPU, 0};
+  if (name == "cuda") return Device{DeviceKind::CUDA, 0};
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() < 15 &&
+      name.find_first_not_of("0123456789", 5) == std::string::npos) {
+    return Device{DeviceKind::CUDA, std::stoi(name.substr(5))};
+  }
+  throw_type_error(fn, ": ", arg, " must be 'cpu', 'cuda', 'cuda:N' or a Device, got '", name, "'");
+}
+
+DType creation_dtype(const std::optional<std::string>& name, const char* fn) {
+  return name ? dtype_from_name(*name, fn) : DType::Float32;
+}
 
 Tensor empty(const Shape& shape, DType dtype, const Device& device, const char* fn) {
   check_device_usable(device, fn, "device");
@@ -44,7 +71,16 @@ Tensor empty(const Shape& shape, DType dtype, const Device& device, const char* 
   return t;
 }
 
+void check_fill_value(double value, DType dtype, const char* fn) {
+  if (dtype != DType::Int32) return;
+  // Truncation toward zero must land in [-2^31, 2^31).
+  if (!(value > -2147483649.0 && value < 2147483648.0)) {
+    throw_range_error(fn, ": value ", value, " cannot be stored in int32 (it must be finite and in int32's range)");
+  }
+}
+
 Tensor full(const Shape& shape, double value, DType dtype, const Device& device, const char* fn) {
+  check_fill_value(value, dtype, fn);
   OpTask task(fn, device);
   Tensor t = task.output(shape, dtype);
   int64_t n = t.numel();
@@ -64,18 +100,20 @@ Tensor arange(int64_t n, DType dtype, const Device& device) {
   return t;
 }
 
-void manual_seed(uint64_t seed) {
-  global_seed.store(seed);
+void manual_seed(int64_t seed) {
+  check_seed(seed, "manualSeed");
+  global_seed.store(static_cast<uint64_t>(seed));
   global_offset.store(1);
 }
 
 static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, const Device& device,
-                            std::optional<uint64_t> seed, kernels::RandomParams params) {
+                            std::optional<int64_t> seed, kernels::RandomParams params) {
   if (!dtype_is_float(dtype)) throw_type_error(fn, ": dtype must be a floating type, got ", dtype_name(dtype));
+  if (seed) check_seed(*seed, fn);
   OpTask task(fn, device);
   Tensor t = task.output(shape, dtype);
   if (seed) {
-    params.seed = *seed;
+    params.seed = static_cast<uint64_t>(*seed);
     params.offset = 0;
   } else {
     params.seed = global_seed.load();
@@ -88,29 +126,30 @@ static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, con
   return t;
 }
 
-Tensor rand(const Shape& shape, DType dtype, const Device& device, std::optional<uint64_t> seed, double low,
-            double high) {
-  if (!(low < high)) throw_range_error("rand: low must be less than high, got low=", low, ", high=", high);
+Tensor rand(const Shape& shape, DType dtype, const Device& device, std::optional<int64_t> seed,
+            std::optional<double> low, std::optional<double> high) {
   kernels::RandomParams params;
-  params.low = low;
-  params.high = high;
+  params.low = low.value_or(0.0);
+  params.high = high.value_or(1.0);
+  if (!(params.low < params.high) || !std::isfinite(params.low) || !std::isfinite(params.high)) {
+    throw_range_error("rand: low must be less than high, both finite, got low=", params.low, ", high=", params.high);
+  }
   return random_tensor("rand", shape, dtype, device, seed, params);
 }
 
-Tensor randn(const Shape& shape, DType dtype, const Device& device, std::optional<uint64_t> seed, double mean,
-             double std) {
-  if (!(std >= 0) || !std::isfinite(std) || !std::isfinite(mean)) {
-    throw_range_error("randn: std must be finite and >= 0 and mean finite, got mean=", mean, ", std=", std);
-  }
+Tensor randn(const Shape& shape, DType dtype, const Device& device, std::optional<int64_t> seed,
+             std::optional<double> mean, std::optional<double> std) {
   kernels::RandomParams params;
   params.normal = true;
-  params.mean = mean;
-  params.std = std;
+  params.mean = mean.value_or(0.0);
+  params.std = std.value_or(1.0);
+  if (!(params.std >= 0)) throw_range_error("randn: std must be >= 0, got ", params.std);
   return random_tensor("randn", shape, dtype, device, seed, params);
 }
 
-Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape& shape, DType dtype,
-                 const Device& device) {
+Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape& shape,
+                 std::optional<DType> dtype_option, const Device& device) {
+  const DType dtype = dtype_option.value_or(host_dtype == DType::Int32 ? DType::Int32 : DType::Float32);
   int64_t n = checked_numel(shape, "tensor", "shape");
   if (n != count) {
     throw_range_error("tensor: shape ", shape_string(shape), " holds ", n, " elements but data has ", count);
@@ -142,6 +181,15 @@ Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape&
   stream.keep_until_done(converted);
 #endif
   return t;
+}
+
+Tensor from_bytes(const void* data, size_t byte_length, const Shape& shape, DType dtype, const Device& device,
+                  const char* fn) {
+  const size_t size = dtype_size(dtype);
+  if (byte_length % size != 0) {
+    throw_range_error(fn, ": ", byte_length, " bytes is not a whole number of ", dtype_name(dtype), " elements");
+  }
+  return from_host(data, dtype, static_cast<int64_t>(byte_length / size), shape, dtype, device);
 }
 
 Tensor to_dtype(const Tensor& src, DType dtype) {
@@ -323,6 +371,12 @@ std::vector<uint8_t> read_to_host_blocking(const Tensor& src, bool raw) {
   return std::move(bytes);
 }
 
+Device usable_device(const std::string& name, const char* fn, const char* arg) {
+  Device device = device_from_name(name, fn, arg);
+  check_device_usable(device, fn, arg);
+  return device;
+}
+
 void when_device_done(const Device& device, std::function<void(const std::optional<RecordedError>&)> done) {
   check_device_usable(device, "synchronize", "device");
   stream_for(device).when_done(std::move(done));
@@ -330,6 +384,7 @@ void when_device_done(const Device& device, std::function<void(const std::option
 
 Tensor check_indices(const Tensor& values, int64_t limit, const char* fn, const char* arg) {
   check_int32_input(values, fn, arg);
+  check_at_least(limit, 0, fn, "limit");
   OpTask task(fn, values.device());
   Tensor copy = task.output(values.shape, DType::Int32);
   task.read(values);
