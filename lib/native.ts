@@ -62,6 +62,13 @@ export interface NativeGoldfish {
   hashTokens?: H;
 }
 
+/** Shape, dtype (absent: the core's default) and device of a creation call. */
+export interface NativePlacement {
+  shape: readonly number[];
+  dtype?: string;
+  device: string;
+}
+
 export interface NativeGoldfishMaskOptions extends NativeGoldfish {
   labels: H;
   ignoreIndex?: number;
@@ -78,32 +85,29 @@ export interface NativeGoldfishLossOptions extends NativeGoldfish {
 /** The addon's exports, with their types. */
 export interface NativeAddon {
   // ---- backend, tensors, memory (addon.cc, tensor_binding.cc) ----
+  // Values the core checks and defaults pass through as `unknown` where the
+  // public API accepts anything (the native layer checks their JS type).
   backendInfo(): NativeBackendInfo;
   release(handle: H): void;
-  empty(shape: readonly number[], dtype: string, device: string): T;
-  full(shape: readonly number[], value: number, dtype: string, device: string, fn: string): T;
-  arange(n: number, dtype: string, device: string): T;
-  manualSeed(seed: number): void;
-  rand(shape: readonly number[], dtype: string, device: string, seed: number | undefined, low: number, high: number): T;
-  randn(
-    shape: readonly number[],
-    dtype: string,
-    device: string,
-    seed: number | undefined,
-    mean: number,
-    std: number,
-  ): T;
-  fromHost(data: HostArray, shape: readonly number[], dtype: string, device: string): T;
-  toDtype(handle: H, dtype: string): T;
-  toDevice(handle: H, device: string): T;
+  empty(o: NativePlacement): T;
+  full(o: NativePlacement & { fn: string; value: number }): T;
+  arange(o: { n: number; dtype?: string; device: string }): T;
+  manualSeed(o: { seed: number }): void;
+  rand(o: NativePlacement & { seed?: number; low?: number; high?: number }): T;
+  randn(o: NativePlacement & { seed?: number; mean?: number; std?: number }): T;
+  fromHost(o: { data: HostArray; shape: readonly number[]; dtype?: string; device: string }): T;
+  fromRaw(o: { bytes: Uint8Array; shape: readonly number[]; dtype: string; device: string }): T;
+  toDtype(o: { x: H; dtype: string }): T;
+  toDevice(o: { x: H; device: string }): T;
   clone(handle: H): T;
-  reshape(handle: H, shape: readonly number[]): T;
-  checkIndices(handle: H, limit: number): T;
+  reshape(o: { x: H; shape: readonly number[] }): T;
+  checkIndices(o: { values: H; limit: number }): T;
   read(handle: H): Promise<HostArray>;
   readSync(handle: H): HostArray;
   readRaw(handle: H): Uint8Array;
-  fromRaw(bytes: Uint8Array, shape: readonly number[], dtype: string, device: string): T;
-  synchronize(device: string): Promise<void>;
+  synchronize(o: { device: string }): Promise<void>;
+  /** The usable device a name names ('cuda' reads 'cuda:0'); TypeError naming fn/arg otherwise. */
+  checkDevice(o: { device: string; fn: string; arg: string }): string;
   memory(): NativeMemory;
   emptyCache(): void;
 
@@ -212,30 +216,39 @@ export interface NativeAddon {
   denseUnary(o: { op: string; x: H }): Out;
   denseUnaryBackward(o: { op: string; x?: H; y?: H; gy: H }): Out;
   denseFill(o: { x: H; value: number }): void;
-  denseAddInPlace(o: { target: H; src: H; alpha: number }): void;
+  denseAddInPlace(o: { target: H; src: H; alpha?: number }): void;
   denseCopyInto(o: { target: H; src: H }): void;
-  denseSum(o: { x: H; dims: readonly number[]; keepDim: boolean }): Out;
+  denseSum(o: { x: H; dims: readonly number[]; keepDim?: boolean }): Out;
   denseSumToShape(o: { x: H; shape: readonly number[] }): Out;
   denseExpandTo(o: { x: H; shape: readonly number[] }): Out;
-  denseMatmul(o: { a: H; b: H; transA: boolean; transB: boolean }): Out;
-  denseGemmInfo(): NativeGemmInfo;
-  denseSetGemmBackend(o: { backend: string }): void;
-  denseLayerNorm(o: { x: H; weight?: H; bias?: H; eps: number }): { y: T; mean: T; rstd: T };
+  denseMatmul(o: { a: H; b: H; transA?: boolean; transB?: boolean }): Out;
+  gemmInfo(): NativeGemmInfo;
+  setGemmBackend(o: { backend: string }): void;
+  denseLayerNorm(o: { x: H; weight?: H; bias?: H; eps?: number }): { y: T; mean: T; rstd: T };
   denseLayerNormBackward(o: { x: H; weight?: H; mean: H; rstd: H; gy: H; hasBias: boolean }): {
     gx: T;
     gWeight?: T;
     gBias?: T;
   };
-  denseRmsNorm(o: { x: H; weight?: H; eps: number }): { y: T; rstd: T };
+  denseRmsNorm(o: { x: H; weight?: H; eps?: number }): { y: T; rstd: T };
   denseRmsNormBackward(o: { x: H; weight?: H; rstd: H; gy: H }): { gx: T; gWeight?: T };
   denseEmbedding(o: { weight: H; ids: H }): Out;
   denseEmbeddingBackward(o: { gOut: H; ids: H; numEmbeddings: number }): Out;
-  denseRope(o: { x: H; positions: H; base: number; inverse: boolean }): Out;
-  denseTokenShift(o: { x: H; backward: boolean }): Out;
+  denseRope(o: { x: H; positions: H; base?: number; inverse?: boolean }): Out;
+  denseTokenShift(o: { x: H }): Out;
+  denseTokenShiftBackward(o: { g: H }): Out;
   denseConcat(o: { xs: H[]; dim: number }): Out;
   denseSlice(o: { x: H; dim: number; start: number; end: number }): Out;
   denseSliceBackward(o: { g: H; inputShape: readonly number[]; dim: number; start: number; end: number }): Out;
   densePermute(o: { x: H; dims: readonly number[] }): Out;
+  /** AdamW's hyperparameters with the core's defaults, checked (lr required). */
+  adamwOptions(o: { lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }): {
+    lr: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weightDecay: number;
+  };
   denseAdamwStep(o: {
     param: H;
     grad: H;
@@ -273,6 +286,7 @@ const entryPoints = {
   readRaw: true,
   fromRaw: true,
   synchronize: true,
+  checkDevice: true,
   memory: true,
   emptyCache: true,
   wkv4Forward: true,
@@ -299,8 +313,8 @@ const entryPoints = {
   denseSumToShape: true,
   denseExpandTo: true,
   denseMatmul: true,
-  denseGemmInfo: true,
-  denseSetGemmBackend: true,
+  gemmInfo: true,
+  setGemmBackend: true,
   denseLayerNorm: true,
   denseLayerNormBackward: true,
   denseRmsNorm: true,
@@ -309,10 +323,12 @@ const entryPoints = {
   denseEmbeddingBackward: true,
   denseRope: true,
   denseTokenShift: true,
+  denseTokenShiftBackward: true,
   denseConcat: true,
   denseSlice: true,
   denseSliceBackward: true,
   densePermute: true,
+  adamwOptions: true,
   denseAdamwStep: true,
   denseGradNormClip: true,
 } as const satisfies Record<keyof NativeAddon, true>;

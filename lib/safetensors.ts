@@ -3,7 +3,7 @@
 // data_offsets}, __metadata__: {...}} padded with spaces to 8 bytes, then the
 // raw little-endian tensor bytes. dtypes are kept bit for bit (BF16, F16 too).
 import { promises as fs } from 'node:fs';
-import { defaultDevice, usableDevice, type DeviceSpec } from './device';
+import { deviceOrDefault, type DeviceSpec } from './device';
 import type { DType } from './dtype';
 import { native } from './native';
 import { Tensor, checkTensor } from './tensor';
@@ -58,7 +58,7 @@ export async function loadSafetensors(
   const fn = 'loadSafetensors';
   if (typeof path !== 'string') throw new TypeError(`${fn}: path must be a string`);
   checkOptions(opts, fn, ['device']);
-  const device = (opts.device === undefined ? defaultDevice() : usableDevice(opts.device, fn)).toString();
+  const device = deviceOrDefault(opts.device, fn);
   const file = await fs.readFile(path);
   if (file.length < 8) throw new RangeError(`${fn}: ${path} is too short to be a safetensors file`);
   const headerLength = Number(file.readBigUInt64LE(0));
@@ -81,7 +81,7 @@ export async function loadSafetensors(
       throw new RangeError(`${fn}: ${path}: tensor '${name}' has offsets [${begin}, ${end}] outside the file`);
     }
     const bytes = new Uint8Array(file.buffer, file.byteOffset + dataStart + begin, end - begin);
-    out[name] = new Tensor(native().fromRaw(new Uint8Array(bytes), entry.shape, dtype, device));
+    out[name] = new Tensor(native().fromRaw({ bytes: new Uint8Array(bytes), shape: entry.shape, dtype, device }));
   }
   return out;
 }

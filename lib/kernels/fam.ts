@@ -30,7 +30,7 @@
 //   one-thread-per-row kernel runs instead: slower, same results.
 import { native, type NativeAddon } from '../native';
 import type { Tensor } from '../tensor';
-import { tensorOptions, wrapResult } from './common';
+import { nativeOptions, wrapResult } from './common';
 
 export interface FamBlockAttentionOptions {
   /** [B,H,T,D] float32 | bfloat16 | float16 | float64 (cpu). */
@@ -85,41 +85,24 @@ export type FamAttentionResult = {
 
 type Args<K extends keyof NativeAddon> = Parameters<NativeAddon[K]>[0];
 
-function checkCount(value: unknown, fn: string, arg: string, min: number): void {
-  if (typeof value !== 'number' || Number.isNaN(value)) {
-    throw new TypeError(`${fn}: ${arg} must be an integer, got ${value === null ? 'null' : typeof value}`);
-  }
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new RangeError(`${fn}: ${arg} must be an integer >= ${min}, got ${value}`);
-  }
-}
-
-function checkScale(value: unknown, fn: string): void {
-  if (value === undefined) return;
-  if (typeof value !== 'number')
-    throw new TypeError(`${fn}: scale must be a number, got ${value === null ? 'null' : typeof value}`);
-  if (!Number.isFinite(value)) throw new RangeError(`${fn}: scale must be a finite number, got ${value}`);
-}
-
 const blockTensors = ['q', 'k', 'v'] as const;
 const famTensors = ['famK', 'famV'] as const;
 const memoryTensors = ['famQ', 'famK', 'famV', 'blockK', 'blockV'] as const;
 const backwardTensors = ['out', 'lse', 'gOut'] as const;
 
-function blockOptions(fn: string, opts: unknown, backward: boolean): Record<string, unknown> {
-  const required = backward ? [...blockTensors, ...backwardTensors] : [...blockTensors];
-  const o = tensorOptions(fn, opts, required, famTensors, ['blockSize', 'memoryBlocks', 'scale']);
-  checkCount(o.blockSize, fn, 'blockSize', 1);
-  checkCount(o.memoryBlocks, fn, 'memoryBlocks', 0);
-  checkScale(o.scale, fn);
-  return o;
+function blockOptions<T>(fn: string, opts: unknown, backward: boolean): T {
+  return nativeOptions<T>(fn, opts, {
+    tensors: backward ? [...blockTensors, ...backwardTensors] : blockTensors,
+    optionalTensors: famTensors,
+    others: ['blockSize', 'memoryBlocks', 'scale'],
+  });
 }
 
-function memoryOptions(fn: string, opts: unknown, backward: boolean): Record<string, unknown> {
-  const required = backward ? [...memoryTensors, ...backwardTensors] : [...memoryTensors];
-  const o = tensorOptions(fn, opts, required, [], ['scale']);
-  checkScale(o.scale, fn);
-  return o;
+function memoryOptions<T>(fn: string, opts: unknown, backward: boolean): T {
+  return nativeOptions<T>(fn, opts, {
+    tensors: backward ? [...memoryTensors, ...backwardTensors] : memoryTensors,
+    others: ['scale'],
+  });
 }
 
 export const fam = {
@@ -130,7 +113,7 @@ export const fam = {
    */
   blockAttention(opts: FamBlockAttentionOptions): FamAttentionResult {
     const fn = 'fam.blockAttention';
-    return wrapResult(native().famBlockAttention(blockOptions(fn, opts, false) as Args<'famBlockAttention'>));
+    return wrapResult(native().famBlockAttention(blockOptions<Args<'famBlockAttention'>>(fn, opts, false)));
   },
   /** Gradients of blockAttention; gFamK/gFamV iff famK was given. */
   blockAttentionBackward(opts: FamBlockAttentionBackwardOptions): {
@@ -142,13 +125,13 @@ export const fam = {
   } {
     const fn = 'fam.blockAttentionBackward';
     return wrapResult(
-      native().famBlockAttentionBackward(blockOptions(fn, opts, true) as Args<'famBlockAttentionBackward'>),
+      native().famBlockAttentionBackward(blockOptions<Args<'famBlockAttentionBackward'>>(fn, opts, true)),
     );
   },
   /** The FAM update of one block: famQ attends to [famK; blockK] with no mask. */
   memoryAttention(opts: FamMemoryAttentionOptions): FamAttentionResult {
     const fn = 'fam.memoryAttention';
-    return wrapResult(native().famMemoryAttention(memoryOptions(fn, opts, false) as Args<'famMemoryAttention'>));
+    return wrapResult(native().famMemoryAttention(memoryOptions<Args<'famMemoryAttention'>>(fn, opts, false)));
   },
   /** Gradients of memoryAttention. */
   memoryAttentionBackward(opts: FamMemoryAttentionBackwardOptions): {
@@ -160,7 +143,7 @@ export const fam = {
   } {
     const fn = 'fam.memoryAttentionBackward';
     return wrapResult(
-      native().famMemoryAttentionBackward(memoryOptions(fn, opts, true) as Args<'famMemoryAttentionBackward'>),
+      native().famMemoryAttentionBackward(memoryOptions<Args<'famMemoryAttentionBackward'>>(fn, opts, true)),
     );
   },
 };

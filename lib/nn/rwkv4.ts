@@ -11,7 +11,7 @@ import { checkTensor, Tensor } from '../tensor';
 import { checkInteger, checkOptions } from '../validate';
 import { noGrad } from '../autograd/engine';
 import * as ops from '../autograd/ops';
-import { wkv4 as wkv4Kernel } from '../ops/wkv4';
+import { wkv4 as wkv4Kernel } from '../kernels/wkv4';
 import { zeros } from '../creation';
 import { tidy, keep } from '../scope';
 import { Module } from './module';
