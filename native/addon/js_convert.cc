@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ops/arg_checks.h"
 #include "runtime/dtype.h"
 #include "tensor_handle.h"
 
@@ -12,12 +13,6 @@ namespace {
 constexpr double kMaxSafeInteger = 9007199254740992.0;  // 2^53: integers above are not exact
 
 bool is_integer_value(double d) { return std::isfinite(d) && d == std::floor(d) && std::fabs(d) <= kMaxSafeInteger; }
-
-std::string number_text(double d) {
-  if (std::isnan(d)) return "NaN";
-  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
-  return concat(d);
-}
 
 }  // namespace
 
@@ -55,7 +50,7 @@ std::string describe_js(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
   if (v.IsNull()) return "null";
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "boolean true" : "boolean false";
-  if (v.IsNumber()) return "number " + number_text(v.As<Napi::Number>().DoubleValue());
+  if (v.IsNumber()) return "number " + ops::js_number(v.As<Napi::Number>().DoubleValue());
   if (v.IsString()) return "string '" + v.As<Napi::String>().Utf8Value() + "'";
   if (v.IsArray()) return concat("array of length ", v.As<Napi::Array>().Length());
   if (v.IsTypedArray()) return "typed array";
@@ -74,7 +69,7 @@ double number_arg(const Napi::Value& v, const char* fn, const char* arg) {
 int64_t integer_arg(const Napi::Value& v, const char* fn, const char* arg) {
   if (!v.IsNumber()) throw_type_error(fn, ": ", arg, " must be an integer, got ", describe_js(v));
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!is_integer_value(d)) throw_range_error(fn, ": ", arg, " must be an integer, got ", number_text(d));
+  if (!is_integer_value(d)) throw_range_error(fn, ": ", arg, " must be an integer, got ", ops::js_number(d));
   return static_cast<int64_t>(d);
 }
 
@@ -100,7 +95,7 @@ std::vector<int64_t> integers_arg(const Napi::Value& v, const char* fn, const ch
     }
     double d = e.As<Napi::Number>().DoubleValue();
     if (!is_integer_value(d)) {
-      throw_range_error(fn, ": ", arg, " must be an array of integers, got ", number_text(d), " at index ", i);
+      throw_range_error(fn, ": ", arg, " must be an array of integers, got ", ops::js_number(d), " at index ", i);
     }
     out.push_back(static_cast<int64_t>(d));
   }

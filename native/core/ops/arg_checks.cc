@@ -113,8 +113,14 @@ int64_t normalize_dim(int64_t dim, int64_t rank, const char* fn, const char* arg
   return dim < 0 ? dim + rank : dim;
 }
 
+std::string js_number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
+  return concat(value);
+}
+
 void check_finite(double value, const char* fn, const char* arg) {
-  if (!std::isfinite(value)) throw_range_error(fn, ": ", arg, " must be a finite number, got ", value);
+  if (!std::isfinite(value)) throw_range_error(fn, ": ", arg, " must be a finite number, got ", js_number(value));
 }
 
 void check_at_least(int64_t value, int64_t min, const char* fn, const char* arg) {

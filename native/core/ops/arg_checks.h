@@ -53,6 +53,9 @@ void check_shape(const Tensor& t, const Shape& expected, const char* fn, const c
 // A dim in [-rank, rank) made non-negative; RangeError otherwise.
 int64_t normalize_dim(int64_t dim, int64_t rank, const char* fn, const char* arg);
 
+// A number as JavaScript prints it in a message: NaN, Infinity, -Infinity, 0.5.
+std::string js_number(double value);
+
 // A finite number (scale factors, gradScale, ...): RangeError for NaN or ±Infinity.
 void check_finite(double value, const char* fn, const char* arg);
 

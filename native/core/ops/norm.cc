@@ -45,7 +45,8 @@ void check_stat(const Tensor& t, const Tensor& x, const Rows& r, const char* fn,
 
 double resolve_eps(std::optional<double> eps, double fallback, const char* fn) {
   double value = eps.value_or(fallback);
-  if (!(value >= 0) || !std::isfinite(value)) throw_range_error(fn, ": eps must be a finite number >= 0, got ", value);
+  if (!(value >= 0) || !std::isfinite(value))
+    throw_range_error(fn, ": eps must be a finite number >= 0, got ", js_number(value));
   return value;
 }
 

@@ -14,8 +14,8 @@ namespace {
 void check_hyper(double value, double low, double high, bool high_open, const char* fn, const char* name) {
   bool ok = std::isfinite(value) && value >= low && (high_open ? value < high : value <= high);
   if (!ok) {
-    throw_range_error(fn, ": ", name, " must be a finite number in [", low, ", ", high, high_open ? ")" : "]", ", got ",
-                      value);
+    throw_range_error(fn, ": ", name, " must be a finite number in [", low, ", ", js_number(high),
+                      high_open ? ")" : "]", ", got ", js_number(value));
   }
 }
 
@@ -85,7 +85,7 @@ void adamw_step_(const AdamwArgs& a) {
 
 Tensor grad_norm_clip_(const std::vector<Tensor>& grads, double max_norm) {
   const char* fn = "clipGradNorm";
-  if (!(max_norm > 0)) throw_range_error(fn, ": maxNorm must be > 0, got ", max_norm);
+  if (!(max_norm > 0)) throw_range_error(fn, ": maxNorm must be > 0, got ", js_number(max_norm));
   if (grads.empty()) return full({}, 0.0, DType::Float32, Device{DeviceKind::CPU, 0}, fn);
   check_float(grads[0], fn, "grads[0]");
   const Device device = grads[0].device();

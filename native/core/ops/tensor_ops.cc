@@ -75,7 +75,8 @@ void check_fill_value(double value, DType dtype, const char* fn) {
   if (dtype != DType::Int32) return;
   // Truncation toward zero must land in [-2^31, 2^31).
   if (!(value > -2147483649.0 && value < 2147483648.0)) {
-    throw_range_error(fn, ": value ", value, " cannot be stored in int32 (it must be finite and in int32's range)");
+    throw_range_error(fn, ": value ", js_number(value),
+                      " cannot be stored in int32 (it must be finite and in int32's range)");
   }
 }
 
@@ -132,7 +133,8 @@ Tensor rand(const Shape& shape, DType dtype, const Device& device, std::optional
   params.low = low.value_or(0.0);
   params.high = high.value_or(1.0);
   if (!(params.low < params.high) || !std::isfinite(params.low) || !std::isfinite(params.high)) {
-    throw_range_error("rand: low must be less than high, both finite, got low=", params.low, ", high=", params.high);
+    throw_range_error("rand: low must be less than high, both finite, got low=", js_number(params.low),
+                      ", high=", js_number(params.high));
   }
   return random_tensor("rand", shape, dtype, device, seed, params);
 }
@@ -143,7 +145,7 @@ Tensor randn(const Shape& shape, DType dtype, const Device& device, std::optiona
   params.normal = true;
   params.mean = mean.value_or(0.0);
   params.std = std.value_or(1.0);
-  if (!(params.std >= 0)) throw_range_error("randn: std must be >= 0, got ", params.std);
+  if (!(params.std >= 0)) throw_range_error("randn: std must be >= 0, got ", js_number(params.std));
   return random_tensor("randn", shape, dtype, device, seed, params);
 }
 
