@@ -354,29 +354,58 @@ function packageRoot(): string {
   return path.join(__dirname, '..', '..');
 }
 
+/** node-gyp-build: loads the binary that fits this platform; .path() names it or throws when there is none. */
+interface BinaryLoader {
+  (dir: string): unknown;
+  path(dir: string): string;
+}
+
+/**
+ * @internal What to tell a user whose binary does not load. `file` is the
+ * binary that was found for this platform (undefined: none). Without one, the
+ * package's install script, which builds it when no prebuilt binary fits, has
+ * not run: npm 11 and pnpm hold dependencies' install scripts back until the
+ * project approves them.
+ */
+export function loadFailureMessage(root: string, file: string | undefined, reason: string): string {
+  const platform = `${process.platform}-${process.arch} (Node ${process.version}, N-API 8)`;
+  const build = `cd ${JSON.stringify(root)} && npx cmake-js compile`;
+  if (file === undefined) {
+    return (
+      `lmkernels: no native binary for ${platform} in ${root}: no prebuilt binary fits this platform and ` +
+      'none was built here: the install script that builds it has not run (npm 11 and pnpm hold back ' +
+      "dependencies' install scripts until they are approved) or it failed. To fix it, in your project run\n" +
+      '  npm approve-scripts lmkernels && npm rebuild lmkernels     (npm; for npx or npm install -g, add --allow-scripts=lmkernels)\n' +
+      '  pnpm approve-builds                                       (pnpm)\n' +
+      `or build it by hand, with a C++17 compiler and CMake >= 3.24:\n  ${build}\n` +
+      'then check with `npx lmkernels doctor`.'
+    );
+  }
+  return (
+    `lmkernels: the native binary ${file} does not load on ${platform}: ${reason}. ` +
+    `Build one for this machine, with a C++17 compiler and CMake >= 3.24:\n  ${build}\n` +
+    'then check with `npx lmkernels doctor`.'
+  );
+}
+
 let addon: NativeAddon | undefined;
 
 export function native(): NativeAddon {
   if (addon) return addon;
   const root = packageRoot();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const load = require('node-gyp-build') as (dir: string) => unknown;
+  const load = require('node-gyp-build') as BinaryLoader;
   try {
     addon = load(root) as NativeAddon;
   } catch (cause) {
-    const tried = [
-      process.env.PREBUILDS_ONLY ? null : path.join(root, 'build', 'Release', 'lmkernels.node'),
-      path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, '*.node'),
-    ].filter(Boolean);
-    const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
-    throw new Error(
-      `lmkernels: no native binary loads on ${process.platform}-${process.arch} (Node ${process.version}, ` +
-        `N-API 8). Tried: ${tried.join(', ')}. Loader said: ${reason}. ` +
-        'To fix: reinstall so the prebuilt binary is fetched with the package (`npm install lmkernels`), ' +
-        'or build from source with a C++17 compiler and CMake >= 3.24 (`npx cmake-js compile` in node_modules/lmkernels); ' +
-        'then run `npx lmkernels doctor`.',
-      { cause },
-    );
+    let file: string | undefined;
+    try {
+      file = load.path(root);
+    } catch {
+      file = undefined;
+    }
+    const reason = cause instanceof Error ? cause.message.split('\n')[0]! : String(cause);
+    throw new Error(loadFailureMessage(root, file, reason), { cause });
   }
   return addon;
 }

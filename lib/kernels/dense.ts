@@ -301,9 +301,7 @@ export function concat(xs: Tensor[], dim: number): Tensor {
 /** A copy of [start, end) along dim; negative indices count from the end; RangeError when out of range. */
 export function slice(x: Tensor, dim: number, start: number, end: number): Tensor {
   const fn = 'ops.slice';
-  return wrap(
-    addon().denseSlice({ x: handle(x, fn, 'x'), dim, start, end }).out,
-  );
+  return wrap(addon().denseSlice({ x: handle(x, fn, 'x'), dim, start, end }).out);
 }
 
 /** Zeros of inputShape with g placed at [start, end) along dim. */
@@ -315,9 +313,7 @@ export function sliceBackward(
   end: number,
 ): Tensor {
   const fn = 'ops.sliceBackward';
-  return wrap(
-    addon().denseSliceBackward({ g: handle(g, fn, 'g'), inputShape, dim, start, end }).out,
-  );
+  return wrap(addon().denseSliceBackward({ g: handle(g, fn, 'g'), inputShape, dim, start, end }).out);
 }
 
 /** A copy with out.shape[i] = x.shape[dims[i]]; a transpose is a permute. */
@@ -389,7 +385,5 @@ export function adamwStep_(args: AdamwStepArgs): void {
  */
 export function gradNormClip_(grads: Tensor[], maxNorm: number): Tensor {
   const fn = 'clipGradNorm';
-  return wrap(
-    addon().denseGradNormClip({ grads: handles(grads, fn, 'grads'), maxNorm }).norm,
-  );
+  return wrap(addon().denseGradNormClip({ grads: handles(grads, fn, 'grads'), maxNorm }).norm);
 }
