@@ -20,6 +20,8 @@ export { losses } from './kernels/losses';
 export type { Wkv4ForwardOptions, Wkv4BackwardOptions, Wkv4StepOptions } from './kernels/wkv4';
 export type {
   FamAttentionResult,
+  FamBlockAttentionGrads,
+  FamMemoryAttentionGrads,
   FamBlockAttentionOptions,
   FamBlockAttentionBackwardOptions,
   FamMemoryAttentionOptions,

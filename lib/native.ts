@@ -62,6 +62,42 @@ export interface NativeGoldfish {
   hashTokens?: H;
 }
 
+export interface NativeFamBlockOptions {
+  q: H;
+  k: H;
+  v: H;
+  famK?: H;
+  famV?: H;
+  blockSize: number;
+  memoryBlocks: number;
+  scale?: number;
+}
+
+export interface NativeFamMemoryOptions {
+  famQ: H;
+  famK: H;
+  famV: H;
+  blockK: H;
+  blockV: H;
+  scale?: number;
+}
+
+/** What a fam backward reads of its forward. */
+export interface NativeFamForwardResults {
+  out: H;
+  lse: H;
+  gOut: H;
+}
+
+/** AdamW's hyperparameters (adamwOptions returns them with the core's defaults). */
+export interface NativeAdamwHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
 /** Shape, dtype (absent: the core's default) and device of a creation call. */
 export interface NativePlacement {
   shape: readonly number[];
@@ -123,41 +159,22 @@ export interface NativeAddon {
   wkv4Step(o: { timeDecay: H; timeFirst: H; k: H; v: H; state: H }): { y: T; state: T };
 
   // ---- fam (fam_binding.cc) ----
-  famBlockAttention(o: {
-    q: H;
-    k: H;
-    v: H;
-    famK?: H;
-    famV?: H;
-    blockSize: number;
-    memoryBlocks: number;
-    scale?: number;
-  }): { out: T; lse: T };
-  famBlockAttentionBackward(o: {
-    q: H;
-    k: H;
-    v: H;
-    famK?: H;
-    famV?: H;
-    blockSize: number;
-    memoryBlocks: number;
-    scale?: number;
-    out: H;
-    lse: H;
-    gOut: H;
-  }): { gq: T; gk: T; gv: T; gFamK?: T; gFamV?: T };
-  famMemoryAttention(o: { famQ: H; famK: H; famV: H; blockK: H; blockV: H; scale?: number }): { out: T; lse: T };
-  famMemoryAttentionBackward(o: {
-    famQ: H;
-    famK: H;
-    famV: H;
-    blockK: H;
-    blockV: H;
-    scale?: number;
-    out: H;
-    lse: H;
-    gOut: H;
-  }): { gFamQ: T; gFamK: T; gFamV: T; gBlockK: T; gBlockV: T };
+  famBlockAttention(o: NativeFamBlockOptions): { out: T; lse: T };
+  famBlockAttentionBackward(o: NativeFamBlockOptions & NativeFamForwardResults): {
+    gq: T;
+    gk: T;
+    gv: T;
+    gFamK?: T;
+    gFamV?: T;
+  };
+  famMemoryAttention(o: NativeFamMemoryOptions): { out: T; lse: T };
+  famMemoryAttentionBackward(o: NativeFamMemoryOptions & NativeFamForwardResults): {
+    gFamQ: T;
+    gFamK: T;
+    gFamV: T;
+    gBlockK: T;
+    gBlockV: T;
+  };
 
   // ---- losses (losses_binding.cc) ----
   lossesCrossEntropy(o: {
@@ -242,25 +259,8 @@ export interface NativeAddon {
   denseSliceBackward(o: { g: H; inputShape: readonly number[]; dim: number; start: number; end: number }): Out;
   densePermute(o: { x: H; dims: readonly number[] }): Out;
   /** AdamW's hyperparameters with the core's defaults, checked (lr required). */
-  adamwOptions(o: { lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }): {
-    lr: number;
-    beta1: number;
-    beta2: number;
-    eps: number;
-    weightDecay: number;
-  };
-  denseAdamwStep(o: {
-    param: H;
-    grad: H;
-    expAvg: H;
-    expAvgSq: H;
-    lr: number;
-    beta1: number;
-    beta2: number;
-    eps: number;
-    weightDecay: number;
-    step: number;
-  }): void;
+  adamwOptions(o: Partial<NativeAdamwHyper>): NativeAdamwHyper;
+  denseAdamwStep(o: NativeAdamwHyper & { param: H; grad: H; expAvg: H; expAvgSq: H; step: number }): void;
   denseGradNormClip(o: { grads: H[]; maxNorm: number }): { norm: T };
 }
 

@@ -866,7 +866,7 @@ describe('determinism and argument checks', () => {
       gone.dispose();
       expect(() => dense.unary('neg', gone)).toThrow(/ops.neg: x tensor was disposed/);
       expect(() => dense.setGemmBackend('fast' as never)).toThrow(
-        /setGemmBackend: backend must be 'auto' or 'builtin'/,
+        /setGemmBackend: backend must be one of 'auto', 'builtin', got 'fast'/,
       );
     });
   });

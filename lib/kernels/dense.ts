@@ -42,7 +42,7 @@
 //   forces ours. A batch of many small matrices (≤ 64³ multiply-adds each)
 //   always runs on our CPU kernel, one matrix per thread.
 import { native } from '../native';
-import type { NativeTensor } from '../native';
+import type { NativeAdamwHyper, NativeTensor } from '../native';
 import { Tensor } from '../tensor';
 import { handle, handles, optionalHandle } from './common';
 import { checkOptions } from '../validate';
@@ -346,16 +346,11 @@ export function copyInto_(target: Tensor, src: Tensor): Tensor {
 
 // ---- optimizer ----------------------------------------------------------------------------
 
-export interface AdamwStepArgs {
+export interface AdamwStepArgs extends NativeAdamwHyper {
   param: Tensor;
   grad: Tensor;
   expAvg: Tensor;
   expAvgSq: Tensor;
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
   /** 1-based count of steps, this one included (PyTorch's state['step'] after its increment). */
   step: number;
 }

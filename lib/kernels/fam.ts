@@ -28,7 +28,7 @@
 //   one for other D); where a tiled kernel's shared memory does not fit the GPU
 //   (D near 256 on GPUs with less than ~140 KB per block), a simple
 //   one-thread-per-row kernel runs instead: slower, same results.
-import { native, type NativeAddon } from '../native';
+import { native } from '../native';
 import type { Tensor } from '../tensor';
 import { nativeOptions, wrapResult } from './common';
 
@@ -83,7 +83,22 @@ export type FamAttentionResult = {
   lse: Tensor;
 };
 
-type Args<K extends keyof NativeAddon> = Parameters<NativeAddon[K]>[0];
+export type FamBlockAttentionGrads = {
+  gq: Tensor;
+  gk: Tensor;
+  gv: Tensor;
+  /** Present iff famK was given. */
+  gFamK?: Tensor;
+  gFamV?: Tensor;
+};
+
+export type FamMemoryAttentionGrads = {
+  gFamQ: Tensor;
+  gFamK: Tensor;
+  gFamV: Tensor;
+  gBlockK: Tensor;
+  gBlockV: Tensor;
+};
 
 const blockTensors = ['q', 'k', 'v'] as const;
 const famTensors = ['famK', 'famV'] as const;
@@ -112,38 +127,18 @@ export const fam = {
    * causally. out [B,H,T,D] (dtype of q), lse [B,H,T].
    */
   blockAttention(opts: FamBlockAttentionOptions): FamAttentionResult {
-    const fn = 'fam.blockAttention';
-    return wrapResult(native().famBlockAttention(blockOptions<Args<'famBlockAttention'>>(fn, opts, false)));
+    return wrapResult(native().famBlockAttention(blockOptions('fam.blockAttention', opts, false)));
   },
   /** Gradients of blockAttention; gFamK/gFamV iff famK was given. */
-  blockAttentionBackward(opts: FamBlockAttentionBackwardOptions): {
-    gq: Tensor;
-    gk: Tensor;
-    gv: Tensor;
-    gFamK?: Tensor;
-    gFamV?: Tensor;
-  } {
-    const fn = 'fam.blockAttentionBackward';
-    return wrapResult(
-      native().famBlockAttentionBackward(blockOptions<Args<'famBlockAttentionBackward'>>(fn, opts, true)),
-    );
+  blockAttentionBackward(opts: FamBlockAttentionBackwardOptions): FamBlockAttentionGrads {
+    return wrapResult(native().famBlockAttentionBackward(blockOptions('fam.blockAttentionBackward', opts, true)));
   },
   /** The FAM update of one block: famQ attends to [famK; blockK] with no mask. */
   memoryAttention(opts: FamMemoryAttentionOptions): FamAttentionResult {
-    const fn = 'fam.memoryAttention';
-    return wrapResult(native().famMemoryAttention(memoryOptions<Args<'famMemoryAttention'>>(fn, opts, false)));
+    return wrapResult(native().famMemoryAttention(memoryOptions('fam.memoryAttention', opts, false)));
   },
   /** Gradients of memoryAttention. */
-  memoryAttentionBackward(opts: FamMemoryAttentionBackwardOptions): {
-    gFamQ: Tensor;
-    gFamK: Tensor;
-    gFamV: Tensor;
-    gBlockK: Tensor;
-    gBlockV: Tensor;
-  } {
-    const fn = 'fam.memoryAttentionBackward';
-    return wrapResult(
-      native().famMemoryAttentionBackward(memoryOptions<Args<'famMemoryAttentionBackward'>>(fn, opts, true)),
-    );
+  memoryAttentionBackward(opts: FamMemoryAttentionBackwardOptions): FamMemoryAttentionGrads {
+    return wrapResult(native().famMemoryAttentionBackward(memoryOptions('fam.memoryAttentionBackward', opts, true)));
   },
 };

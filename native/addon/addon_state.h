@@ -70,4 +70,18 @@ class SettleTicket {
   PendingSettle* pending_;
 };
 
+// A promise for work queued by start(ticket), which hands the ticket to
+// the work's completion; the ticket is cancelled if start throws.
+template <typename Start>
+Napi::Promise settle_later(Napi::Env env, bool with_data, DType host_dtype, Start&& start) {
+  SettleTicket ticket(env, with_data, host_dtype);
+  try {
+    start(ticket);
+  } catch (...) {
+    ticket.cancel(env);
+    throw;
+  }
+  return ticket.promise();
+}
+
 }  // namespace lmk::addon

@@ -15,11 +15,7 @@
 namespace lmk::addon {
 namespace {
 
-Napi::Object one(Napi::Env env, Tensor t) {
-  auto obj = Napi::Object::New(env);
-  obj.Set("out", wrap_tensor(env, std::move(t)));
-  return obj;
-}
+Napi::Object one(Napi::Env env, Tensor t) { return tensors_object(env, {{"out", std::move(t)}}); }
 
 // ---- elementwise --------------------------------------------------------------
 
@@ -35,10 +31,7 @@ Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
   BinaryOp op = ops::binary_op_from_name(Options(info[0], "binaryBackward").string("op"), "binaryBackward");
   Options o(info[0], ops::binary_backward_fn(op));
   auto g = ops::binary_backward(op, o.tensor("a"), o.tensor("b"), o.tensor("gy"));
-  auto obj = Napi::Object::New(info.Env());
-  obj.Set("ga", wrap_tensor(info.Env(), g.ga));
-  obj.Set("gb", wrap_tensor(info.Env(), g.gb));
-  return obj;
+  return tensors_object(info.Env(), {{"ga", g.ga}, {"gb", g.gb}});
 }
 
 // denseScalarOp({ op, x, s }) -> { out }
@@ -137,19 +130,11 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.layerNorm");
   auto r =
       ops::layer_norm(o.tensor("x"), o.optional_tensor("weight"), o.optional_tensor("bias"), o.optional_number("eps"));
-  auto obj = Napi::Object::New(info.Env());
-  obj.Set("y", wrap_tensor(info.Env(), r.y));
-  obj.Set("mean", wrap_tensor(info.Env(), r.mean));
-  obj.Set("rstd", wrap_tensor(info.Env(), r.rstd));
-  return obj;
+  return tensors_object(info.Env(), {{"y", r.y}, {"mean", r.mean}, {"rstd", r.rstd}});
 }
 
 Napi::Object norm_grads(Napi::Env env, const ops::NormGrads& g) {
-  auto obj = Napi::Object::New(env);
-  obj.Set("gx", wrap_tensor(env, g.gx));
-  set_tensor(obj, "gWeight", g.gweight);
-  set_tensor(obj, "gBias", g.gbias);
-  return obj;
+  return tensors_object(env, {{"gx", g.gx}, {"gWeight", g.gweight}, {"gBias", g.gbias}});
 }
 
 // denseLayerNormBackward({ x, weight?, mean, rstd, gy, hasBias }) -> { gx, gWeight?, gBias? }
@@ -164,10 +149,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.rmsNorm");
   auto r = ops::rms_norm(o.tensor("x"), o.optional_tensor("weight"), o.optional_number("eps"));
-  auto obj = Napi::Object::New(info.Env());
-  obj.Set("y", wrap_tensor(info.Env(), r.y));
-  obj.Set("rstd", wrap_tensor(info.Env(), r.rstd));
-  return obj;
+  return tensors_object(info.Env(), {{"y", r.y}, {"rstd", r.rstd}});
 }
 
 // denseRmsNormBackward({ x, weight?, rstd, gy }) -> { gx, gWeight? }
@@ -272,10 +254,7 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
 // denseGradNormClip({ grads, maxNorm }) -> { norm }
 Napi::Value GradNormClip(const Napi::CallbackInfo& info) {
   Options o(info[0], "clipGradNorm");
-  Tensor norm = ops::grad_norm_clip_(o.tensors("grads"), o.number("maxNorm"));
-  auto obj = Napi::Object::New(info.Env());
-  obj.Set("norm", wrap_tensor(info.Env(), norm));
-  return obj;
+  return tensors_object(info.Env(), {{"norm", ops::grad_norm_clip_(o.tensors("grads"), o.number("maxNorm"))}});
 }
 
 }  // namespace

@@ -170,8 +170,13 @@ Napi::Object wrap_tensor(Napi::Env env, Tensor tensor) {
   return result;
 }
 
-void set_tensor(Napi::Object out, const char* name, const std::optional<Tensor>& tensor) {
-  if (tensor) out.Set(name, wrap_tensor(out.Env(), *tensor));
+Napi::Object tensors_object(Napi::Env env,
+                            std::initializer_list<std::pair<const char*, std::optional<Tensor>>> entries) {
+  auto out = Napi::Object::New(env);
+  for (const auto& [name, tensor] : entries) {
+    if (tensor) out.Set(name, wrap_tensor(env, *tensor));
+  }
+  return out;
 }
 
 Napi::Value typed_array_from(Napi::Env env, DType host_dtype, const std::vector<uint8_t>& bytes) {

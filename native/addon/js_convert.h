@@ -106,8 +106,9 @@ class Options {
 
 // {handle, shape, dtype, device}: what the TS Tensor wraps.
 Napi::Object wrap_tensor(Napi::Env env, Tensor tensor);
-// Sets out[name] to the wrapped tensor when present.
-void set_tensor(Napi::Object out, const char* name, const std::optional<Tensor>& tensor);
+// An object of wrapped tensors by name; absent ones are left out.
+Napi::Object tensors_object(Napi::Env env,
+                            std::initializer_list<std::pair<const char*, std::optional<Tensor>>> entries);
 // Host bytes of `host_dtype` (float32, float64 or int32) as a new typed array.
 Napi::Value typed_array_from(Napi::Env env, DType host_dtype, const std::vector<uint8_t>& bytes);
 Napi::Array from_shape(Napi::Env env, const Shape& shape);

@@ -26,11 +26,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   ops::CrossEntropyResult r =
       ops::cross_entropy(o.tensor("logits"), o.tensor("labels"), o.optional_integer("ignoreIndex"), reduction,
                          o.optional_tensor("weights"), o.optional_bool("computeGrad"), o.optional_number("gradScale"));
-  auto out = Napi::Object::New(info.Env());
-  out.Set("loss", wrap_tensor(info.Env(), r.loss));
-  out.Set("lse", wrap_tensor(info.Env(), r.lse));
-  set_tensor(out, "gradLogits", r.grad_logits);
-  return out;
+  return tensors_object(info.Env(), {{"loss", r.loss}, {"lse", r.lse}, {"gradLogits", r.grad_logits}});
 }
 
 Napi::Value GoldfishMask(const Napi::CallbackInfo& info) {
@@ -44,15 +40,12 @@ Napi::Value GoldfishLoss(const Napi::CallbackInfo& info) {
   ops::GoldfishLossResult r =
       ops::goldfish_loss(o.tensor("logits"), o.tensor("labels"), o.optional_integer("ignoreIndex"), goldfish_options(o),
                          o.optional_bool("computeGrad"), o.optional_number("gradScale"));
-  Napi::Env env = info.Env();
-  auto out = Napi::Object::New(env);
-  out.Set("loss", wrap_tensor(env, r.loss));
-  set_tensor(out, "gradLogits", r.grad_logits);
-  out.Set("lossAllTokens", wrap_tensor(env, r.loss_all_tokens));
-  out.Set("lossDroppedTokens", wrap_tensor(env, r.loss_dropped_tokens));
-  out.Set("supervisedTokens", wrap_tensor(env, r.supervised_tokens));
-  out.Set("keptTokens", wrap_tensor(env, r.kept_tokens));
-  return out;
+  return tensors_object(info.Env(), {{"loss", r.loss},
+                                     {"gradLogits", r.grad_logits},
+                                     {"lossAllTokens", r.loss_all_tokens},
+                                     {"lossDroppedTokens", r.loss_dropped_tokens},
+                                     {"supervisedTokens", r.supervised_tokens},
+                                     {"keptTokens", r.kept_tokens}});
 }
 
 Napi::Value Orpo(const Napi::CallbackInfo& info) {
@@ -67,23 +60,20 @@ Napi::Value Orpo(const Napi::CallbackInfo& info) {
   ops::OrpoResult r = ops::orpo(o.tensor("chosenLogits"), o.tensor("rejectedLogits"), o.tensor("chosenLabels"),
                                 o.tensor("rejectedLabels"), options);
   Napi::Env env = info.Env();
-  auto out = Napi::Object::New(env);
-  out.Set("loss", wrap_tensor(env, r.loss));
-  out.Set("nllLoss", wrap_tensor(env, r.nll_loss));
-  out.Set("orLoss", wrap_tensor(env, r.or_loss));
-  out.Set("chosenLogps", wrap_tensor(env, r.chosen_logps));
-  out.Set("rejectedLogps", wrap_tensor(env, r.rejected_logps));
-  out.Set("logOdds", wrap_tensor(env, r.log_odds));
-  auto metrics = Napi::Object::New(env);
-  metrics.Set("rewardsChosen", wrap_tensor(env, r.rewards_chosen));
-  metrics.Set("rewardsRejected", wrap_tensor(env, r.rewards_rejected));
-  metrics.Set("rewardsAccuracy", wrap_tensor(env, r.rewards_accuracy));
-  metrics.Set("rewardsMargin", wrap_tensor(env, r.rewards_margin));
-  metrics.Set("logOddsRatio", wrap_tensor(env, r.log_odds_ratio));
-  metrics.Set("logOddsChosen", wrap_tensor(env, r.log_odds_chosen));
-  out.Set("metrics", metrics);
-  set_tensor(out, "gradChosenLogits", r.grad_chosen_logits);
-  set_tensor(out, "gradRejectedLogits", r.grad_rejected_logits);
+  Napi::Object out = tensors_object(env, {{"loss", r.loss},
+                                          {"nllLoss", r.nll_loss},
+                                          {"orLoss", r.or_loss},
+                                          {"chosenLogps", r.chosen_logps},
+                                          {"rejectedLogps", r.rejected_logps},
+                                          {"logOdds", r.log_odds},
+                                          {"gradChosenLogits", r.grad_chosen_logits},
+                                          {"gradRejectedLogits", r.grad_rejected_logits}});
+  out.Set("metrics", tensors_object(env, {{"rewardsChosen", r.rewards_chosen},
+                                          {"rewardsRejected", r.rewards_rejected},
+                                          {"rewardsAccuracy", r.rewards_accuracy},
+                                          {"rewardsMargin", r.rewards_margin},
+                                          {"logOddsRatio", r.log_odds_ratio},
+                                          {"logOddsChosen", r.log_odds_chosen}}));
   return out;
 }
 

@@ -140,18 +140,13 @@ Napi::Value CheckIndices(const Napi::CallbackInfo& info) {
 // read(handle) -> Promise<typed array>: the values after all queued work.
 Napi::Value Read(const Napi::CallbackInfo& info) {
   const Tensor& t = tensor_arg(info[0], "Tensor.data", "this");
-  SettleTicket ticket(info.Env(), true, ops::host_read_dtype(t.dtype));
-  try {
+  return settle_later(info.Env(), true, ops::host_read_dtype(t.dtype), [&](const SettleTicket& ticket) {
     ops::read_to_host(t, [ticket](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
       ticket.pending()->bytes = std::move(bytes);
       ticket.pending()->error = error;
       ticket.complete();
     });
-  } catch (...) {
-    ticket.cancel(info.Env());
-    throw;
-  }
-  return ticket.promise();
+  });
 }
 
 // readSync(handle) -> typed array (blocks).
@@ -174,17 +169,12 @@ Napi::Value ReadRaw(const Napi::CallbackInfo& info) {
 // synchronize({ device }) -> Promise<void>
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Device device = ops::device_from_name(Options(info[0], "synchronize").string("device"), "synchronize");
-  SettleTicket ticket(info.Env(), false, DType::Float32);
-  try {
+  return settle_later(info.Env(), false, DType::Float32, [&](const SettleTicket& ticket) {
     ops::when_device_done(device, [ticket](const std::optional<RecordedError>& error) {
       ticket.pending()->error = error;
       ticket.complete();
     });
-  } catch (...) {
-    ticket.cancel(info.Env());
-    throw;
-  }
-  return ticket.promise();
+  });
 }
 
 // checkDevice({ device, fn, arg }) -> the device's name ('cuda' reads 'cuda:0'),

@@ -10,10 +10,7 @@ Napi::Value Wkv4Forward(const Napi::CallbackInfo& info) {
   Options o(info[0], "wkv4.forward");
   ops::Wkv4ForwardResult r = ops::wkv4_forward(
       {o.tensor("timeDecay"), o.tensor("timeFirst"), o.tensor("k"), o.tensor("v"), o.optional_tensor("state")});
-  auto out = Napi::Object::New(info.Env());
-  out.Set("y", wrap_tensor(info.Env(), r.y));
-  out.Set("state", wrap_tensor(info.Env(), r.state));
-  return out;
+  return tensors_object(info.Env(), {{"y", r.y}, {"state", r.state}});
 }
 
 Napi::Value Wkv4Backward(const Napi::CallbackInfo& info) {
@@ -21,23 +18,16 @@ Napi::Value Wkv4Backward(const Napi::CallbackInfo& info) {
   ops::Wkv4BackwardResult r =
       ops::wkv4_backward({o.tensor("timeDecay"), o.tensor("timeFirst"), o.tensor("k"), o.tensor("v"),
                           o.optional_tensor("state"), o.tensor("y"), o.tensor("gy"), o.optional_tensor("gState")});
-  auto out = Napi::Object::New(info.Env());
-  out.Set("gTimeDecay", wrap_tensor(info.Env(), r.gtime_decay));
-  out.Set("gTimeFirst", wrap_tensor(info.Env(), r.gtime_first));
-  out.Set("gk", wrap_tensor(info.Env(), r.gk));
-  out.Set("gv", wrap_tensor(info.Env(), r.gv));
-  set_tensor(out, "gState", r.gstate);
-  return out;
+  return tensors_object(
+      info.Env(),
+      {{"gTimeDecay", r.gtime_decay}, {"gTimeFirst", r.gtime_first}, {"gk", r.gk}, {"gv", r.gv}, {"gState", r.gstate}});
 }
 
 Napi::Value Wkv4Step(const Napi::CallbackInfo& info) {
   Options o(info[0], "wkv4.step");
   ops::Wkv4StepResult r =
       ops::wkv4_step({o.tensor("timeDecay"), o.tensor("timeFirst"), o.tensor("k"), o.tensor("v"), o.tensor("state")});
-  auto out = Napi::Object::New(info.Env());
-  out.Set("y", wrap_tensor(info.Env(), r.y));
-  out.Set("state", wrap_tensor(info.Env(), r.state));
-  return out;
+  return tensors_object(info.Env(), {{"y", r.y}, {"state", r.state}});
 }
 
 }  // namespace

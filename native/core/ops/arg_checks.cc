@@ -113,6 +113,13 @@ int64_t normalize_dim(int64_t dim, int64_t rank, const char* fn, const char* arg
   return dim < 0 ? dim + rank : dim;
 }
 
+void throw_unknown_name(const std::string& name, const std::vector<const char*>& names, const char* fn,
+                        const char* arg) {
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) list += concat(i ? ", '" : "'", names[i], "'");
+  throw_range_error(fn, ": ", arg, " must be one of ", list, ", got '", name, "'");
+}
+
 std::string js_number(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";

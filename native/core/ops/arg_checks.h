@@ -6,7 +6,10 @@
 //   RangeError a wrong shape, dim or option value
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "runtime/error.h"
 #include "runtime/tensor.h"
@@ -61,6 +64,22 @@ void check_finite(double value, const char* fn, const char* arg);
 
 // An integer count or index option >= min: "fn: arg must be an integer >= min, got v".
 void check_at_least(int64_t value, int64_t min, const char* fn, const char* arg);
+
+// The value a name stands for, as the JS API spells the names of an option
+// (op names, reductions, strategies...): RangeError naming fn/arg and listing
+// them otherwise, "fn: arg must be one of 'mean', 'sum', 'none', got 'avg'".
+[[noreturn]] void throw_unknown_name(const std::string& name, const std::vector<const char*>& names, const char* fn,
+                                     const char* arg);
+template <typename Value>
+Value value_from_name(const std::string& name, std::initializer_list<std::pair<const char*, Value>> names,
+                      const char* fn, const char* arg) {
+  for (const auto& [spelling, value] : names) {
+    if (name == spelling) return value;
+  }
+  std::vector<const char*> spellings;
+  for (const auto& entry : names) spellings.push_back(entry.first);
+  throw_unknown_name(name, spellings, fn, arg);
+}
 
 // float64 for float64 tensors, else float32 (statistics, norms, recurrent state).
 inline DType accumulation_dtype(DType dtype) { return dtype == DType::Float64 ? DType::Float64 : DType::Float32; }

@@ -96,32 +96,38 @@ kernels::StridedLayout binary_layout(const Tensor& a, const Tensor& b, const Sha
 }  // namespace
 
 BinaryOp binary_op_from_name(const std::string& name, const char* fn) {
-  if (name == "add") return BinaryOp::Add;
-  if (name == "sub") return BinaryOp::Sub;
-  if (name == "mul") return BinaryOp::Mul;
-  if (name == "div") return BinaryOp::Div;
-  if (name == "maximum") return BinaryOp::Maximum;
-  throw_range_error(fn, ": op must be one of 'add', 'sub', 'mul', 'div', 'maximum', got '", name, "'");
+  return value_from_name<BinaryOp>(name,
+                                   {{"add", BinaryOp::Add},
+                                    {"sub", BinaryOp::Sub},
+                                    {"mul", BinaryOp::Mul},
+                                    {"div", BinaryOp::Div},
+                                    {"maximum", BinaryOp::Maximum}},
+                                   fn, "op");
 }
 
 ScalarOp scalar_op_from_name(const std::string& name, const char* fn) {
-  if (name == "add") return ScalarOp::Add;
-  if (name == "mul") return ScalarOp::Mul;
-  if (name == "pow") return ScalarOp::Pow;
-  if (name == "rsub") return ScalarOp::RSub;
-  if (name == "div_by") return ScalarOp::DivBy;
-  throw_range_error(fn, ": op must be one of 'add', 'mul', 'pow', 'rsub', 'div_by', got '", name, "'");
+  return value_from_name<ScalarOp>(name,
+                                   {{"add", ScalarOp::Add},
+                                    {"mul", ScalarOp::Mul},
+                                    {"pow", ScalarOp::Pow},
+                                    {"rsub", ScalarOp::RSub},
+                                    {"div_by", ScalarOp::DivBy}},
+                                   fn, "op");
 }
 
 UnaryOp unary_op_from_name(const std::string& name, const char* fn) {
-  static const char* names[] = {"neg", "exp", "log", "sigmoid", "relu", "square", "tanh", "silu", "sqrt", "abs"};
-  for (int i = 0; i < 10; ++i) {
-    if (name == names[i]) return static_cast<UnaryOp>(i);
-  }
-  throw_range_error(fn,
-                    ": op must be one of 'neg', 'exp', 'log', 'sigmoid', 'relu', 'square', 'tanh', 'silu', "
-                    "'sqrt', 'abs', got '",
-                    name, "'");
+  return value_from_name<UnaryOp>(name,
+                                  {{"neg", UnaryOp::Neg},
+                                   {"exp", UnaryOp::Exp},
+                                   {"log", UnaryOp::Log},
+                                   {"sigmoid", UnaryOp::Sigmoid},
+                                   {"relu", UnaryOp::Relu},
+                                   {"square", UnaryOp::Square},
+                                   {"tanh", UnaryOp::Tanh},
+                                   {"silu", UnaryOp::Silu},
+                                   {"sqrt", UnaryOp::Sqrt},
+                                   {"abs", UnaryOp::Abs}},
+                                  fn, "op");
 }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* fn, const char* a_name, const char* b_name) {

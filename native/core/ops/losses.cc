@@ -93,17 +93,17 @@ int64_t* bad_label_check(OpTask& task, const char* arg, const Tensor& labels, in
 }  // namespace
 
 LossReduction loss_reduction_from_name(const std::string& name, const char* fn) {
-  if (name == "mean") return LossReduction::Mean;
-  if (name == "sum") return LossReduction::Sum;
-  if (name == "none") return LossReduction::None;
-  throw_range_error(fn, ": reduction must be one of 'mean', 'sum', 'none', got '", name, "'");
+  return value_from_name<LossReduction>(
+      name, {{"mean", LossReduction::Mean}, {"sum", LossReduction::Sum}, {"none", LossReduction::None}}, fn,
+      "reduction");
 }
 
 GoldfishStrategyOption goldfish_strategy_from_name(const std::string& name, const char* fn) {
-  if (name == "hash") return GoldfishStrategyOption::Hash;
-  if (name == "static") return GoldfishStrategyOption::Static;
-  if (name == "random") return GoldfishStrategyOption::Random;
-  throw_range_error(fn, ": strategy must be one of 'hash', 'static', 'random', got '", name, "'");
+  return value_from_name<GoldfishStrategyOption>(name,
+                                                 {{"hash", GoldfishStrategyOption::Hash},
+                                                  {"static", GoldfishStrategyOption::Static},
+                                                  {"random", GoldfishStrategyOption::Random}},
+                                                 fn, "strategy");
 }
 
 CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, std::optional<int64_t> ignore_index_option,

@@ -57,9 +57,8 @@ GemmInfo gemm_info() {
 }
 
 kernels::GemmKernel gemm_kernel_from_name(const std::string& name, const char* fn) {
-  if (name == "auto") return kernels::GemmKernel::Library;
-  if (name == "builtin") return kernels::GemmKernel::Builtin;
-  throw_range_error(fn, ": backend must be 'auto' or 'builtin', got '", name, "'");
+  return value_from_name<kernels::GemmKernel>(
+      name, {{"auto", kernels::GemmKernel::Library}, {"builtin", kernels::GemmKernel::Builtin}}, fn, "backend");
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, std::optional<bool> trans_a_option,

@@ -26,7 +26,9 @@ namespace {
 std::atomic<uint64_t> global_seed{0};
 std::atomic<uint64_t> global_offset{1};  // offset 0 is kept for explicit seeds
 
+#ifdef LMK_WITH_CUDA
 void* stream_handle(const Device& device) { return cuda_stream_handle(device.index); }
+#endif
 
 void check_seed(int64_t seed, const char* fn) {
   if (seed < 0 || seed > (int64_t(1) << 53) - 1)
