@@ -29,10 +29,10 @@ void settle_on_js_thread(Napi::Env env, Napi::Function, AddonState* state, Pendi
       } else {
         pending->deferred.Resolve(env.Undefined());
       }
+      finish_waiting(env, state);
     } catch (const Napi::Error&) {
       // The environment is shutting down (a terminated worker): nobody waits.
     }
-    finish_waiting(env, state);
   }
   delete pending;
 }
