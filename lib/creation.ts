@@ -1,9 +1,11 @@
 // Tensor creation: from host data, constants, ranges and Philox random numbers.
-import { defaultDevice, describe, usableDevice, type DeviceSpec } from './device';
-import { checkDType, type DType } from './dtype';
+// TypeScript turns host data into a typed array and checks option names; the
+// native core checks shapes, dtypes, devices and values and holds the defaults.
+import { deviceOrDefault, type DeviceSpec } from './device';
+import type { DType } from './dtype';
 import { native, type HostArray } from './native';
 import { Tensor } from './tensor';
-import { checkInteger, checkNumber, checkOptions, checkShape } from './validate';
+import { checkOptions, describe } from './validate';
 
 export interface CreationOptions {
   dtype?: DType;
@@ -22,12 +24,6 @@ type TypedArray =
   | Float64Array;
 
 export type NestedNumbers = number | readonly NestedNumbers[];
-
-function resolve(opts: CreationOptions, fn: string, defaultDType: DType = 'float32') {
-  const dtype = opts.dtype === undefined ? defaultDType : checkDType(opts.dtype, fn);
-  const device = opts.device === undefined ? defaultDevice() : usableDevice(opts.device, fn);
-  return { dtype, device: device.toString() };
-}
 
 /** Shape and flat values of nested arrays; RangeError when ragged. */
 function flattenNested(data: readonly NestedNumbers[], fn: string): { shape: number[]; values: number[] } {
@@ -95,52 +91,44 @@ export function tensor(
       `${fn}: data must be a number, an array, an array-like or a typed array, got ${describe(data)}`,
     );
   }
-  const shape = opts.shape === undefined ? inferred : checkShape(opts.shape, fn);
-  const { dtype, device } = resolve(opts, fn, data instanceof Int32Array ? 'int32' : 'float32');
-  return new Tensor(native().fromHost(host, shape, dtype, device));
+  const shape = opts.shape === undefined ? inferred : opts.shape;
+  const dtype = opts.dtype;
+  return new Tensor(native().fromHost({ data: host, shape, dtype, device: deviceOrDefault(opts.device, fn) }));
 }
 
 export function empty(shape: readonly number[], opts: CreationOptions = {}): Tensor {
   checkOptions(opts, 'empty', ['dtype', 'device']);
-  const { dtype, device } = resolve(opts, 'empty');
-  return new Tensor(native().empty(checkShape(shape, 'empty'), dtype, device));
+  return new Tensor(native().empty({ shape, dtype: opts.dtype, device: deviceOrDefault(opts.device, 'empty') }));
 }
 
+/** Every element = value; NaN and ±Infinity are values (int32 takes finite values in its range). */
 export function full(shape: readonly number[], value: number, opts: CreationOptions = {}): Tensor {
   checkOptions(opts, 'full', ['dtype', 'device']);
-  checkNumber(value, 'full', 'value');
-  const { dtype, device } = resolve(opts, 'full');
-  return new Tensor(native().full(checkShape(shape, 'full'), value, dtype, device, 'full'));
+  const device = deviceOrDefault(opts.device, 'full');
+  return new Tensor(native().full({ fn: 'full', shape, value, dtype: opts.dtype, device }));
 }
 
 export function zeros(shape: readonly number[], opts: CreationOptions = {}): Tensor {
   checkOptions(opts, 'zeros', ['dtype', 'device']);
-  const { dtype, device } = resolve(opts, 'zeros');
-  return new Tensor(native().full(checkShape(shape, 'zeros'), 0, dtype, device, 'zeros'));
+  const device = deviceOrDefault(opts.device, 'zeros');
+  return new Tensor(native().full({ fn: 'zeros', shape, value: 0, dtype: opts.dtype, device }));
 }
 
 export function ones(shape: readonly number[], opts: CreationOptions = {}): Tensor {
   checkOptions(opts, 'ones', ['dtype', 'device']);
-  const { dtype, device } = resolve(opts, 'ones');
-  return new Tensor(native().full(checkShape(shape, 'ones'), 1, dtype, device, 'ones'));
+  const device = deviceOrDefault(opts.device, 'ones');
+  return new Tensor(native().full({ fn: 'ones', shape, value: 1, dtype: opts.dtype, device }));
 }
 
 /** [0, 1, ..., n-1]; dtype defaults to float32 (int32 on request). */
 export function arange(n: number, opts: CreationOptions = {}): Tensor {
   checkOptions(opts, 'arange', ['dtype', 'device']);
-  checkInteger(n, 'arange', 'n', 0, Number.MAX_SAFE_INTEGER);
-  const { dtype, device } = resolve(opts, 'arange');
-  return new Tensor(native().arange(n, dtype, device));
-}
-
-function checkSeed(seed: unknown, fn: string): number | undefined {
-  if (seed === undefined) return undefined;
-  return checkInteger(seed, fn, 'seed', 0, Number.MAX_SAFE_INTEGER);
+  return new Tensor(native().arange({ n, dtype: opts.dtype, device: deviceOrDefault(opts.device, 'arange') }));
 }
 
 /** Global seed for random creation without an explicit seed. */
 export function manualSeed(seed: number): void {
-  native().manualSeed(checkInteger(seed, 'manualSeed', 'seed', 0, Number.MAX_SAFE_INTEGER));
+  native().manualSeed({ seed });
 }
 
 /** Normal samples (Philox4x32-10 + Box-Muller): the same seed gives bit-identical float32 on CPU and CUDA. */
@@ -148,12 +136,9 @@ export function randn(
   shape: readonly number[],
   opts: CreationOptions & { seed?: number; mean?: number; std?: number } = {},
 ): Tensor {
-  const fn = 'randn';
-  checkOptions(opts, fn, ['dtype', 'device', 'seed', 'mean', 'std']);
-  const { dtype, device } = resolve(opts, fn);
-  const mean = opts.mean === undefined ? 0 : checkNumber(opts.mean, fn, 'mean');
-  const std = opts.std === undefined ? 1 : checkNumber(opts.std, fn, 'std');
-  return new Tensor(native().randn(checkShape(shape, fn), dtype, device, checkSeed(opts.seed, fn), mean, std));
+  checkOptions(opts, 'randn', ['dtype', 'device', 'seed', 'mean', 'std']);
+  const { dtype, seed, mean, std } = opts;
+  return new Tensor(native().randn({ shape, dtype, device: deviceOrDefault(opts.device, 'randn'), seed, mean, std }));
 }
 
 /** Uniform samples in [low, high) (Philox4x32-10). */
@@ -161,10 +146,7 @@ export function rand(
   shape: readonly number[],
   opts: CreationOptions & { seed?: number; low?: number; high?: number } = {},
 ): Tensor {
-  const fn = 'rand';
-  checkOptions(opts, fn, ['dtype', 'device', 'seed', 'low', 'high']);
-  const { dtype, device } = resolve(opts, fn);
-  const low = opts.low === undefined ? 0 : checkNumber(opts.low, fn, 'low');
-  const high = opts.high === undefined ? 1 : checkNumber(opts.high, fn, 'high');
-  return new Tensor(native().rand(checkShape(shape, fn), dtype, device, checkSeed(opts.seed, fn), low, high));
+  checkOptions(opts, 'rand', ['dtype', 'device', 'seed', 'low', 'high']);
+  const { dtype, seed, low, high } = opts;
+  return new Tensor(native().rand({ shape, dtype, device: deviceOrDefault(opts.device, 'rand'), seed, low, high }));
 }

@@ -1,7 +1,7 @@
 // Debugging helpers that exercise the runtime's error path.
+import { handle } from './kernels/common';
 import { native } from './native';
-import { checkTensor, Tensor } from './tensor';
-import { checkInteger } from './validate';
+import { Tensor } from './tensor';
 
 /**
  * A copy of the int32 tensor `values`. A value outside [0, limit) is found by
@@ -9,7 +9,5 @@ import { checkInteger } from './validate';
  * the next data()/synchronize(); reading the returned copy rejects with it.
  */
 export function checkIndices(values: Tensor, limit: number): Tensor {
-  const handle = checkTensor(values, 'checkIndices', 'values')._handleFor('checkIndices', 'values');
-  checkInteger(limit, 'checkIndices', 'limit', 0, 2 ** 31);
-  return new Tensor(native().checkIndices(handle, limit));
+  return new Tensor(native().checkIndices({ values: handle(values, 'checkIndices', 'values'), limit }));
 }

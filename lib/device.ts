@@ -1,5 +1,8 @@
-// Devices, the default device and backend information.
+// Devices, the default device and what CUDA offers here. Which names are
+// devices and which devices are usable is decided by the native core; this
+// file keeps the per-thread default device and the Device objects.
 import { native, type NativeBackendInfo } from './native';
+import { describe } from './validate';
 
 export type DeviceKind = 'cpu' | 'cuda';
 
@@ -28,54 +31,40 @@ function cudaDevice(index: number): Device {
   return d;
 }
 
-/** Parses a device spec (without checking that it is usable). */
-export function parseDevice(spec: unknown, fn: string, arg = 'device'): Device {
-  if (spec instanceof Device) return spec.kind === 'cpu' ? cpuDevice : cudaDevice(spec.index);
-  if (spec === 'cpu') return cpuDevice;
-  if (spec === 'cuda') return cudaDevice(0);
-  if (typeof spec === 'string') {
-    const m = /^cuda:(\d+)$/.exec(spec);
-    if (m) return cudaDevice(Number(m[1]));
-  }
+/** @internal The Device of a name the native layer returned ('cpu', 'cuda:0'). */
+export function deviceFromName(name: string): Device {
+  return name === 'cpu' ? cpuDevice : cudaDevice(Number(name.slice('cuda:'.length)));
+}
+
+/**
+ * @internal A device spec as the name the native layer reads: a Device's
+ * name, or the string itself (the core parses it and says what is wrong).
+ */
+export function deviceName(spec: unknown, fn: string, arg = 'device'): string {
+  if (spec instanceof Device) return spec.toString();
+  if (typeof spec === 'string') return spec;
   throw new TypeError(`${fn}: ${arg} must be 'cpu', 'cuda', 'cuda:N' or a Device, got ${describe(spec)}`);
 }
 
-/** Parses and checks that the device can be used on this machine. */
+/** @internal The device a spec names, checked by the core to be usable on this machine. */
 export function usableDevice(spec: unknown, fn: string, arg = 'device'): Device {
-  const device = parseDevice(spec, fn, arg);
-  if (device.kind === 'cuda') {
-    const info = native().backendInfo().cuda;
-    if (!info.available) {
-      throw new TypeError(`${fn}: ${arg} is ${device} but CUDA is not available (${info.reason ?? 'unknown reason'})`);
-    }
-    if (device.index >= info.devices.length) {
-      throw new TypeError(`${fn}: ${arg} is ${device} but only ${info.devices.length} CUDA device(s) are present`);
-    }
-  }
-  return device;
-}
-
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return `array of length ${value.length}`;
-  if (typeof value === 'string') return `'${value}'`;
-  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
-  return `${typeof value} ${String(value)}`;
+  return deviceFromName(native().checkDevice({ device: deviceName(spec, fn, arg), fn, arg }));
 }
 
 let cachedInfo: NativeBackendInfo | undefined;
-function info(): NativeBackendInfo {
+/** @internal The native backend information (constant for the process). */
+export function nativeBackendInfo(): NativeBackendInfo {
   cachedInfo ??= native().backendInfo();
   return cachedInfo;
 }
 
 export function cudaAvailable(): boolean {
-  return info().cuda.available;
+  return nativeBackendInfo().cuda.available;
 }
 
 export function devices(): Device[] {
   const list = [cpuDevice];
-  if (cudaAvailable()) for (const d of info().cuda.devices) list.push(cudaDevice(d.index));
+  if (cudaAvailable()) for (const d of nativeBackendInfo().cuda.devices) list.push(cudaDevice(d.index));
   return list;
 }
 
@@ -89,31 +78,16 @@ export function defaultDevice(): Device {
   return cudaAvailable() ? cudaDevice(0) : cpuDevice;
 }
 
+/** @internal The name of `spec`, or of the default device when it is undefined. */
+export function deviceOrDefault(spec: unknown, fn: string, arg = 'device'): string {
+  return spec === undefined ? defaultDevice().toString() : deviceName(spec, fn, arg);
+}
+
 export function setDefaultDevice(spec: DeviceSpec): void {
   explicitDefault = usableDevice(spec, 'setDefaultDevice');
 }
 
 /** Resolves once all work queued on the device has finished; rejects with its first error. */
 export function synchronize(device?: DeviceSpec): Promise<void> {
-  const d = device === undefined ? defaultDevice() : usableDevice(device, 'synchronize');
-  return native().synchronize(d.toString());
-}
-
-export interface BackendInfo {
-  version: string;
-  cpu: { threads: number };
-  cuda: NativeBackendInfo['cuda'];
-  /** Which GEMM runs: OpenBLAS/cuBLAS when they load at run time, else our kernels. */
-  gemm: { cpu: 'openblas' | 'builtin'; cuda: 'cublas' | 'builtin' | 'unavailable'; cpuLibrary?: string };
-}
-
-export function backendInfo(): BackendInfo {
-  const i = native().backendInfo();
-  const gemm = (native().denseGemmInfo as () => BackendInfo['gemm'])();
-  return {
-    version: i.version,
-    cpu: { ...i.cpu },
-    cuda: { ...i.cuda, devices: i.cuda.devices.map((d) => ({ ...d })) },
-    gemm: { cpu: gemm.cpu, cuda: gemm.cuda, ...(gemm.cpuLibrary ? { cpuLibrary: gemm.cpuLibrary } : {}) },
-  };
+  return native().synchronize({ device: deviceOrDefault(device, 'synchronize') });
 }

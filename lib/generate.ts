@@ -18,7 +18,7 @@ import { RWKV4Model, disposeRWKV4State, type RWKV4State } from './nn/rwkv4';
 import { LlamaModel, disposeLlamaCache, type LlamaCache } from './nn/llama';
 import type { Tensor } from './tensor';
 import type { Device } from './device';
-import { checkInteger, checkNumber, checkOptions } from './validate';
+import { checkInteger, checkFinite, checkOptions } from './validate';
 import type { CausalLM } from './hub/architectures';
 
 export interface GenerateOptions {
@@ -182,10 +182,10 @@ export function generate(model: CausalLM, opts: GenerateOptions): AsyncIterable<
   if (ids.length === 0) throw new RangeError(`${fn}: inputIds must hold at least one token`);
   const prompt = Int32Array.from(ids, (v, i) => checkInteger(v, fn, `inputIds[${i}]`, 0, vocab - 1));
   const maxNewTokens = checkInteger(opts.maxNewTokens, fn, 'maxNewTokens', 0);
-  const temperature = opts.temperature === undefined ? 1 : checkNumber(opts.temperature, fn, 'temperature');
+  const temperature = opts.temperature === undefined ? 1 : checkFinite(opts.temperature, fn, 'temperature');
   if (!(temperature >= 0)) throw new RangeError(`${fn}: temperature must be >= 0, got ${temperature}`);
   const topK = opts.topK === undefined ? 0 : checkInteger(opts.topK, fn, 'topK', 0);
-  const topP = opts.topP === undefined ? 1 : checkNumber(opts.topP, fn, 'topP');
+  const topP = opts.topP === undefined ? 1 : checkFinite(opts.topP, fn, 'topP');
   if (!(topP > 0 && topP <= 1)) throw new RangeError(`${fn}: topP must be in (0, 1], got ${topP}`);
   const seed = opts.seed === undefined ? 0 : checkInteger(opts.seed, fn, 'seed', 0, 2 ** 32 - 1);
   if (opts.stopTokenIds !== undefined && !Array.isArray(opts.stopTokenIds)) {

@@ -3,7 +3,7 @@
 // data_offsets}, __metadata__: {...}} padded with spaces to 8 bytes, then the
 // raw little-endian tensor bytes. dtypes are kept bit for bit (BF16, F16 too).
 import { promises as fs } from 'node:fs';
-import { defaultDevice, usableDevice, type DeviceSpec } from './device';
+import { deviceOrDefault, type DeviceSpec } from './device';
 import type { DType } from './dtype';
 import { native } from './native';
 import { Tensor, checkTensor } from './tensor';
@@ -183,7 +183,7 @@ export class SafetensorsReader {
   /** One tensor, stored dtype, straight onto `device`. */
   async read(name: string, device: string): Promise<Tensor> {
     const raw = await this.readRaw(name);
-    return new Tensor(native().fromRaw(raw.bytes, raw.shape, raw.dtype, device));
+    return new Tensor(native().fromRaw({ bytes: raw.bytes, shape: raw.shape, dtype: raw.dtype, device }));
   }
 
   async close(): Promise<void> {
@@ -198,7 +198,7 @@ export async function loadSafetensors(
   const fn = 'loadSafetensors';
   if (typeof path !== 'string') throw new TypeError(`${fn}: path must be a string`);
   checkOptions(opts, fn, ['device']);
-  const device = (opts.device === undefined ? defaultDevice() : usableDevice(opts.device, fn)).toString();
+  const device = deviceOrDefault(opts.device, fn);
   const reader = await SafetensorsReader.open(path, fn);
   try {
     const out: Record<string, Tensor> = {};

@@ -1,11 +1,11 @@
 // The Tensor wrapper: owns one native handle, knows its shape/dtype/device,
 // and takes part in tidy scopes. Memory lives until dispose (or tidy, or the
 // GC finalizer as a safety net) AND every queued op using it has finished.
-import { Device, parseDevice, usableDevice, type DeviceSpec } from './device';
-import { checkDType, isDType, type DType } from './dtype';
+import { Device, deviceFromName, deviceName, type DeviceSpec } from './device';
+import type { DType } from './dtype';
 import { native, type HostArray, type NativeTensor } from './native';
 import { trackTensor, untrackTensor, type Scope } from './scope';
-import { checkShape } from './validate';
+import { describe } from './validate';
 
 /** What autograd attaches to a tensor (lib/autograd/engine.ts). */
 export interface GradFn {
@@ -41,7 +41,7 @@ export class Tensor {
     this._handle = t.handle;
     this.shape = Object.freeze([...t.shape]);
     this.dtype = t.dtype as DType;
-    this.device = parseDevice(t.device, 'Tensor');
+    this.device = deviceFromName(t.device);
     this.numel = t.shape.reduce((a, b) => a * b, 1);
     trackTensor(this);
   }
@@ -108,20 +108,20 @@ export class Tensor {
 
   /** A new tensor on another device or with another dtype (always a copy). */
   to(target: DeviceSpec | DType): Tensor {
-    const handle = this._handleFor('Tensor.to');
-    if (isDType(target)) return new Tensor(native().toDtype(handle, target));
-    if (typeof target === 'string' && !target.startsWith('cpu') && !target.startsWith('cuda')) {
-      checkDType(target, 'Tensor.to', 'target');
+    const x = this._handleFor('Tensor.to');
+    // A Device or a name starting with cpu/cuda is a device; any other string a dtype.
+    if (target instanceof Device || (typeof target === 'string' && /^(cpu|cuda)/.test(target))) {
+      return new Tensor(native().toDevice({ x, device: deviceName(target, 'Tensor.to', 'target') }));
     }
-    const device = usableDevice(target, 'Tensor.to', 'target');
-    return new Tensor(native().toDevice(handle, device.toString()));
+    if (typeof target !== 'string') {
+      throw new TypeError(`Tensor.to: target must be a dtype, a device name or a Device, got ${describe(target)}`);
+    }
+    return new Tensor(native().toDtype({ x, dtype: target }));
   }
 
   /** A view sharing storage; one -1 is inferred. Dispose it like any tensor. */
   reshape(shape: readonly number[]): Tensor {
-    const handle = this._handleFor('Tensor.reshape');
-    checkShape(shape, 'Tensor.reshape', 'shape', true);
-    return new Tensor(native().reshape(handle, shape));
+    return new Tensor(native().reshape({ x: this._handleFor('Tensor.reshape'), shape }));
   }
 
   clone(): Tensor {

@@ -12,7 +12,7 @@ describe('bad inputs throw named errors at once', () => {
     expect(() => lmk.full([2], 'x' as never)).toThrow(/full: value must be a number/);
     expect(() => lmk.tensor([1, 'a'] as never)).toThrow(/tensor: data\[1\] must be a number/);
     expect(() => lmk.tensor(null as never)).toThrow(TypeError);
-    expect(() => lmk.checkIndices(lmk.zeros([2]), 3)).toThrow(/checkIndices: values must be int32/);
+    expect(() => lmk.checkIndices(lmk.zeros([2]), 3)).toThrow(/checkIndices: values must have dtype int32/);
     expect(() => lmk.keep({} as never)).toThrow(TypeError);
     expect(() => lmk.tidy(5 as never)).toThrow(/tidy: fn must be a function/);
   });

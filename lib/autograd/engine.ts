@@ -2,6 +2,7 @@
 // its GradFn (the op's backward and the inputs that need gradients);
 // backward() walks the graph in reverse topological order, accumulating
 // gradients, and frees every saved tensor as soon as its op has run.
+import * as dense from '../kernels/dense';
 import { native } from '../native';
 import { installBackward, Tensor, type GradFn } from '../tensor';
 import { keep } from '../scope';
@@ -60,7 +61,7 @@ export class Node implements GradFn {
  * op's backward. Freed when the graph is released (after backward()).
  */
 export function save(t: Tensor): Tensor {
-  const alias = new Tensor(native().reshape(t._handleFor('autograd'), t.shape));
+  const alias = new Tensor(native().reshape({ x: t._handleFor('autograd'), shape: t.shape }));
   return keep(alias);
 }
 
@@ -104,9 +105,6 @@ export function record<T extends Tensor[]>(
 
 function add(a: Tensor | null, b: Tensor): Tensor {
   if (!a) return b;
-  // Lazy import: kernels/dense.ts depends on the addon's dense functions.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const dense = require('../kernels/dense') as typeof import('../kernels/dense');
   const sum = dense.binary('add', a, b);
   a.dispose();
   b.dispose();
@@ -114,7 +112,9 @@ function add(a: Tensor | null, b: Tensor): Tensor {
 }
 
 function onesLike(t: Tensor): Tensor {
-  return new Tensor(native().full(t.shape, 1, t.dtype, t.device.toString(), 'Tensor.backward'));
+  return new Tensor(
+    native().full({ fn: 'Tensor.backward', shape: t.shape, value: 1, dtype: t.dtype, device: t.device.toString() }),
+  );
 }
 
 function runBackward(root: Tensor, grad: Tensor | undefined): void {

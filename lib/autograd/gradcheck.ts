@@ -8,7 +8,7 @@ import { checkOptions } from '../validate';
 import { noGrad } from './engine';
 
 function float64Leaf(values: Float64Array, like: Tensor, requiresGrad: boolean): Tensor {
-  const t = new Tensor(native().fromHost(values, like.shape, 'float64', 'cpu'));
+  const t = new Tensor(native().fromHost({ data: values, shape: like.shape, dtype: 'float64', device: 'cpu' }));
   t.requiresGrad = requiresGrad;
   return t;
 }
@@ -45,7 +45,9 @@ export function gradcheck(
       state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
       return state / 2 ** 32 - 0.5;
     });
-    const rTensor = new Tensor(native().fromHost(r, out.shape, out.dtype, out.device.toString()));
+    const rTensor = new Tensor(
+      native().fromHost({ data: r, shape: out.shape, dtype: out.dtype, device: out.device.toString() }),
+    );
     out.backward(rTensor);
     const analytic = leaves.map((leaf, i) =>
       differentiable[i] ? (leaf.grad?.dataSync() as Float64Array | undefined) : undefined,

@@ -3,7 +3,7 @@
 // Backward formulas are stated next to each op.
 import * as dense from '../kernels/dense';
 import { Tensor, checkTensor } from '../tensor';
-import { checkInteger, checkNumber, checkOptions } from '../validate';
+import { checkInteger, checkOptions } from '../validate';
 import { needsGrad, record } from './engine';
 import {
   losses as lossKernels,
@@ -13,14 +13,14 @@ import {
   type GoldfishLossResult,
   type OrpoOptions,
   type OrpoResult,
-} from '../ops/losses';
-import { wkv4 as wkv4Kernel } from '../ops/wkv4';
+} from '../kernels/losses';
+import { wkv4 as wkv4Kernel } from '../kernels/wkv4';
 import {
   fam as famKernel,
   type FamAttentionResult,
   type FamBlockAttentionOptions,
   type FamMemoryAttentionOptions,
-} from '../ops/fam';
+} from '../kernels/fam';
 import { zeros } from '../creation';
 
 type Binary = 'add' | 'sub' | 'mul';
@@ -84,32 +84,30 @@ export const log = (x: Tensor): Tensor => unaryOp('log', x);
 /** x * s for a number s: gradient g * s. */
 export function scale(x: Tensor, s: number): Tensor {
   checkTensor(x, 'ops.scale', 'x');
-  checkNumber(s, 'ops.scale', 's');
   const y = dense.scalarOp('mul', x, s);
   return record('ops.scale', [x], [y], () => ([g]) => [dense.scalarOp('mul', g!, s)])[0]!;
 }
 
-function normaliseDims(dim: number | number[] | undefined, rank: number, fn: string): number[] {
+/** The axes `dim` names (all when omitted), non-negative; valid once the kernel has accepted them. */
+function summedAxes(dim: number | number[] | undefined, rank: number): number[] {
   if (dim === undefined) return Array.from({ length: rank }, (_, i) => i);
-  const dims = Array.isArray(dim) ? dim : [dim];
-  return dims.map((d) => {
-    checkInteger(d, fn, 'dim', -rank, Math.max(rank - 1, 0));
-    return d < 0 ? d + rank : d;
-  });
+  return (Array.isArray(dim) ? dim : [dim]).map((d) => (d < 0 ? d + rank : d));
 }
 
 /** Sum over `dim` (all when omitted): gradient broadcasts g back to x's shape. */
 export function sum(x: Tensor, opts: { dim?: number | number[]; keepDim?: boolean } = {}): Tensor {
   checkTensor(x, 'ops.sum', 'x');
   checkOptions(opts, 'ops.sum', ['dim', 'keepDim']);
-  const dims = normaliseDims(opts.dim, x.shape.length, 'ops.sum');
-  const keepDim = opts.keepDim ?? false;
-  const y = dense.sum(x, dims, keepDim);
+  const rank = x.shape.length;
+  const dim = opts.dim === undefined ? summedAxes(undefined, rank) : Array.isArray(opts.dim) ? opts.dim : [opts.dim];
+  const y = dense.sum(x, dim, opts.keepDim);
+  const dims = summedAxes(dim, rank);
   const xShape = x.shape;
   return record('ops.sum', [x], [y], () => ([g]) => {
-    const kept = keepDim ? g! : g!.reshape(xShape.map((d, i) => (dims.includes(i) ? 1 : d)));
+    // g has the summed axes as size 1 (keepDim) or not at all; either way this view puts them back.
+    const kept = g!.reshape(xShape.map((d, i) => (dims.includes(i) ? 1 : d)));
     const out = dense.expandTo(kept, xShape);
-    if (kept !== g) kept.dispose();
+    kept.dispose();
     return [out];
   })[0]!;
 }
@@ -117,9 +115,8 @@ export function sum(x: Tensor, opts: { dim?: number | number[]; keepDim?: boolea
 /** Mean over `dim` (all when omitted). */
 export function mean(x: Tensor, opts: { dim?: number | number[]; keepDim?: boolean } = {}): Tensor {
   checkTensor(x, 'ops.mean', 'x');
-  const dims = normaliseDims(opts.dim, x.shape.length, 'ops.mean');
-  const count = dims.reduce((n, d) => n * x.shape[d]!, 1);
   const s = sum(x, opts);
+  const count = summedAxes(opts.dim, x.shape.length).reduce((n, d) => n * x.shape[d]!, 1);
   const m = scale(s, 1 / Math.max(count, 1));
   if (s !== m) s.dispose();
   return m;
@@ -183,8 +180,7 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   if (weight) checkTensor(weight, 'ops.layerNorm', 'weight');
   if (bias) checkTensor(bias, 'ops.layerNorm', 'bias');
   checkOptions(opts, 'ops.layerNorm', ['eps']);
-  const eps = opts.eps ?? 1e-5;
-  const { y, mean: mu, rstd } = dense.layerNorm(x, weight, bias, eps);
+  const { y, mean: mu, rstd } = dense.layerNorm(x, weight, bias, opts.eps);
   const out = record('ops.layerNorm', [x, weight, bias], [y], (save) => {
     const sx = save(x),
       sw = weight ? save(weight) : null,
@@ -205,8 +201,7 @@ export function rmsNorm(x: Tensor, weight: Tensor | null, opts: { eps?: number }
   checkTensor(x, 'ops.rmsNorm', 'x');
   if (weight) checkTensor(weight, 'ops.rmsNorm', 'weight');
   checkOptions(opts, 'ops.rmsNorm', ['eps']);
-  const eps = opts.eps ?? 1e-6;
-  const { y, rstd } = dense.rmsNorm(x, weight, eps);
+  const { y, rstd } = dense.rmsNorm(x, weight, opts.eps);
   const out = record('ops.rmsNorm', [x, weight], [y], (save) => {
     const sx = save(x),
       sw = weight ? save(weight) : null,
@@ -225,7 +220,7 @@ export function rope(x: Tensor, positions: Tensor, opts: { base?: number } = {})
   checkTensor(x, 'ops.rope', 'x');
   checkTensor(positions, 'ops.rope', 'positions');
   checkOptions(opts, 'ops.rope', ['base']);
-  const base = opts.base ?? 10000;
+  const base = opts.base;
   const y = dense.rope(x, positions, base, false);
   return record('ops.rope', [x], [y], (save) => {
     const sp = save(positions);
@@ -241,12 +236,9 @@ export function tokenShift(x: Tensor): Tensor {
 }
 
 export function concat(xs: Tensor[], dim: number): Tensor {
-  if (!Array.isArray(xs) || xs.length === 0) throw new TypeError('ops.concat: xs must be a non-empty array of Tensors');
-  xs.forEach((t, i) => checkTensor(t, 'ops.concat', `xs[${i}]`));
-  const rank = xs[0]!.shape.length;
-  checkInteger(dim, 'ops.concat', 'dim', -rank, rank - 1);
+  const y = dense.concat(xs, dim);
+  const rank = y.shape.length;
   const d = dim < 0 ? dim + rank : dim;
-  const y = dense.concat(xs, d);
   const sizes = xs.map((t) => t.shape[d]!);
   return record('ops.concat', xs, [y], () => ([g]) => {
     let start = 0;

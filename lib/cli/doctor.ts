@@ -1,5 +1,6 @@
 // `npx lmkernels doctor`: what the backend found on this machine.
-import { backendInfo, defaultDevice } from '../device';
+import { backendInfo } from '../backend';
+import { defaultDevice } from '../device';
 
 function formatBytes(n: number): string {
   return `${(n / 2 ** 30).toFixed(1)} GiB`;

@@ -1,7 +1,7 @@
 // data.readJsonl: one JSON object per line, streamed (docs/api.md "Pretrained models, tokenizers and data").
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { describe } from '../device';
+import { describe } from '../validate';
 
 /**
  * The rows of a JSON Lines file, one object per non-blank line, read as a stream.

@@ -2,7 +2,7 @@
 // the rules are stated in README.md "Fine-tuning"). Labels are aligned with the ids, as TRL and
 // transformers make them (the model's loss shifts them: position t predicts ids[t + 1]);
 // positions that are not supervised hold IGNORE_INDEX.
-import { describe } from '../device';
+import { describe } from '../validate';
 import { checkInteger, checkOptions } from '../validate';
 import type { ChatMessage, Tokenizer } from '../hub/tokenizer';
 

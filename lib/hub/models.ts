@@ -68,7 +68,9 @@ async function readConfig(dir: string, fn: string): Promise<{ config: Record<str
  * float32 detour for bf16), converted there if the parameter's dtype differs.
  */
 export function copyInto(param: Tensor, raw: RawTensor): void {
-  const stored = new Tensor(native().fromRaw(raw.bytes, param.shape, raw.dtype, param.device.toString()));
+  const stored = new Tensor(
+    native().fromRaw({ bytes: raw.bytes, shape: param.shape, dtype: raw.dtype, device: param.device.toString() }),
+  );
   const converted = stored.dtype === param.dtype ? stored : stored.to(param.dtype);
   noGrad(() => dense.copyInto_(param, converted));
   if (converted !== stored) converted.dispose();

@@ -6,9 +6,11 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { Template } from '@huggingface/jinja';
-import { describe } from '../device';
+// Types only here: the libraries are loaded by loadTokenizer, so importing
+// lmkernels does not load them (nor need them installed to run kernels).
+import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import type { Template } from '@huggingface/jinja';
+import { describe } from '../validate';
 import { checkOptions } from '../validate';
 
 export interface ChatMessage {
@@ -81,6 +83,7 @@ class HubTokenizer implements Tokenizer {
     json: TokenizerJson,
     config: Record<string, unknown>,
     chatTemplate: string | undefined,
+    makeTemplate: (source: string) => Template,
     private readonly dir: string,
   ) {
     this.vocabSize = impl.get_vocab(true).size;
@@ -99,7 +102,7 @@ class HubTokenizer implements Tokenizer {
     this.cleanUpSpaces = json.model?.type === 'WordPiece' && config.clean_up_tokenization_spaces === true;
     if (chatTemplate !== undefined) {
       try {
-        this.template = new Template(chatTemplate);
+        this.template = makeTemplate(chatTemplate);
       } catch (error) {
         throw new Error(`hub.loadTokenizer: the chat template in ${dir} does not parse: ${(error as Error).message}`);
       }
@@ -184,11 +187,22 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const chatTemplate = existsSync(templatePath)
     ? await readFile(templatePath, 'utf8')
     : chatTemplateOf(config.chat_template);
+  const [{ Tokenizer: HfTokenizerClass }, { Template: TemplateClass }] = await Promise.all([
+    import('@huggingface/tokenizers'),
+    import('@huggingface/jinja'),
+  ]);
   let impl: HfTokenizer;
   try {
-    impl = new HfTokenizer(json, config);
+    impl = new HfTokenizerClass(json, config);
   } catch (error) {
     throw new Error(`${fn}: ${jsonPath} is not a tokenizer this library can read: ${(error as Error).message}`);
   }
-  return new HubTokenizer(impl, json as TokenizerJson, config, chatTemplate, dir);
+  return new HubTokenizer(
+    impl,
+    json as TokenizerJson,
+    config,
+    chatTemplate,
+    (source) => new TemplateClass(source),
+    dir,
+  );
 }

@@ -1,8 +1,10 @@
 // Dense tensor kernels for training: forward AND backward functions on CPU and
 // CUDA, plain functions on Tensors (no autograd: lib/autograd builds on them).
-// This file only checks JS types (TypeError naming the function and the
-// argument); shapes, dtypes, devices and values are checked by the native core
-// (native/core/ops/*), which names the function as the public API does:
+// This file only turns Tensors into native handles (TypeError naming the
+// function and the argument for a non-Tensor or a disposed one); the native
+// layer checks every other value's JS type, and the core (native/core/ops/*)
+// shapes, dtypes, devices, values and defaults, naming the function as the
+// public API does:
 // `ops.matmul: a has shape [2,3] but b has shape [4,5]: inner sizes 3 and 4 differ`.
 //
 // Conventions and choices (docs/api.md is silent on these):
@@ -40,9 +42,10 @@
 //   forces ours. A batch of many small matrices (≤ 64³ multiply-adds each)
 //   always runs on our CPU kernel, one matrix per thread.
 import { native } from '../native';
-import { checkTensor, Tensor } from '../tensor';
-import type { NativeTensor } from '../native';
-import { checkInteger, checkNumber } from '../validate';
+import type { NativeAdamwHyper, NativeTensor } from '../native';
+import { Tensor } from '../tensor';
+import { handle, handles, optionalHandle } from './common';
+import { checkOptions } from '../validate';
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum';
 export type ScalarOp = 'add' | 'mul' | 'pow' | 'rsub' | 'div_by';
@@ -54,106 +57,10 @@ export interface GemmInfo {
   cuda: 'cublas' | 'builtin' | 'unavailable';
 }
 
-type Handle = unknown;
-type Out = { out: NativeTensor };
+const addon = native;
 
-/** The addon's dense entry points (native/addon/dense_binding.cc). */
-interface DenseAddon {
-  denseBinary(o: { op: string; a: Handle; b: Handle }): Out;
-  denseBinaryBackward(o: { op: string; a: Handle; b: Handle; gy: Handle }): { ga: NativeTensor; gb: NativeTensor };
-  denseScalarOp(o: { op: string; x: Handle; s: number }): Out;
-  denseUnary(o: { op: string; x: Handle }): Out;
-  denseUnaryBackward(o: { op: string; x?: Handle; y?: Handle; gy: Handle }): Out;
-  denseFill(o: { x: Handle; value: number }): void;
-  denseAddInPlace(o: { target: Handle; src: Handle; alpha: number }): void;
-  denseCopyInto(o: { target: Handle; src: Handle }): void;
-  denseSum(o: { x: Handle; dims: readonly number[]; keepDim: boolean }): Out;
-  denseSumToShape(o: { x: Handle; shape: readonly number[] }): Out;
-  denseExpandTo(o: { x: Handle; shape: readonly number[] }): Out;
-  denseMatmul(o: { a: Handle; b: Handle; transA: boolean; transB: boolean }): Out;
-  denseGemmInfo(): GemmInfo & { cpuLibrary: string; cpuIsa: string };
-  denseSetGemmBackend(o: { backend: string }): void;
-  denseLayerNorm(o: { x: Handle; weight?: Handle; bias?: Handle; eps: number }): {
-    y: NativeTensor;
-    mean: NativeTensor;
-    rstd: NativeTensor;
-  };
-  denseLayerNormBackward(o: { x: Handle; weight?: Handle; mean: Handle; rstd: Handle; gy: Handle; hasBias: boolean }): {
-    gx: NativeTensor;
-    gWeight?: NativeTensor;
-    gBias?: NativeTensor;
-  };
-  denseRmsNorm(o: { x: Handle; weight?: Handle; eps: number }): { y: NativeTensor; rstd: NativeTensor };
-  denseRmsNormBackward(o: { x: Handle; weight?: Handle; rstd: Handle; gy: Handle }): {
-    gx: NativeTensor;
-    gWeight?: NativeTensor;
-  };
-  denseEmbedding(o: { weight: Handle; ids: Handle }): Out;
-  denseEmbeddingBackward(o: { gOut: Handle; ids: Handle; numEmbeddings: number }): Out;
-  denseRope(o: { x: Handle; positions: Handle; base: number; inverse: boolean }): Out;
-  denseTokenShift(o: { x: Handle; backward: boolean }): Out;
-  denseConcat(o: { xs: Handle[]; dim: number }): Out;
-  denseSlice(o: { x: Handle; dim: number; start: number; end: number }): Out;
-  denseSliceBackward(o: { g: Handle; inputShape: readonly number[]; dim: number; start: number; end: number }): Out;
-  densePermute(o: { x: Handle; dims: readonly number[] }): Out;
-  denseAdamwStep(o: {
-    param: Handle;
-    grad: Handle;
-    expAvg: Handle;
-    expAvgSq: Handle;
-    lr: number;
-    beta1: number;
-    beta2: number;
-    eps: number;
-    weightDecay: number;
-    step: number;
-  }): void;
-  denseGradNormClip(o: { grads: Handle[]; maxNorm: number }): { norm: NativeTensor };
-}
-
-function addon(): DenseAddon {
-  return native() as unknown as DenseAddon;
-}
-
-// ---- JS type checks ---------------------------------------------------------------
-
-function handle(value: unknown, fn: string, arg: string): Handle {
-  return checkTensor(value, fn, arg)._handleFor(fn, arg);
-}
-
-function optionalHandle(value: unknown, fn: string, arg: string): Handle | undefined {
-  return value === null || value === undefined ? undefined : handle(value, fn, arg);
-}
-
-function checkBool(value: unknown, fn: string, arg: string): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${fn}: ${arg} must be a boolean, got ${typeof value}`);
-  return value;
-}
-
-function checkInts(value: unknown, fn: string, arg: string): readonly number[] {
-  if (!Array.isArray(value) || !value.every((d) => typeof d === 'number' && Number.isInteger(d))) {
-    throw new TypeError(`${fn}: ${arg} must be an array of integers, got ${JSON.stringify(value)}`);
-  }
-  return value as readonly number[];
-}
-
-function checkTensors(value: unknown, fn: string, arg: string): Handle[] {
-  if (!Array.isArray(value)) throw new TypeError(`${fn}: ${arg} must be an array of Tensors, got ${typeof value}`);
-  return value.map((t, i) => handle(t, fn, `${arg}[${i}]`));
-}
-
-function checkOp<T extends string>(op: unknown, allowed: readonly T[], fn: string): T {
-  if (typeof op !== 'string') throw new TypeError(`${fn}: op must be a string, got ${typeof op}`);
-  if (!(allowed as readonly string[]).includes(op)) {
-    throw new RangeError(`${fn}: op must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${op}'`);
-  }
-  return op as T;
-}
-
-const BINARY_OPS: readonly BinaryOp[] = ['add', 'sub', 'mul', 'div', 'maximum'];
-const SCALAR_OPS: readonly ScalarOp[] = ['add', 'mul', 'pow', 'rsub', 'div_by'];
-const UNARY_OPS: readonly UnaryOp[] = ['neg', 'exp', 'log', 'sigmoid', 'relu', 'square', 'tanh', 'silu', 'sqrt', 'abs'];
-const SCALAR_NAMES: Record<ScalarOp, string> = { add: 'add', mul: 'mul', pow: 'pow', rsub: 'rsub', div_by: 'divBy' };
+// The public name of a scalar op in errors (ops.divBy for 'div_by').
+const SCALAR_NAMES: Record<string, string> = { div_by: 'divBy' };
 
 function wrap(t: NativeTensor): Tensor {
   return new Tensor(t);
@@ -163,9 +70,8 @@ function wrap(t: NativeTensor): Tensor {
 
 /** a (op) b with NumPy broadcasting; RangeError naming both shapes when they do not broadcast. */
 export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  const o = checkOp(op, BINARY_OPS, 'binary');
-  const fn = `ops.${o}`;
-  return wrap(addon().denseBinary({ op: o, a: handle(a, fn, 'a'), b: handle(b, fn, 'b') }).out);
+  const fn = `ops.${op}`;
+  return wrap(addon().denseBinary({ op, a: handle(a, fn, 'a'), b: handle(b, fn, 'b') }).out);
 }
 
 /**
@@ -173,10 +79,9 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
  * down to a's shape, ∂/∂b·gy summed down to b's shape.
  */
 export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, gy: Tensor): { ga: Tensor; gb: Tensor } {
-  const o = checkOp(op, BINARY_OPS, 'binaryBackward');
-  const fn = `ops.${o}Backward`;
+  const fn = `ops.${op}Backward`;
   const r = addon().denseBinaryBackward({
-    op: o,
+    op,
     a: handle(a, fn, 'a'),
     b: handle(b, fn, 'b'),
     gy: handle(gy, fn, 'gy'),
@@ -186,14 +91,12 @@ export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, gy: Tensor): 
 
 /** x+s, x*s, x**s, s−x, s/x. */
 export function scalarOp(op: ScalarOp, x: Tensor, s: number): Tensor {
-  const o = checkOp(op, SCALAR_OPS, 'scalarOp');
-  const fn = `ops.${SCALAR_NAMES[o]}`;
-  return wrap(addon().denseScalarOp({ op: o, x: handle(x, fn, 'x'), s: checkNumber(s, fn, 's') }).out);
+  const fn = `ops.${SCALAR_NAMES[op] ?? op}`;
+  return wrap(addon().denseScalarOp({ op, x: handle(x, fn, 'x'), s }).out);
 }
 
 export function unary(op: UnaryOp, x: Tensor): Tensor {
-  const o = checkOp(op, UNARY_OPS, 'unary');
-  return wrap(addon().denseUnary({ op: o, x: handle(x, `ops.${o}`, 'x') }).out);
+  return wrap(addon().denseUnary({ op, x: handle(x, `ops.${op}`, 'x') }).out);
 }
 
 /**
@@ -202,11 +105,10 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
  * not read may be null.
  */
 export function unaryBackward(op: UnaryOp, x: Tensor | null, y: Tensor | null, gy: Tensor): Tensor {
-  const o = checkOp(op, UNARY_OPS, 'unaryBackward');
-  const fn = `ops.${o}Backward`;
+  const fn = `ops.${op}Backward`;
   return wrap(
     addon().denseUnaryBackward({
-      op: o,
+      op,
       x: optionalHandle(x, fn, 'x'),
       y: optionalHandle(y, fn, 'y'),
       gy: handle(gy, fn, 'gy'),
@@ -217,27 +119,18 @@ export function unaryBackward(op: UnaryOp, x: Tensor | null, y: Tensor | null, g
 // ---- reductions -------------------------------------------------------------------
 
 /** Σ over dims (negatives allowed; empty = all axes → 0-d unless keepDim). Deterministic. */
-export function sum(x: Tensor, dims: readonly number[], keepDim: boolean): Tensor {
-  const fn = 'ops.sum';
-  return wrap(
-    addon().denseSum({
-      x: handle(x, fn, 'x'),
-      dims: checkInts(dims, fn, 'dims'),
-      keepDim: checkBool(keepDim, fn, 'keepDim'),
-    }).out,
-  );
+export function sum(x: Tensor, dims: readonly number[], keepDim?: boolean): Tensor {
+  return wrap(addon().denseSum({ x: handle(x, 'ops.sum', 'x'), dims, keepDim }).out);
 }
 
 /** x summed down to `shape` (the reverse of broadcasting `shape` to x.shape). */
 export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
-  const fn = 'ops.sumToShape';
-  return wrap(addon().denseSumToShape({ x: handle(x, fn, 'x'), shape: checkInts(shape, fn, 'shape') }).out);
+  return wrap(addon().denseSumToShape({ x: handle(x, 'ops.sumToShape', 'x'), shape }).out);
 }
 
 /** x broadcast to `shape`, materialised (the gradient of a sum). */
 export function expandTo(x: Tensor, shape: readonly number[]): Tensor {
-  const fn = 'ops.expandTo';
-  return wrap(addon().denseExpandTo({ x: handle(x, fn, 'x'), shape: checkInts(shape, fn, 'shape') }).out);
+  return wrap(addon().denseExpandTo({ x: handle(x, 'ops.expandTo', 'x'), shape }).out);
 }
 
 // ---- matmul ---------------------------------------------------------------------------
@@ -249,25 +142,21 @@ export function expandTo(x: Tensor, shape: readonly number[]): Tensor {
  */
 export function matmul(a: Tensor, b: Tensor, opts?: { transA?: boolean; transB?: boolean }): Tensor {
   const fn = 'ops.matmul';
-  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
-    throw new TypeError(`${fn}: opts must be an object, got ${opts === null ? 'null' : typeof opts}`);
-  }
-  const transA = opts?.transA === undefined ? false : checkBool(opts.transA, fn, 'transA');
-  const transB = opts?.transB === undefined ? false : checkBool(opts.transB, fn, 'transB');
+  const o = checkOptions(opts, fn, ['transA', 'transB']);
+  const transA = o.transA as boolean | undefined,
+    transB = o.transB as boolean | undefined;
   return wrap(addon().denseMatmul({ a: handle(a, fn, 'a'), b: handle(b, fn, 'b'), transA, transB }).out);
 }
 
 /** Which GEMM runs on each device kind. */
 export function gemmInfo(): GemmInfo {
-  const info = addon().denseGemmInfo();
+  const info = addon().gemmInfo();
   return { cpu: info.cpu, cuda: info.cuda };
 }
 
 /** 'builtin' forces our GEMM kernels (as LMK_GEMM=builtin does); 'auto' uses OpenBLAS/cuBLAS when loaded. */
 export function setGemmBackend(backend: GemmBackend): void {
-  if (typeof backend !== 'string')
-    throw new TypeError(`setGemmBackend: backend must be a string, got ${typeof backend}`);
-  addon().denseSetGemmBackend({ backend });
+  addon().setGemmBackend({ backend });
 }
 
 // ---- embedding ------------------------------------------------------------------------
@@ -285,26 +174,26 @@ export function embeddingBackward(gOut: Tensor, ids: Tensor, numEmbeddings: numb
     addon().denseEmbeddingBackward({
       gOut: handle(gOut, fn, 'gOut'),
       ids: handle(ids, fn, 'ids'),
-      numEmbeddings: checkInteger(numEmbeddings, fn, 'numEmbeddings', 0, 2 ** 31 - 1),
+      numEmbeddings,
     }).out,
   );
 }
 
 // ---- norms ----------------------------------------------------------------------------
 
-/** Layer norm over the last axis: { y, mean, rstd } (mean/rstd float32 [...], float64 for float64). */
+/** Layer norm over the last axis: { y, mean, rstd } (mean/rstd float32 [...], float64 for float64); eps default 1e-5. */
 export function layerNorm(
   x: Tensor,
   weight: Tensor | null,
   bias: Tensor | null,
-  eps: number,
+  eps?: number,
 ): { y: Tensor; mean: Tensor; rstd: Tensor } {
   const fn = 'ops.layerNorm';
   const r = addon().denseLayerNorm({
     x: handle(x, fn, 'x'),
     weight: optionalHandle(weight, fn, 'weight'),
     bias: optionalHandle(bias, fn, 'bias'),
-    eps: checkNumber(eps, fn, 'eps'),
+    eps,
   });
   return { y: wrap(r.y), mean: wrap(r.mean), rstd: wrap(r.rstd) };
 }
@@ -344,13 +233,13 @@ export function layerNormBackward(
   return out;
 }
 
-/** RMS norm over the last axis: { y, rstd }. */
-export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): { y: Tensor; rstd: Tensor } {
+/** RMS norm over the last axis: { y, rstd }; eps default 1e-6. */
+export function rmsNorm(x: Tensor, weight: Tensor | null, eps?: number): { y: Tensor; rstd: Tensor } {
   const fn = 'ops.rmsNorm';
   const r = addon().denseRmsNorm({
     x: handle(x, fn, 'x'),
     weight: optionalHandle(weight, fn, 'weight'),
-    eps: checkNumber(eps, fn, 'eps'),
+    eps,
   });
   return { y: wrap(r.y), rstd: wrap(r.rstd) };
 }
@@ -381,14 +270,14 @@ export function rmsNormBackward(
  * [B, T] (B = x.shape[0]): pairs (x[2i], x[2i+1]) rotated by pos·base^(−2i/D);
  * inverse=true rotates back (the backward).
  */
-export function rope(x: Tensor, positions: Tensor, base: number, inverse: boolean): Tensor {
+export function rope(x: Tensor, positions: Tensor, base?: number, inverse?: boolean): Tensor {
   const fn = 'ops.rope';
   return wrap(
     addon().denseRope({
       x: handle(x, fn, 'x'),
       positions: handle(positions, fn, 'positions'),
-      base: checkNumber(base, fn, 'base'),
-      inverse: checkBool(inverse, fn, 'inverse'),
+      base,
+      inverse,
     }).out,
   );
 }
@@ -397,30 +286,22 @@ export function rope(x: Tensor, positions: Tensor, base: number, inverse: boolea
 
 /** x [B,T,C] → out[:, t] = x[:, t−1], out[:, 0] = 0 (RWKV's time shift). */
 export function tokenShift(x: Tensor): Tensor {
-  return wrap(addon().denseTokenShift({ x: handle(x, 'ops.tokenShift', 'x'), backward: false }).out);
+  return wrap(addon().denseTokenShift({ x: handle(x, 'ops.tokenShift', 'x') }).out);
 }
 
 /** g [B,T,C] → gx[:, t] = g[:, t+1], gx[:, T−1] = 0. */
 export function tokenShiftBackward(g: Tensor): Tensor {
-  return wrap(addon().denseTokenShift({ x: handle(g, 'ops.tokenShiftBackward', 'g'), backward: true }).out);
+  return wrap(addon().denseTokenShiftBackward({ g: handle(g, 'ops.tokenShiftBackward', 'g') }).out);
 }
 
 export function concat(xs: Tensor[], dim: number): Tensor {
-  const fn = 'ops.concat';
-  return wrap(addon().denseConcat({ xs: checkTensors(xs, fn, 'xs'), dim: checkInteger(dim, fn, 'dim') }).out);
+  return wrap(addon().denseConcat({ xs: handles(xs, 'ops.concat', 'xs'), dim }).out);
 }
 
 /** A copy of [start, end) along dim; negative indices count from the end; RangeError when out of range. */
 export function slice(x: Tensor, dim: number, start: number, end: number): Tensor {
   const fn = 'ops.slice';
-  return wrap(
-    addon().denseSlice({
-      x: handle(x, fn, 'x'),
-      dim: checkInteger(dim, fn, 'dim'),
-      start: checkInteger(start, fn, 'start'),
-      end: checkInteger(end, fn, 'end'),
-    }).out,
-  );
+  return wrap(addon().denseSlice({ x: handle(x, fn, 'x'), dim, start, end }).out);
 }
 
 /** Zeros of inputShape with g placed at [start, end) along dim. */
@@ -432,21 +313,12 @@ export function sliceBackward(
   end: number,
 ): Tensor {
   const fn = 'ops.sliceBackward';
-  return wrap(
-    addon().denseSliceBackward({
-      g: handle(g, fn, 'g'),
-      inputShape: checkInts(inputShape, fn, 'inputShape'),
-      dim: checkInteger(dim, fn, 'dim'),
-      start: checkInteger(start, fn, 'start'),
-      end: checkInteger(end, fn, 'end'),
-    }).out,
-  );
+  return wrap(addon().denseSliceBackward({ g: handle(g, fn, 'g'), inputShape, dim, start, end }).out);
 }
 
 /** A copy with out.shape[i] = x.shape[dims[i]]; a transpose is a permute. */
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
-  const fn = 'ops.permute';
-  return wrap(addon().densePermute({ x: handle(x, fn, 'x'), dims: checkInts(dims, fn, 'dims') }).out);
+  return wrap(addon().densePermute({ x: handle(x, 'ops.permute', 'x'), dims }).out);
 }
 
 // ---- in place ---------------------------------------------------------------------------
@@ -454,18 +326,14 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
 /** Every element of x = value (in place); returns x. */
 export function fill_(x: Tensor, value: number): Tensor {
   const fn = 'ops.fill_';
-  addon().denseFill({ x: handle(x, fn, 'x'), value: checkNumber(value, fn, 'value') });
+  addon().denseFill({ x: handle(x, fn, 'x'), value });
   return x;
 }
 
 /** target += alpha · src (same shape, dtype, device; in place); returns target. */
-export function addInPlace_(target: Tensor, src: Tensor, alpha = 1): Tensor {
+export function addInPlace_(target: Tensor, src: Tensor, alpha?: number): Tensor {
   const fn = 'ops.addInPlace_';
-  addon().denseAddInPlace({
-    target: handle(target, fn, 'target'),
-    src: handle(src, fn, 'src'),
-    alpha: checkNumber(alpha, fn, 'alpha'),
-  });
+  addon().denseAddInPlace({ target: handle(target, fn, 'target'), src: handle(src, fn, 'src'), alpha });
   return target;
 }
 
@@ -478,16 +346,11 @@ export function copyInto_(target: Tensor, src: Tensor): Tensor {
 
 // ---- optimizer ----------------------------------------------------------------------------
 
-export interface AdamwStepArgs {
+export interface AdamwStepArgs extends NativeAdamwHyper {
   param: Tensor;
   grad: Tensor;
   expAvg: Tensor;
   expAvgSq: Tensor;
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
   /** 1-based count of steps, this one included (PyTorch's state['step'] after its increment). */
   step: number;
 }
@@ -501,12 +364,12 @@ export function adamwStep_(args: AdamwStepArgs): void {
     grad: handle(args.grad, fn, 'grad'),
     expAvg: handle(args.expAvg, fn, 'expAvg'),
     expAvgSq: handle(args.expAvgSq, fn, 'expAvgSq'),
-    lr: checkNumber(args.lr, fn, 'lr'),
-    beta1: checkNumber(args.beta1, fn, 'beta1'),
-    beta2: checkNumber(args.beta2, fn, 'beta2'),
-    eps: checkNumber(args.eps, fn, 'eps'),
-    weightDecay: checkNumber(args.weightDecay, fn, 'weightDecay'),
-    step: checkNumber(args.step, fn, 'step'),
+    lr: args.lr,
+    beta1: args.beta1,
+    beta2: args.beta2,
+    eps: args.eps,
+    weightDecay: args.weightDecay,
+    step: args.step,
   });
 }
 
@@ -517,8 +380,5 @@ export function adamwStep_(args: AdamwStepArgs): void {
  */
 export function gradNormClip_(grads: Tensor[], maxNorm: number): Tensor {
   const fn = 'clipGradNorm';
-  return wrap(
-    addon().denseGradNormClip({ grads: checkTensors(grads, fn, 'grads'), maxNorm: checkNumber(maxNorm, fn, 'maxNorm') })
-      .norm,
-  );
+  return wrap(addon().denseGradNormClip({ grads: handles(grads, fn, 'grads'), maxNorm }).norm);
 }

@@ -20,7 +20,7 @@
 // attention and MLP; its initial value (`fam_init`) is the only new weight.
 import { randn, tensor, zeros } from '../creation';
 import { Tensor, checkTensor } from '../tensor';
-import { checkInteger, checkNumber, checkOptions } from '../validate';
+import { checkInteger, checkFinite, checkOptions } from '../validate';
 import * as ops from '../autograd/ops';
 import { noGrad } from '../autograd/engine';
 import { keep, tidy } from '../scope';
@@ -475,7 +475,7 @@ export class LlamaModel extends Module {
         throw new RangeError(`${fn}: ropeScaling.ropeType must be 'llama3', got ${JSON.stringify(s.ropeType)}`);
       }
       for (const k of ['factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositionEmbeddings'] as const) {
-        checkNumber(s[k], fn, `ropeScaling.${k}`);
+        checkFinite(s[k], fn, `ropeScaling.${k}`);
       }
       ropeScaling = { ...s };
     }
@@ -496,8 +496,8 @@ export class LlamaModel extends Module {
       nKvHeads,
       headDim,
       intermediateSize: checkInteger(opts.intermediateSize, fn, 'intermediateSize', 1),
-      rmsNormEps: opts.rmsNormEps === undefined ? 1e-6 : checkNumber(opts.rmsNormEps, fn, 'rmsNormEps'),
-      ropeTheta: opts.ropeTheta === undefined ? 10000 : checkNumber(opts.ropeTheta, fn, 'ropeTheta'),
+      rmsNormEps: opts.rmsNormEps === undefined ? 1e-6 : checkFinite(opts.rmsNormEps, fn, 'rmsNormEps'),
+      ropeTheta: opts.ropeTheta === undefined ? 10000 : checkFinite(opts.ropeTheta, fn, 'ropeTheta'),
       ropeScaling,
       tieWordEmbeddings: bool(opts.tieWordEmbeddings, 'tieWordEmbeddings'),
       qkvBias: bool(opts.qkvBias, 'qkvBias'),

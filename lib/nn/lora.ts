@@ -13,7 +13,7 @@ import { isGradEnabled, noGrad } from '../autograd/engine';
 import * as ops from '../autograd/ops';
 import * as dense from '../kernels/dense';
 import { Tensor } from '../tensor';
-import { checkInteger, checkNumber, checkOptions } from '../validate';
+import { checkInteger, checkFinite, checkOptions } from '../validate';
 import { mulberry32 } from '../generate';
 import { Linear, subSeed } from './layers';
 import type { Module } from './module';
@@ -74,8 +74,8 @@ function apply(model: Module, opts: LoRAOptions): LoRAConfig {
   checkOptions(opts, fn, ['rank', 'alpha', 'dropout', 'targets', 'rsLora', 'seed']);
   if (applied.has(model)) throw new RangeError(`${fn}: the model already has LoRA adapters (merge them first)`);
   const rank = checkInteger(opts.rank, fn, 'rank', 1);
-  const alpha = opts.alpha === undefined ? 8 : checkNumber(opts.alpha, fn, 'alpha');
-  const p = opts.dropout === undefined ? 0 : checkNumber(opts.dropout, fn, 'dropout');
+  const alpha = opts.alpha === undefined ? 8 : checkFinite(opts.alpha, fn, 'alpha');
+  const p = opts.dropout === undefined ? 0 : checkFinite(opts.dropout, fn, 'dropout');
   if (!(p >= 0 && p < 1)) throw new RangeError(`${fn}: dropout must be in [0, 1), got ${p}`);
   if (!Array.isArray(opts.targets) || opts.targets.length === 0 || opts.targets.some((t) => typeof t !== 'string')) {
     throw new TypeError(`${fn}: targets must be a non-empty array of module names`);

@@ -13,7 +13,7 @@
 // every few layers at inference only, which changes nothing but float16 range.
 import { tensor } from '../creation';
 import { checkTensor, Tensor } from '../tensor';
-import { checkInteger, checkNumber, checkOptions } from '../validate';
+import { checkInteger, checkFinite, checkOptions } from '../validate';
 import { noGrad } from '../autograd/engine';
 import * as ops from '../autograd/ops';
 import { zeros } from '../creation';
@@ -229,7 +229,7 @@ export class RWKV4Model extends Module {
     this.nLayers = checkInteger(opts.nLayers, fn, 'nLayers', 1);
     const attentionSize = checkInteger(opts.attentionSize ?? this.dModel, fn, 'attentionSize', 1);
     const intermediateSize = checkInteger(opts.intermediateSize ?? 4 * this.dModel, fn, 'intermediateSize', 1);
-    const eps = opts.layerNormEps === undefined ? 1e-5 : checkNumber(opts.layerNormEps, fn, 'layerNormEps');
+    const eps = opts.layerNormEps === undefined ? 1e-5 : checkFinite(opts.layerNormEps, fn, 'layerNormEps');
     const base: LayerOptions = { device: opts.device, dtype: opts.dtype, seed: opts.seed };
     // transformers' RwkvConfig fields; rescale_every 0 because this model never rescales.
     this.config = {

@@ -2,9 +2,10 @@
 // decay p -= lr·wd·p, then the Adam step with bias corrections. One fused
 // kernel per parameter; moments are float32 (float64 for float64 params).
 import { zeros } from '../creation';
+import { native } from '../native';
 import { Tensor, checkTensor } from '../tensor';
 import { keep } from '../scope';
-import { checkNumber, checkOptions } from '../validate';
+import { checkOptions, describe } from '../validate';
 import * as dense from '../kernels/dense';
 import { noGrad } from '../autograd/engine';
 
@@ -38,16 +39,22 @@ export class AdamW {
     params.forEach((p, i) => checkTensor(p, fn, `params[${i}]`));
     checkOptions(opts, fn, ['lr', 'betas', 'eps', 'weightDecay']);
     if (opts === undefined) throw new TypeError(`${fn}: options { lr } are required`);
-    this.lr = checkNumber(opts.lr, fn, 'lr');
-    this.betas = opts.betas ?? [0.9, 0.999];
-    this.eps = opts.eps ?? 1e-8;
-    this.weightDecay = opts.weightDecay ?? 0.01;
-    if (!(this.lr >= 0)) throw new RangeError(`${fn}: lr must be >= 0, got ${this.lr}`);
-    const [b1, b2] = this.betas;
-    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1))
-      throw new RangeError(`${fn}: betas must be in [0, 1), got [${b1}, ${b2}]`);
-    if (!(this.eps >= 0)) throw new RangeError(`${fn}: eps must be >= 0`);
-    if (!(this.weightDecay >= 0)) throw new RangeError(`${fn}: weightDecay must be >= 0`);
+    const { betas } = opts;
+    if (betas !== undefined && (!Array.isArray(betas) || betas.length !== 2)) {
+      throw new TypeError(`${fn}: betas must be an array of two numbers, got ${describe(betas)}`);
+    }
+    // The core checks the values and supplies the defaults (torch.optim.AdamW's).
+    const h = native().adamwOptions({
+      lr: opts.lr,
+      beta1: betas?.[0],
+      beta2: betas?.[1],
+      eps: opts.eps,
+      weightDecay: opts.weightDecay,
+    });
+    this.lr = h.lr;
+    this.betas = [h.beta1, h.beta2];
+    this.eps = h.eps;
+    this.weightDecay = h.weightDecay;
   }
 
   private stateFor(p: Tensor): ParamState {
@@ -149,35 +156,4 @@ export class AdamW {
     }
     this.state.clear();
   }
-}
-
-/** Scales all gradients in place so their total L2 norm is at most maxNorm; returns the norm before clipping (0-d). */
-export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
-  const fn = 'clipGradNorm';
-  if (!Array.isArray(params)) throw new TypeError(`${fn}: params must be an array of Tensors`);
-  checkNumber(maxNorm, fn, 'maxNorm');
-  if (!(maxNorm > 0)) throw new RangeError(`${fn}: maxNorm must be > 0, got ${maxNorm}`);
-  const grads = params.map((p, i) => checkTensor(p, fn, `params[${i}]`).grad).filter((g): g is Tensor => g !== null);
-  if (grads.length === 0) return zeros([]);
-  return noGrad(() => dense.gradNormClip_(grads, maxNorm));
-}
-
-/** Learning rate at `step` (0-based): linear warm-up to maxLr, then cosine decay to minLr at totalSteps. */
-export function cosineSchedule(opts: {
-  maxLr: number;
-  minLr?: number;
-  warmupSteps?: number;
-  totalSteps: number;
-}): (step: number) => number {
-  checkOptions(opts, 'cosineSchedule', ['maxLr', 'minLr', 'warmupSteps', 'totalSteps']);
-  const { maxLr, totalSteps } = opts;
-  const minLr = opts.minLr ?? 0,
-    warmup = opts.warmupSteps ?? 0;
-  checkNumber(maxLr, 'cosineSchedule', 'maxLr');
-  checkNumber(totalSteps, 'cosineSchedule', 'totalSteps');
-  return (step: number) => {
-    if (step < warmup) return (maxLr * (step + 1)) / warmup;
-    const progress = Math.min(1, (step - warmup) / Math.max(1, totalSteps - warmup));
-    return minLr + 0.5 * (maxLr - minLr) * (1 + Math.cos(Math.PI * progress));
-  };
 }

@@ -1,3 +1,4 @@
 // `optim`: optimisers and schedules.
-export { AdamW, cosineSchedule } from './adamw';
+export { AdamW } from './adamw';
+export { cosineSchedule } from './schedule';
 export type { AdamWOptions } from './adamw';

@@ -1,11 +1,16 @@
 // The Node-API module: backend information plus the bindings of each op
 // family. The addon only translates; validation and numerics live in core.
 #include <napi.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <dlfcn.h>
+#endif
 
-#include "binding_registry.h"
+#include <mutex>
+
+#include "addon_state.h"
+#include "bindings.h"
 #include "js_convert.h"
 #include "runtime/device.h"
-#include "tensor_binding.h"
 
 #ifndef LMK_VERSION
 #define LMK_VERSION "0.0.0"
@@ -14,6 +19,7 @@
 namespace lmk::addon {
 namespace {
 
+// backendInfo() -> { version, cpu, cuda }
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto result = Napi::Object::New(env);
@@ -44,12 +50,34 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// The CPU stream, the thread pool and the CUDA completion threads are
+// process-wide and outlive any one environment; Node unloads an addon when the
+// last environment that loaded it goes (a worker that exits while the main
+// thread never loaded it). Pin the library so their code stays mapped.
+void keep_library_loaded() {
+#if defined(RTLD_NODELETE)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&keep_library_loaded), &self) != 0 && self.dli_fname != nullptr) {
+      dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    }
+  });
+#endif
+}
+
 }  // namespace
 
+// Runs once per environment that loads the addon (the main thread, each worker).
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  keep_library_loaded();
+  init_addon_state(env);
+  export_bindings(env, exports, {{"backendInfo", BackendInfo}});
   register_tensor_bindings(env, exports);
-  for (RegisterBindings register_family : binding_registry()) register_family(env, exports);
+  register_wkv4_bindings(env, exports);
+  register_fam_bindings(env, exports);
+  register_losses_bindings(env, exports);
+  register_dense_bindings(env, exports);
   return exports;
 }
 

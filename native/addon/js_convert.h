@@ -1,113 +1,116 @@
-// Translation between JS values and core types, and core errors to JS errors.
-// No validation rules live here beyond "is this JS value the right kind".
+// The one set of accessors every binding uses: JS values to core arguments,
+// core results and errors to JS. They check only what the JS value is (a
+// number, a string, an array of integers, a tensor handle...), naming the
+// function and the argument, and read undefined (or null) as "absent" for the
+// core to replace by its default. Every semantic rule and every default lives
+// in core/ops (docs/architecture.md "Adding an op").
 #pragma once
 #include <napi.h>
 
-#include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
-#include "runtime/device.h"
-#include "runtime/dtype.h"
 #include "runtime/error.h"
 #include "runtime/tensor.h"
 
 namespace lmk::addon {
 
-// Runs fn; turns lmk::Error into TypeError/RangeError/Error with its message.
+// ---- errors --------------------------------------------------------------------
+
+Napi::Error js_error(Napi::Env env, const RecordedError& error);
+
+// Throws `error` as a JS exception. In an environment that is shutting down
+// (a terminated worker) there is nobody to throw to, and nothing happens.
+void throw_js(const Napi::Error& error);
+
+// Runs a binding: lmk::Error becomes TypeError / RangeError / Error with its
+// message, thrown as a JS exception; no C++ exception leaves.
 template <typename Fn>
 Napi::Value guard(Napi::Env env, Fn&& fn) {
   try {
     return fn();
-  } catch (const Napi::Error&) {
-    throw;
+  } catch (const Napi::Error& e) {
+    throw_js(e);
   } catch (const Error& e) {
-    switch (e.kind()) {
-      case ErrorKind::Type: throw Napi::TypeError::New(env, e.what());
-      case ErrorKind::Range: throw Napi::RangeError::New(env, e.what());
-      default: throw Napi::Error::New(env, e.what());
-    }
+    throw_js(js_error(env, RecordedError{e.kind(), e.what()}));
   } catch (const std::bad_alloc&) {
-    throw Napi::Error::New(env, "lmkernels: out of host memory");
+    throw_js(js_error(env, RecordedError{ErrorKind::Runtime, "lmkernels: out of host memory"}));
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+    throw_js(js_error(env, RecordedError{ErrorKind::Runtime, e.what()}));
   }
+  return Napi::Value();
 }
 
-inline Napi::Error js_error(Napi::Env env, const RecordedError& error) {
-  switch (error.kind) {
-    case ErrorKind::Type: return Napi::TypeError::New(env, error.message);
-    case ErrorKind::Range: return Napi::RangeError::New(env, error.message);
-    default: return Napi::Error::New(env, error.message);
-  }
-}
+// The bindings of one family: each is wrapped in guard() when exported.
+using Binding = Napi::Value (*)(const Napi::CallbackInfo& info);
+struct BindingEntry {
+  const char* name;
+  Binding fn;
+};
+void export_bindings(Napi::Env env, Napi::Object exports, std::initializer_list<BindingEntry> entries);
 
-inline DType to_dtype(const Napi::Value& v) {
-  DType d;
-  if (!v.IsString() || !parse_dtype(v.As<Napi::String>().Utf8Value(), &d)) {
-    throw_type_error("dtype must be one of float32, float64, bfloat16, float16, int32");
-  }
-  return d;
-}
+// ---- JS values to core arguments -----------------------------------------------
 
-inline Device to_device(const Napi::Value& v) {
-  if (!v.IsString()) throw_type_error("device must be 'cpu', 'cuda' or 'cuda:N'");
-  std::string s = v.As<Napi::String>().Utf8Value();
-  if (s == "cpu") return Device{DeviceKind::CPU, 0};
-  if (s == "cuda") return Device{DeviceKind::CUDA, 0};
-  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.find_first_not_of("0123456789", 5) == std::string::npos) {
-    return Device{DeviceKind::CUDA, std::stoi(s.substr(5))};
-  }
-  throw_type_error("device must be 'cpu', 'cuda' or 'cuda:N', got '", s, "'");
-}
+// How a JS value reads in a message: "string 'x'", "undefined", "array of length 2".
+std::string describe_js(const Napi::Value& v);
 
-inline Shape to_shape(const Napi::Value& v) {
-  if (!v.IsArray()) throw_type_error("shape must be an array of integers");
-  auto array = v.As<Napi::Array>();
-  Shape shape;
-  for (uint32_t i = 0; i < array.Length(); ++i) {
-    Napi::Value e = array.Get(i);
-    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
-    if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9007199254740992.0) {
-      throw_type_error("shape must be an array of integers");
-    }
-    shape.push_back(static_cast<int64_t>(d));
-  }
-  return shape;
-}
+bool is_absent(const Napi::Value& v);  // undefined or null
 
-inline Napi::Array from_shape(Napi::Env env, const Shape& shape) {
-  auto array = Napi::Array::New(env, shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) array.Set(static_cast<uint32_t>(i), static_cast<double>(shape[i]));
-  return array;
-}
+// A number, NaN and ±Infinity included (TypeError otherwise).
+double number_arg(const Napi::Value& v, const char* fn, const char* arg);
+// A number with no fraction, |x| <= 2^53: TypeError for another JS type,
+// RangeError for NaN, ±Infinity or a fraction.
+int64_t integer_arg(const Napi::Value& v, const char* fn, const char* arg);
+bool bool_arg(const Napi::Value& v, const char* fn, const char* arg);
+std::string string_arg(const Napi::Value& v, const char* fn, const char* arg);
+// An array of integers (shapes, dims), as integer_arg for each element.
+std::vector<int64_t> integers_arg(const Napi::Value& v, const char* fn, const char* arg);
+// The tensor behind a handle (TypeError when it is not one or was disposed).
+const Tensor& tensor_arg(const Napi::Value& v, const char* fn, const char* arg);
+std::vector<Tensor> tensors_arg(const Napi::Value& v, const char* fn, const char* arg);
 
-inline double to_number(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) throw_type_error(what, " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
+// An options object, the one argument of most bindings: its fields through
+// the accessors above, named by their option name.
+class Options {
+ public:
+  Options(const Napi::Value& v, const char* fn);
+  const char* fn() const { return fn_; }
+  Napi::Value get(const char* name) const { return object_.Get(name); }
+  bool has(const char* name) const { return !is_absent(get(name)); }
 
-inline std::optional<uint64_t> to_optional_seed(const Napi::Value& v) {
-  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
-  double d = to_number(v, "seed");
-  if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0) {
-    throw_range_error("seed must be an integer in [0, 2^53), got ", d);
-  }
-  return static_cast<uint64_t>(d);
-}
+  double number(const char* name) const { return number_arg(get(name), fn_, name); }
+  int64_t integer(const char* name) const { return integer_arg(get(name), fn_, name); }
+  bool boolean(const char* name) const { return bool_arg(get(name), fn_, name); }
+  std::string string(const char* name) const { return string_arg(get(name), fn_, name); }
+  std::vector<int64_t> integers(const char* name) const { return integers_arg(get(name), fn_, name); }
+  const Tensor& tensor(const char* name) const { return tensor_arg(get(name), fn_, name); }
+  std::vector<Tensor> tensors(const char* name) const { return tensors_arg(get(name), fn_, name); }
 
-// A field of an options object (undefined when absent).
-inline Napi::Value field(const Napi::Value& opts, const char* name) {
-  if (!opts.IsObject()) throw_type_error("options must be an object");
-  return opts.As<Napi::Object>().Get(name);
-}
+  std::optional<double> optional_number(const char* name) const;
+  std::optional<int64_t> optional_integer(const char* name) const;
+  std::optional<bool> optional_bool(const char* name) const;
+  std::optional<std::string> optional_string(const char* name) const;
+  std::optional<std::vector<int64_t>> optional_integers(const char* name) const;
+  std::optional<Tensor> optional_tensor(const char* name) const;
+  std::optional<Options> optional_options(const char* name) const;
 
-// A numeric field with a default when absent.
-inline double number_field(const Napi::Value& opts, const char* name, const char* fn, double fallback) {
-  Napi::Value v = field(opts, name);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw_type_error(fn, ": ", name, " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
+ private:
+  Napi::Object object_;
+  const char* fn_;
+};
+
+// ---- core results to JS ----------------------------------------------------------
+
+// {handle, shape, dtype, device}: what the TS Tensor wraps.
+Napi::Object wrap_tensor(Napi::Env env, Tensor tensor);
+// An object of wrapped tensors by name; absent ones are left out.
+Napi::Object tensors_object(Napi::Env env,
+                            std::initializer_list<std::pair<const char*, std::optional<Tensor>>> entries);
+// Host bytes of `host_dtype` (float32, float64 or int32) as a new typed array.
+Napi::Value typed_array_from(Napi::Env env, DType host_dtype, const std::vector<uint8_t>& bytes);
+Napi::Array from_shape(Napi::Env env, const Shape& shape);
 
 }  // namespace lmk::addon

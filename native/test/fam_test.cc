@@ -654,7 +654,8 @@ TEST(bad_arguments_are_named_errors) {
     CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Type, "k must have dtype float32 like q, got bfloat16");
     a = good();
     a.q = ops::full(p.q_shape(), 1, DType::Int32, kCpu);
-    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Type, "q must be float32, bfloat16, float16 or float64");
+    CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Type,
+                      "q must have dtype float32, bfloat16, float16 or float64");
     a = good();
     a.q = make(std::vector<double>(2 * 10 * 300, 0), {1, 2, 10, 300}, DType::Float32);
     CHECK_THROWS_KIND(ops::fam_block_attention(a), ErrorKind::Range, "head dim D (q.shape[3]) must be in [1, 256]");
@@ -667,7 +668,7 @@ TEST(bad_arguments_are_named_errors) {
     b.grad_out = f.out;
     b.lse = ops::empty({1, 2, 10}, DType::BFloat16, kCpu);
     CHECK_THROWS_KIND(ops::fam_block_attention_backward(b), ErrorKind::Type,
-                      "fam.blockAttentionBackward: lse must be float32");
+                      "fam.blockAttentionBackward: lse must have dtype float32");
     b.lse = ops::empty({1, 2, 9}, DType::Float32, kCpu);
     CHECK_THROWS_KIND(ops::fam_block_attention_backward(b), ErrorKind::Range, "lse must have shape [B,H,T] = [1,2,10]");
   }

@@ -352,8 +352,8 @@ TEST(cross_entropy_bad_labels_are_reported_at_the_next_sync) {
 TEST(bad_arguments_throw_at_once) {
   Tensor z = ops::empty({2, 3, 5}, DType::Float32, kCpu);
   Tensor y = ops::empty({2, 3}, DType::Int32, kCpu);
-  CHECK_THROWS_KIND(ops::cross_entropy(y, y), ErrorKind::Type, "losses.crossEntropy: logits must be float32");
-  CHECK_THROWS_KIND(ops::cross_entropy(z, z), ErrorKind::Type, "losses.crossEntropy: labels must be int32");
+  CHECK_THROWS_KIND(ops::cross_entropy(y, y), ErrorKind::Type, "losses.crossEntropy: logits must have dtype float32");
+  CHECK_THROWS_KIND(ops::cross_entropy(z, z), ErrorKind::Type, "losses.crossEntropy: labels must have dtype int32");
   CHECK_THROWS_KIND(ops::cross_entropy(z, ops::empty({2, 4}, DType::Int32, kCpu)), ErrorKind::Range,
                     "losses.crossEntropy: labels must have shape [B,T] = [2,3] like logits [2,3,5], got [2,4]");
   CHECK_THROWS_KIND(ops::cross_entropy(ops::empty({5}, DType::Float32, kCpu), ops::empty({}, DType::Int32, kCpu)),
@@ -374,7 +374,7 @@ TEST(bad_arguments_throw_at_once) {
   CHECK_THROWS_KIND(ops::goldfish_loss(z, y, -100, g), ErrorKind::Range, "losses.goldfishLoss: contextWidth");
   g.context_width = 13;
   g.hash_tokens = ops::empty({2, 2}, DType::Int32, kCpu);
-  CHECK_THROWS_KIND(ops::goldfish_mask(y, -100, g), ErrorKind::Range, "hashTokens must have the shape");
+  CHECK_THROWS_KIND(ops::goldfish_mask(y, -100, g), ErrorKind::Range, "hashTokens must have shape like labels");
   g.hash_tokens = std::nullopt;
   g.start_position = -1;
   CHECK_THROWS_KIND(ops::goldfish_mask(y, -100, g), ErrorKind::Range, "startPosition");
@@ -399,7 +399,7 @@ TEST(bad_arguments_throw_at_once) {
   CHECK_THROWS_KIND(ops::orpo(ops::empty({0, 4, 5}, DType::Float32, kCpu), ops::empty({0, 4, 5}, DType::Float32, kCpu),
                               ops::empty({0, 4}, DType::Int32, kCpu), ops::empty({0, 4}, DType::Int32, kCpu)),
                     ErrorKind::Range, "at least one pair");
-  CHECK_THROWS_KIND(ops::shift_labels(z), ErrorKind::Type, "losses.shiftLabels: inputIds must be int32");
+  CHECK_THROWS_KIND(ops::shift_labels(z), ErrorKind::Type, "losses.shiftLabels: inputIds must have dtype int32");
   CHECK_THROWS_KIND(ops::shift_labels(y, int64_t(1) << 40), ErrorKind::Range, "ignoreIndex must fit in int32");
 }
 
@@ -420,7 +420,7 @@ TEST(goldfish_masks_match_the_spec) {
       g.seed = 1234567890123ull;
       g.start_position = 3;
       auto mask = read<int32_t>(ops::goldfish_mask(y, -100, g));
-      CHECK(mask == ref_goldfish_mask(labels, T, strategy, k, 5, g.seed, 3));
+      CHECK(mask == ref_goldfish_mask(labels, T, strategy, k, 5, *g.seed, 3));
     }
   }
   // hashTokens other than the labels, and the 1-D form (one sequence).

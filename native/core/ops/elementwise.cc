@@ -6,21 +6,15 @@
 #include "kernels/copy/copy.h"
 #include "kernels/creation/creation.h"
 #include "kernels/elementwise/elementwise.h"
-#include "ops/dense_checks.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "ops/reduce.h"
 #include "ops/tensor_ops.h"
 #include "runtime/cuda_call.h"
 
 namespace lmk::ops {
-namespace {
 
-using dense::check_float;
-using dense::check_like;
-using dense::check_tensor;
-using dense::launch;
-using dense::storages;
-
-const char* binary_fn(BinaryOp op) {
+const char* binary_op_fn(BinaryOp op) {
   switch (op) {
     case BinaryOp::Add: return "ops.add";
     case BinaryOp::Sub: return "ops.sub";
@@ -31,18 +25,7 @@ const char* binary_fn(BinaryOp op) {
   return "ops.binary";
 }
 
-const char* binary_backward_fn(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::Add: return "ops.addBackward";
-    case BinaryOp::Sub: return "ops.subBackward";
-    case BinaryOp::Mul: return "ops.mulBackward";
-    case BinaryOp::Div: return "ops.divBackward";
-    case BinaryOp::Maximum: return "ops.maximumBackward";
-  }
-  return "ops.binaryBackward";
-}
-
-const char* scalar_fn(ScalarOp op) {
+const char* scalar_op_fn(ScalarOp op) {
   switch (op) {
     case ScalarOp::Add: return "ops.add";
     case ScalarOp::Mul: return "ops.mul";
@@ -53,7 +36,7 @@ const char* scalar_fn(ScalarOp op) {
   return "ops.scalarOp";
 }
 
-const char* unary_fn(UnaryOp op) {
+const char* unary_op_fn(UnaryOp op) {
   switch (op) {
     case UnaryOp::Neg: return "ops.neg";
     case UnaryOp::Exp: return "ops.exp";
@@ -67,6 +50,17 @@ const char* unary_fn(UnaryOp op) {
     case UnaryOp::Abs: return "ops.abs";
   }
   return "ops.unary";
+}
+
+const char* binary_backward_fn(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "ops.addBackward";
+    case BinaryOp::Sub: return "ops.subBackward";
+    case BinaryOp::Mul: return "ops.mulBackward";
+    case BinaryOp::Div: return "ops.divBackward";
+    case BinaryOp::Maximum: return "ops.maximumBackward";
+  }
+  return "ops.binaryBackward";
 }
 
 const char* unary_backward_fn(UnaryOp op) {
@@ -85,6 +79,8 @@ const char* unary_backward_fn(UnaryOp op) {
   return "ops.unaryBackward";
 }
 
+namespace {
+
 void check_same_shape(const Tensor& t, const Shape& shape, const char* fn, const char* arg, const char* like) {
   if (t.shape != shape) {
     throw_range_error(fn, ": ", arg, " must have the shape of ", like, " ", shape_string(shape), ", got ",
@@ -100,32 +96,38 @@ kernels::StridedLayout binary_layout(const Tensor& a, const Tensor& b, const Sha
 }  // namespace
 
 BinaryOp binary_op_from_name(const std::string& name, const char* fn) {
-  if (name == "add") return BinaryOp::Add;
-  if (name == "sub") return BinaryOp::Sub;
-  if (name == "mul") return BinaryOp::Mul;
-  if (name == "div") return BinaryOp::Div;
-  if (name == "maximum") return BinaryOp::Maximum;
-  throw_range_error(fn, ": op must be one of 'add', 'sub', 'mul', 'div', 'maximum', got '", name, "'");
+  return value_from_name<BinaryOp>(name,
+                                   {{"add", BinaryOp::Add},
+                                    {"sub", BinaryOp::Sub},
+                                    {"mul", BinaryOp::Mul},
+                                    {"div", BinaryOp::Div},
+                                    {"maximum", BinaryOp::Maximum}},
+                                   fn, "op");
 }
 
 ScalarOp scalar_op_from_name(const std::string& name, const char* fn) {
-  if (name == "add") return ScalarOp::Add;
-  if (name == "mul") return ScalarOp::Mul;
-  if (name == "pow") return ScalarOp::Pow;
-  if (name == "rsub") return ScalarOp::RSub;
-  if (name == "div_by") return ScalarOp::DivBy;
-  throw_range_error(fn, ": op must be one of 'add', 'mul', 'pow', 'rsub', 'div_by', got '", name, "'");
+  return value_from_name<ScalarOp>(name,
+                                   {{"add", ScalarOp::Add},
+                                    {"mul", ScalarOp::Mul},
+                                    {"pow", ScalarOp::Pow},
+                                    {"rsub", ScalarOp::RSub},
+                                    {"div_by", ScalarOp::DivBy}},
+                                   fn, "op");
 }
 
 UnaryOp unary_op_from_name(const std::string& name, const char* fn) {
-  static const char* names[] = {"neg", "exp", "log", "sigmoid", "relu", "square", "tanh", "silu", "sqrt", "abs"};
-  for (int i = 0; i < 10; ++i) {
-    if (name == names[i]) return static_cast<UnaryOp>(i);
-  }
-  throw_range_error(fn,
-                    ": op must be one of 'neg', 'exp', 'log', 'sigmoid', 'relu', 'square', 'tanh', 'silu', "
-                    "'sqrt', 'abs', got '",
-                    name, "'");
+  return value_from_name<UnaryOp>(name,
+                                  {{"neg", UnaryOp::Neg},
+                                   {"exp", UnaryOp::Exp},
+                                   {"log", UnaryOp::Log},
+                                   {"sigmoid", UnaryOp::Sigmoid},
+                                   {"relu", UnaryOp::Relu},
+                                   {"square", UnaryOp::Square},
+                                   {"tanh", UnaryOp::Tanh},
+                                   {"silu", UnaryOp::Silu},
+                                   {"sqrt", UnaryOp::Sqrt},
+                                   {"abs", UnaryOp::Abs}},
+                                  fn, "op");
 }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* fn, const char* a_name, const char* b_name) {
@@ -145,11 +147,13 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* fn, const cha
 }
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  const char* fn = binary_fn(op);
+  const char* fn = binary_op_fn(op);
   check_float(a, fn, "a");
   check_like(b, a.device(), a.dtype, fn, "b", "a");
   Shape shape = broadcast_shapes(a.shape, b.shape, fn, "a", "b");
-  Tensor out = empty(shape, a.dtype, a.device(), fn);
+  OpTask task(fn, a.device());
+  Tensor out = task.output(shape, a.dtype);
+  task.reads(a, b);
   kernels::BinaryParams p;
   p.dtype = a.dtype;
   p.op = op;
@@ -157,9 +161,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   p.a = a.data();
   p.b = b.data();
   p.out = out.data();
-  launch(
-      fn, a.device(), [p] { kernels::binary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); },
-      storages({&a, &b, &out}), storages({&out}));
+  task.enqueue([p] { kernels::binary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); });
   return out;
 }
 
@@ -173,8 +175,10 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
     throw_range_error(fn, ": gy must have the broadcast shape of a ", shape_string(a.shape), " and b ",
                       shape_string(b.shape), ", which is ", shape_string(shape), ", got ", shape_string(gy.shape));
   }
-  Tensor ga_full = empty(shape, a.dtype, a.device(), fn);
-  Tensor gb_full = empty(shape, a.dtype, a.device(), fn);
+  OpTask task(fn, a.device());
+  Tensor ga_full = task.output(shape, a.dtype);
+  Tensor gb_full = task.output(shape, a.dtype);
+  task.reads(a, b, gy);
   kernels::BinaryBackwardParams p;
   p.dtype = a.dtype;
   p.op = op;
@@ -184,10 +188,8 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
   p.gy = gy.data();
   p.ga = ga_full.data();
   p.gb = gb_full.data();
-  launch(
-      fn, a.device(), [p] { kernels::binary_backward_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); }, storages({&a, &b, &gy, &ga_full, &gb_full}),
-      storages({&ga_full, &gb_full}));
+  task.enqueue([p] { kernels::binary_backward_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); });
   BinaryGrads grads;
   grads.ga = a.shape == shape ? ga_full : sum_to_shape(ga_full, a.shape);
   grads.gb = b.shape == shape ? gb_full : sum_to_shape(gb_full, b.shape);
@@ -195,9 +197,11 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
 }
 
 Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
-  const char* fn = scalar_fn(op);
+  const char* fn = scalar_op_fn(op);
   check_float(x, fn, "x");
-  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(x.shape, x.dtype);
+  task.read(x);
   kernels::ScalarParams p;
   p.dtype = x.dtype;
   p.op = op;
@@ -205,25 +209,23 @@ Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
   p.s = s;
   p.x = x.data();
   p.out = out.data();
-  launch(
-      fn, x.device(), [p] { kernels::scalar_op_cpu(p); },
-      [p](void* st) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, st)); }, storages({&x, &out}), storages({&out}));
+  task.enqueue([p] { kernels::scalar_op_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, s)); });
   return out;
 }
 
 Tensor unary(UnaryOp op, const Tensor& x) {
-  const char* fn = unary_fn(op);
+  const char* fn = unary_op_fn(op);
   check_float(x, fn, "x");
-  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(x.shape, x.dtype);
+  task.read(x);
   kernels::UnaryParams p;
   p.dtype = x.dtype;
   p.op = op;
   p.n = x.numel();
   p.x = x.data();
   p.out = out.data();
-  launch(
-      fn, x.device(), [p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); },
-      storages({&x, &out}), storages({&out}));
+  task.enqueue([p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); });
   return out;
 }
 
@@ -241,7 +243,11 @@ Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::opt
     check_like(*y, gy.device(), gy.dtype, fn, "y", "gy");
     check_same_shape(*y, gy.shape, fn, "y", "gy");
   }
-  Tensor gx = empty(gy.shape, gy.dtype, gy.device(), fn);
+  OpTask task(fn, gy.device());
+  Tensor gx = task.output(gy.shape, gy.dtype);
+  task.read(gy);
+  if (need_x) task.read(*x);
+  if (need_y) task.read(*y);
   kernels::UnaryBackwardParams p;
   p.dtype = gy.dtype;
   p.op = op;
@@ -250,64 +256,57 @@ Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::opt
   p.y = need_y ? y->data() : nullptr;
   p.gy = gy.data();
   p.gx = gx.data();
-  const Tensor* xp = need_x ? &*x : nullptr;
-  const Tensor* yp = need_y ? &*y : nullptr;
-  launch(
-      fn, gy.device(), [p] { kernels::unary_backward_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); }, storages({xp, yp, &gy, &gx}),
-      storages({&gx}));
+  task.enqueue([p] { kernels::unary_backward_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); });
   return gx;
 }
 
 void fill_(const Tensor& x, double value) {
   const char* fn = "ops.fill_";
-  check_tensor(x, fn, "x");
-  check_device_usable(x.device(), fn, "x");
-  if (std::isnan(value) && x.dtype == DType::Int32) throw_range_error(fn, ": value NaN cannot be stored in int32");
+  check_input(x, fn, "x");
+  check_fill_value(value, x.dtype, fn);
+  OpTask task(fn, x.device());
+  task.writes(x);
   int64_t n = x.numel();
   void* data = x.data();
   DType dtype = x.dtype;
-  launch(
-      fn, x.device(), [=] { kernels::fill_cpu(data, dtype, n, value); },
-      [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, storages({&x}), storages({&x}));
+  task.enqueue([=] { kernels::fill_cpu(data, dtype, n, value); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); });
 }
 
-void add_in_place_(const Tensor& target, const Tensor& src, double alpha) {
+void add_in_place_(const Tensor& target, const Tensor& src, std::optional<double> alpha) {
   const char* fn = "ops.addInPlace_";
   check_float(target, fn, "target");
   check_like(src, target.device(), target.dtype, fn, "src", "target");
   check_same_shape(src, target.shape, fn, "src", "target");
-  if (!std::isfinite(alpha)) throw_range_error(fn, ": alpha must be a finite number, got ", alpha);
+  OpTask task(fn, target.device());
+  task.writes(target);
+  task.read(src);
   kernels::AxpyParams p;
   p.dtype = target.dtype;
   p.n = target.numel();
-  p.alpha = alpha;
+  p.alpha = alpha.value_or(1.0);
   p.target = target.data();
   p.src = src.data();
-  launch(
-      fn, target.device(), [p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); },
-      storages({&target, &src}), storages({&target}));
+  task.enqueue([p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); });
 }
 
 void copy_into_(const Tensor& target, const Tensor& src) {
   const char* fn = "ops.copyInto_";
-  check_tensor(target, fn, "target");
+  check_input(target, fn, "target");
   check_tensor(src, fn, "src");
-  check_device_usable(target.device(), fn, "target");
-  if (src.device() != target.device()) {
-    throw_type_error(fn, ": src must be on the same device as target (", target.device().to_string(), "), got ",
-                     src.device().to_string());
-  }
+  check_device(src, target.device(), fn, "src", "target");
   check_same_shape(src, target.shape, fn, "src", "target");
   int64_t n = target.numel();
   const void* in = src.data();
   void* out = target.data();
   DType sd = src.dtype, td = target.dtype;
   if (in == out && sd == td) return;
-  launch(
-      fn, target.device(), [=] { kernels::convert_cpu(in, sd, out, td, n); },
-      [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); }, storages({&target, &src}),
-      storages({&target}));
+  OpTask task(fn, target.device());
+  task.writes(target);
+  task.read(src);
+  task.enqueue([=] { kernels::convert_cpu(in, sd, out, td, n); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); });
 }
 
 }  // namespace lmk::ops

@@ -21,6 +21,14 @@ ScalarOp scalar_op_from_name(const std::string& name, const char* fn);  // add m
 UnaryOp unary_op_from_name(const std::string& name,
                            const char* fn);  // neg exp log sigmoid relu square tanh silu sqrt abs
 
+// The function names of the ops in errors, as the JS API spells them:
+// "ops.add", "ops.divBy", "ops.exp", "ops.addBackward".
+const char* binary_op_fn(BinaryOp op);
+const char* scalar_op_fn(ScalarOp op);
+const char* unary_op_fn(UnaryOp op);
+const char* binary_backward_fn(BinaryOp op);
+const char* unary_backward_fn(UnaryOp op);
+
 // The broadcast of two shapes (NumPy rules); RangeError naming both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* fn, const char* a_name, const char* b_name);
 
@@ -44,11 +52,12 @@ Tensor unary(UnaryOp op, const Tensor& x);
 // unary_grad_needs_x/y; the one not needed may be absent).
 Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::optional<Tensor>& y, const Tensor& gy);
 
-// In place: every element of x (any dtype) = value.
+// In place: every element of x (any dtype) = value (the values full accepts).
 void fill_(const Tensor& x, double value);
 
-// In place: target += alpha · src (same shape, dtype and device).
-void add_in_place_(const Tensor& target, const Tensor& src, double alpha);
+// In place: target += alpha · src (same shape, dtype and device); alpha
+// defaults to 1 and may be any number.
+void add_in_place_(const Tensor& target, const Tensor& src, std::optional<double> alpha = std::nullopt);
 
 // In place: target = src (same shape and device; converts when dtypes differ).
 void copy_into_(const Tensor& target, const Tensor& src);

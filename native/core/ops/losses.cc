@@ -5,41 +5,16 @@
 #include <vector>
 
 #include "kernels/losses/losses.h"
-#include "ops/tensor_ops.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "runtime/cuda_call.h"
-#include "runtime/stream.h"
 
 namespace lmk::ops {
 namespace {
 
-void check_float(const char* fn, const char* arg, const Tensor& t) {
-  if (!dtype_is_float(t.dtype)) {
-    throw_type_error(fn, ": ", arg, " must be float32, float64, bfloat16 or float16, got ", dtype_name(t.dtype));
-  }
-}
-
-void check_int32(const char* fn, const char* arg, const Tensor& t) {
-  if (t.dtype != DType::Int32) throw_type_error(fn, ": ", arg, " must be int32, got ", dtype_name(t.dtype));
-}
-
-void check_same_device(const char* fn, const char* arg, const Tensor& t, const char* ref_arg, const Tensor& ref) {
-  if (t.device() != ref.device()) {
-    throw_type_error(fn, ": ", arg, " must be on ", ref.device().to_string(), " like ", ref_arg, ", got ",
-                     t.device().to_string());
-  }
-}
-
-void check_shape(const char* fn, const char* arg, const Tensor& t, const Shape& expected, const char* what) {
-  if (t.shape != expected) {
-    throw_range_error(fn, ": ", arg, " must have shape ", what, " = ", shape_string(expected), ", got ",
-                      shape_string(t.shape));
-  }
-}
-
 // logits [B,T,V] or [N,V] (rank 3 only when `rank3_only`).
 void check_logits(const char* fn, const char* arg, const Tensor& logits, bool rank3_only) {
-  check_float(fn, arg, logits);
-  check_device_usable(logits.device(), fn, arg);
+  check_float(logits, fn, arg);
   if (rank3_only ? logits.shape.size() != 3 : (logits.shape.size() != 2 && logits.shape.size() != 3)) {
     throw_range_error(fn, ": ", arg, " must have shape ", rank3_only ? "[B,T,V]" : "[B,T,V] or [N,V]", ", got ",
                       shape_string(logits.shape));
@@ -51,90 +26,89 @@ void check_logits(const char* fn, const char* arg, const Tensor& logits, bool ra
 }
 
 Shape leading(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
-const char* leading_name(const Shape& s) { return s.size() == 3 ? "[B,T]" : "[N]"; }
 
 void check_labels(const char* fn, const char* arg, const Tensor& labels, const Tensor& logits, const char* logits_arg) {
-  check_int32(fn, arg, labels);
-  check_same_device(fn, arg, labels, logits_arg, logits);
-  Shape expected = leading(logits.shape);
-  if (labels.shape != expected) {
-    throw_range_error(fn, ": ", arg, " must have shape ", leading_name(logits.shape), " = ", shape_string(expected),
-                      " like ", logits_arg, " ", shape_string(logits.shape), ", got ", shape_string(labels.shape));
-  }
+  check_int32(labels, logits.device(), fn, arg, logits_arg);
+  check_shape(labels, leading(logits.shape), fn, arg, logits.shape.size() == 3 ? "[B,T]" : "[N]",
+              concat("like ", logits_arg, " ", shape_string(logits.shape)));
 }
-
-void check_grad_scale(const char* fn, double grad_scale) {
-  if (!std::isfinite(grad_scale)) throw_range_error(fn, ": gradScale must be a finite number, got ", grad_scale);
-}
-
-DType out_dtype(DType logits) { return logits == DType::Float64 ? DType::Float64 : DType::Float32; }
 
 // Positions per sequence of a labels tensor: its last dimension (1-D: one sequence).
 int64_t positions(const Tensor& labels) { return labels.shape.empty() ? 1 : std::max<int64_t>(labels.shape.back(), 1); }
 
-GoldfishRule goldfish_rule(const char* fn, const Tensor& labels, const GoldfishOptions& g, const char* labels_arg,
-                           std::vector<StoragePtr>* uses) {
-  if (g.k < 2) throw_range_error(fn, ": k must be an integer >= 2, got ", g.k);
-  if (g.context_width < 1) throw_range_error(fn, ": contextWidth must be an integer >= 1, got ", g.context_width);
-  if (g.start_position < 0) throw_range_error(fn, ": startPosition must be an integer >= 0, got ", g.start_position);
+// The options every loss shares, with their defaults.
+struct CommonOptions {
+  int64_t ignore_index;
+  bool compute_grad;
+  double grad_scale;
+};
+
+CommonOptions common_options(std::optional<int64_t> ignore_index, std::optional<bool> compute_grad,
+                             std::optional<double> grad_scale, const char* fn) {
+  CommonOptions o{ignore_index.value_or(-100), compute_grad.value_or(true), grad_scale.value_or(1.0)};
+  check_finite(o.grad_scale, fn, "gradScale");
+  return o;
+}
+
+// The goldfish rule's kernel form; its hashTokens (if any) is read by the task.
+GoldfishRule goldfish_rule(OpTask& task, const Tensor& labels, const GoldfishOptions& g, const char* labels_arg) {
+  const char* fn = task.fn();
   GoldfishRule rule;
-  rule.k = g.k;
-  rule.drop_below = 1.0 / static_cast<double>(g.k);
-  rule.context_width = g.context_width;
-  rule.seed = g.seed;
-  rule.start_position = g.start_position;
-  switch (g.strategy) {
+  rule.k = g.k.value_or(4);
+  rule.context_width = g.context_width.value_or(13);
+  rule.start_position = g.start_position.value_or(0);
+  const int64_t seed = g.seed.value_or(0);
+  check_at_least(rule.k, 2, fn, "k");
+  check_at_least(rule.context_width, 1, fn, "contextWidth");
+  check_at_least(rule.start_position, 0, fn, "startPosition");
+  if (seed < 0 || seed >= (int64_t(1) << 53))
+    throw_range_error(fn, ": seed must be an integer in [0, 2^53), got ", seed);
+  rule.drop_below = 1.0 / static_cast<double>(rule.k);
+  rule.seed = static_cast<uint64_t>(seed);
+  switch (g.strategy.value_or(GoldfishStrategyOption::Hash)) {
     case GoldfishStrategyOption::Static: rule.strategy = kGoldfishStatic; break;
     case GoldfishStrategyOption::Random: rule.strategy = kGoldfishRandom; break;
     case GoldfishStrategyOption::Hash: rule.strategy = kGoldfishHash; break;
   }
   const Tensor& tokens = g.hash_tokens ? *g.hash_tokens : labels;
   if (g.hash_tokens) {
-    check_int32(fn, "hashTokens", tokens);
-    check_same_device(fn, "hashTokens", tokens, labels_arg, labels);
-    if (tokens.shape != labels.shape) {
-      throw_range_error(fn, ": hashTokens must have the shape of ", labels_arg, " ", shape_string(labels.shape),
-                        ", got ", shape_string(tokens.shape));
-    }
-    uses->push_back(tokens.storage);
+    check_int32(tokens, labels.device(), fn, "hashTokens", labels_arg);
+    check_shape(tokens, labels.shape, fn, "hashTokens", concat("like ", labels_arg).c_str());
+    task.read(tokens);
   }
   rule.hash_tokens = tokens.data_as<int32_t>();
   return rule;
 }
 
-Tensor workspace(size_t bytes, const Device& device, const char* fn) {
-  return empty({static_cast<int64_t>((bytes + 3) / 4)}, DType::Int32, device, fn);
-}
-
-void* stream_handle(const Device& device) { return cuda_stream_handle(device.index); }
-
-// A value check on `device`'s stream: a label outside [0, V) (other than ignoreIndex).
-int64_t* bad_label_check(const char* fn, const char* arg, const Tensor& labels, int64_t V, int64_t ignore_index,
-                         const std::vector<StoragePtr>& outputs) {
-  std::string fn_name = fn, arg_name = arg;
+// A value check: a label outside [0, V) (other than ignoreIndex).
+int64_t* bad_label_check(OpTask& task, const char* arg, const Tensor& labels, int64_t V, int64_t ignore_index) {
+  std::string fn_name = task.fn(), arg_name = arg;
   Shape shape = labels.shape;
-  return stream_for(labels.device())
-      .add_value_check(
-          ErrorKind::Range,
-          [=](int64_t index) {
-            return concat(fn_name, ": ", arg_name, " has a value outside [0, ", V, ") other than ignoreIndex ",
-                          ignore_index, " at flat index ", index, " (shape ", shape_string(shape), ")");
-          },
-          outputs)
-      .first_bad_index;
-}
-
-std::vector<StoragePtr> storages(const std::vector<const Tensor*>& tensors) {
-  std::vector<StoragePtr> out;
-  for (const Tensor* t : tensors) out.push_back(t->storage);
-  return out;
+  return task.value_check(ErrorKind::Range, [=](int64_t index) {
+    return concat(fn_name, ": ", arg_name, " has a value outside [0, ", V, ") other than ignoreIndex ", ignore_index,
+                  " at flat index ", index, " (shape ", shape_string(shape), ")");
+  });
 }
 
 }  // namespace
 
-CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                                 LossReduction reduction, const std::optional<Tensor>& weights, bool compute_grad,
-                                 double grad_scale) {
+LossReduction loss_reduction_from_name(const std::string& name, const char* fn) {
+  return value_from_name<LossReduction>(
+      name, {{"mean", LossReduction::Mean}, {"sum", LossReduction::Sum}, {"none", LossReduction::None}}, fn,
+      "reduction");
+}
+
+GoldfishStrategyOption goldfish_strategy_from_name(const std::string& name, const char* fn) {
+  return value_from_name<GoldfishStrategyOption>(name,
+                                                 {{"hash", GoldfishStrategyOption::Hash},
+                                                  {"static", GoldfishStrategyOption::Static},
+                                                  {"random", GoldfishStrategyOption::Random}},
+                                                 fn, "strategy");
+}
+
+CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, std::optional<int64_t> ignore_index_option,
+                                 std::optional<LossReduction> reduction_option, const std::optional<Tensor>& weights,
+                                 std::optional<bool> compute_grad_option, std::optional<double> grad_scale_option) {
   const char* fn = "losses.crossEntropy";
   check_logits(fn, "logits", logits, false);
   check_labels(fn, "labels", labels, logits, "logits");
@@ -143,17 +117,20 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int
       throw_type_error(fn, ": weights must be float32", logits.dtype == DType::Float64 ? " or float64" : "", ", got ",
                        dtype_name(weights->dtype));
     }
-    check_same_device(fn, "weights", *weights, "logits", logits);
-    check_shape(fn, "weights", *weights, labels.shape, "like labels");
+    check_device(*weights, logits.device(), fn, "weights", "logits");
+    check_shape(*weights, labels.shape, fn, "weights", "like labels");
   }
-  check_grad_scale(fn, grad_scale);
+  const auto [ignore_index, compute_grad, grad_scale] =
+      common_options(ignore_index_option, compute_grad_option, grad_scale_option, fn);
+  const LossReduction reduction = reduction_option.value_or(LossReduction::Mean);
 
-  const Device& device = logits.device();
-  DType out = out_dtype(logits.dtype);
+  OpTask task(fn, logits.device());
+  DType out = accumulation_dtype(logits.dtype);
   CrossEntropyResult result;
-  result.loss = empty(reduction == LossReduction::None ? labels.shape : Shape{}, out, device, fn);
-  result.lse = empty(labels.shape, out, device, fn);
-  if (compute_grad) result.grad_logits = empty(logits.shape, logits.dtype, device, fn);
+  result.loss = task.output(reduction == LossReduction::None ? labels.shape : Shape{}, out);
+  result.lse = task.output(labels.shape, out);
+  if (compute_grad) result.grad_logits = task.output(logits.shape, logits.dtype);
+  task.reads(logits, labels, weights);
 
   kernels::CrossEntropyParams p;
   p.dtype = logits.dtype;
@@ -174,77 +151,55 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int
   p.loss = result.loss.data();
   p.lse = result.lse.data();
   p.grad = compute_grad ? result.grad_logits->data() : nullptr;
-  Tensor ws = workspace(kernels::cross_entropy_workspace_bytes(p), device, fn);
-  p.workspace = ws.data();
-
-  std::vector<const Tensor*> outs = {&result.loss, &result.lse};
-  if (compute_grad) outs.push_back(&*result.grad_logits);
-  std::vector<StoragePtr> outputs = storages(outs);
-  std::vector<StoragePtr> uses = outputs;
-  uses.push_back(logits.storage);
-  uses.push_back(labels.storage);
-  uses.push_back(ws.storage);
-  if (weights) uses.push_back(weights->storage);
-  p.first_bad_label = bad_label_check(fn, "labels", labels, p.V, ignore_index, outputs);
-  Stream& stream = stream_for(device);
-  if (device.is_cpu()) {
-    stream.enqueue(
-        fn, [=] { kernels::cross_entropy_cpu(p); }, uses, outputs);
-  } else {
-    [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(
-        fn, [=] { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); }, uses, outputs);
-  }
+  p.workspace = task.workspace(kernels::cross_entropy_workspace_bytes(p));
+  p.first_bad_label = bad_label_check(task, "labels", labels, p.V, ignore_index);
+  task.enqueue([p] { kernels::cross_entropy_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); });
   return result;
 }
 
-Tensor goldfish_mask(const Tensor& labels, int64_t ignore_index, const GoldfishOptions& goldfish) {
+Tensor goldfish_mask(const Tensor& labels, std::optional<int64_t> ignore_index, const GoldfishOptions& goldfish) {
   const char* fn = "losses.goldfishMask";
-  check_int32(fn, "labels", labels);
-  check_device_usable(labels.device(), fn, "labels");
+  check_int32_input(labels, fn, "labels");
   if (labels.shape.size() != 1 && labels.shape.size() != 2) {
     throw_range_error(fn, ": labels must have shape [B,T] or [N], got ", shape_string(labels.shape));
   }
-  std::vector<StoragePtr> uses = {labels.storage};
+  OpTask task(fn, labels.device());
   kernels::GoldfishMaskParams p;
-  p.goldfish = goldfish_rule(fn, labels, goldfish, "labels", &uses);
-  const Device& device = labels.device();
-  Tensor mask = empty(labels.shape, DType::Int32, device, fn);
+  p.goldfish = goldfish_rule(task, labels, goldfish, "labels");
+  Tensor mask = task.output(labels.shape, DType::Int32);
+  task.read(labels);
   p.rows = labels.numel();
   p.T = positions(labels);
   p.labels = labels.data_as<int32_t>();
-  p.ignore_index = ignore_index;
+  p.ignore_index = common_options(ignore_index, std::nullopt, std::nullopt, fn).ignore_index;
   p.mask = mask.data_as<int32_t>();
-  uses.push_back(mask.storage);
-  Stream& stream = stream_for(device);
-  if (device.is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::goldfish_mask_cpu(p); }, uses, {mask.storage});
-  } else {
-    [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::goldfish_mask_cuda(p, s)); }, uses, {mask.storage});
-  }
+  task.enqueue([p] { kernels::goldfish_mask_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::goldfish_mask_cuda(p, s)); });
   return mask;
 }
 
-GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                                 const GoldfishOptions& goldfish, bool compute_grad, double grad_scale) {
+GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, std::optional<int64_t> ignore_index_option,
+                                 const GoldfishOptions& goldfish, std::optional<bool> compute_grad_option,
+                                 std::optional<double> grad_scale_option) {
   const char* fn = "losses.goldfishLoss";
   check_logits(fn, "logits", logits, false);
   check_labels(fn, "labels", labels, logits, "logits");
-  check_grad_scale(fn, grad_scale);
-  std::vector<StoragePtr> uses = {logits.storage, labels.storage};
+  const auto [ignore_index, compute_grad, grad_scale] =
+      common_options(ignore_index_option, compute_grad_option, grad_scale_option, fn);
+  OpTask task(fn, logits.device());
+  task.reads(logits, labels);
   kernels::CrossEntropyParams p;
-  p.goldfish = goldfish_rule(fn, labels, goldfish, "labels", &uses);
+  p.goldfish = goldfish_rule(task, labels, goldfish, "labels");
 
-  const Device& device = logits.device();
-  DType out = out_dtype(logits.dtype);
+  DType out = accumulation_dtype(logits.dtype);
   GoldfishLossResult result;
-  result.loss = empty({}, out, device, fn);
-  result.loss_all_tokens = empty({}, out, device, fn);
-  result.loss_dropped_tokens = empty({}, out, device, fn);
-  result.supervised_tokens = empty({}, DType::Int32, device, fn);
-  result.kept_tokens = empty({}, DType::Int32, device, fn);
-  if (compute_grad) result.grad_logits = empty(logits.shape, logits.dtype, device, fn);
+  result.loss = task.output({}, out);
+  result.loss_all_tokens = task.output({}, out);
+  result.loss_dropped_tokens = task.output({}, out);
+  result.supervised_tokens = task.output({}, DType::Int32);
+  result.kept_tokens = task.output({}, DType::Int32);
+  if (compute_grad) result.grad_logits = task.output(logits.shape, logits.dtype);
 
   p.dtype = logits.dtype;
   p.V = logits.shape.back();
@@ -261,25 +216,10 @@ GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, int
   p.loss_dropped = result.loss_dropped_tokens.data();
   p.supervised_count = result.supervised_tokens.data_as<int32_t>();
   p.kept_count = result.kept_tokens.data_as<int32_t>();
-  Tensor ws = workspace(kernels::cross_entropy_workspace_bytes(p), device, fn);
-  p.workspace = ws.data();
-
-  std::vector<const Tensor*> outs = {&result.loss, &result.loss_all_tokens, &result.loss_dropped_tokens,
-                                     &result.supervised_tokens, &result.kept_tokens};
-  if (compute_grad) outs.push_back(&*result.grad_logits);
-  std::vector<StoragePtr> outputs = storages(outs);
-  uses.insert(uses.end(), outputs.begin(), outputs.end());
-  uses.push_back(ws.storage);
-  p.first_bad_label = bad_label_check(fn, "labels", labels, p.V, ignore_index, outputs);
-  Stream& stream = stream_for(device);
-  if (device.is_cpu()) {
-    stream.enqueue(
-        fn, [=] { kernels::cross_entropy_cpu(p); }, uses, outputs);
-  } else {
-    [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(
-        fn, [=] { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); }, uses, outputs);
-  }
+  p.workspace = task.workspace(kernels::cross_entropy_workspace_bytes(p));
+  p.first_bad_label = bad_label_check(task, "labels", labels, p.V, ignore_index);
+  task.enqueue([p] { kernels::cross_entropy_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); });
   return result;
 }
 
@@ -288,11 +228,7 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   const char* fn = "losses.orpo";
   check_logits(fn, "chosenLogits", chosen_logits, true);
   check_logits(fn, "rejectedLogits", rejected_logits, true);
-  if (rejected_logits.dtype != chosen_logits.dtype) {
-    throw_type_error(fn, ": rejectedLogits must have dtype ", dtype_name(chosen_logits.dtype),
-                     " like chosenLogits, got ", dtype_name(rejected_logits.dtype));
-  }
-  check_same_device(fn, "rejectedLogits", rejected_logits, "chosenLogits", chosen_logits);
+  check_like(rejected_logits, chosen_logits, fn, "rejectedLogits", "chosenLogits");
   const int64_t B = chosen_logits.shape[0], Tw = chosen_logits.shape[1], V = chosen_logits.shape[2];
   const int64_t Tl = rejected_logits.shape[1];
   if (rejected_logits.shape[0] != B || rejected_logits.shape[2] != V) {
@@ -311,37 +247,33 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   check_labels(fn, "rejectedLabels", rejected_labels, rejected_logits, "rejectedLogits");
   const Tensor& nll_labels = o.nll_labels ? *o.nll_labels : chosen_labels;
   if (o.nll_labels) {
-    check_int32(fn, "nllLabels", nll_labels);
-    check_same_device(fn, "nllLabels", nll_labels, "chosenLogits", chosen_logits);
-    check_shape(fn, "nllLabels", nll_labels, chosen_labels.shape, "like chosenLabels [B,T]");
+    check_int32(nll_labels, chosen_logits.device(), fn, "nllLabels", "chosenLogits");
+    check_shape(nll_labels, chosen_labels.shape, fn, "nllLabels", "like chosenLabels [B,T]");
   }
-  if (!std::isfinite(o.lambda)) throw_range_error(fn, ": lambda must be a finite number, got ", o.lambda);
-  check_grad_scale(fn, o.grad_scale);
-  std::vector<StoragePtr> uses = {chosen_logits.storage, rejected_logits.storage, chosen_labels.storage,
-                                  rejected_labels.storage, nll_labels.storage};
+  const double lambda = o.lambda.value_or(0.1);
+  check_finite(lambda, fn, "lambda");
+  const auto [ignore_index, compute_grad, grad_scale] =
+      common_options(o.ignore_index, o.compute_grad, o.grad_scale, fn);
+  OpTask task(fn, chosen_logits.device());
+  task.reads(chosen_logits, rejected_logits, chosen_labels, rejected_labels, nll_labels);
   kernels::OrpoParams p;
-  if (o.goldfish) p.goldfish = goldfish_rule(fn, nll_labels, *o.goldfish, "nllLabels", &uses);
+  if (o.goldfish) p.goldfish = goldfish_rule(task, nll_labels, *o.goldfish, "nllLabels");
 
-  const Device& device = chosen_logits.device();
-  DType out = out_dtype(chosen_logits.dtype);
-  auto scalar = [&] { return empty({}, out, device, fn); };
-  OrpoResult r{scalar(),
-               scalar(),
-               scalar(),
-               empty({B}, out, device, fn),
-               empty({B}, out, device, fn),
-               empty({B}, out, device, fn),
-               scalar(),
-               scalar(),
-               scalar(),
-               scalar(),
-               scalar(),
-               scalar(),
-               std::nullopt,
-               std::nullopt};
-  if (o.compute_grad) {
-    r.grad_chosen_logits = empty(chosen_logits.shape, chosen_logits.dtype, device, fn);
-    r.grad_rejected_logits = empty(rejected_logits.shape, rejected_logits.dtype, device, fn);
+  DType out = accumulation_dtype(chosen_logits.dtype);
+  OrpoResult r;
+  r.loss = task.output({}, out);
+  r.nll_loss = task.output({}, out);
+  r.or_loss = task.output({}, out);
+  r.chosen_logps = task.output({B}, out);
+  r.rejected_logps = task.output({B}, out);
+  r.log_odds = task.output({B}, out);
+  for (Tensor* metric : {&r.rewards_chosen, &r.rewards_rejected, &r.rewards_accuracy, &r.rewards_margin,
+                         &r.log_odds_ratio, &r.log_odds_chosen}) {
+    *metric = task.output({}, out);
+  }
+  if (compute_grad) {
+    r.grad_chosen_logits = task.output(chosen_logits.shape, chosen_logits.dtype);
+    r.grad_rejected_logits = task.output(rejected_logits.shape, rejected_logits.dtype);
   }
   p.dtype = chosen_logits.dtype;
   p.B = B;
@@ -353,9 +285,9 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   p.chosen_labels = chosen_labels.data_as<int32_t>();
   p.rejected_labels = rejected_labels.data_as<int32_t>();
   p.nll_labels = nll_labels.data_as<int32_t>();
-  p.ignore_index = o.ignore_index;
-  p.lambda = o.lambda;
-  p.grad_scale = o.grad_scale;
+  p.ignore_index = ignore_index;
+  p.lambda = lambda;
+  p.grad_scale = grad_scale;
   p.loss = r.loss.data();
   p.nll_loss = r.nll_loss.data();
   p.or_loss = r.or_loss.data();
@@ -368,83 +300,48 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   p.rewards_margin = r.rewards_margin.data();
   p.log_odds_ratio = r.log_odds_ratio.data();
   p.log_odds_chosen = r.log_odds_chosen.data();
-  if (o.compute_grad) {
+  if (compute_grad) {
     p.grad_chosen = r.grad_chosen_logits->data();
     p.grad_rejected = r.grad_rejected_logits->data();
   }
-  Tensor ws = workspace(kernels::orpo_workspace_bytes(p), device, fn);
-  p.workspace = ws.data();
-
-  std::vector<const Tensor*> outs = {&r.loss,           &r.nll_loss,         &r.or_loss,
-                                     &r.chosen_logps,   &r.rejected_logps,   &r.log_odds,
-                                     &r.rewards_chosen, &r.rewards_rejected, &r.rewards_accuracy,
-                                     &r.rewards_margin, &r.log_odds_ratio,   &r.log_odds_chosen};
-  if (o.compute_grad) {
-    outs.push_back(&*r.grad_chosen_logits);
-    outs.push_back(&*r.grad_rejected_logits);
-  }
-  std::vector<StoragePtr> outputs = storages(outs);
-  uses.insert(uses.end(), outputs.begin(), outputs.end());
-  uses.push_back(ws.storage);
-
-  p.first_bad_chosen_label = bad_label_check(fn, "chosenLabels", chosen_labels, V, o.ignore_index, outputs);
-  p.first_bad_rejected_label = bad_label_check(fn, "rejectedLabels", rejected_labels, V, o.ignore_index, outputs);
-  p.first_bad_nll_label = bad_label_check(fn, "nllLabels", nll_labels, V, o.ignore_index, outputs);
-  int64_t ignore_index = o.ignore_index;
-  auto empty_check = [&](const char* arg, const Tensor& labels) {
+  p.workspace = task.workspace(kernels::orpo_workspace_bytes(p));
+  p.first_bad_chosen_label = bad_label_check(task, "chosenLabels", chosen_labels, V, ignore_index);
+  p.first_bad_rejected_label = bad_label_check(task, "rejectedLabels", rejected_labels, V, ignore_index);
+  p.first_bad_nll_label = bad_label_check(task, "nllLabels", nll_labels, V, ignore_index);
+  auto empty_check = [&, ignore_index = ignore_index](const char* arg, const Tensor& labels) {
     std::string arg_name = arg;
     Shape shape = labels.shape;
-    return stream_for(device)
-        .add_value_check(
-            ErrorKind::Range,
-            [=](int64_t b) {
-              return concat("losses.orpo: ", arg_name, " has no supervised token (every label is ignoreIndex ",
-                            ignore_index, ") in pair ", b, " (flat index ", b * shape[1], " of shape ",
-                            shape_string(shape), " starts it)");
-            },
-            outputs)
-        .first_bad_index;
+    return task.value_check(ErrorKind::Range, [=](int64_t b) {
+      return concat("losses.orpo: ", arg_name, " has no supervised token (every label is ignoreIndex ", ignore_index,
+                    ") in pair ", b, " (flat index ", b * shape[1], " of shape ", shape_string(shape), " starts it)");
+    });
   };
   p.first_empty_chosen = empty_check("chosenLabels", chosen_labels);
   p.first_empty_rejected = empty_check("rejectedLabels", rejected_labels);
-  Stream& stream = stream_for(device);
-  if (device.is_cpu()) {
-    stream.enqueue(
-        fn, [=] { kernels::orpo_cpu(p); }, uses, outputs);
-  } else {
-    [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(
-        fn, [=] { LMK_CUDA_CALL(kernels::orpo_cuda(p, s)); }, uses, outputs);
-  }
+  task.enqueue([p] { kernels::orpo_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::orpo_cuda(p, s)); });
   return r;
 }
 
-Tensor shift_labels(const Tensor& input_ids, int64_t ignore_index) {
+Tensor shift_labels(const Tensor& input_ids, std::optional<int64_t> ignore_index_option) {
   const char* fn = "losses.shiftLabels";
-  check_int32(fn, "inputIds", input_ids);
-  check_device_usable(input_ids.device(), fn, "inputIds");
+  check_int32_input(input_ids, fn, "inputIds");
   if (input_ids.shape.size() != 1 && input_ids.shape.size() != 2) {
     throw_range_error(fn, ": inputIds must have shape [B,T] or [N], got ", shape_string(input_ids.shape));
   }
+  const int64_t ignore_index = common_options(ignore_index_option, std::nullopt, std::nullopt, fn).ignore_index;
   if (ignore_index < INT32_MIN || ignore_index > INT32_MAX) {
     throw_range_error(fn, ": ignoreIndex must fit in int32, got ", ignore_index);
   }
-  const Device& device = input_ids.device();
-  Tensor labels = empty(input_ids.shape, DType::Int32, device, fn);
+  OpTask task(fn, input_ids.device());
+  Tensor labels = task.output(input_ids.shape, DType::Int32);
+  task.read(input_ids);
   int64_t T = input_ids.shape.back();
   int64_t rows = T > 0 ? input_ids.numel() / T : 0;
   const int32_t* in = input_ids.data_as<int32_t>();
   int32_t* outp = labels.data_as<int32_t>();
   int32_t ignore = static_cast<int32_t>(ignore_index);
-  Stream& stream = stream_for(device);
-  if (device.is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::shift_labels_cpu(in, outp, rows, T, ignore); },
-                   {input_ids.storage, labels.storage}, {labels.storage});
-  } else {
-    [[maybe_unused]] void* s = stream_handle(device);
-    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::shift_labels_cuda(in, outp, rows, T, ignore, s)); },
-                   {input_ids.storage, labels.storage}, {labels.storage});
-  }
+  task.enqueue([=] { kernels::shift_labels_cpu(in, outp, rows, T, ignore); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::shift_labels_cuda(in, outp, rows, T, ignore, s)); });
   return labels;
 }
 

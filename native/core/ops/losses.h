@@ -10,21 +10,31 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "runtime/tensor.h"
 
 namespace lmk::ops {
 
+// Options left absent take the defaults of docs/api.md, set here:
+//   ignoreIndex -100, reduction 'mean', computeGrad true, gradScale 1,
+//   goldfish k 4, strategy 'hash', contextWidth 13, seed 0, startPosition 0,
+//   ORPO lambda 0.1.
 enum class LossReduction { Mean, Sum, None };
 enum class GoldfishStrategyOption { Hash, Static, Random };
 
+// The JS API's names: 'mean' | 'sum' | 'none' and 'hash' | 'static' | 'random'
+// (RangeError naming fn and listing them otherwise).
+LossReduction loss_reduction_from_name(const std::string& name, const char* fn);
+GoldfishStrategyOption goldfish_strategy_from_name(const std::string& name, const char* fn);
+
 struct GoldfishOptions {
-  int64_t k = 4;  // >= 2
-  GoldfishStrategyOption strategy = GoldfishStrategyOption::Hash;
-  int64_t context_width = 13;  // >= 1
-  uint64_t seed = 0;
-  int64_t start_position = 0;         // >= 0
-  std::optional<Tensor> hash_tokens;  // int32 like labels; default labels
+  std::optional<int64_t> k;  // >= 2
+  std::optional<GoldfishStrategyOption> strategy;
+  std::optional<int64_t> context_width;   // >= 1
+  std::optional<int64_t> seed;            // in [0, 2^53)
+  std::optional<int64_t> start_position;  // >= 0
+  std::optional<Tensor> hash_tokens;      // int32 like labels; default labels
 };
 
 struct CrossEntropyResult {
@@ -36,29 +46,32 @@ struct CrossEntropyResult {
 // 'mean' divides Σ weight_i·loss_i by the number of supervised tokens; with
 // none the loss is 0 and the gradient 0 (PyTorch gives NaN). The gradient is
 // of the returned loss (of Σ_i loss_i for 'none'), times grad_scale.
-CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100,
-                                 LossReduction reduction = LossReduction::Mean,
-                                 const std::optional<Tensor>& weights = std::nullopt, bool compute_grad = true,
-                                 double grad_scale = 1.0);
+CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels,
+                                 std::optional<int64_t> ignore_index = std::nullopt,
+                                 std::optional<LossReduction> reduction = std::nullopt,
+                                 const std::optional<Tensor>& weights = std::nullopt,
+                                 std::optional<bool> compute_grad = std::nullopt,
+                                 std::optional<double> grad_scale = std::nullopt);
 
 // int32 like labels: 1 kept, 0 dropped or ignored.
-Tensor goldfish_mask(const Tensor& labels, int64_t ignore_index, const GoldfishOptions& goldfish);
+Tensor goldfish_mask(const Tensor& labels, std::optional<int64_t> ignore_index, const GoldfishOptions& goldfish);
 
 struct GoldfishLossResult {
   Tensor loss, loss_all_tokens, loss_dropped_tokens;  // 0-d
   Tensor supervised_tokens, kept_tokens;              // 0-d int32
   std::optional<Tensor> grad_logits;
 };
-GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                                 const GoldfishOptions& goldfish, bool compute_grad = true, double grad_scale = 1.0);
+GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, std::optional<int64_t> ignore_index,
+                                 const GoldfishOptions& goldfish, std::optional<bool> compute_grad = std::nullopt,
+                                 std::optional<double> grad_scale = std::nullopt);
 
 struct OrpoOptions {
   std::optional<Tensor> nll_labels;  // default chosen_labels
-  double lambda = 0.1;
-  int64_t ignore_index = -100;
+  std::optional<double> lambda;      // finite
+  std::optional<int64_t> ignore_index;
   std::optional<GoldfishOptions> goldfish;  // on the SFT term
-  bool compute_grad = true;
-  double grad_scale = 1.0;
+  std::optional<bool> compute_grad;
+  std::optional<double> grad_scale;  // finite
 };
 
 struct OrpoResult {
@@ -70,7 +83,7 @@ struct OrpoResult {
 OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, const Tensor& chosen_labels,
                 const Tensor& rejected_labels, const OrpoOptions& options = {});
 
-// labels[..., t] = input_ids[..., t + 1]; ignore_index at the last position.
-Tensor shift_labels(const Tensor& input_ids, int64_t ignore_index = -100);
+// labels[..., t] = input_ids[..., t + 1]; ignore_index (fits int32) at the last position.
+Tensor shift_labels(const Tensor& input_ids, std::optional<int64_t> ignore_index = std::nullopt);
 
 }  // namespace lmk::ops

@@ -5,8 +5,9 @@
 #include <cstring>
 #include <mutex>
 
-#include "ops/dense_checks.h"
+#include "ops/arg_checks.h"
 #include "ops/elementwise.h"
+#include "ops/op_task.h"
 #include "ops/tensor_ops.h"
 #include "runtime/blas_loader.h"
 #include "runtime/cuda_call.h"
@@ -55,9 +56,16 @@ GemmInfo gemm_info() {
   return info;
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
-  dense::check_float(a, kFn, "a");
-  dense::check_like(b, a.device(), a.dtype, kFn, "b", "a");
+kernels::GemmKernel gemm_kernel_from_name(const std::string& name, const char* fn) {
+  return value_from_name<kernels::GemmKernel>(
+      name, {{"auto", kernels::GemmKernel::Library}, {"builtin", kernels::GemmKernel::Builtin}}, fn, "backend");
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, std::optional<bool> trans_a_option,
+              std::optional<bool> trans_b_option) {
+  const bool trans_a = trans_a_option.value_or(false), trans_b = trans_b_option.value_or(false);
+  check_float(a, kFn, "a");
+  check_like(b, a, kFn, "b", "a");
   const size_t ra = a.shape.size(), rb = b.shape.size();
   if (ra < 2) throw_range_error(kFn, ": a must have shape [..., M, K] (rank >= 2), got ", shape_string(a.shape));
   if (rb < 2) throw_range_error(kFn, ": b must have shape [..., K, N] (rank >= 2), got ", shape_string(b.shape));
@@ -75,7 +83,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = empty(out_shape, a.dtype, a.device(), kFn);
+  OpTask task(kFn, a.device());
+  Tensor out = task.output(out_shape, a.dtype);
+  task.reads(a, b);
 
   int64_t batch_count = 1;
   for (int64_t s : batch) batch_count *= s;
@@ -107,10 +117,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
         kernels::make_strided_layout(batch, {matrix_strides(batch_a, M * Ka), matrix_strides(batch_b, Ka * N)}, kFn);
   }
   const kernels::GemmKernel kernel = current_kernel();
-  dense::launch(
-      kFn, a.device(), [p, kernel] { kernels::matmul_cpu(p, kernel); },
-      [p, kernel](void* s) { LMK_CUDA_CALL(kernels::matmul_cuda(p, kernel, s)); }, dense::storages({&a, &b, &out}),
-      dense::storages({&out}));
+  task.enqueue([p, kernel] { kernels::matmul_cpu(p, kernel); },
+               [p, kernel](void* s) { LMK_CUDA_CALL(kernels::matmul_cuda(p, kernel, s)); });
   return out;
 }
 

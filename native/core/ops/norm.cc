@@ -3,15 +3,12 @@
 #include <cmath>
 
 #include "kernels/norm/norm.h"
-#include "ops/dense_checks.h"
-#include "ops/tensor_ops.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "runtime/cuda_call.h"
 
 namespace lmk::ops {
 namespace {
-
-using dense::check_like;
-using dense::storages;
 
 struct Rows {
   int64_t rows = 1, C = 0;
@@ -19,7 +16,7 @@ struct Rows {
 };
 
 Rows check_x(const Tensor& x, const char* fn) {
-  dense::check_float(x, fn, "x");
+  check_float(x, fn, "x");
   if (x.shape.empty() || x.shape.back() < 1) {
     throw_range_error(fn, ": x must have shape [..., C] with C >= 1, got ", shape_string(x.shape));
   }
@@ -39,45 +36,45 @@ void check_param(const Tensor& t, const Tensor& x, int64_t C, const char* fn, co
 }
 
 void check_stat(const Tensor& t, const Tensor& x, const Rows& r, const char* fn, const char* arg) {
-  check_like(t, x.device(), dense::accumulation_dtype(x.dtype), fn, arg,
-             "x's statistics (float32, float64 for float64 x)");
+  check_like(t, x.device(), accumulation_dtype(x.dtype), fn, arg, "x's statistics (float32, float64 for float64 x)");
   if (t.shape != r.stat_shape) {
     throw_range_error(fn, ": ", arg, " must have shape [...] = ", shape_string(r.stat_shape), " (x ",
                       shape_string(x.shape), " without its last axis), got ", shape_string(t.shape));
   }
 }
 
-void check_eps(double eps, const char* fn) {
-  if (!(eps >= 0) || !std::isfinite(eps)) throw_range_error(fn, ": eps must be a finite number >= 0, got ", eps);
+double resolve_eps(std::optional<double> eps, double fallback, const char* fn) {
+  double value = eps.value_or(fallback);
+  if (!(value >= 0) || !std::isfinite(value))
+    throw_range_error(fn, ": eps must be a finite number >= 0, got ", js_number(value));
+  return value;
 }
 
-void run_forward(const char* fn, const kernels::NormParams& p, const Device& device, std::vector<StoragePtr> uses,
-                 std::vector<StoragePtr> outputs) {
-  dense::launch(
-      fn, device, [p] { kernels::norm_forward_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::norm_forward_cuda(p, s)); }, std::move(uses), std::move(outputs));
+void run_forward(OpTask& task, const kernels::NormParams& p) {
+  task.enqueue([p] { kernels::norm_forward_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::norm_forward_cuda(p, s)); });
 }
 
-void run_backward(const char* fn, const kernels::NormParams& p, const Device& device, std::vector<StoragePtr> uses,
-                  std::vector<StoragePtr> outputs) {
-  dense::launch(
-      fn, device, [p] { kernels::norm_backward_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::norm_backward_cuda(p, s)); }, std::move(uses), std::move(outputs));
+void run_backward(OpTask& task, const kernels::NormParams& p) {
+  task.enqueue([p] { kernels::norm_backward_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::norm_backward_cuda(p, s)); });
 }
 
 }  // namespace
 
 LayerNormResult layer_norm(const Tensor& x, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
-                           double eps) {
+                           std::optional<double> eps_option) {
   const char* fn = "ops.layerNorm";
   Rows r = check_x(x, fn);
   if (weight) check_param(*weight, x, r.C, fn, "weight");
   if (bias) check_param(*bias, x, r.C, fn, "bias");
-  check_eps(eps, fn);
+  const double eps = resolve_eps(eps_option, 1e-5, fn);
+  OpTask task(fn, x.device());
   LayerNormResult out;
-  out.y = empty(x.shape, x.dtype, x.device(), fn);
-  out.mean = empty(r.stat_shape, dense::accumulation_dtype(x.dtype), x.device(), fn);
-  out.rstd = empty(r.stat_shape, dense::accumulation_dtype(x.dtype), x.device(), fn);
+  out.y = task.output(x.shape, x.dtype);
+  out.mean = task.output(r.stat_shape, accumulation_dtype(x.dtype));
+  out.rstd = task.output(r.stat_shape, accumulation_dtype(x.dtype));
+  task.reads(x, weight, bias);
   kernels::NormParams p;
   p.dtype = x.dtype;
   p.rows = r.rows;
@@ -89,10 +86,7 @@ LayerNormResult layer_norm(const Tensor& x, const std::optional<Tensor>& weight,
   p.y = out.y.data();
   p.mean = out.mean.data();
   p.rstd = out.rstd.data();
-  const Tensor* w = weight ? &*weight : nullptr;
-  const Tensor* b = bias ? &*bias : nullptr;
-  run_forward(fn, p, x.device(), storages({&x, w, b, &out.y, &out.mean, &out.rstd}),
-              storages({&out.y, &out.mean, &out.rstd}));
+  run_forward(task, p);
   return out;
 }
 
@@ -107,10 +101,12 @@ NormGrads layer_norm_backward(const Tensor& x, const std::optional<Tensor>& weig
   if (gy.shape != x.shape) {
     throw_range_error(fn, ": gy must have the shape of x ", shape_string(x.shape), ", got ", shape_string(gy.shape));
   }
+  OpTask task(fn, x.device());
   NormGrads g;
-  g.gx = empty(x.shape, x.dtype, x.device(), fn);
-  if (weight) g.gweight = empty({r.C}, x.dtype, x.device(), fn);
-  if (want_bias) g.gbias = empty({r.C}, x.dtype, x.device(), fn);
+  g.gx = task.output(x.shape, x.dtype);
+  if (weight) g.gweight = task.output({r.C}, x.dtype);
+  if (want_bias) g.gbias = task.output({r.C}, x.dtype);
+  task.reads(x, weight, mean, rstd, gy);
   kernels::NormParams p;
   p.dtype = x.dtype;
   p.rows = r.rows;
@@ -123,21 +119,20 @@ NormGrads layer_norm_backward(const Tensor& x, const std::optional<Tensor>& weig
   p.gx = g.gx.data();
   p.gweight = g.gweight ? g.gweight->data() : nullptr;
   p.gbias = g.gbias ? g.gbias->data() : nullptr;
-  const Tensor* w = weight ? &*weight : nullptr;
-  const Tensor* gw = g.gweight ? &*g.gweight : nullptr;
-  const Tensor* gb = g.gbias ? &*g.gbias : nullptr;
-  run_backward(fn, p, x.device(), storages({&x, w, &mean, &rstd, &gy, &g.gx, gw, gb}), storages({&g.gx, gw, gb}));
+  run_backward(task, p);
   return g;
 }
 
-RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, double eps) {
+RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, std::optional<double> eps_option) {
   const char* fn = "ops.rmsNorm";
   Rows r = check_x(x, fn);
   if (weight) check_param(*weight, x, r.C, fn, "weight");
-  check_eps(eps, fn);
+  const double eps = resolve_eps(eps_option, 1e-6, fn);
+  OpTask task(fn, x.device());
   RmsNormResult out;
-  out.y = empty(x.shape, x.dtype, x.device(), fn);
-  out.rstd = empty(r.stat_shape, dense::accumulation_dtype(x.dtype), x.device(), fn);
+  out.y = task.output(x.shape, x.dtype);
+  out.rstd = task.output(r.stat_shape, accumulation_dtype(x.dtype));
+  task.reads(x, weight);
   kernels::NormParams p;
   p.dtype = x.dtype;
   p.rms = true;
@@ -148,8 +143,7 @@ RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, dou
   p.weight = weight ? weight->data() : nullptr;
   p.y = out.y.data();
   p.rstd = out.rstd.data();
-  const Tensor* w = weight ? &*weight : nullptr;
-  run_forward(fn, p, x.device(), storages({&x, w, &out.y, &out.rstd}), storages({&out.y, &out.rstd}));
+  run_forward(task, p);
   return out;
 }
 
@@ -163,9 +157,11 @@ NormGrads rms_norm_backward(const Tensor& x, const std::optional<Tensor>& weight
   if (gy.shape != x.shape) {
     throw_range_error(fn, ": gy must have the shape of x ", shape_string(x.shape), ", got ", shape_string(gy.shape));
   }
+  OpTask task(fn, x.device());
   NormGrads g;
-  g.gx = empty(x.shape, x.dtype, x.device(), fn);
-  if (weight) g.gweight = empty({r.C}, x.dtype, x.device(), fn);
+  g.gx = task.output(x.shape, x.dtype);
+  if (weight) g.gweight = task.output({r.C}, x.dtype);
+  task.reads(x, weight, rstd, gy);
   kernels::NormParams p;
   p.dtype = x.dtype;
   p.rms = true;
@@ -177,9 +173,7 @@ NormGrads rms_norm_backward(const Tensor& x, const std::optional<Tensor>& weight
   p.gy = gy.data();
   p.gx = g.gx.data();
   p.gweight = g.gweight ? g.gweight->data() : nullptr;
-  const Tensor* w = weight ? &*weight : nullptr;
-  const Tensor* gw = g.gweight ? &*g.gweight : nullptr;
-  run_backward(fn, p, x.device(), storages({&x, w, &rstd, &gy, &g.gx, gw}), storages({&g.gx, gw}));
+  run_backward(task, p);
   return g;
 }
 

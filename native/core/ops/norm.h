@@ -11,8 +11,9 @@ namespace lmk::ops {
 struct LayerNormResult {
   Tensor y, mean, rstd;
 };
+// eps (default 1e-5, PyTorch's) is a finite number >= 0.
 LayerNormResult layer_norm(const Tensor& x, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
-                           double eps);
+                           std::optional<double> eps = std::nullopt);
 
 struct NormGrads {
   Tensor gx;
@@ -25,7 +26,8 @@ NormGrads layer_norm_backward(const Tensor& x, const std::optional<Tensor>& weig
 struct RmsNormResult {
   Tensor y, rstd;
 };
-RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, double eps);
+// eps (default 1e-6, as LLaMA's RMSNorm) is a finite number >= 0.
+RmsNormResult rms_norm(const Tensor& x, const std::optional<Tensor>& weight, std::optional<double> eps = std::nullopt);
 
 // gWeight iff weight is given.
 NormGrads rms_norm_backward(const Tensor& x, const std::optional<Tensor>& weight, const Tensor& rstd, const Tensor& gy);

@@ -4,7 +4,8 @@
 
 #include "kernels/reduce/reduce.h"
 #include "kernels/shape/shape.h"
-#include "ops/dense_checks.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "ops/shape.h"
 #include "ops/tensor_ops.h"
 #include "runtime/cuda_call.h"
@@ -12,13 +13,11 @@
 namespace lmk::ops {
 namespace {
 
-using dense::check_float;
-using dense::launch;
-using dense::storages;
-
 // Σ over the middle axis of x viewed as [O, R, I] into a new tensor of `shape`.
 Tensor sum_middle(const Tensor& x, int64_t O, int64_t R, int64_t I, const Shape& shape, const char* fn) {
-  Tensor out = empty(shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(shape, x.dtype);
+  task.read(x);
   kernels::SumParams p;
   p.dtype = x.dtype;
   p.O = O;
@@ -26,19 +25,13 @@ Tensor sum_middle(const Tensor& x, int64_t O, int64_t R, int64_t I, const Shape&
   p.I = I;
   p.x = x.data();
   p.out = out.data();
-  Tensor workspace;
-  if (x.device().is_cuda()) {
 #ifdef LMK_WITH_CUDA
+  if (x.device().is_cuda()) {
     size_t bytes = kernels::sum_workspace_bytes_cuda(p);
-    if (bytes > 0) {
-      workspace = empty({static_cast<int64_t>((bytes + 3) / 4)}, DType::Float32, x.device(), fn);
-      p.workspace = workspace.data();
-    }
-#endif
+    if (bytes > 0) p.workspace = task.workspace(bytes);
   }
-  launch(
-      fn, x.device(), [p] { kernels::sum_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::sum_cuda(p, s)); },
-      storages({&x, &out, &workspace}), storages({&out}));
+#endif
+  task.enqueue([p] { kernels::sum_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::sum_cuda(p, s)); });
   return out;
 }
 
@@ -46,7 +39,7 @@ Tensor sum_impl(const Tensor& x, const std::vector<int64_t>& dims, bool keep_dim
   const int64_t rank = static_cast<int64_t>(x.shape.size());
   std::vector<bool> reduced(static_cast<size_t>(rank), dims.empty());
   for (int64_t d : dims) {
-    int64_t n = dense::normalize_dim(d, rank, fn, "dim");
+    int64_t n = normalize_dim(d, rank, fn, "dim");
     if (reduced[n]) throw_range_error(fn, ": dim ", n, " appears more than once in dims");
     reduced[n] = true;
   }
@@ -107,10 +100,10 @@ Tensor sum_impl(const Tensor& x, const std::vector<int64_t>& dims, bool keep_dim
 
 }  // namespace
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keep_dim) {
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, std::optional<bool> keep_dim) {
   const char* fn = "ops.sum";
   check_float(x, fn, "x");
-  return sum_impl(x, dims, keep_dim, fn);
+  return sum_impl(x, dims, keep_dim.value_or(false), fn);
 }
 
 Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
@@ -137,13 +130,12 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   }
   if (dims.empty()) return clone(x);
   Tensor summed = sum_impl(x, dims, true, fn);
-  return dense::view(summed, shape);
+  return view(summed, shape);
 }
 
 Tensor expand_to(const Tensor& x, const Shape& shape) {
   const char* fn = "ops.expandTo";
-  dense::check_tensor(x, fn, "x");
-  check_device_usable(x.device(), fn, "x");
+  check_input(x, fn, "x");
   const size_t rank = shape.size();
   bool ok = x.shape.size() <= rank;
   for (size_t d = 0; ok && d < x.shape.size(); ++d) {
@@ -155,15 +147,16 @@ Tensor expand_to(const Tensor& x, const Shape& shape) {
     throw_range_error(fn, ": x of shape ", shape_string(x.shape), " cannot be broadcast to shape ",
                       shape_string(shape));
   }
-  Tensor out = empty(shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(shape, x.dtype);
+  task.read(x);
   kernels::StridedCopyParams p;
   p.elem_size = dtype_size(x.dtype);
   p.layout = kernels::make_strided_layout(shape, {kernels::broadcast_strides(x.shape, shape)}, fn);
   p.src = x.data();
   p.out = out.data();
-  launch(
-      fn, x.device(), [p] { kernels::strided_copy_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); }, storages({&x, &out}), storages({&out}));
+  task.enqueue([p] { kernels::strided_copy_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); });
   return out;
 }
 

@@ -2,20 +2,12 @@
 
 #include "kernels/creation/creation.h"
 #include "kernels/shape/shape.h"
-#include "ops/dense_checks.h"
-#include "ops/tensor_ops.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "runtime/cuda_call.h"
 
 namespace lmk::ops {
 namespace {
-
-using dense::launch;
-using dense::storages;
-
-void check_any(const Tensor& t, const char* fn, const char* arg) {
-  dense::check_tensor(t, fn, arg);
-  check_device_usable(t.device(), fn, arg);
-}
 
 int64_t product(const Shape& shape, size_t begin, size_t end) {
   int64_t p = 1;
@@ -23,14 +15,12 @@ int64_t product(const Shape& shape, size_t begin, size_t end) {
   return p;
 }
 
-// Runs block copies (and first a zero fill of `zero`, when given) as one task.
-void enqueue_copies(const char* fn, const Device& device, std::vector<kernels::BlockCopyParams> copies,
-                    const Tensor* zero, std::vector<StoragePtr> uses, std::vector<StoragePtr> outputs) {
+// Runs block copies (and first a zero fill of `zero`, when given) as the task's kernel.
+void enqueue_copies(OpTask& task, std::vector<kernels::BlockCopyParams> copies, const Tensor* zero) {
   void* zero_data = zero ? zero->data() : nullptr;
   DType zero_dtype = zero ? zero->dtype : DType::Float32;
   int64_t zero_n = zero ? zero->numel() : 0;
-  launch(
-      fn, device,
+  task.enqueue(
       [=] {
         if (zero_data) kernels::fill_cpu(zero_data, zero_dtype, zero_n, 0.0);
         for (const auto& c : copies) kernels::block_copy_cpu(c);
@@ -41,8 +31,7 @@ void enqueue_copies(const char* fn, const Device& device, std::vector<kernels::B
           (void)c;
           LMK_CUDA_CALL(kernels::block_copy_cuda(c, s));
         }
-      },
-      std::move(uses), std::move(outputs));
+      });
 }
 
 struct SliceRange {
@@ -51,7 +40,7 @@ struct SliceRange {
 
 SliceRange normalize_slice(const Shape& shape, int64_t dim, int64_t start, int64_t end, const char* fn) {
   SliceRange r;
-  r.dim = dense::normalize_dim(dim, static_cast<int64_t>(shape.size()), fn, "dim");
+  r.dim = normalize_dim(dim, static_cast<int64_t>(shape.size()), fn, "dim");
   const int64_t size = shape[r.dim];
   r.start = start < 0 ? start + size : start;
   r.end = end < 0 ? end + size : end;
@@ -94,7 +83,7 @@ void check_btc(const Tensor& t, const char* fn, const char* arg) {
 }  // namespace
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims, const char* fn) {
-  check_any(x, fn, "x");
+  check_input(x, fn, "x");
   const int64_t rank = static_cast<int64_t>(x.shape.size());
   if (static_cast<int64_t>(dims.size()) != rank) {
     throw_range_error(fn, ": dims must list each of the ", rank, " axes of x (shape ", shape_string(x.shape),
@@ -103,7 +92,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims, const char* fn
   std::vector<bool> seen(static_cast<size_t>(rank), false);
   std::vector<int64_t> perm;
   for (int64_t d : dims) {
-    int64_t n = dense::normalize_dim(d, rank, fn, "dims entry");
+    int64_t n = normalize_dim(d, rank, fn, "dims entry");
     if (seen[n]) throw_range_error(fn, ": dims must be a permutation, but axis ", n, " appears twice");
     seen[n] = true;
     perm.push_back(n);
@@ -114,30 +103,31 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims, const char* fn
     shape.push_back(x.shape[d]);
     strides.push_back(own[d]);
   }
-  Tensor out = empty(shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(shape, x.dtype);
+  task.read(x);
   kernels::StridedCopyParams p;
   p.elem_size = dtype_size(x.dtype);
   p.layout = kernels::make_strided_layout(shape, {strides}, fn);
   p.src = x.data();
   p.out = out.data();
-  launch(
-      fn, x.device(), [p] { kernels::strided_copy_cpu(p); },
-      [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); }, storages({&x, &out}), storages({&out}));
+  task.enqueue([p] { kernels::strided_copy_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); });
   return out;
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   const char* fn = "ops.concat";
   if (xs.empty()) throw_range_error(fn, ": xs must hold at least one tensor");
-  check_any(xs[0], fn, "xs[0]");
+  check_input(xs[0], fn, "xs[0]");
   const Tensor& first = xs[0];
   const int64_t rank = static_cast<int64_t>(first.shape.size());
   if (rank == 0) throw_range_error(fn, ": xs[0] is 0-d; concat needs tensors of rank >= 1");
-  const int64_t d = dense::normalize_dim(dim, rank, fn, "dim");
+  const int64_t d = normalize_dim(dim, rank, fn, "dim");
   int64_t total = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
     std::string arg = lmk::concat("xs[", i, "]");
-    dense::check_like(xs[i], first.device(), first.dtype, fn, arg.c_str(), "xs[0]");
+    check_like(xs[i], first, fn, arg.c_str(), "xs[0]");
     bool same = xs[i].shape.size() == first.shape.size();
     for (int64_t k = 0; same && k < rank; ++k) same = k == d || xs[i].shape[k] == first.shape[k];
     if (!same) {
@@ -148,12 +138,12 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   }
   Shape shape = first.shape;
   shape[d] = total;
-  Tensor out = empty(shape, first.dtype, first.device(), fn);
+  OpTask task(fn, first.device());
+  Tensor out = task.output(shape, first.dtype);
   const size_t es = dtype_size(first.dtype);
   const int64_t outer = product(shape, 0, static_cast<size_t>(d));
   const int64_t inner = product(shape, static_cast<size_t>(d) + 1, shape.size());
   std::vector<kernels::BlockCopyParams> copies;
-  std::vector<StoragePtr> uses{out.storage};
   int64_t offset = 0;
   for (const Tensor& x : xs) {
     kernels::BlockCopyParams p;
@@ -165,28 +155,29 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     p.dst = static_cast<char*>(out.data()) + offset * inner * static_cast<int64_t>(es);
     p.dst_stride = total * inner;
     copies.push_back(p);
-    uses.push_back(x.storage);
+    task.read(x);
     offset += x.shape[d];
   }
-  enqueue_copies(fn, out.device(), std::move(copies), nullptr, std::move(uses), storages({&out}));
+  enqueue_copies(task, std::move(copies), nullptr);
   return out;
 }
 
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end) {
   const char* fn = "ops.slice";
-  check_any(x, fn, "x");
+  check_input(x, fn, "x");
   SliceRange r = normalize_slice(x.shape, dim, start, end, fn);
   Shape shape = x.shape;
   shape[r.dim] = r.end - r.start;
-  Tensor out = empty(shape, x.dtype, x.device(), fn);
-  auto copy = slice_copy(x.shape, r, dtype_size(x.dtype), true, x.data(), out.data());
-  enqueue_copies(fn, x.device(), {copy}, nullptr, storages({&x, &out}), storages({&out}));
+  OpTask task(fn, x.device());
+  Tensor out = task.output(shape, x.dtype);
+  task.read(x);
+  enqueue_copies(task, {slice_copy(x.shape, r, dtype_size(x.dtype), true, x.data(), out.data())}, nullptr);
   return out;
 }
 
 Tensor slice_backward(const Tensor& g, const Shape& input_shape, int64_t dim, int64_t start, int64_t end) {
   const char* fn = "ops.sliceBackward";
-  check_any(g, fn, "g");
+  check_input(g, fn, "g");
   for (int64_t s : input_shape) {
     if (s < 0) throw_range_error(fn, ": inputShape must have non-negative sizes, got ", shape_string(input_shape));
   }
@@ -196,18 +187,21 @@ Tensor slice_backward(const Tensor& g, const Shape& input_shape, int64_t dim, in
   if (g.shape != shape) {
     throw_range_error(fn, ": g must have the slice's shape ", shape_string(shape), ", got ", shape_string(g.shape));
   }
-  Tensor out = empty(input_shape, g.dtype, g.device(), fn);
-  auto copy = slice_copy(input_shape, r, dtype_size(g.dtype), false, g.data(), out.data());
-  enqueue_copies(fn, g.device(), {copy}, &out, storages({&g, &out}), storages({&out}));
+  OpTask task(fn, g.device());
+  Tensor out = task.output(input_shape, g.dtype);
+  task.read(g);
+  enqueue_copies(task, {slice_copy(input_shape, r, dtype_size(g.dtype), false, g.data(), out.data())}, &out);
   return out;
 }
 
 Tensor token_shift(const Tensor& x) {
   const char* fn = "ops.tokenShift";
-  check_any(x, fn, "x");
+  check_input(x, fn, "x");
   check_btc(x, fn, "x");
   const int64_t B = x.shape[0], T = x.shape[1], C = x.shape[2];
-  Tensor out = empty(x.shape, x.dtype, x.device(), fn);
+  OpTask task(fn, x.device());
+  Tensor out = task.output(x.shape, x.dtype);
+  task.read(x);
   const size_t es = dtype_size(x.dtype);
   kernels::BlockCopyParams p;
   p.elem_size = es;
@@ -217,16 +211,18 @@ Tensor token_shift(const Tensor& x) {
   p.src_stride = T * C;
   p.dst = static_cast<char*>(out.data()) + C * static_cast<int64_t>(es);
   p.dst_stride = T * C;
-  enqueue_copies(fn, x.device(), {p}, &out, storages({&x, &out}), storages({&out}));
+  enqueue_copies(task, {p}, &out);
   return out;
 }
 
 Tensor token_shift_backward(const Tensor& g) {
   const char* fn = "ops.tokenShiftBackward";
-  check_any(g, fn, "g");
+  check_input(g, fn, "g");
   check_btc(g, fn, "g");
   const int64_t B = g.shape[0], T = g.shape[1], C = g.shape[2];
-  Tensor out = empty(g.shape, g.dtype, g.device(), fn);
+  OpTask task(fn, g.device());
+  Tensor out = task.output(g.shape, g.dtype);
+  task.read(g);
   const size_t es = dtype_size(g.dtype);
   kernels::BlockCopyParams p;
   p.elem_size = es;
@@ -236,7 +232,7 @@ Tensor token_shift_backward(const Tensor& g) {
   p.src_stride = T * C;
   p.dst = out.data();
   p.dst_stride = T * C;
-  enqueue_copies(fn, g.device(), {p}, &out, storages({&g, &out}), storages({&out}));
+  enqueue_copies(task, {p}, &out);
   return out;
 }
 

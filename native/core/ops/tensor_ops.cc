@@ -10,6 +10,8 @@
 #include "kernels/checks/index_check.h"
 #include "kernels/copy/copy.h"
 #include "kernels/creation/creation.h"
+#include "ops/arg_checks.h"
+#include "ops/op_task.h"
 #include "runtime/cuda_call.h"
 #include "runtime/stream.h"
 #ifdef LMK_WITH_CUDA
@@ -24,9 +26,38 @@ namespace {
 std::atomic<uint64_t> global_seed{0};
 std::atomic<uint64_t> global_offset{1};  // offset 0 is kept for explicit seeds
 
+#ifdef LMK_WITH_CUDA
 void* stream_handle(const Device& device) { return cuda_stream_handle(device.index); }
+#endif
+
+void check_seed(int64_t seed, const char* fn) {
+  if (seed < 0 || seed > (int64_t(1) << 53) - 1)
+    throw_range_error(fn, ": seed must be an integer in [0, 2^53), got ", seed);
+}
 
 }  // namespace
+
+DType dtype_from_name(const std::string& name, const char* fn, const char* arg) {
+  DType dtype;
+  if (!parse_dtype(name, &dtype)) {
+    throw_type_error(fn, ": ", arg, " must be one of float32, float64, bfloat16, float16, int32, got '", name, "'");
+  }
+  return dtype;
+}
+
+Device device_from_name(const std::string& name, const char* fn, const char* arg) {
+  if (name == "cpu") return Device{DeviceKind::CPU, 0};
+  if (name == "cuda") return Device{DeviceKind::CUDA, 0};
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() < 15 &&
+      name.find_first_not_of("0123456789", 5) == std::string::npos) {
+    return Device{DeviceKind::CUDA, std::stoi(name.substr(5))};
+  }
+  throw_type_error(fn, ": ", arg, " must be 'cpu', 'cuda', 'cuda:N' or a Device, got '", name, "'");
+}
+
+DType creation_dtype(const std::optional<std::string>& name, const char* fn) {
+  return name ? dtype_from_name(*name, fn) : DType::Float32;
+}
 
 Tensor empty(const Shape& shape, DType dtype, const Device& device, const char* fn) {
   check_device_usable(device, fn, "device");
@@ -42,45 +73,50 @@ Tensor empty(const Shape& shape, DType dtype, const Device& device, const char* 
   return t;
 }
 
+void check_fill_value(double value, DType dtype, const char* fn) {
+  if (dtype != DType::Int32) return;
+  // Truncation toward zero must land in [-2^31, 2^31).
+  if (!(value > -2147483649.0 && value < 2147483648.0)) {
+    throw_range_error(fn, ": value ", js_number(value),
+                      " cannot be stored in int32 (it must be finite and in int32's range)");
+  }
+}
+
 Tensor full(const Shape& shape, double value, DType dtype, const Device& device, const char* fn) {
-  Tensor t = empty(shape, dtype, device, fn);
+  check_fill_value(value, dtype, fn);
+  OpTask task(fn, device);
+  Tensor t = task.output(shape, dtype);
   int64_t n = t.numel();
   void* data = t.data();
-  if (device.is_cpu()) {
-    stream_for(device).enqueue(fn, [=] { kernels::fill_cpu(data, dtype, n, value); }, {t.storage}, {t.storage});
-  } else {
-    void* s = stream_handle(device);
-    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); }, {t.storage},
-                               {t.storage});
-  }
+  task.enqueue([=] { kernels::fill_cpu(data, dtype, n, value); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); });
   return t;
 }
 
 Tensor arange(int64_t n, DType dtype, const Device& device) {
   if (n < 0) throw_range_error("arange: n must be a non-negative integer, got ", n);
-  Tensor t = empty({n}, dtype, device, "arange");
+  OpTask task("arange", device);
+  Tensor t = task.output({n}, dtype);
   void* data = t.data();
-  if (device.is_cpu()) {
-    stream_for(device).enqueue("arange", [=] { kernels::arange_cpu(data, dtype, n); }, {t.storage}, {t.storage});
-  } else {
-    void* s = stream_handle(device);
-    stream_for(device).enqueue("arange", [=] { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); }, {t.storage},
-                               {t.storage});
-  }
+  task.enqueue([=] { kernels::arange_cpu(data, dtype, n); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); });
   return t;
 }
 
-void manual_seed(uint64_t seed) {
-  global_seed.store(seed);
+void manual_seed(int64_t seed) {
+  check_seed(seed, "manualSeed");
+  global_seed.store(static_cast<uint64_t>(seed));
   global_offset.store(1);
 }
 
 static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, const Device& device,
-                            std::optional<uint64_t> seed, kernels::RandomParams params) {
+                            std::optional<int64_t> seed, kernels::RandomParams params) {
   if (!dtype_is_float(dtype)) throw_type_error(fn, ": dtype must be a floating type, got ", dtype_name(dtype));
-  Tensor t = empty(shape, dtype, device, fn);
+  if (seed) check_seed(*seed, fn);
+  OpTask task(fn, device);
+  Tensor t = task.output(shape, dtype);
   if (seed) {
-    params.seed = *seed;
+    params.seed = static_cast<uint64_t>(*seed);
     params.offset = 0;
   } else {
     params.seed = global_seed.load();
@@ -88,39 +124,36 @@ static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, con
   }
   int64_t n = t.numel();
   void* data = t.data();
-  if (device.is_cpu()) {
-    stream_for(device).enqueue(fn, [=] { kernels::random_cpu(data, dtype, n, params); }, {t.storage}, {t.storage});
-  } else {
-    void* s = stream_handle(device);
-    stream_for(device).enqueue(fn, [=] { LMK_CUDA_CALL(kernels::random_cuda(data, dtype, n, params, s)); }, {t.storage},
-                               {t.storage});
-  }
+  task.enqueue([=] { kernels::random_cpu(data, dtype, n, params); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::random_cuda(data, dtype, n, params, s)); });
   return t;
 }
 
-Tensor rand(const Shape& shape, DType dtype, const Device& device, std::optional<uint64_t> seed, double low,
-            double high) {
-  if (!(low < high)) throw_range_error("rand: low must be less than high, got low=", low, ", high=", high);
+Tensor rand(const Shape& shape, DType dtype, const Device& device, std::optional<int64_t> seed,
+            std::optional<double> low, std::optional<double> high) {
   kernels::RandomParams params;
-  params.low = low;
-  params.high = high;
+  params.low = low.value_or(0.0);
+  params.high = high.value_or(1.0);
+  if (!(params.low < params.high) || !std::isfinite(params.low) || !std::isfinite(params.high)) {
+    throw_range_error("rand: low must be less than high, both finite, got low=", js_number(params.low),
+                      ", high=", js_number(params.high));
+  }
   return random_tensor("rand", shape, dtype, device, seed, params);
 }
 
-Tensor randn(const Shape& shape, DType dtype, const Device& device, std::optional<uint64_t> seed, double mean,
-             double std) {
-  if (!(std >= 0) || !std::isfinite(std) || !std::isfinite(mean)) {
-    throw_range_error("randn: std must be finite and >= 0 and mean finite, got mean=", mean, ", std=", std);
-  }
+Tensor randn(const Shape& shape, DType dtype, const Device& device, std::optional<int64_t> seed,
+             std::optional<double> mean, std::optional<double> std) {
   kernels::RandomParams params;
   params.normal = true;
-  params.mean = mean;
-  params.std = std;
+  params.mean = mean.value_or(0.0);
+  params.std = std.value_or(1.0);
+  if (!(params.std >= 0)) throw_range_error("randn: std must be >= 0, got ", js_number(params.std));
   return random_tensor("randn", shape, dtype, device, seed, params);
 }
 
-Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape& shape, DType dtype,
-                 const Device& device) {
+Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape& shape,
+                 std::optional<DType> dtype_option, const Device& device) {
+  const DType dtype = dtype_option.value_or(host_dtype == DType::Int32 ? DType::Int32 : DType::Float32);
   int64_t n = checked_numel(shape, "tensor", "shape");
   if (n != count) {
     throw_range_error("tensor: shape ", shape_string(shape), " holds ", n, " elements but data has ", count);
@@ -154,22 +187,25 @@ Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape&
   return t;
 }
 
+Tensor from_bytes(const void* data, size_t byte_length, const Shape& shape, DType dtype, const Device& device,
+                  const char* fn) {
+  const size_t size = dtype_size(dtype);
+  if (byte_length % size != 0) {
+    throw_range_error(fn, ": ", byte_length, " bytes is not a whole number of ", dtype_name(dtype), " elements");
+  }
+  return from_host(data, dtype, static_cast<int64_t>(byte_length / size), shape, dtype, device);
+}
+
 Tensor to_dtype(const Tensor& src, DType dtype) {
-  Tensor dst = empty(src.shape, dtype, src.device(), "Tensor.to");
+  OpTask task("Tensor.to", src.device());
+  Tensor dst = task.output(src.shape, dtype);
+  task.read(src);
   int64_t n = src.numel();
   const void* in = src.data();
   void* out = dst.data();
   DType src_dtype = src.dtype;
-  if (src.device().is_cpu()) {
-    stream_for(src.device())
-        .enqueue("Tensor.to", [=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); }, {src.storage, dst.storage},
-                 {dst.storage});
-  } else {
-    void* s = stream_handle(src.device());
-    stream_for(src.device())
-        .enqueue("Tensor.to", [=] { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); },
-                 {src.storage, dst.storage}, {dst.storage});
-  }
+  task.enqueue([=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); },
+               [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); });
   return dst;
 }
 
@@ -339,35 +375,41 @@ std::vector<uint8_t> read_to_host_blocking(const Tensor& src, bool raw) {
   return std::move(bytes);
 }
 
+Device usable_device(const std::string& name, const char* fn, const char* arg) {
+  Device device = device_from_name(name, fn, arg);
+  check_device_usable(device, fn, arg);
+  return device;
+}
+
 void when_device_done(const Device& device, std::function<void(const std::optional<RecordedError>&)> done) {
   check_device_usable(device, "synchronize", "device");
   stream_for(device).when_done(std::move(done));
 }
 
 Tensor check_indices(const Tensor& values, int64_t limit, const char* fn, const char* arg) {
-  if (values.dtype != DType::Int32) {
-    throw_type_error(fn, ": ", arg, " must be int32, got ", dtype_name(values.dtype));
-  }
-  Tensor copy = clone(values);
+  check_int32_input(values, fn, arg);
+  check_at_least(limit, 0, fn, "limit");
+  OpTask task(fn, values.device());
+  Tensor copy = task.output(values.shape, DType::Int32);
+  task.read(values);
   std::string fn_name = fn, arg_name = arg;
   Shape shape = values.shape;
-  Stream& stream = stream_for(values.device());
-  ValueCheck check =
-      stream.add_value_check(ErrorKind::Range,
-                             [=](int64_t index) {
-                               return concat(fn_name, ": ", arg_name, " has a value outside [0, ", limit,
-                                             ") at flat index ", index, " (shape ", shape_string(shape), ")");
-                             },
-                             {copy.storage});
-  const int32_t* data = values.data_as<int32_t>();
+  int64_t* first_bad = task.value_check(ErrorKind::Range, [=](int64_t index) {
+    return concat(fn_name, ": ", arg_name, " has a value outside [0, ", limit, ") at flat index ", index, " (shape ",
+                  shape_string(shape), ")");
+  });
+  const int32_t* in = values.data_as<int32_t>();
+  int32_t* out = copy.data_as<int32_t>();
   int64_t n = values.numel();
-  if (values.device().is_cpu()) {
-    stream.enqueue(fn, [=] { kernels::index_check_cpu(data, n, limit, check.first_bad_index); }, {values.storage}, {});
-  } else {
-    void* s = stream_handle(values.device());
-    stream.enqueue(fn, [=] { LMK_CUDA_CALL(kernels::index_check_cuda(data, n, limit, check.first_bad_index, s)); },
-                   {values.storage}, {});
-  }
+  task.enqueue(
+      [=] {
+        kernels::convert_cpu(in, DType::Int32, out, DType::Int32, n);
+        kernels::index_check_cpu(in, n, limit, first_bad);
+      },
+      [=](void* s) {
+        LMK_CUDA_CALL(kernels::convert_cuda(in, DType::Int32, out, DType::Int32, n, s));
+        LMK_CUDA_CALL(kernels::index_check_cuda(in, n, limit, first_bad, s));
+      });
   return copy;
 }
 

@@ -23,9 +23,10 @@ class CpuStream final : public Stream {
   CpuStream() : worker_([this] { worker_loop(); }) { worker_.detach(); }
   const Device& device() const override { return device_; }
 
-  void enqueue(const char* op, std::function<void()> run, std::vector<StoragePtr> uses,
+  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses,
                std::vector<StoragePtr> outputs) override {
-    push([this, op, run = std::move(run), uses = std::move(uses), outputs = std::move(outputs)]() mutable {
+    push([this, op = std::move(op), run = std::move(run), uses = std::move(uses),
+          outputs = std::move(outputs)]() mutable {
       try {
         run();
       } catch (const Error& e) {
@@ -102,9 +103,9 @@ class CpuStream final : public Stream {
     }
   }
 
-  void record(const char* op, ErrorKind kind, const std::string& what, const std::vector<StoragePtr>& outputs) {
-    std::string prefix = std::string(op) + ":";
-    std::string message = what.rfind(prefix, 0) == 0 ? what : std::string(op) + ": " + what;
+  void record(const std::string& op, ErrorKind kind, const std::string& what, const std::vector<StoragePtr>& outputs) {
+    std::string prefix = op + ":";
+    std::string message = what.rfind(prefix, 0) == 0 ? what : op + ": " + what;
     RecordedError error{kind, message};
     for (auto& s : outputs) s->poison(error);
     set_pending(error);

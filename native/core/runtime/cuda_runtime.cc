@@ -115,12 +115,12 @@ class CudaStream final : public Stream {
   cudaStream_t handle() const { return stream_; }
   cudaMemPool_t pool() const { return pool_; }
 
-  void enqueue(const char* op, std::function<void()> run, std::vector<StoragePtr> uses,
+  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses,
                std::vector<StoragePtr> outputs) override {
     cudaSetDevice(device_.index);
     try {
       run();
-      cuda_check_launch(op);
+      cuda_check_launch(op.c_str());
     } catch (const Error& e) {
       record(op, e.kind(), e.what(), outputs);
     } catch (const std::exception& e) {
@@ -157,9 +157,9 @@ class CudaStream final : public Stream {
     add_completion(std::move(completion));
   }
 
-  void record(const char* op, ErrorKind kind, const std::string& what, const std::vector<StoragePtr>& outputs) {
-    std::string prefix = std::string(op) + ":";
-    RecordedError error{kind, what.rfind(prefix, 0) == 0 ? what : std::string(op) + ": " + what};
+  void record(const std::string& op, ErrorKind kind, const std::string& what, const std::vector<StoragePtr>& outputs) {
+    std::string prefix = op + ":";
+    RecordedError error{kind, what.rfind(prefix, 0) == 0 ? what : op + ": " + what};
     for (auto& s : outputs) s->poison(error);
     std::lock_guard<std::mutex> lock(mutex_);
     if (!pending_error_) pending_error_ = error;

@@ -39,8 +39,9 @@ class Stream {
   virtual ~Stream() = default;
   virtual const Device& device() const = 0;
 
-  // `uses` are kept alive until the work finishes; `outputs` are poisoned if it fails.
-  virtual void enqueue(const char* op, std::function<void()> run, std::vector<StoragePtr> uses,
+  // `uses` are kept alive until the work finishes; `outputs` are poisoned if it
+  // fails. `op` names the work in its error; the stream keeps its own copy.
+  virtual void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses,
                        std::vector<StoragePtr> outputs) = 0;
 
   // A word for the next enqueued kernel to report the first bad index into.

@@ -34,9 +34,9 @@
 // - NaN logits give NaN results for their rows (not an error).
 // - Results are deterministic: on the CPU bit-identical across runs and
 //   thread counts; on CUDA no floating-point atomics.
-import { native, type NativeTensor } from '../native';
+import { native, type NativeAddon, type NativeGoldfish } from '../native';
 import { Tensor } from '../tensor';
-import { tensorOptions, wrapResult, type NativeResult } from './common';
+import { nativeOptions, wrapResult } from './common';
 
 export type LossReduction = 'mean' | 'sum' | 'none';
 export type GoldfishStrategy = 'hash' | 'static' | 'random';
@@ -154,41 +154,9 @@ export interface ShiftLabelsOptions {
   ignoreIndex?: number;
 }
 
-const GOLDFISH_NUMBERS = ['k', 'contextWidth', 'seed', 'startPosition'] as const;
-const GOLDFISH_KEYS = [...GOLDFISH_NUMBERS, 'strategy'] as const;
+const GOLDFISH_KEYS = ['k', 'strategy', 'contextWidth', 'seed', 'startPosition'] as const;
 
-type Call<R> = (opts: Record<string, unknown>) => R;
-const call = <R>(name: string): Call<R> => native()[name] as Call<R>;
-
-/** TypeError unless each present option has the JS type the contract gives it. */
-function checkTypes(
-  fn: string,
-  o: Record<string, unknown>,
-  kinds: Record<string, 'number' | 'boolean' | 'string'>,
-): void {
-  for (const [name, kind] of Object.entries(kinds)) {
-    const v = o[name];
-    if (v !== undefined && typeof v !== kind) {
-      throw new TypeError(`${fn}: ${name} must be a ${kind}, got ${v === null ? 'null' : typeof v}`);
-    }
-  }
-}
-
-const goldfishKinds = {
-  k: 'number',
-  contextWidth: 'number',
-  seed: 'number',
-  startPosition: 'number',
-  strategy: 'string',
-} as const;
-
-function checkEnum(fn: string, name: string, value: unknown, allowed: readonly string[]): void {
-  if (value !== undefined && !allowed.includes(value as string)) {
-    throw new RangeError(
-      `${fn}: ${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${String(value)}'`,
-    );
-  }
-}
+type Args<K extends keyof NativeAddon> = Parameters<NativeAddon[K]>[0];
 
 export const losses = {
   /**
@@ -196,73 +164,59 @@ export const losses = {
    * in the same pass — d loss / d logits (times gradScale).
    */
   crossEntropy(opts: CrossEntropyOptions): CrossEntropyResult {
-    const fn = 'losses.crossEntropy';
-    const o = tensorOptions(
-      fn,
-      opts,
-      ['logits', 'labels'],
-      ['weights'],
-      ['ignoreIndex', 'reduction', 'computeGrad', 'gradScale'],
-    );
-    checkTypes(fn, o, { ignoreIndex: 'number', reduction: 'string', computeGrad: 'boolean', gradScale: 'number' });
-    checkEnum(fn, 'reduction', o.reduction, ['mean', 'sum', 'none']);
-    return wrapResult(call<NativeResult>('lossesCrossEntropy')(o));
+    const o = nativeOptions<Args<'lossesCrossEntropy'>>('losses.crossEntropy', opts, {
+      tensors: ['logits', 'labels'],
+      optionalTensors: ['weights'],
+      others: ['ignoreIndex', 'reduction', 'computeGrad', 'gradScale'],
+    });
+    return wrapResult(native().lossesCrossEntropy(o));
   },
 
   /** int32 like labels: 1 where the token is supervised and kept, 0 where dropped or ignored. */
   goldfishMask(opts: GoldfishMaskOptions): Tensor {
-    const fn = 'losses.goldfishMask';
-    const o = tensorOptions(fn, opts, ['labels'], ['hashTokens'], ['ignoreIndex', ...GOLDFISH_KEYS]);
-    checkTypes(fn, o, { ignoreIndex: 'number', ...goldfishKinds });
-    checkEnum(fn, 'strategy', o.strategy, ['hash', 'static', 'random']);
-    return new Tensor(call<NativeTensor>('lossesGoldfishMask')(o));
+    const o = nativeOptions<Args<'lossesGoldfishMask'>>('losses.goldfishMask', opts, {
+      tensors: ['labels'],
+      optionalTensors: ['hashTokens'],
+      others: ['ignoreIndex', ...GOLDFISH_KEYS],
+    });
+    return new Tensor(native().lossesGoldfishMask(o));
   },
 
   /** Cross-entropy over the tokens the goldfish rule keeps; the mask is computed inside the kernel. */
   goldfishLoss(opts: GoldfishLossOptions): GoldfishLossResult {
-    const fn = 'losses.goldfishLoss';
-    const o = tensorOptions(
-      fn,
-      opts,
-      ['logits', 'labels'],
-      ['hashTokens'],
-      ['ignoreIndex', 'computeGrad', 'gradScale', ...GOLDFISH_KEYS],
-    );
-    checkTypes(fn, o, { ignoreIndex: 'number', computeGrad: 'boolean', gradScale: 'number', ...goldfishKinds });
-    checkEnum(fn, 'strategy', o.strategy, ['hash', 'static', 'random']);
-    return wrapResult(call<NativeResult>('lossesGoldfishLoss')(o));
+    const o = nativeOptions<Args<'lossesGoldfishLoss'>>('losses.goldfishLoss', opts, {
+      tensors: ['logits', 'labels'],
+      optionalTensors: ['hashTokens'],
+      others: ['ignoreIndex', 'computeGrad', 'gradScale', ...GOLDFISH_KEYS],
+    });
+    return wrapResult(native().lossesGoldfishLoss(o));
   },
 
   /** ORPO (Hong et al. 2024) as TRL's ORPOTrainer computes it, finite everywhere, with both gradients. */
   orpo(opts: OrpoOptions): OrpoResult {
     const fn = 'losses.orpo';
-    const o = tensorOptions(
-      fn,
-      opts,
-      ['chosenLogits', 'rejectedLogits', 'chosenLabels', 'rejectedLabels'],
-      ['nllLabels'],
-      ['lambda', 'ignoreIndex', 'goldfish', 'computeGrad', 'gradScale'],
-    );
-    checkTypes(fn, o, { lambda: 'number', ignoreIndex: 'number', computeGrad: 'boolean', gradScale: 'number' });
-    if (o.goldfish !== undefined) {
-      if (typeof o.goldfish !== 'object' || o.goldfish === null || Array.isArray(o.goldfish)) {
-        throw new TypeError(`${fn}: goldfish must be an object`);
-      }
-      const g = tensorOptions(`${fn}: goldfish`, o.goldfish, [], ['hashTokens'], GOLDFISH_KEYS);
-      checkTypes(fn, g, goldfishKinds);
-      checkEnum(fn, 'strategy', g.strategy, ['hash', 'static', 'random']);
-      o.goldfish = g;
+    const o = nativeOptions<Args<'lossesOrpo'>>(fn, opts, {
+      tensors: ['chosenLogits', 'rejectedLogits', 'chosenLabels', 'rejectedLabels'],
+      optionalTensors: ['nllLabels'],
+      others: ['lambda', 'ignoreIndex', 'goldfish', 'computeGrad', 'gradScale'],
+    });
+    if (o.goldfish !== undefined && o.goldfish !== null) {
+      o.goldfish = nativeOptions<NativeGoldfish>(`${fn}: goldfish`, o.goldfish, {
+        tensors: [],
+        optionalTensors: ['hashTokens'],
+        others: GOLDFISH_KEYS,
+      });
     }
-    const r = call<NativeResult & { metrics: NativeResult }>('lossesOrpo')(o);
-    const { metrics, ...rest } = r;
-    return { ...wrapResult(rest as NativeResult), metrics: wrapResult(metrics) } as OrpoResult;
+    const { metrics, ...rest } = native().lossesOrpo(o);
+    return { ...wrapResult<Omit<OrpoResult, 'metrics'>>(rest), metrics: wrapResult<OrpoMetrics>(metrics) };
   },
 
   /** labels[b,t] = inputIds[b,t+1], ignoreIndex at the last position. */
   shiftLabels(opts: ShiftLabelsOptions): Tensor {
-    const fn = 'losses.shiftLabels';
-    const o = tensorOptions(fn, opts, ['inputIds'], [], ['ignoreIndex']);
-    checkTypes(fn, o, { ignoreIndex: 'number' });
-    return new Tensor(call<NativeTensor>('lossesShiftLabels')(o));
+    const o = nativeOptions<Args<'lossesShiftLabels'>>('losses.shiftLabels', opts, {
+      tensors: ['inputIds'],
+      others: ['ignoreIndex'],
+    });
+    return new Tensor(native().lossesShiftLabels(o));
   },
 };

@@ -30,7 +30,7 @@
 //   one-thread-per-row kernel runs instead: slower, same results.
 import { native } from '../native';
 import type { Tensor } from '../tensor';
-import { tensorOptions, wrapResult, type NativeResult } from './common';
+import { nativeOptions, wrapResult } from './common';
 
 export interface FamBlockAttentionOptions {
   /** [B,H,T,D] float32 | bfloat16 | float16 | float64 (cpu). */
@@ -83,44 +83,41 @@ export type FamAttentionResult = {
   lse: Tensor;
 };
 
-type Call = (opts: Record<string, unknown>) => NativeResult;
-const call = (name: string): Call => native()[name] as Call;
+export type FamBlockAttentionGrads = {
+  gq: Tensor;
+  gk: Tensor;
+  gv: Tensor;
+  /** Present iff famK was given. */
+  gFamK?: Tensor;
+  gFamV?: Tensor;
+};
 
-function checkCount(value: unknown, fn: string, arg: string, min: number): void {
-  if (typeof value !== 'number' || Number.isNaN(value)) {
-    throw new TypeError(`${fn}: ${arg} must be an integer, got ${value === null ? 'null' : typeof value}`);
-  }
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new RangeError(`${fn}: ${arg} must be an integer >= ${min}, got ${value}`);
-  }
-}
-
-function checkScale(value: unknown, fn: string): void {
-  if (value === undefined) return;
-  if (typeof value !== 'number')
-    throw new TypeError(`${fn}: scale must be a number, got ${value === null ? 'null' : typeof value}`);
-  if (!Number.isFinite(value)) throw new RangeError(`${fn}: scale must be a finite number, got ${value}`);
-}
+export type FamMemoryAttentionGrads = {
+  gFamQ: Tensor;
+  gFamK: Tensor;
+  gFamV: Tensor;
+  gBlockK: Tensor;
+  gBlockV: Tensor;
+};
 
 const blockTensors = ['q', 'k', 'v'] as const;
 const famTensors = ['famK', 'famV'] as const;
 const memoryTensors = ['famQ', 'famK', 'famV', 'blockK', 'blockV'] as const;
 const backwardTensors = ['out', 'lse', 'gOut'] as const;
 
-function blockOptions(fn: string, opts: unknown, backward: boolean): Record<string, unknown> {
-  const required = backward ? [...blockTensors, ...backwardTensors] : [...blockTensors];
-  const o = tensorOptions(fn, opts, required, famTensors, ['blockSize', 'memoryBlocks', 'scale']);
-  checkCount(o.blockSize, fn, 'blockSize', 1);
-  checkCount(o.memoryBlocks, fn, 'memoryBlocks', 0);
-  checkScale(o.scale, fn);
-  return o;
+function blockOptions<T>(fn: string, opts: unknown, backward: boolean): T {
+  return nativeOptions<T>(fn, opts, {
+    tensors: backward ? [...blockTensors, ...backwardTensors] : blockTensors,
+    optionalTensors: famTensors,
+    others: ['blockSize', 'memoryBlocks', 'scale'],
+  });
 }
 
-function memoryOptions(fn: string, opts: unknown, backward: boolean): Record<string, unknown> {
-  const required = backward ? [...memoryTensors, ...backwardTensors] : [...memoryTensors];
-  const o = tensorOptions(fn, opts, required, [], ['scale']);
-  checkScale(o.scale, fn);
-  return o;
+function memoryOptions<T>(fn: string, opts: unknown, backward: boolean): T {
+  return nativeOptions<T>(fn, opts, {
+    tensors: backward ? [...memoryTensors, ...backwardTensors] : memoryTensors,
+    others: ['scale'],
+  });
 }
 
 export const fam = {
@@ -130,34 +127,18 @@ export const fam = {
    * causally. out [B,H,T,D] (dtype of q), lse [B,H,T].
    */
   blockAttention(opts: FamBlockAttentionOptions): FamAttentionResult {
-    const fn = 'fam.blockAttention';
-    return wrapResult(call('famBlockAttention')(blockOptions(fn, opts, false)));
+    return wrapResult(native().famBlockAttention(blockOptions('fam.blockAttention', opts, false)));
   },
   /** Gradients of blockAttention; gFamK/gFamV iff famK was given. */
-  blockAttentionBackward(opts: FamBlockAttentionBackwardOptions): {
-    gq: Tensor;
-    gk: Tensor;
-    gv: Tensor;
-    gFamK?: Tensor;
-    gFamV?: Tensor;
-  } {
-    const fn = 'fam.blockAttentionBackward';
-    return wrapResult(call('famBlockAttentionBackward')(blockOptions(fn, opts, true)));
+  blockAttentionBackward(opts: FamBlockAttentionBackwardOptions): FamBlockAttentionGrads {
+    return wrapResult(native().famBlockAttentionBackward(blockOptions('fam.blockAttentionBackward', opts, true)));
   },
   /** The FAM update of one block: famQ attends to [famK; blockK] with no mask. */
   memoryAttention(opts: FamMemoryAttentionOptions): FamAttentionResult {
-    const fn = 'fam.memoryAttention';
-    return wrapResult(call('famMemoryAttention')(memoryOptions(fn, opts, false)));
+    return wrapResult(native().famMemoryAttention(memoryOptions('fam.memoryAttention', opts, false)));
   },
   /** Gradients of memoryAttention. */
-  memoryAttentionBackward(opts: FamMemoryAttentionBackwardOptions): {
-    gFamQ: Tensor;
-    gFamK: Tensor;
-    gFamV: Tensor;
-    gBlockK: Tensor;
-    gBlockV: Tensor;
-  } {
-    const fn = 'fam.memoryAttentionBackward';
-    return wrapResult(call('famMemoryAttentionBackward')(memoryOptions(fn, opts, true)));
+  memoryAttentionBackward(opts: FamMemoryAttentionBackwardOptions): FamMemoryAttentionGrads {
+    return wrapResult(native().famMemoryAttentionBackward(memoryOptions('fam.memoryAttentionBackward', opts, true)));
   },
 };

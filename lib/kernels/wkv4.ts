@@ -6,9 +6,9 @@
 //   and gState equal to the incoming gState (zero without one).
 // - backward validates `y` but recomputes the forward internally in the
 //   accumulation dtype, so it does not read y's values.
-import { native } from '../native';
+import { native, type NativeAddon } from '../native';
 import type { Tensor } from '../tensor';
-import { tensorOptions, wrapResult, type NativeResult } from './common';
+import { nativeOptions, wrapResult } from './common';
 
 export interface Wkv4ForwardOptions {
   timeDecay: Tensor;
@@ -30,14 +30,16 @@ export interface Wkv4StepOptions {
   state: Tensor;
 }
 
-type Call = (opts: Record<string, unknown>) => NativeResult;
-const call = (name: string): Call => native()[name] as Call;
+type Args<K extends keyof NativeAddon> = Parameters<NativeAddon[K]>[0];
 
 export const wkv4 = {
   /** y [B,T,C] and the state [B,3,C] after the last step. */
   forward(opts: Wkv4ForwardOptions): { y: Tensor; state: Tensor } {
-    const o = tensorOptions('wkv4.forward', opts, ['timeDecay', 'timeFirst', 'k', 'v'], ['state']);
-    return wrapResult(call('wkv4Forward')(o));
+    const o = nativeOptions<Args<'wkv4Forward'>>('wkv4.forward', opts, {
+      tensors: ['timeDecay', 'timeFirst', 'k', 'v'],
+      optionalTensors: ['state'],
+    });
+    return wrapResult(native().wkv4Forward(o));
   },
   /** Gradients of the inputs; gState (w.r.t. the input state) iff state was given. */
   backward(opts: Wkv4BackwardOptions): {
@@ -47,17 +49,17 @@ export const wkv4 = {
     gv: Tensor;
     gState?: Tensor;
   } {
-    const o = tensorOptions(
-      'wkv4.backward',
-      opts,
-      ['timeDecay', 'timeFirst', 'k', 'v', 'y', 'gy'],
-      ['state', 'gState'],
-    );
-    return wrapResult(call('wkv4Backward')(o));
+    const o = nativeOptions<Args<'wkv4Backward'>>('wkv4.backward', opts, {
+      tensors: ['timeDecay', 'timeFirst', 'k', 'v', 'y', 'gy'],
+      optionalTensors: ['state', 'gState'],
+    });
+    return wrapResult(native().wkv4Backward(o));
   },
   /** One token of recurrent inference: k, v [B,C], state [B,3,C] required. */
   step(opts: Wkv4StepOptions): { y: Tensor; state: Tensor } {
-    const o = tensorOptions('wkv4.step', opts, ['timeDecay', 'timeFirst', 'k', 'v', 'state'], []);
-    return wrapResult(call('wkv4Step')(o));
+    const o = nativeOptions<Args<'wkv4Step'>>('wkv4.step', opts, {
+      tensors: ['timeDecay', 'timeFirst', 'k', 'v', 'state'],
+    });
+    return wrapResult(native().wkv4Step(o));
   },
 };

@@ -1,0 +1,87 @@
+// What the addon keeps per Node environment (the main thread and each
+// worker_threads Worker load the addon into an environment of their own):
+// the count of live tensor handles and the one thread-safe function that
+// settles promises (data(), synchronize()) on that environment's JS thread.
+// It is Node-API instance data, never a static, so environments do not see
+// each other's tensors and a worker that exits takes its state with it.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "runtime/dtype.h"
+#include "runtime/error.h"
+
+namespace lmk::addon {
+
+// A promise waiting for the device, settled on the JS thread.
+struct PendingSettle {
+  Napi::Promise::Deferred deferred;
+  bool with_data;              // false: resolve with undefined (synchronize)
+  DType host_dtype;            // with data: the typed array to resolve with
+  std::vector<uint8_t> bytes;  // with data: the values
+  std::optional<RecordedError> error;
+};
+
+struct AddonState;
+void settle_on_js_thread(Napi::Env env, Napi::Function, AddonState* state, PendingSettle* pending);
+using SettleFunction = Napi::TypedThreadSafeFunction<AddonState, PendingSettle, settle_on_js_thread>;
+
+// Open while the environment's settle function exists. Background threads
+// hand a promise to the settle function only under this lock and while it is
+// open, so none touches the function after Node has torn the environment down.
+struct SettleGate {
+  std::mutex mutex;
+  bool open = true;
+};
+
+struct AddonState {
+  std::atomic<int64_t> live_tensors{0};  // handles created here and not yet released
+  SettleFunction settler;                // refed while promises wait, so the loop stays alive
+  std::shared_ptr<SettleGate> gate = std::make_shared<SettleGate>();
+  int64_t waiting = 0;  // promises not yet settled (JS thread only)
+};
+
+// Sets up the state of `env`; called once from the module's init.
+void init_addon_state(Napi::Env env);
+
+// The state of `env`. Shared: tensor handles keep it until they are finalized.
+const std::shared_ptr<AddonState>& addon_state(Napi::Env env);
+
+// A promise to settle from another thread. Made on the JS thread; exactly one
+// of complete() (any thread, once the result is in `pending`) or cancel() (JS
+// thread, when the work could not be queued) must follow.
+class SettleTicket {
+ public:
+  SettleTicket(Napi::Env env, bool with_data, DType host_dtype);
+  Napi::Promise promise() const { return pending_->deferred.Promise(); }
+  PendingSettle* pending() const { return pending_; }
+  void complete() const;
+  void cancel(Napi::Env env) const;
+
+ private:
+  std::shared_ptr<SettleGate> gate_;
+  SettleFunction settler_;
+  PendingSettle* pending_;
+};
+
+// A promise for work queued by start(ticket), which hands the ticket to
+// the work's completion; the ticket is cancelled if start throws.
+template <typename Start>
+Napi::Promise settle_later(Napi::Env env, bool with_data, DType host_dtype, Start&& start) {
+  SettleTicket ticket(env, with_data, host_dtype);
+  try {
+    start(ticket);
+  } catch (...) {
+    ticket.cancel(env);
+    throw;
+  }
+  return ticket.promise();
+}
+
+}  // namespace lmk::addon
