@@ -1,6 +1,8 @@
 // lmkernels demo: trains a small byte-level language model on the Shakespeare
 // excerpt in examples/data/, on the GPU when there is one and else the CPU,
-// then draws the loss curve, saves a checkpoint and generates text.
+// then draws the loss curve, writes the model as a Hugging Face directory
+// (which `npx lmkernels generate` and `finetune` read) and generates text
+// with lmk.generate.
 //
 //   npm run demo -- [--model rwkv4|fam] [--loss ce|goldfish] [--steps N]
 //                   [--device cpu|cuda] [--seed S] [--help]
@@ -9,15 +11,16 @@
 // Everything is seeded: the same seed gives the same batches, the same
 // initial weights and (on the CPU, whose kernels are deterministic) the same
 // loss curve and the same sample.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as lmk from 'lmkernels';
 import { integerFlag, numberFlag, parseFlags, usageError } from './lib/cli.mts';
-import { SHAKESPEARE, loadBytes, splitHoldout, randomBatch, evalBatches, decode } from './lib/data.mts';
+import { SHAKESPEARE, loadBytes, splitHoldout, randomBatch, evalBatches } from './lib/data.mts';
 import { Rng } from './lib/rng.mts';
 import { ProgressBar } from './lib/progress.mts';
 import { terminalPlot, writeSvg, ema, type Point } from './lib/plot.mts';
-import { generate } from './lib/sample.mts';
+import { saveByteLevelModel } from './lib/byte-tokenizer.mts';
 import {
   createModel,
   parameterCount,
@@ -35,10 +38,14 @@ const HELP = `Usage: npm run demo -- [options]      (npx tsx examples/demo.mts [
 
 Trains a byte-level language model on examples/data/shakespeare.txt (90% for
 training, the last 10% held out), prints a progress bar, the loss curve and a
-generated sample, and writes loss.svg, metrics.json and model.safetensors to
-runs/<timestamp>/.
+generated sample, and writes to runs/<timestamp>/ loss.svg, metrics.json,
+sample.txt and the model as a Hugging Face directory (config.json,
+model.safetensors, generation_config.json, and tokenizer.json +
+tokenizer_config.json whose ids are the bytes), which
+\`npx lmkernels generate --model DIR\` and \`npx lmkernels finetune --model DIR\` read.
 
-  --model rwkv4|fam      model family (default rwkv4; fam needs nn.FamTransformerModel)
+  --model rwkv4|fam      rwkv4: RWKV-4 (transformers' RwkvForCausalLM, the default);
+                         fam: a TransformerFAM with Llama blocks (nn.LlamaModel with fam)
   --loss ce|goldfish     cross-entropy, or goldfish loss (k = 4, h = 13) (default ce)
   --steps N              optimiser steps (default ${DEFAULTS.steps}; ${TINY.steps} with --tiny)
   --device cpu|cuda[:N]  where to train (default: lmkernels' default device, the GPU when usable)
@@ -145,8 +152,12 @@ function parse(argv: string[]) {
 const fmtLoss = (v: number) => v.toFixed(4);
 const bits = (nats: number) => nats / Math.LN2;
 
-async function main() {
-  const opts = parse(process.argv.slice(2));
+/**
+ * The demo with the command-line flags `argv`: trains, writes the run's directory and prints as it
+ * goes. Returns the trained model (the caller disposes it) and the directory.
+ */
+export async function main(argv: string[]): Promise<{ model: LanguageModel; out: string }> {
+  const opts = parse(argv);
   const wallStart = performance.now();
   const out = opts.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
   const corpus = loadBytes(SHAKESPEARE);
@@ -273,7 +284,6 @@ async function main() {
   );
 
   const metadata = {
-    format: 'lmkernels-demo/1',
     model: opts.model,
     config: JSON.stringify({
       vocabSize: 256,
@@ -289,7 +299,8 @@ async function main() {
     val_loss: String(finalVal),
     corpus: 'examples/data/shakespeare.txt',
   };
-  await lmk.saveSafetensors(join(out, 'model.safetensors'), model.stateDict(), metadata);
+  // The model as a Hugging Face directory with the byte tokenizer (what `lmkernels generate` and `finetune` read).
+  await saveByteLevelModel(model, out);
   writeFileSync(
     join(out, 'metrics.json'),
     JSON.stringify(
@@ -309,21 +320,21 @@ async function main() {
   );
 
   if (opts.sampleBytes > 0) {
+    // The prompt through the tokenizer just written (its ids are the prompt's UTF-8 bytes), then
+    // lmk.generate, as `npx lmkernels generate --model <out> --seed <seed>` does.
+    const tokenizer = await lmk.hub.loadTokenizer(out);
     const t0 = performance.now();
-    const sample = await generate(model, {
-      prompt: opts.prompt,
-      length: opts.sampleBytes,
-      temperature: opts.temperature,
-      seed: opts.seed,
-    });
+    const ids: number[] = [];
+    const sampling = { maxNewTokens: opts.sampleBytes, temperature: opts.temperature, seed: opts.seed };
+    for await (const id of lmk.generate(model, { inputIds: tokenizer.encode(opts.prompt), ...sampling })) ids.push(id);
     const seconds = (performance.now() - t0) / 1000;
     const how =
-      model instanceof lmk.nn.RWKV4Model ? 'recurrent step decoding' : 'block-recurrent decoding with forwardChunk';
+      model instanceof lmk.nn.RWKV4Model ? 'recurrent step decoding' : 'KV-cache decoding with the FAM block state';
     console.log(
       `\n  sample (${opts.sampleBytes} bytes, temperature ${opts.temperature}, seed ${opts.seed}, ${how}, ${seconds.toFixed(1)} s):`,
     );
     console.log('  ' + '─'.repeat(60));
-    const text = opts.prompt + decode(sample);
+    const text = opts.prompt + tokenizer.decode(ids);
     // Control bytes (an undertrained model emits some) are shown as U+FFFD so they cannot drive the terminal.
     // eslint-disable-next-line no-control-regex -- matching control bytes is the point
     const shown = text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '\ufffd');
@@ -336,10 +347,36 @@ async function main() {
     console.log('  ' + '─'.repeat(60));
     writeFileSync(join(out, 'sample.txt'), text);
   }
-  console.log(`\n  wrote ${join(out, 'loss.svg')}, ${join(out, 'model.safetensors')}, ${join(out, 'metrics.json')}`);
+  console.log(`\n  wrote ${out}/: loss.svg, metrics.json, sample.txt, and the model as a Hugging Face directory`);
+  console.log('  (config.json, model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json)');
+  if (opts.model === 'rwkv4') {
+    console.log(`  sample from it:  npx lmkernels generate --model ${out} --prompt "ROMEO:"`);
+    console.log(
+      `  fine-tune it:    npx lmkernels finetune --model ${out} --data examples/data/antonym-pairs.jsonl --method orpo \\\n` +
+        `                       --out ${out}-orpo --lr 3e-3 --epochs 6 --batch 16`,
+    );
+  } else {
+    // hub.loadModel reads config.json as a plain Llama; the FAM settings are the demo's.
+    console.log(
+      `  load it as trained: lmk.hub.loadModel('${out}', { fam: { blockSize: ${config.fam.blockSize}, memoryBlocks: ${config.fam.memoryBlocks}, famLength: ${config.fam.famLength} } })`,
+    );
+    console.log('  (without fam, hub.loadModel and the lmkernels commands run it with full causal attention)');
+  }
   console.log(`  total ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
   optimizer.dispose();
-  model.dispose();
+  return { model, out };
 }
 
-await main();
+/** Whether this file is the script being run (tsx examples/demo.mts) rather than a module imported by a test. */
+function isEntryPoint(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? '') === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const { model } = await main(process.argv.slice(2));
+  model.dispose();
+}

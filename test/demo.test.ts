@@ -1,16 +1,20 @@
 // The training demo (examples/demo.mts) in a tiny configuration: it trains
-// with a falling, finite loss, writes a loadable checkpoint, an SVG plot and
-// metrics, prints a sample, and repeats itself exactly for the same seed.
-// Also the small helpers of examples/lib/ it is made of.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// with a falling, finite loss, writes its model as a Hugging Face directory
+// (RWKV-4 config, safetensors, the 256-byte tokenizer) that hub.loadModel,
+// `lmkernels generate` and `lmkernels finetune` read, an SVG plot and
+// metrics, prints a sample made by lmk.generate, and repeats itself exactly
+// for the same seed. Also the small helpers of examples/lib/ it is made of.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as lmk from 'lmkernels';
 import { evalBatches, loadBytes, randomBatch, splitHoldout } from '../examples/lib/data.mts';
 import { ema, niceTicks, svgPlot, terminalPlot } from '../examples/lib/plot.mts';
 import { Rng } from '../examples/lib/rng.mts';
-import { generate, sampleToken, type GenerativeModel } from '../examples/lib/sample.mts';
+import { BYTE_TOKENIZER_CONFIG, byteTokenizerJson, writeByteTokenizer } from '../examples/lib/byte-tokenizer.mts';
+import { main as demoMain } from '../examples/demo.mts';
+import { runCli } from './cli-helpers';
 import { root, runExample } from './run-example';
 
 const dir = mkdtempSync(join(tmpdir(), 'lmk-demo-'));
@@ -62,34 +66,75 @@ describe('demo (tiny)', () => {
     expect(val.at(-1)![1]).toBeLessThan(val[0]![1]);
   });
 
-  it('writes a checkpoint that loads into a fresh model and gives the same logits', async () => {
-    const path = join(out, 'model.safetensors');
-    expect(existsSync(path)).toBe(true);
-    const meta = await lmk.safetensorsMetadata(path);
-    expect(meta.model).toBe('rwkv4');
-    expect(meta.step).toBe(String(STEPS));
-    expect(Number(meta.train_loss)).toBeCloseTo(
-      metrics.losses.slice(-20).reduce((a, b) => a + b, 0) / Math.min(20, STEPS),
-      6,
-    );
-    const config = JSON.parse(meta.config!);
-    expect(config).toEqual({ vocabSize: 256, dModel: 32, nLayers: 2 });
-    const sd = await lmk.loadSafetensors(path, { device: 'cpu' });
-    const fresh = new lmk.nn.RWKV4Model({ ...config, device: 'cpu', seed: 12345 });
-    const other = new lmk.nn.RWKV4Model({ ...config, device: 'cpu', seed: 12345 });
-    fresh.loadStateDict(sd);
-    const ids = lmk.tensor(new Int32Array([75, 73, 78, 71]), { shape: [1, 4] });
-    const [a, b] = lmk.noGrad(() => [fresh.forward(ids), other.forward(ids)]);
-    const [la, lb] = [await a!.data(), await b!.data()];
-    expect(Array.from(la).every(Number.isFinite)).toBe(true);
-    expect(Array.from(la)).not.toEqual(Array.from(lb)); // the trained weights, not the fresh ones
-    for (const [name, t] of Object.entries(sd)) {
-      expect(Array.from(await fresh.stateDict()[name]!.data())).toEqual(Array.from(await t.data()));
-      t.dispose();
-    }
-    [a, b, ids].forEach((t) => t!.dispose());
-    fresh.dispose();
-    other.dispose();
+  it('writes its model as a Hugging Face directory: RWKV-4 config, safetensors, the byte tokenizer', async () => {
+    for (const f of [
+      'config.json',
+      'model.safetensors',
+      'generation_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ])
+      expect(existsSync(join(out, f)), f).toBe(true);
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(config).toMatchObject({
+      architectures: ['RwkvForCausalLM'],
+      model_type: 'rwkv',
+      vocab_size: 256,
+      hidden_size: 32,
+      num_hidden_layers: 2,
+      bos_token_id: null,
+      eos_token_id: null,
+    });
+    expect(metrics.metadata.model).toBe('rwkv4');
+    expect(metrics.metadata.step).toBe(String(STEPS));
+    // The tensors under transformers' names (a few of them), float32.
+    const sd = await lmk.loadSafetensors(join(out, 'model.safetensors'), { device: 'cpu' });
+    expect(sd['rwkv.embeddings.weight']!.shape).toEqual([256, 32]);
+    expect(sd['rwkv.blocks.1.attention.time_mix_key']!.shape).toEqual([1, 1, 32]);
+    expect(sd['head.weight']!.dtype).toBe('float32');
+    for (const t of Object.values(sd)) t.dispose();
+    // Its tokenizer's ids are the UTF-8 bytes the model was trained on, with no special tokens.
+    const tokenizer = await lmk.hub.loadTokenizer(out);
+    const text = 'KING RICHARD III:\nNow is the winter é 🙂';
+    expect(Array.from(tokenizer.encode(text))).toEqual(Array.from(Buffer.from(text, 'utf8')));
+    expect(tokenizer.decode(Buffer.from(text, 'utf8'))).toBe(text);
+    expect([tokenizer.vocabSize, tokenizer.bosTokenId, tokenizer.eosTokenId]).toEqual([256, undefined, undefined]);
+  });
+
+  it('`lmkernels generate --model <run>` samples from it: the same text as the demo for the same seed', async () => {
+    const r = await runCli([
+      'generate',
+      '--model',
+      out,
+      '--prompt',
+      'KING RICHARD III:\n',
+      '--max-new-tokens',
+      '64',
+      '--temperature',
+      '0.8',
+      '--seed',
+      '3',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(readFileSync(join(out, 'sample.txt'), 'utf8') + '\n');
+  });
+
+  it('`lmkernels finetune --model <run> --method orpo` fine-tunes it on the shipped pairs', async () => {
+    const orpo = join(dir, 'a-orpo');
+    const pairs = join(root, 'examples', 'data', 'antonym-pairs.jsonl');
+    const flags = ['--method', 'orpo', '--steps', '3', '--batch', '4', '--lr', '3e-3', '--max-length', '64'];
+    const r = await runCli(['finetune', '--model', out, '--data', pairs, '--out', orpo, ...flags]);
+    expect(r.code, r.stderr).toBe(0);
+    const m = JSON.parse(readFileSync(join(orpo, 'metrics.json'), 'utf8'));
+    expect(m.steps).toBe(3);
+    expect(m.losses.every(([, loss]: [number, number]) => Number.isFinite(loss))).toBe(true);
+    // 38 of the 384 pairs are held out; TRL's metrics on them, at the start and at the end.
+    expect(m.evalRows).toBe(38);
+    for (const k of ['rewardsAccuracy', 'rewardsMargin', 'nllLoss', 'orLoss'])
+      expect(Number.isFinite(m.evaluation[k]), k).toBe(true);
+    const tuned = await lmk.hub.loadModel(orpo, { device: 'cpu' });
+    expect(tuned.config.architectures).toEqual(['RwkvForCausalLM']);
+    tuned.dispose();
   });
 
   it('writes the loss curve as SVG and prints it in the terminal', () => {
@@ -147,16 +192,67 @@ describe('demo options', () => {
     expect(m.losses).not.toEqual(m.lossAllTokens);
   });
 
-  it('--model fam trains a TransformerFAM and decodes block by block', () => {
+  it('--model fam trains a Llama-architecture TransformerFAM and samples through its block state', () => {
     const out = join(dir, 'fam');
     const r = demo(args(out, ['--model', 'fam', '--sample-bytes', '8']));
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain('block-recurrent decoding with forwardChunk');
+    expect(r.stdout).toContain('KV-cache decoding with the FAM block state');
     const m: Metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
     expect(m.metadata.model).toBe('fam');
     expect(m.losses).toHaveLength(STEPS);
     expect(m.losses.every(Number.isFinite)).toBe(true);
-    expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(config.architectures).toEqual(['LlamaForCausalLM']);
+    expect(existsSync(join(out, 'tokenizer.json'))).toBe(true);
+  });
+});
+
+describe('demo run in this process', () => {
+  // main() returns the model it trained: what the directory holds must give its logits exactly
+  // (float32 weights stored bit for bit, the same kernels on the CPU).
+  const trainHere = async (name: string, extra: string[] = []) => {
+    const quiet = [vi.spyOn(console, 'log').mockImplementation(() => {}), vi.spyOn(process.stdout, 'write')];
+    quiet[1]!.mockImplementation(() => true);
+    try {
+      return await demoMain(args(join(dir, name), ['--sample-bytes', '0', ...extra]));
+    } finally {
+      quiet.forEach((s) => s.mockRestore());
+    }
+  };
+  const logitsOf = async (model: lmk.hub.CausalLM, ids: Int32Array) => {
+    const tokens = lmk.tensor(ids, { shape: [1, ids.length], device: 'cpu' });
+    const logits = lmk.noGrad(() => model.forward(tokens));
+    const values = Array.from(await logits.data());
+    [tokens, logits].forEach((t) => t.dispose());
+    return values;
+  };
+
+  it('RWKV-4: the directory loads with hub.loadModel and hub.loadTokenizer and gives the trained model’s logits', async () => {
+    const { model, out } = await trainHere('here-rwkv4');
+    const loaded = await lmk.hub.loadModel(out, { device: 'cpu' });
+    const fresh = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: 32, nLayers: 2, device: 'cpu', seed: 3 });
+    const ids = (await lmk.hub.loadTokenizer(out)).encode('ROMEO:\nWhat say you, my lord?');
+    expect(loaded).toBeInstanceOf(lmk.nn.RWKV4Model);
+    const expected = await logitsOf(model, ids);
+    expect(expected.every(Number.isFinite)).toBe(true);
+    expect(await logitsOf(loaded, ids)).toEqual(expected);
+    expect(await logitsOf(fresh, ids)).not.toEqual(expected); // the trained weights, not the initial ones
+    [model, loaded, fresh].forEach((m) => m.dispose());
+  });
+
+  it('fam: the directory loads as a TransformerFAM with hub.loadModel(dir, { fam }) and gives the trained model’s logits', async () => {
+    const { model, out } = await trainHere('here-fam', ['--model', 'fam']);
+    // --tiny --seq-len 32: blocks of 32 / 4 = 8 bytes, one memory block, 8 FAM slots.
+    const loaded = await lmk.hub.loadModel(out, {
+      device: 'cpu',
+      fam: { blockSize: 8, memoryBlocks: 1, famLength: 8 },
+    });
+    const plain = await lmk.hub.loadModel(out, { device: 'cpu' });
+    const ids = (await lmk.hub.loadTokenizer(out)).encode('ROMEO:\nWhat say you, my lord?'); // 3+ blocks
+    const expected = await logitsOf(model, ids);
+    expect(await logitsOf(loaded, ids)).toEqual(expected);
+    expect(await logitsOf(plain, ids)).not.toEqual(expected); // full causal attention is another model
+    [model, loaded, plain].forEach((m) => m.dispose());
   });
 });
 
@@ -215,46 +311,20 @@ describe('example helpers', () => {
     expect(train[train.length - 1]).toBe(10); // cut after a line break
   });
 
-  it('sampleToken: temperature 0 is the argmax; sampling follows the softmax', () => {
-    const logits = new Float32Array([0, 2, Math.log(3) + 2, -50]);
-    expect(sampleToken(logits, { temperature: 0 })).toBe(2);
-    const rng = new Rng(1);
-    const counts = new Array<number>(4).fill(0);
-    for (let i = 0; i < 4000; i++) {
-      const k = sampleToken(logits, { temperature: 1, rng });
-      counts[k] = counts[k]! + 1;
-    }
-    // p ≈ [0.03, 0.24, 0.73, 0]
-    expect(counts[3]).toBe(0);
-    expect(Math.abs(counts[2]! / 4000 - 0.727)).toBeLessThan(0.03);
-    const top1 = Array.from({ length: 50 }, () => sampleToken(logits, { temperature: 5, topK: 1, rng }));
-    expect(new Set(top1)).toEqual(new Set([2]));
-  });
-
-  it('generate: step decoding (RWKV-4) and block-recurrent decoding (FAM) agree with re-reading the whole text', async () => {
-    const models = [
-      new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: 16, nLayers: 2, device: 'cpu', seed: 5 }),
-      new lmk.nn.FamTransformerModel({
-        vocabSize: 256,
-        dModel: 16,
-        nLayers: 2,
-        nHeads: 2,
-        blockSize: 4,
-        memoryBlocks: 1,
-        famLength: 2,
-        device: 'cpu',
-        seed: 5,
-      }),
-    ];
-    for (const model of models) {
-      // Only `forward`: every byte re-reads the prompt and all generated bytes.
-      const plain: GenerativeModel = { forward: (x) => model.forward(x), parameters: () => model.parameters() };
-      for (const opts of [{ temperature: 0 }, { temperature: 1, seed: 9 }]) {
-        const a = await generate(model, { prompt: 'To be, or', length: 14, ...opts });
-        const b = await generate(plain, { prompt: 'To be, or', length: 14, ...opts });
-        expect(Array.from(a)).toEqual(Array.from(b));
-      }
-      model.dispose();
+  it('the byte tokenizer is the one Python `tokenizers` made (fixture), with the ids Python gives', async () => {
+    const fixtures = join(root, 'test', 'fixtures', 'tokenizers');
+    const read = (f: string) => JSON.parse(readFileSync(join(fixtures, 'bytes', f), 'utf8'));
+    expect(byteTokenizerJson()).toEqual(read('tokenizer.json'));
+    expect(BYTE_TOKENIZER_CONFIG).toEqual(read('tokenizer_config.json'));
+    const written = join(dir, 'byte-tokenizer');
+    mkdirSync(written);
+    writeByteTokenizer(written);
+    const tokenizer = await lmk.hub.loadTokenizer(written);
+    const cases = JSON.parse(readFileSync(join(fixtures, 'cases.json'), 'utf8')).bytes.texts;
+    expect(cases.length).toBeGreaterThan(10);
+    for (const c of cases as { text: string; ids: number[]; decoded: string }[]) {
+      expect(Array.from(tokenizer.encode(c.text)), JSON.stringify(c.text)).toEqual(c.ids);
+      expect(tokenizer.decode(c.ids)).toBe(c.decoded);
     }
   });
 

@@ -9,7 +9,12 @@ import type { Batch } from './data.mts';
 /** The model families the examples train. */
 export type ModelKind = 'rwkv4' | 'fam';
 export type LossKind = 'ce' | 'goldfish';
-export type LanguageModel = lmk.nn.RWKV4Model | lmk.nn.FamTransformerModel;
+export type LanguageModel = lmk.nn.RWKV4Model | lmk.nn.LlamaModel;
+
+/** TransformerFAM's attention: heads, block size, memory blocks, FAM length. */
+export interface FamShape extends lmk.nn.LlamaFamOptions {
+  nHeads: number;
+}
 
 export interface ModelConfig {
   vocabSize: number;
@@ -19,20 +24,46 @@ export interface ModelConfig {
   dtype?: lmk.DType;
   seed?: number;
   /** TransformerFAM's attention shape (used by 'fam' only). */
-  fam?: Pick<lmk.FamModelOptions, 'nHeads' | 'blockSize' | 'memoryBlocks' | 'famLength'>;
+  fam?: FamShape;
 }
 
 /** Parameter count of a module. */
 export const parameterCount = (model: { parameters(): lmk.Tensor[] }): number =>
   model.parameters().reduce((n, p) => n + p.numel, 0);
 
-/** A freshly initialised model of the family `model` (config.fam is required for 'fam'). */
+/**
+ * A freshly initialised model of the family `model` (config.fam is required for 'fam'):
+ * 'rwkv4' an RWKV-4, 'fam' a Llama-architecture model run as a TransformerFAM
+ * (nn.LlamaModel with fam; SwiGLU width 8·d/3 rounded to a multiple of 8, as
+ * Llama sizes it). Both are architectures hub.saveModel writes and
+ * lmk.generate decodes.
+ */
 export function createModel(model: ModelKind, config: ModelConfig): LanguageModel {
+  const created = newModel(model, config);
+  // The examples' vocabulary is the 256 bytes (examples/lib/byte-tokenizer.mts), without BOS or
+  // EOS; the Hugging Face configs would otherwise name id 0 (the NUL byte) for both, and
+  // lmk.generate would stop at it.
+  created.config = { ...created.config, bos_token_id: null, eos_token_id: null };
+  return created;
+}
+
+function newModel(model: ModelKind, config: ModelConfig): LanguageModel {
   const { vocabSize, dModel, nLayers, device, dtype, seed } = config;
   if (model === 'rwkv4') return new lmk.nn.RWKV4Model({ vocabSize, dModel, nLayers, device, dtype, seed });
   if (model === 'fam') {
     if (!config.fam) throw new TypeError('createModel: config.fam is required for the fam model');
-    return new lmk.nn.FamTransformerModel({ vocabSize, dModel, nLayers, device, dtype, seed, ...config.fam });
+    const { nHeads, blockSize, memoryBlocks, famLength } = config.fam;
+    return new lmk.nn.LlamaModel({
+      vocabSize,
+      dModel,
+      nLayers,
+      nHeads,
+      intermediateSize: 8 * Math.max(1, Math.round(dModel / 3)),
+      fam: { blockSize, memoryBlocks, famLength },
+      device,
+      dtype,
+      seed,
+    });
   }
   throw new RangeError(`createModel: unknown model '${model}' (expected rwkv4 or fam)`);
 }

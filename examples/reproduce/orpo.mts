@@ -27,7 +27,6 @@ import * as lmk from 'lmkernels';
 import { integerFlag, numberFlag, parseFlags } from '../lib/cli.mts';
 import { Rng } from '../lib/rng.mts';
 import { encode, decode } from '../lib/data.mts';
-import { generate } from '../lib/sample.mts';
 import { ProgressBar } from '../lib/progress.mts';
 import { parameterCount } from '../lib/train.mts';
 import { terminalPlot } from '../lib/plot.mts';
@@ -243,7 +242,11 @@ async function evaluate(): Promise<Evaluation> {
     titled = 0;
   const samples: string[] = [];
   for (const p of heldOut.slice(0, cfg.genPrompts)) {
-    const text = decode(await generate(model, { prompt: p.prompt, length: 12, temperature: 0 }));
+    // Greedy, 12 bytes (no stop token: the byte vocabulary has no EOS).
+    const ids: number[] = [];
+    const greedy = { maxNewTokens: 12, temperature: 0, stopTokenIds: [] };
+    for await (const id of lmk.generate(model, { inputIds: Array.from(encode(p.prompt)), ...greedy })) ids.push(id);
+    const text = decode(Uint8Array.from(ids));
     const first = text.trimStart().split(/\s+/)[0] ?? '';
     if (/^[a-z]/.test(first)) lower++;
     else if (/^[A-Z]/.test(first)) titled++;
