@@ -12,8 +12,8 @@
 // output is p[i][c] · v[c][:] over register-sized column chunks, so there are
 // no floating-point reductions across vector lanes. Row maxima and sums are
 // taken over kLanes partial lanes in a fixed order. The hot functions are
-// compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
-// (target_clones); never -march=native. Every thread writes only its own rows
+// compiled per instruction-set level and picked at load time
+// (kernels/cpu_dispatch.h); never -march=native. Every thread writes only its own rows
 // (forward, dq) or keys (dk, dv), summing in a fixed order: results do not
 // depend on the thread count.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -25,23 +25,13 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_FAM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LMK_FAM_CLONES
-#endif
-#if defined(__GNUC__)
-#define LMK_FAM_INLINE inline __attribute__((always_inline))
-#else
-#define LMK_FAM_INLINE inline
-#endif
 
 namespace lmk::kernels {
 namespace {
@@ -62,15 +52,15 @@ struct AccOf<double> {
   using type = double;
 };
 
-LMK_FAM_INLINE float to_acc(float x) { return x; }
-LMK_FAM_INLINE double to_acc(double x) { return x; }
-LMK_FAM_INLINE float to_acc(bf16 x) { return bf16_to_float(x); }
-LMK_FAM_INLINE float to_acc(f16 x) { return f16_to_float(x); }
+LMK_ALWAYS_INLINE float to_acc(float x) { return x; }
+LMK_ALWAYS_INLINE double to_acc(double x) { return x; }
+LMK_ALWAYS_INLINE float to_acc(bf16 x) { return bf16_to_float(x); }
+LMK_ALWAYS_INLINE float to_acc(f16 x) { return f16_to_float(x); }
 
-LMK_FAM_INLINE void store_acc(float* p, float x) { *p = x; }
-LMK_FAM_INLINE void store_acc(double* p, double x) { *p = x; }
-LMK_FAM_INLINE void store_acc(bf16* p, float x) { *p = float_to_bf16(x); }
-LMK_FAM_INLINE void store_acc(f16* p, float x) { *p = float_to_f16(x); }
+LMK_ALWAYS_INLINE void store_acc(float* p, float x) { *p = x; }
+LMK_ALWAYS_INLINE void store_acc(double* p, double x) { *p = x; }
+LMK_ALWAYS_INLINE void store_acc(bf16* p, float x) { *p = float_to_bf16(x); }
+LMK_ALWAYS_INLINE void store_acc(f16* p, float x) { *p = float_to_f16(x); }
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
@@ -79,8 +69,8 @@ int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 // out[r][c] = Σ_d a[r][d] · bt[d][c] for r < R, c < C; a has row stride lda,
 // bt is D × C. All R rows are computed (callers pad with zero rows).
 template <int R, int C, typename Acc>
-LMK_FAM_INLINE void tile_product(const Acc* __restrict a, int64_t lda, const Acc* __restrict bt, int64_t D,
-                                 Acc* __restrict out) {
+LMK_ALWAYS_INLINE void tile_product(const Acc* __restrict a, int64_t lda, const Acc* __restrict bt, int64_t D,
+                                    Acc* __restrict out) {
   static_assert(R % kRowBlock == 0, "row tile must be a multiple of the row block");
   for (int r = 0; r < R; r += kRowBlock) {
     Acc acc[kRowBlock][C];
@@ -101,8 +91,8 @@ LMK_FAM_INLINE void tile_product(const Acc* __restrict a, int64_t lda, const Acc
 // acc[r][:] += Σ_{c < n} w[r][c] · b[c][:] for r < R; w is R × W (row stride
 // W), b has row stride ldb, acc row stride ldacc; ld* are multiples of kColChunk.
 template <int R, int W, typename Acc>
-LMK_FAM_INLINE void tile_accumulate(const Acc* __restrict w, int n, const Acc* __restrict b, int64_t ldb,
-                                    int64_t columns, Acc* __restrict acc, int64_t ldacc) {
+LMK_ALWAYS_INLINE void tile_accumulate(const Acc* __restrict w, int n, const Acc* __restrict b, int64_t ldb,
+                                       int64_t columns, Acc* __restrict acc, int64_t ldacc) {
   static_assert(R % kRowBlock == 0, "row tile must be a multiple of the row block");
   for (int r = 0; r < R; r += kRowBlock) {
     for (int64_t d0 = 0; d0 < columns; d0 += kColChunk) {
@@ -123,7 +113,7 @@ LMK_FAM_INLINE void tile_accumulate(const Acc* __restrict w, int n, const Acc* _
 }
 
 template <int N, typename Acc>
-LMK_FAM_INLINE Acc row_max(const Acc* __restrict s) {
+LMK_ALWAYS_INLINE Acc row_max(const Acc* __restrict s) {
   Acc lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = attention_neg_inf<Acc>();
   for (int c = 0; c < N; c += kLanes)
@@ -135,7 +125,7 @@ LMK_FAM_INLINE Acc row_max(const Acc* __restrict s) {
 
 // s[c] ← e^{s[c] − offset}; returns the sum over the row (fixed lane order).
 template <int N, typename Acc>
-LMK_FAM_INLINE Acc exp_row(Acc* __restrict s, Acc offset) {
+LMK_ALWAYS_INLINE Acc exp_row(Acc* __restrict s, Acc offset) {
   Acc lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = 0;
   for (int c = 0; c < N; c += kLanes)
@@ -159,15 +149,15 @@ constexpr int kTile = kQueryTile;
 
 #define LMK_FAM_HOT_STEPS(Acc, suffix)                                                                                 \
   /* out = a · bt for a kTile-row a (stride lda) and bt (D × kTile) */                                               \
-  LMK_FAM_CLONES void product_##suffix(const Acc* a, int64_t lda, const Acc* bt, int64_t D, Acc* out) {                \
+  LMK_CPU_CLONES void product_##suffix(const Acc* a, int64_t lda, const Acc* bt, int64_t D, Acc* out) {                \
     tile_product<kTile, kTile>(a, lda, bt, D, out);                                                                    \
   }                                                                                                                    \
   /* acc[r][:] += Σ_{c<n} w[r][c] · b[c][:] for kTile rows */                                                        \
-  LMK_FAM_CLONES void accumulate_##suffix(const Acc* w, int n, const Acc* b, int64_t ld, Acc* acc) {                   \
+  LMK_CPU_CLONES void accumulate_##suffix(const Acc* w, int n, const Acc* b, int64_t ld, Acc* acc) {                   \
     tile_accumulate<kTile, kTile>(w, n, b, ld, ld, acc, ld);                                                           \
   }                                                                                                                    \
   /* forward: online softmax over rows [0, nq) of s (masked scores −inf); s ← weights, o rescaled */               \
-  LMK_FAM_CLONES void softmax_step_##suffix(Acc* s, int64_t nq, Acc* m, Acc* l, Acc* o, int64_t ld) {                  \
+  LMK_CPU_CLONES void softmax_step_##suffix(Acc* s, int64_t nq, Acc* m, Acc* l, Acc* o, int64_t ld) {                  \
     for (int64_t i = 0; i < nq; ++i) {                                                                                 \
       Acc* row = s + i * kTile;                                                                                        \
       Acc factor = online_softmax_grow<Acc>(&m[i], row_max<kTile>(row));                                               \
@@ -180,7 +170,7 @@ constexpr int kTile = kQueryTile;
     }                                                                                                                  \
   }                                                                                                                    \
   /* query-major s ← p·(dp − Δ) with p = e^{s − lse} per row; rows nq.. zeroed */                              \
-  LMK_FAM_CLONES void score_grads_rows_##suffix(Acc* s, const Acc* dp, int64_t nq, const Acc* lse, const Acc* delta) { \
+  LMK_CPU_CLONES void score_grads_rows_##suffix(Acc* s, const Acc* dp, int64_t nq, const Acc* lse, const Acc* delta) { \
     for (int64_t i = 0; i < nq; ++i) {                                                                                 \
       Acc* __restrict srow = s + i * kTile;                                                                            \
       const Acc* __restrict dprow = dp + i * kTile;                                                                    \
@@ -191,7 +181,7 @@ constexpr int kTile = kQueryTile;
       for (int c = 0; c < kTile; ++c) s[i * kTile + c] = 0;                                                            \
   }                                                                                                                    \
   /* key-major: st ← p, dpt ← p·(dpt − Δ) per query column; key rows n.. zeroed */                             \
-  LMK_FAM_CLONES void score_grads_columns_##suffix(Acc* st, Acc* dpt, int n, const Acc* lse, const Acc* delta) {       \
+  LMK_CPU_CLONES void score_grads_columns_##suffix(Acc* st, Acc* dpt, int n, const Acc* lse, const Acc* delta) {       \
     for (int c = 0; c < n; ++c) {                                                                                      \
       Acc* __restrict srow = st + c * kTile;                                                                           \
       Acc* __restrict dsrow = dpt + c * kTile;                                                                         \
@@ -244,8 +234,8 @@ inline void score_grads_columns(double* st, double* dpt, int n, const double* ls
 
 // rows[r][d] = scale · src[r][d] for r < n (row stride D in src, ld in rows); rows n..R zeroed.
 template <typename T, typename Acc>
-LMK_FAM_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int64_t D, Acc scale, Acc* __restrict rows,
-                              int64_t ld) {
+LMK_ALWAYS_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int64_t D, Acc scale,
+                                 Acc* __restrict rows, int64_t ld) {
   for (int64_t r = 0; r < n; ++r)
     for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = scale * to_acc(src[r * D + d]);
   for (int64_t r = n; r < R; ++r)
@@ -254,8 +244,8 @@ LMK_FAM_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int
 
 // cols[d][r] = scale · src[r][d]: the transposed tile (C columns, zero past n).
 template <typename T, typename Acc>
-LMK_FAM_INLINE void load_columns(const T* __restrict src, int64_t n, int C, int64_t D, Acc scale,
-                                 Acc* __restrict cols) {
+LMK_ALWAYS_INLINE void load_columns(const T* __restrict src, int64_t n, int C, int64_t D, Acc scale,
+                                    Acc* __restrict cols) {
   for (int64_t r = 0; r < n; ++r)
     for (int64_t d = 0; d < D; ++d) cols[d * C + r] = scale * to_acc(src[r * D + d]);
   for (int64_t d = 0; d < D; ++d)
@@ -321,8 +311,8 @@ struct Buffers {
 // column c) with −inf: columns at or past n always, and under a partial mask
 // the sequence keys j0 + c outside query q0+i's window.
 template <typename Acc>
-LMK_FAM_INLINE void mask_query_major(Acc* s, int64_t rows, int n, int kind, const FamMask& mask, int64_t q0,
-                                     int64_t j0) {
+LMK_ALWAYS_INLINE void mask_query_major(Acc* s, int64_t rows, int n, int kind, const FamMask& mask, int64_t q0,
+                                        int64_t j0) {
   const Acc neg_inf = attention_neg_inf<Acc>();
   for (int64_t i = 0; i < rows; ++i) {
     Acc* row = s + i * kKeyTile;
@@ -348,8 +338,8 @@ struct KeyTile {
 // then the sequence window from the memory segment's start to the last row,
 // without the tiles none of the rows sees.
 template <typename T>
-LMK_FAM_INLINE void collect_key_tiles(const FamParams& p, const Geometry& g, int64_t b, int64_t kvh, int64_t q0,
-                                      int64_t q1, std::vector<KeyTile<T>>* tiles) {
+LMK_ALWAYS_INLINE void collect_key_tiles(const FamParams& p, const Geometry& g, int64_t b, int64_t kvh, int64_t q0,
+                                         int64_t q1, std::vector<KeyTile<T>>* tiles) {
   tiles->clear();
   const int64_t block = fam_block_of(p.mask, q0);
   if (g.F > 0) {

@@ -32,21 +32,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/losses/ce_rows.h"
 #include "math/half.h"
 #include "math/log_sum_exp.h"
 #include "runtime/thread_pool.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_CE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LMK_CE_CLONES
-#endif
-#if defined(__GNUC__)
-#define LMK_CE_INLINE inline __attribute__((always_inline))
-#else
-#define LMK_CE_INLINE inline
-#endif
 
 namespace lmk::kernels {
 namespace {
@@ -65,13 +55,15 @@ struct AccOf<double> {
 
 // ---- loads and stores, branch-free so loops over them vectorise ------------
 
-LMK_CE_INLINE float load_acc(const float* p, int64_t j) { return p[j]; }
-LMK_CE_INLINE double load_acc(const double* p, int64_t j) { return p[j]; }
-LMK_CE_INLINE float load_acc(const bf16* p, int64_t j) { return bits_float(static_cast<uint32_t>(p[j].bits) << 16); }
+LMK_ALWAYS_INLINE float load_acc(const float* p, int64_t j) { return p[j]; }
+LMK_ALWAYS_INLINE double load_acc(const double* p, int64_t j) { return p[j]; }
+LMK_ALWAYS_INLINE float load_acc(const bf16* p, int64_t j) {
+  return bits_float(static_cast<uint32_t>(p[j].bits) << 16);
+}
 // float16 -> float, exact for every input (zero, subnormal, normal, Inf, NaN):
 // move exponent and mantissa into place and rebias; Inf/NaN get the rest of
 // the exponent range; a subnormal is renormalised by subtracting 2^-14.
-LMK_CE_INLINE float load_acc(const f16* p, int64_t j) {
+LMK_ALWAYS_INLINE float load_acc(const f16* p, int64_t j) {
   uint32_t h = p[j].bits;
   uint32_t magnitude = (h & 0x7fffu) << 13;
   uint32_t exponent = magnitude & 0x0f800000u;
@@ -81,13 +73,13 @@ LMK_CE_INLINE float load_acc(const f16* p, int64_t j) {
   return bits_float(float_bits(value) | ((h & 0x8000u) << 16));
 }
 
-LMK_CE_INLINE void store_acc(float* p, int64_t j, float v) { p[j] = v; }
-LMK_CE_INLINE void store_acc(double* p, int64_t j, double v) { p[j] = v; }
-LMK_CE_INLINE void store_acc(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
-LMK_CE_INLINE void store_acc(f16* p, int64_t j, float v) { p[j] = float_to_f16(v); }
+LMK_ALWAYS_INLINE void store_acc(float* p, int64_t j, float v) { p[j] = v; }
+LMK_ALWAYS_INLINE void store_acc(double* p, int64_t j, double v) { p[j] = v; }
+LMK_ALWAYS_INLINE void store_acc(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
+LMK_ALWAYS_INLINE void store_acc(f16* p, int64_t j, float v) { p[j] = float_to_f16(v); }
 
 template <typename T>
-LMK_CE_INLINE T zero_of() {
+LMK_ALWAYS_INLINE T zero_of() {
   return T{};
 }  // +0 for every storage type
 
@@ -100,12 +92,12 @@ typedef float Float16Lanes __attribute__((vector_size(4 * kLanes)));
 typedef uint16_t Half16Lanes __attribute__((vector_size(2 * kLanes)));
 typedef uint32_t Word16Lanes __attribute__((vector_size(4 * kLanes)));
 
-LMK_CE_INLINE Float16Lanes load_lanes(const float* p) {
+LMK_ALWAYS_INLINE Float16Lanes load_lanes(const float* p) {
   Float16Lanes v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-LMK_CE_INLINE Float16Lanes load_lanes(const bf16* p) {
+LMK_ALWAYS_INLINE Float16Lanes load_lanes(const bf16* p) {
   Half16Lanes h;
   std::memcpy(&h, p, sizeof h);
   Word16Lanes w = __builtin_convertvector(h, Word16Lanes) << 16;
@@ -117,7 +109,7 @@ LMK_CE_INLINE Float16Lanes load_lanes(const bf16* p) {
 // Max of x[0, n), NaN-propagating: a NaN entry makes the row's max NaN, so
 // all of the row's results are NaN.
 template <typename S>
-LMK_CE_INLINE float range_max(const S* __restrict x, int64_t n) {
+LMK_ALWAYS_INLINE float range_max(const S* __restrict x, int64_t n) {
   Float16Lanes lane = Float16Lanes{} - __builtin_inff(), nan = Float16Lanes{};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
@@ -139,7 +131,7 @@ LMK_CE_INLINE float range_max(const S* __restrict x, int64_t n) {
 }
 #else
 template <typename S>
-LMK_CE_INLINE float range_max(const S* x, int64_t n) {
+LMK_ALWAYS_INLINE float range_max(const S* x, int64_t n) {
   float m = lse_neg_inf<float>();
   for (int64_t j = 0; j < n; ++j) {
     float v = load_acc(x, j);
@@ -148,20 +140,20 @@ LMK_CE_INLINE float range_max(const S* x, int64_t n) {
   return m;
 }
 #endif
-LMK_CE_INLINE double range_max(const double* x, int64_t n) {
+LMK_ALWAYS_INLINE double range_max(const double* x, int64_t n) {
   double m = lse_neg_inf<double>();
   for (int64_t j = 0; j < n; ++j) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;
   return m;
 }
 
 template <typename T, typename A>
-LMK_CE_INLINE void to_acc(const T* __restrict z, int64_t n, A* __restrict out) {
+LMK_ALWAYS_INLINE void to_acc(const T* __restrict z, int64_t n, A* __restrict out) {
   for (int64_t j = 0; j < n; ++j) out[j] = load_acc(z, j);
 }
 
 // lane[j mod kLanes] += e^{x_j − m} over x[0, n); with `out`, also out[j] = e^{x_j − m}.
 template <typename S, typename A>
-LMK_CE_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane) {
+LMK_ALWAYS_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; ++l) lane[l] += lse_exp<A>(load_acc(x, j + l) - m);
@@ -169,7 +161,7 @@ LMK_CE_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict 
   for (int l = 0; j + l < n; ++l) lane[l] += lse_exp<A>(load_acc(x, j + l) - m);
 }
 template <typename S, typename A>
-LMK_CE_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane, A* __restrict out) {
+LMK_ALWAYS_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane, A* __restrict out) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
@@ -186,7 +178,7 @@ LMK_CE_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict 
 }
 
 template <typename A>
-LMK_CE_INLINE A lane_total(A* lane) {
+LMK_ALWAYS_INLINE A lane_total(A* lane) {
   for (int width = kLanes / 2; width >= 1; width /= 2) {
     for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
   }
@@ -194,22 +186,22 @@ LMK_CE_INLINE A lane_total(A* lane) {
 }
 
 template <typename T, typename A>
-LMK_CE_INLINE void scale_into(const A* __restrict e, int64_t n, A factor, T* __restrict g) {
+LMK_ALWAYS_INLINE void scale_into(const A* __restrict e, int64_t n, A factor, T* __restrict g) {
   for (int64_t j = 0; j < n; ++j) store_acc(g, j, e[j] * factor);
 }
 
 template <typename A>
-LMK_CE_INLINE void scale_in_place(A* e, int64_t n, A factor) {
+LMK_ALWAYS_INLINE void scale_in_place(A* e, int64_t n, A factor) {
   for (int64_t j = 0; j < n; ++j) e[j] = e[j] * factor;
 }
 
 template <typename T, typename A>
-LMK_CE_INLINE void write_grad(const T* __restrict z, T* __restrict g, int64_t V, A m, A scale) {
+LMK_ALWAYS_INLINE void write_grad(const T* __restrict z, T* __restrict g, int64_t V, A m, A scale) {
   for (int64_t j = 0; j < V; ++j) store_acc(g, j, scale * lse_exp<A>(load_acc(z, j) - m));
 }
 
 template <typename T>
-LMK_CE_INLINE void fill(T* __restrict g, int64_t V, T value) {
+LMK_ALWAYS_INLINE void fill(T* __restrict g, int64_t V, T value) {
   for (int64_t j = 0; j < V; ++j) g[j] = value;
 }
 
@@ -232,8 +224,8 @@ RowScratch<A>& row_scratch() {
 // (A function, not a lambda: lambdas are not compiled for the target_clones
 // ISA of their enclosing function.)
 template <typename S, typename A>
-LMK_CE_INLINE bool row_chunk(const S* __restrict x, int64_t n, int64_t start, const int32_t* skip, A* exps,
-                             A* chunk_max_out, A& m, A& s) {
+LMK_ALWAYS_INLINE bool row_chunk(const S* __restrict x, int64_t n, int64_t start, const int32_t* skip, A* exps,
+                                 A* chunk_max_out, A& m, A& s) {
   A chunk = range_max(x, n);
   if (chunk != chunk) {  // NaN in the row
     m = s = chunk;
@@ -276,8 +268,8 @@ LMK_CE_INLINE bool row_chunk(const S* __restrict x, int64_t n, int64_t start, co
 // writes them last) and each chunk's running max into chunk_max.
 // float16 chunks are first converted into `convert` (no vector load for them).
 template <typename T, typename A>
-LMK_CE_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLabels<A>& labels, A* exps, A* convert,
-                             A* chunk_max, A* m_out, A* s_out) {
+LMK_ALWAYS_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLabels<A>& labels, A* exps, A* convert,
+                                 A* chunk_max, A* m_out, A* s_out) {
   int32_t skip[2] = {labels.count > 0 ? labels.y[0] : -1, labels.count > 1 ? labels.y[1] : -1};
   if (skip[1] >= 0 && skip[1] < skip[0]) {
     int32_t tmp = skip[0];
@@ -303,7 +295,7 @@ LMK_CE_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLabels
 }
 
 template <typename T>
-LMK_CE_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
+LMK_ALWAYS_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
   using A = typename AccOf<T>::type;
   constexpr bool kSameType = std::is_same<T, A>::value;
   const int64_t V = job.V;
@@ -387,17 +379,17 @@ LMK_CE_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
 }
 
 template <typename T>
-LMK_CE_INLINE void ce_row_range(const CeRowsJob& job, int64_t begin, int64_t end) {
+LMK_ALWAYS_INLINE void ce_row_range(const CeRowsJob& job, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) ce_row<T>(job, i);
 }
 
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, float*) {
+LMK_CPU_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, float*) {
   ce_row_range<float>(job, b, e);
 }
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, bf16*) {
+LMK_CPU_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, bf16*) {
   ce_row_range<bf16>(job, b, e);
 }
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, f16*) { ce_row_range<f16>(job, b, e); }
+LMK_CPU_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, f16*) { ce_row_range<f16>(job, b, e); }
 void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, double*) { ce_row_range<double>(job, b, e); }
 
 }  // namespace

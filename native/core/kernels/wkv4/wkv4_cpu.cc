@@ -2,8 +2,8 @@
 // task walks all T steps of its block, and the inner loop runs over the
 // block's channels — contiguous in [B,T,C], independent, branch-free — so the
 // compiler vectorises it (the exp is math/wkv4.h's polynomial, not libm).
-// The hot functions are compiled for AVX-512, AVX2 and baseline x86-64 and
-// picked at load time (target_clones), never -march=native.
+// The hot functions are compiled per instruction-set level and picked at
+// load time (kernels/cpu_dispatch.h), never -march=native.
 //
 // Backward (see kernels/wkv4/wkv4.h): per task, a forward replay stores the
 // state every kWkv4CheckpointCpu steps in the workspace; then chunks are
@@ -23,22 +23,12 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/wkv4/wkv4.h"
 #include "math/half.h"
 #include "math/wkv4.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_WKV4_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LMK_WKV4_CLONES
-#endif
-#if defined(__GNUC__)
-#define LMK_WKV4_INLINE inline __attribute__((always_inline))
-#else
-#define LMK_WKV4_INLINE inline
-#endif
 
 namespace lmk::kernels {
 namespace {
@@ -66,12 +56,12 @@ struct BlockState {
 constexpr int64_t kPrefetchRows = 4;
 
 template <typename T>
-LMK_WKV4_INLINE void prefetch_row(const T* row, int64_t n) {
+LMK_ALWAYS_INLINE void prefetch_row(const T* row, int64_t n) {
   for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(row + i, 0);
 }
 
 template <typename T>
-LMK_WKV4_INLINE void prefetch_row_for_write(T* row, int64_t n) {
+LMK_ALWAYS_INLINE void prefetch_row_for_write(T* row, int64_t n) {
   for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(row + i, 1);
 }
 
@@ -82,10 +72,10 @@ LMK_WKV4_INLINE void prefetch_row_for_write(T* row, int64_t n) {
 // `steps` steps of one block of n channels: k, v, y point at [b, t0, c0] with
 // row stride C.
 template <typename T, typename Acc>
-LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v, T* __restrict y, int64_t steps,
-                                   int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
-                                   Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
-                                   const Acc* __restrict u) {
+LMK_ALWAYS_INLINE void forward_block(const T* __restrict k, const T* __restrict v, T* __restrict y, int64_t steps,
+                                     int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
+                                     Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
+                                     const Acc* __restrict u) {
   for (int64_t t = 0; t < steps; ++t) {
     const T* kt = k + t * C;
     const T* vt = v + t * C;
@@ -111,10 +101,10 @@ LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v,
 // Advances the state by `steps` steps, first saving the state before every
 // `every`-th step to saved[j / every][kStateParts][stride].
 template <typename T, typename Acc>
-LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, int64_t steps, int64_t every, int64_t C,
-                                  int64_t n, int64_t stride, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
-                                  Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
-                                  Acc* __restrict saved) {
+LMK_ALWAYS_INLINE void replay_block(const T* __restrict k, const T* __restrict v, int64_t steps, int64_t every,
+                                    int64_t C, int64_t n, int64_t stride, Acc* __restrict aa, Acc* __restrict bb,
+                                    Acc* __restrict pp, Acc* __restrict pl, const Acc* __restrict w_hi,
+                                    const Acc* __restrict w_lo, Acc* __restrict saved) {
   for (int64_t j = 0; j < steps; ++j) {
     if (j % every == 0) {
       Acc* s = saved + (j / every) * kStateParts * stride;
@@ -146,12 +136,12 @@ LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, 
 // (gaa, gbb, gq) is the adjoint of the state after the chunk on entry and
 // before it on exit; this chunk's dL/dw, dL/du terms are added to gw, gu.
 template <typename T, typename Acc>
-LMK_WKV4_INLINE void reverse_block(const T* __restrict k, const T* __restrict v, const T* __restrict gy,
-                                   T* __restrict gk, T* __restrict gv, int64_t steps, int64_t C, int64_t n,
-                                   int64_t stride, const Acc* __restrict saved, const Acc* __restrict w_hi,
-                                   const Acc* __restrict w_lo, const Acc* __restrict u, Acc* __restrict gaa,
-                                   Acc* __restrict gbb, Acc* __restrict gq, Acc* __restrict gw_sum,
-                                   Acc* __restrict gu_sum) {
+LMK_ALWAYS_INLINE void reverse_block(const T* __restrict k, const T* __restrict v, const T* __restrict gy,
+                                     T* __restrict gk, T* __restrict gv, int64_t steps, int64_t C, int64_t n,
+                                     int64_t stride, const Acc* __restrict saved, const Acc* __restrict w_hi,
+                                     const Acc* __restrict w_lo, const Acc* __restrict u, Acc* __restrict gaa,
+                                     Acc* __restrict gbb, Acc* __restrict gq, Acc* __restrict gw_sum,
+                                     Acc* __restrict gu_sum) {
   for (int64_t j = steps - 1; j >= 0; --j) {
     const Acc* s = saved + j * kStateParts * stride;
     const T* kt = k + j * C;
@@ -208,13 +198,13 @@ struct Block {
 };
 
 template <typename T>
-LMK_WKV4_INLINE void forward_task(const Block<T>& blk) {
+LMK_ALWAYS_INLINE void forward_task(const Block<T>& blk) {
   auto& st = *blk.state;
   forward_block(blk.k, blk.v, blk.y, blk.steps, blk.C, blk.n, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo, st.u);
 }
 
 template <typename T>
-LMK_WKV4_INLINE void backward_task(const Block<T>& blk) {
+LMK_ALWAYS_INLINE void backward_task(const Block<T>& blk) {
   using Acc = typename Wkv4Acc<T>::type;
   auto& st = *blk.state;
   const int64_t n = blk.n, C = blk.C, steps = blk.steps;
@@ -260,14 +250,14 @@ LMK_WKV4_INLINE void backward_task(const Block<T>& blk) {
 
 // The multi-versioned entry points, one per storage type (the templates
 // above are inlined into each clone and compiled for its instruction set).
-LMK_WKV4_CLONES void forward_task_isa(const Block<float>& blk) { forward_task(blk); }
-LMK_WKV4_CLONES void forward_task_isa(const Block<bf16>& blk) { forward_task(blk); }
-LMK_WKV4_CLONES void forward_task_isa(const Block<f16>& blk) { forward_task(blk); }
+LMK_CPU_CLONES void forward_task_isa(const Block<float>& blk) { forward_task(blk); }
+LMK_CPU_CLONES void forward_task_isa(const Block<bf16>& blk) { forward_task(blk); }
+LMK_CPU_CLONES void forward_task_isa(const Block<f16>& blk) { forward_task(blk); }
 void forward_task_isa(const Block<double>& blk) { forward_task(blk); }
 
-LMK_WKV4_CLONES void backward_task_isa(const Block<float>& blk) { backward_task(blk); }
-LMK_WKV4_CLONES void backward_task_isa(const Block<bf16>& blk) { backward_task(blk); }
-LMK_WKV4_CLONES void backward_task_isa(const Block<f16>& blk) { backward_task(blk); }
+LMK_CPU_CLONES void backward_task_isa(const Block<float>& blk) { backward_task(blk); }
+LMK_CPU_CLONES void backward_task_isa(const Block<bf16>& blk) { backward_task(blk); }
+LMK_CPU_CLONES void backward_task_isa(const Block<f16>& blk) { backward_task(blk); }
 void backward_task_isa(const Block<double>& blk) { backward_task(blk); }
 
 // Channels per task: as wide as possible (up to whole rows of at most 512
