@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "kernels/cpu_dispatch.h"
-#include "math/attention_exp.h"
+#include "math/vector_exp.h"
 #include "ops/fam.h"
 #include "ops/tensor_ops.h"
 #include "runtime/device.h"
@@ -146,7 +146,7 @@ LMK_CPU_CLONES void dense_rows(const DenseHead& h, int64_t r0, int64_t r1) {
       for (int64_t j = 0; j < Nk; ++j) mx = std::max(mx, row[j]);
       float sum = 0;
       for (int64_t j = 0; j < Nk; ++j) {
-        row[j] = attention_expf(row[j] - mx);
+        row[j] = vector_expf(row[j] - mx);
         sum += row[j];
       }
       float* __restrict o = h.out + t * D;

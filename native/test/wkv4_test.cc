@@ -378,45 +378,6 @@ void check_finite_differences(const Case& c, const char* what) {
 
 }  // namespace
 
-// ---- the exponential -------------------------------------------------------------
-
-TEST(wkv4_exp_within_two_ulp) {
-  // Every 97th float of [-86.9, 88.72], both signs, walked by bit pattern.
-  double worst = 0;
-  int64_t count = 0;
-  auto check = [&](float x) {
-    double ref = std::exp(static_cast<double>(x));
-    double ulp = std::ldexp(1.0, std::ilogb(static_cast<float>(ref)) - 23);
-    worst = std::max(worst, std::fabs(static_cast<double>(wkv4_expf(x)) - ref) / ulp);
-    ++count;
-  };
-  for (uint32_t bits = 0x80000000u; bits <= float_bits(-86.9f); bits += 97) check(bits_float(bits));
-  for (uint32_t bits = 0; bits <= float_bits(88.72f); bits += 97) check(bits_float(bits));
-  // The variant for x <= 0 that the recurrence uses, on every 7th float of [-87, 0].
-  double worst_nonpositive = 0;
-  for (uint32_t bits = 0x80000000u; bits <= float_bits(-87.0f); bits += 7) {
-    float x = bits_float(bits);
-    double ref = std::exp(static_cast<double>(x));
-    double ulp = std::ldexp(1.0, std::ilogb(static_cast<float>(ref)) - 23);
-    worst_nonpositive =
-        std::max(worst_nonpositive, std::fabs(static_cast<double>(wkv4_expf_nonpositive(x)) - ref) / ulp);
-  }
-  std::printf("    wkv4_expf_nonpositive: worst error %.3f ulp\n", worst_nonpositive);
-  CHECK_LE(worst_nonpositive, 2.0);
-  CHECK(wkv4_expf_nonpositive(0.0f) == 1.0f);
-  CHECK(wkv4_expf_nonpositive(-87.5f) == 0.0f);
-  CHECK(wkv4_expf_nonpositive(-1e38f) == 0.0f);
-  std::printf("    %lld arguments, worst error %.3f ulp\n", static_cast<long long>(count), worst);
-  CHECK_LE(worst, 2.0);
-  CHECK(count > 1000000);
-  CHECK(wkv4_expf(0.0f) == 1.0f);  // the pair trick relies on e^0 == 1 exactly
-  CHECK(wkv4_expf(-87.5f) == 0.0f);
-  CHECK(wkv4_expf(-1e38f) == 0.0f);
-  CHECK(wkv4_expf(-INFINITY) == 0.0f);
-  CHECK(std::isinf(wkv4_expf(89.0f)));
-  CHECK(std::isnan(wkv4_expf(NAN)));
-}
-
 TEST(branch_free_f16_conversions_match_half_h) {
   int mismatches = 0;
   for (uint32_t h = 0; h < 65536; ++h) {

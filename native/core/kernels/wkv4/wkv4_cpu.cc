@@ -1,7 +1,7 @@
 // RWKV-4 WKV on the CPU. Work is split over (b, block of channels); a
 // task walks all T steps of its block, and the inner loop runs over the
 // block's channels — contiguous in [B,T,C], independent, branch-free — so the
-// compiler vectorises it (the exp is math/wkv4.h's polynomial, not libm).
+// compiler vectorises it (the exp is math/vector_exp.h's polynomial, not libm).
 // The hot functions are compiled per instruction-set level and picked at
 // load time (kernels/cpu_dispatch.h), never -march=native.
 //
