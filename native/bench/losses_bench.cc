@@ -115,7 +115,7 @@ static void validate(const Tensor& logits, const Tensor& labels, const ops::Cros
 typedef float Lanes16 __attribute__((vector_size(64)));
 
 static inline float load(const float* p, int64_t j) { return p[j]; }
-static inline float load(const bf16* p, int64_t j) { return bits_float(static_cast<uint32_t>(p[j].bits) << 16); }
+static inline float load(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
 static inline void store(float* p, int64_t j, float v) { p[j] = v; }
 static inline void store(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
 

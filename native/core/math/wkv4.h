@@ -47,37 +47,10 @@ struct Wkv4Acc<double> {
   using type = double;
 };
 
-// float16 conversions without branches (selects only), so that loops over
-// float16 data vectorise; bit-identical to f16_to_float / float_to_f16 in
-// math/half.h (checked exhaustively / on every rounding case in wkv4_test).
-LMK_HOST_DEVICE float wkv4_f16_to_float(f16 h) {
-  const uint32_t sign = static_cast<uint32_t>(h.bits & 0x8000u) << 16;
-  const uint32_t em = h.bits & 0x7fffu;
-  // Normal and subnormal alike: the bits as a float (exponent off by 112) times 2^112, exact.
-  const uint32_t finite = float_bits(bits_float(em << 13) * 5.192296858534827628530496e33f);
-  const uint32_t inf_nan = 0x7f800000u | ((em & 0x3ffu) << 13);
-  return bits_float((em >= 0x7c00u ? inf_nan : finite) | sign);
-}
-
-LMK_HOST_DEVICE f16 wkv4_float_to_f16(float f) {
-  const uint32_t u = float_bits(f);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t mag = u & 0x7fffffffu;
-  const uint32_t nan = 0x7e00u | ((mag >> 13) & 0x3ffu);
-  // Subnormal results: adding 0.5 leaves the value in units of 2^-24 in the
-  // low mantissa bits, rounded to nearest even by the addition itself.
-  const uint32_t subnormal = float_bits(bits_float(mag) + 0.5f) - 0x3f000000u;
-  const uint32_t normal = (mag + 0xfffu + ((mag >> 13) & 1u) - 0x38000000u) >> 13;
-  uint32_t r = mag < 0x38800000u ? subnormal : normal;
-  r = mag >= 0x477ff000u ? 0x7c00u : r;
-  r = mag > 0x7f800000u ? nan : r;
-  return f16{static_cast<uint16_t>(r | sign)};
-}
-
 LMK_HOST_DEVICE float wkv4_load(float x) { return x; }
 LMK_HOST_DEVICE double wkv4_load(double x) { return x; }
 LMK_HOST_DEVICE float wkv4_load(bf16 x) { return bf16_to_float(x); }
-LMK_HOST_DEVICE float wkv4_load(f16 x) { return wkv4_f16_to_float(x); }
+LMK_HOST_DEVICE float wkv4_load(f16 x) { return f16_to_float(x); }
 
 template <typename T>
 LMK_HOST_DEVICE T wkv4_store(typename Wkv4Acc<T>::type x);
@@ -95,7 +68,7 @@ LMK_HOST_DEVICE bf16 wkv4_store<bf16>(float x) {
 }
 template <>
 LMK_HOST_DEVICE f16 wkv4_store<f16>(float x) {
-  return wkv4_float_to_f16(x);
+  return float_to_f16(x);
 }
 
 // ---- the recurrence -------------------------------------------------------------

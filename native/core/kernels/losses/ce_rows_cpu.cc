@@ -57,21 +57,8 @@ struct AccOf<double> {
 
 LMK_ALWAYS_INLINE float load_acc(const float* p, int64_t j) { return p[j]; }
 LMK_ALWAYS_INLINE double load_acc(const double* p, int64_t j) { return p[j]; }
-LMK_ALWAYS_INLINE float load_acc(const bf16* p, int64_t j) {
-  return bits_float(static_cast<uint32_t>(p[j].bits) << 16);
-}
-// float16 -> float, exact for every input (zero, subnormal, normal, Inf, NaN):
-// move exponent and mantissa into place and rebias; Inf/NaN get the rest of
-// the exponent range; a subnormal is renormalised by subtracting 2^-14.
-LMK_ALWAYS_INLINE float load_acc(const f16* p, int64_t j) {
-  uint32_t h = p[j].bits;
-  uint32_t magnitude = (h & 0x7fffu) << 13;
-  uint32_t exponent = magnitude & 0x0f800000u;
-  uint32_t rebiased = magnitude + (112u << 23);
-  rebiased = exponent == 0x0f800000u ? rebiased + (112u << 23) : rebiased;
-  float value = exponent == 0 ? bits_float(rebiased + (1u << 23)) - bits_float(113u << 23) : bits_float(rebiased);
-  return bits_float(float_bits(value) | ((h & 0x8000u) << 16));
-}
+LMK_ALWAYS_INLINE float load_acc(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
+LMK_ALWAYS_INLINE float load_acc(const f16* p, int64_t j) { return f16_to_float(p[j]); }
 
 LMK_ALWAYS_INLINE void store_acc(float* p, int64_t j, float v) { p[j] = v; }
 LMK_ALWAYS_INLINE void store_acc(double* p, int64_t j, double v) { p[j] = v; }

@@ -16,8 +16,6 @@
 //
 // Bytes per row in fused mode: the logits read twice (the second read mostly
 // an L2 hit), the gradient written once.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/losses/ce_rows.h"
@@ -39,12 +37,10 @@ inline int threads_for(int64_t V) { return V >= kLongRow ? 1024 : 256; }
 
 __device__ __forceinline__ float load_f(const float* p, int64_t j) { return p[j]; }
 __device__ __forceinline__ float load_f(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
-__device__ __forceinline__ float load_f(const f16* p, int64_t j) { return __half2float(__ushort_as_half(p[j].bits)); }
+__device__ __forceinline__ float load_f(const f16* p, int64_t j) { return f16_to_float(p[j]); }
 __device__ __forceinline__ void store_f(float* p, int64_t j, float v) { p[j] = v; }
 __device__ __forceinline__ void store_f(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
-__device__ __forceinline__ void store_f(f16* p, int64_t j, float v) {
-  p[j].bits = __half_as_ushort(__float2half_rn(v));
-}
+__device__ __forceinline__ void store_f(f16* p, int64_t j, float v) { p[j] = float_to_f16(v); }
 
 // 16-byte packs of W entries.
 template <typename T>
@@ -69,8 +65,8 @@ struct Pack<bf16> {
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      v[2 * k] = __uint_as_float(words[k] << 16);
-      v[2 * k + 1] = __uint_as_float(words[k] & 0xffff0000u);
+      v[2 * k] = bf16_to_float(bf16{static_cast<uint16_t>(words[k] & 0xffffu)});
+      v[2 * k + 1] = bf16_to_float(bf16{static_cast<uint16_t>(words[k] >> 16)});
     }
   }
   __device__ __forceinline__ static uint4 pack(const float* v) {
@@ -90,16 +86,16 @@ struct Pack<f16> {
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      v[2 * k] = __half2float(__ushort_as_half(static_cast<unsigned short>(words[k] & 0xffffu)));
-      v[2 * k + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(words[k] >> 16)));
+      v[2 * k] = f16_to_float(f16{static_cast<uint16_t>(words[k] & 0xffffu)});
+      v[2 * k + 1] = f16_to_float(f16{static_cast<uint16_t>(words[k] >> 16)});
     }
   }
   __device__ __forceinline__ static uint4 pack(const float* v) {
     uint32_t words[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      words[k] = static_cast<uint32_t>(__half_as_ushort(__float2half_rn(v[2 * k]))) |
-                 (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(v[2 * k + 1]))) << 16);
+      words[k] = static_cast<uint32_t>(float_to_f16(v[2 * k]).bits) |
+                 (static_cast<uint32_t>(float_to_f16(v[2 * k + 1]).bits) << 16);
     }
     return make_uint4(words[0], words[1], words[2], words[3]);
   }
