@@ -1,7 +1,7 @@
 // RWKV-4 WKV: one step of the stable recurrence and its exact derivative,
 // shared by the CPU and CUDA kernels (docs/kernels.md#wkv4). `Acc` is the
-// accumulation type: float for float32/bfloat16/float16 storage, double for
-// float64.
+// accumulation type, compute_t of the storage type (math/compute_type.h):
+// float for float32/bfloat16/float16 storage, double for float64.
 //
 // State (aa, bb, pp): numerator e^{pp}·aa and denominator e^{pp}·bb of
 //   y_t = ( Σ_{i<t} e^{(t-1-i)w + k_i} v_i + e^{u + k_t} v_t )
@@ -28,48 +28,10 @@
 #include <cmath>
 #include <cstdint>
 
-#include "math/half.h"
 #include "math/host_device.h"
 #include "math/vector_exp.h"
 
 namespace lmk {
-
-// ---- storage types ---------------------------------------------------------------
-
-// The accumulation type of a storage type and the conversions to and from it
-// (bfloat16/float16 round once, to nearest even, on store).
-template <typename T>
-struct Wkv4Acc {
-  using type = float;
-};
-template <>
-struct Wkv4Acc<double> {
-  using type = double;
-};
-
-LMK_HOST_DEVICE float wkv4_load(float x) { return x; }
-LMK_HOST_DEVICE double wkv4_load(double x) { return x; }
-LMK_HOST_DEVICE float wkv4_load(bf16 x) { return bf16_to_float(x); }
-LMK_HOST_DEVICE float wkv4_load(f16 x) { return f16_to_float(x); }
-
-template <typename T>
-LMK_HOST_DEVICE T wkv4_store(typename Wkv4Acc<T>::type x);
-template <>
-LMK_HOST_DEVICE float wkv4_store<float>(float x) {
-  return x;
-}
-template <>
-LMK_HOST_DEVICE double wkv4_store<double>(double x) {
-  return x;
-}
-template <>
-LMK_HOST_DEVICE bf16 wkv4_store<bf16>(float x) {
-  return float_to_bf16(x);
-}
-template <>
-LMK_HOST_DEVICE f16 wkv4_store<f16>(float x) {
-  return float_to_f16(x);
-}
 
 // ---- the recurrence -------------------------------------------------------------
 

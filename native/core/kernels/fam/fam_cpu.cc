@@ -28,6 +28,7 @@
 #include "kernels/cpu_dispatch.h"
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
+#include "math/compute_type.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "runtime/error.h"
@@ -41,26 +42,6 @@ constexpr int kKeyTile = 64;    // keys per tile
 constexpr int kRowBlock = 4;    // rows updated together in the tile products
 constexpr int kColChunk = 32;   // output columns held in registers per row; row strides are multiples
 constexpr int kLanes = 16;      // partial lanes of the row max / sum
-
-// The accumulation type: float for float32/bfloat16/float16 storage, double for float64.
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
-LMK_ALWAYS_INLINE float to_acc(float x) { return x; }
-LMK_ALWAYS_INLINE double to_acc(double x) { return x; }
-LMK_ALWAYS_INLINE float to_acc(bf16 x) { return bf16_to_float(x); }
-LMK_ALWAYS_INLINE float to_acc(f16 x) { return f16_to_float(x); }
-
-LMK_ALWAYS_INLINE void store_acc(float* p, float x) { *p = x; }
-LMK_ALWAYS_INLINE void store_acc(double* p, double x) { *p = x; }
-LMK_ALWAYS_INLINE void store_acc(bf16* p, float x) { *p = float_to_bf16(x); }
-LMK_ALWAYS_INLINE void store_acc(f16* p, float x) { *p = float_to_f16(x); }
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
@@ -237,7 +218,7 @@ template <typename T, typename Acc>
 LMK_ALWAYS_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int64_t D, Acc scale,
                                  Acc* __restrict rows, int64_t ld) {
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = scale * to_acc(src[r * D + d]);
+    for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = scale * to_compute(src[r * D + d]);
   for (int64_t r = n; r < R; ++r)
     for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = 0;
 }
@@ -247,7 +228,7 @@ template <typename T, typename Acc>
 LMK_ALWAYS_INLINE void load_columns(const T* __restrict src, int64_t n, int C, int64_t D, Acc scale,
                                     Acc* __restrict cols) {
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t d = 0; d < D; ++d) cols[d * C + r] = scale * to_acc(src[r * D + d]);
+    for (int64_t d = 0; d < D; ++d) cols[d * C + r] = scale * to_compute(src[r * D + d]);
   for (int64_t d = 0; d < D; ++d)
     for (int64_t r = n; r < C; ++r) cols[d * C + r] = 0;
 }
@@ -368,7 +349,7 @@ LMK_ALWAYS_INLINE void collect_key_tiles(const FamParams& p, const Geometry& g, 
 
 template <typename T>
 void forward_range(const FamParams& p, int64_t begin, int64_t end) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = compute_t<T>;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
   const T* q = static_cast<const T*>(p.q);
@@ -413,7 +394,7 @@ void forward_range(const FamParams& p, int64_t begin, int64_t end) {
     for (int64_t i = 0; i < nq; ++i) {
       Acc inv = Acc(1) / l[i];
       T* orow = out + g.q_offset(b, h, q0 + i);
-      for (int64_t d = 0; d < D; ++d) store_acc(orow + d, o[i * ld + d] * inv);
+      for (int64_t d = 0; d < D; ++d) store_compute(orow, d, o[i * ld + d] * inv);
       lse[g.stat_offset(b, h, q0 + i)] = online_softmax_lse<Acc>(m[i], l[i]);
     }
   }
@@ -423,7 +404,7 @@ void forward_range(const FamParams& p, int64_t begin, int64_t end) {
 
 template <typename T>
 void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = compute_t<T>;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
   const T* q = static_cast<const T*>(p.q);
@@ -459,7 +440,7 @@ void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
     for (int64_t i = 0; i < nq; ++i) {
       const T* orow = out + g.q_offset(b, h, q0 + i);
       Acc sum = 0;
-      for (int64_t d = 0; d < D; ++d) sum += go[i * ld + d] * to_acc(orow[d]);
+      for (int64_t d = 0; d < D; ++d) sum += go[i * ld + d] * to_compute(orow[d]);
       row_delta[i] = sum;
       delta[g.stat_offset(b, h, q0 + i)] = sum;
       row_lse[i] = lse[g.stat_offset(b, h, q0 + i)];
@@ -481,7 +462,7 @@ void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
     const Acc scale = static_cast<Acc>(p.scale);
     for (int64_t i = 0; i < nq; ++i) {
       T* grow = grad_q + g.q_offset(b, h, q0 + i);
-      for (int64_t d = 0; d < D; ++d) store_acc(grow + d, scale * dq[i * ld + d]);
+      for (int64_t d = 0; d < D; ++d) store_compute(grow, d, scale * dq[i * ld + d]);
     }
   }
 }
@@ -490,7 +471,7 @@ void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
 
 template <typename T>
 void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = compute_t<T>;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
   const T* q = static_cast<const T*>(p.q);
@@ -591,8 +572,8 @@ void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
     int64_t off = is_fam ? g.fam_offset(b, kvh, fam_block, k0) : g.k_offset(b, kvh, k0);
     for (int c = 0; c < n; ++c)
       for (int64_t d = 0; d < D; ++d) {
-        store_acc(gk + off + c * D + d, dk[c * ld + d]);
-        store_acc(gv + off + c * D + d, dv[c * ld + d]);
+        store_compute(gk, off + c * D + d, dk[c * ld + d]);
+        store_compute(gv, off + c * D + d, dv[c * ld + d]);
       }
   }
 }

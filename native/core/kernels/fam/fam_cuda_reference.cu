@@ -8,6 +8,7 @@
 
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
+#include "math/compute_type.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "runtime/cuda_check.h"
@@ -17,22 +18,6 @@ namespace {
 
 constexpr int kMaxD = static_cast<int>(kFamMaxHeadDim);
 constexpr int kThreads = 128;
-
-__device__ float load(const void* p, int64_t i, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: return bf16_to_float(static_cast<const bf16*>(p)[i]);
-    case DType::Float16: return f16_to_float(static_cast<const f16*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ void store(void* p, int64_t i, float x, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: static_cast<bf16*>(p)[i] = float_to_bf16(x); break;
-    case DType::Float16: static_cast<f16*>(p)[i] = float_to_f16(x); break;
-    default: static_cast<float*>(p)[i] = x; break;
-  }
-}
 
 struct Sizes {
   int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;
@@ -73,7 +58,7 @@ __device__ int64_t key_count(const FamParams& p, const Sizes& s, int64_t t) {
 
 __device__ float dot(const void* a, int64_t a_off, const void* b, int64_t b_off, int64_t D, DType dtype) {
   float sum = 0.0f;
-  for (int64_t d = 0; d < D; ++d) sum += load(a, a_off + d, dtype) * load(b, b_off + d, dtype);
+  for (int64_t d = 0; d < D; ++d) sum += load_compute(a, a_off + d, dtype) * load_compute(b, b_off + d, dtype);
   return sum;
 }
 
@@ -103,9 +88,9 @@ __global__ void forward_reference_kernel(const FamParams p) {
   for (int64_t i = 0; i < n; ++i) {
     key_of(p, s, b, kvh, tau, i, &kp, &vp, &off);
     float w = softmax_weight<float>(scale * dot(p.q, q_off, kp, off, s.D, p.dtype), lse);
-    for (int64_t d = 0; d < s.D; ++d) acc[d] += w * load(vp, off + d, p.dtype);
+    for (int64_t d = 0; d < s.D; ++d) acc[d] += w * load_compute(vp, off + d, p.dtype);
   }
-  for (int64_t d = 0; d < s.D; ++d) store(p.out, q_off + d, acc[d], p.dtype);
+  for (int64_t d = 0; d < s.D; ++d) store_compute(p.out, q_off + d, acc[d], p.dtype);
   static_cast<float*>(p.lse)[row] = lse;
 }
 
@@ -128,9 +113,9 @@ __global__ void dq_reference_kernel(const FamParams p) {
     key_of(p, s, b, kvh, tau, i, &kp, &vp, &off);
     float pw = softmax_weight<float>(scale * dot(p.q, q_off, kp, off, s.D, p.dtype), lse);
     float ds = softmax_score_grad<float>(pw, dot(p.grad_out, q_off, vp, off, s.D, p.dtype), delta);
-    for (int64_t d = 0; d < s.D; ++d) acc[d] += ds * load(kp, off + d, p.dtype);
+    for (int64_t d = 0; d < s.D; ++d) acc[d] += ds * load_compute(kp, off + d, p.dtype);
   }
-  for (int64_t d = 0; d < s.D; ++d) store(p.grad_q, q_off + d, scale * acc[d], p.dtype);
+  for (int64_t d = 0; d < s.D; ++d) store_compute(p.grad_q, q_off + d, scale * acc[d], p.dtype);
 }
 
 // One key row: sequence key j (fam_block < 0) or FAM key f of block fam_block.
@@ -151,14 +136,14 @@ __device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int6
       float ds = softmax_score_grad<float>(pw, dot(p.grad_out, q_off, vp, off, s.D, p.dtype),
                                            static_cast<const float*>(p.delta)[row]);
       for (int64_t d = 0; d < s.D; ++d) {
-        dk[d] += ds * scale * load(p.q, q_off + d, p.dtype);
-        dv[d] += pw * load(p.grad_out, q_off + d, p.dtype);
+        dk[d] += ds * scale * load_compute(p.q, q_off + d, p.dtype);
+        dv[d] += pw * load_compute(p.grad_out, q_off + d, p.dtype);
       }
     }
   }
   for (int64_t d = 0; d < s.D; ++d) {
-    store(gk, off + d, dk[d], p.dtype);
-    store(gv, off + d, dv[d], p.dtype);
+    store_compute(gk, off + d, dk[d], p.dtype);
+    store_compute(gv, off + d, dv[d], p.dtype);
   }
 }
 

@@ -30,6 +30,7 @@
 
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
+#include "math/compute_type.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "runtime/cuda_check.h"
@@ -38,22 +39,6 @@ namespace lmk::kernels::fam_cuda {
 
 constexpr int kThreads = 256;
 constexpr int kSide = 16;  // the thread grid is kSide × kSide
-
-__device__ __forceinline__ float load_elem(const void* p, int64_t i, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: return bf16_to_float(static_cast<const bf16*>(p)[i]);
-    case DType::Float16: return f16_to_float(static_cast<const f16*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void store_elem(void* p, int64_t i, float x, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: static_cast<bf16*>(p)[i] = float_to_bf16(x); break;
-    case DType::Float16: static_cast<f16*>(p)[i] = float_to_f16(x); break;
-    default: static_cast<float*>(p)[i] = x; break;
-  }
-}
 
 // Max / sum over the 16 threads of a tile row (lanes differing in bits 0..3).
 __device__ __forceinline__ float row_reduce_max(float x) {
@@ -71,7 +56,7 @@ __device__ __forceinline__ void load_tile(float* tile, int rows, int ld, const v
                                           float scale, DType dtype) {
   for (int idx = threadIdx.x; idx < rows * D; idx += kThreads) {
     int r = idx / D, d = idx - r * D;
-    tile[r * ld + d] = r < n ? scale * load_elem(src, offset + static_cast<int64_t>(r) * D + d, dtype) : 0.0f;
+    tile[r * ld + d] = r < n ? scale * load_compute(src, offset + static_cast<int64_t>(r) * D + d, dtype) : 0.0f;
   }
 }
 
@@ -243,7 +228,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
-          if (kFixedD || d < D) store_elem(p.out, off + d, o[i][u] * inv, p.dtype);
+          if (kFixedD || d < D) store_compute(p.out, off + d, o[i][u] * inv, p.dtype);
         }
         if (tx == 0) {
           static_cast<float*>(p.lse)[L.stat_offset(b, h, q0 + r)] = online_softmax_lse<float>(row_max[i], row_sum[i]);
@@ -292,7 +277,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
       float part = 0.0f;
       if (r < nq) {
         const int64_t off = L.q_offset(b, h, q0 + r);
-        for (int d = tx; d < D; d += kSide) part += sG[r * ld + d] * load_elem(p.out, off + d, p.dtype);
+        for (int d = tx; d < D; d += kSide) part += sG[r * ld + d] * load_compute(p.out, off + d, p.dtype);
       }
       row_delta[i] = row_reduce_sum(part);
       row_lse[i] = r < nq ? lse[L.stat_offset(b, h, q0 + r)] : 0.0f;
@@ -391,7 +376,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
 #pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
-          if (kFixedD || d < D) store_elem(p.grad_q, off + d, scale * dq[i][u], p.dtype);
+          if (kFixedD || d < D) store_compute(p.grad_q, off + d, scale * dq[i][u], p.dtype);
         }
       }
     }
@@ -551,8 +536,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
           if (kFixedD || d < D) {
-            store_elem(gk, koff + static_cast<int64_t>(c) * D + d, dk[i][u], p.dtype);
-            store_elem(gv, koff + static_cast<int64_t>(c) * D + d, dv[i][u], p.dtype);
+            store_compute(gk, koff + static_cast<int64_t>(c) * D + d, dk[i][u], p.dtype);
+            store_compute(gv, koff + static_cast<int64_t>(c) * D + d, dv[i][u], p.dtype);
           }
         }
       }

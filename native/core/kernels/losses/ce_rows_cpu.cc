@@ -34,6 +34,7 @@
 
 #include "kernels/cpu_dispatch.h"
 #include "kernels/losses/ce_rows.h"
+#include "math/compute_type.h"
 #include "math/half.h"
 #include "math/log_sum_exp.h"
 #include "runtime/thread_pool.h"
@@ -43,27 +44,6 @@ namespace {
 
 constexpr int64_t kChunk = 4096;  // entries per chunk: its max, then its exponentials, from L1
 constexpr int kLanes = 16;        // one AVX-512 vector of float partial sums
-
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
-// ---- loads and stores, branch-free so loops over them vectorise ------------
-
-LMK_ALWAYS_INLINE float load_acc(const float* p, int64_t j) { return p[j]; }
-LMK_ALWAYS_INLINE double load_acc(const double* p, int64_t j) { return p[j]; }
-LMK_ALWAYS_INLINE float load_acc(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
-LMK_ALWAYS_INLINE float load_acc(const f16* p, int64_t j) { return f16_to_float(p[j]); }
-
-LMK_ALWAYS_INLINE void store_acc(float* p, int64_t j, float v) { p[j] = v; }
-LMK_ALWAYS_INLINE void store_acc(double* p, int64_t j, double v) { p[j] = v; }
-LMK_ALWAYS_INLINE void store_acc(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
-LMK_ALWAYS_INLINE void store_acc(f16* p, int64_t j, float v) { p[j] = float_to_f16(v); }
 
 template <typename T>
 LMK_ALWAYS_INLINE T zero_of() {
@@ -84,6 +64,7 @@ LMK_ALWAYS_INLINE Float16Lanes load_lanes(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+// bf16_to_float (math/half.h: the bits moved to the top half) on 16 lanes at once.
 LMK_ALWAYS_INLINE Float16Lanes load_lanes(const bf16* p) {
   Half16Lanes h;
   std::memcpy(&h, p, sizeof h);
@@ -110,7 +91,7 @@ LMK_ALWAYS_INLINE float range_max(const S* __restrict x, int64_t n) {
     m = nan[l] != nan[l] ? nan[l] : m;
   }
   for (; j < n; ++j) {
-    float v = load_acc(x, j);
+    float v = load_compute(x, j);
     m = v > m ? v : m;
     m = v != v ? v : m;
   }
@@ -121,7 +102,7 @@ template <typename S>
 LMK_ALWAYS_INLINE float range_max(const S* x, int64_t n) {
   float m = lse_neg_inf<float>();
   for (int64_t j = 0; j < n; ++j) {
-    float v = load_acc(x, j);
+    float v = load_compute(x, j);
     m = (v > m || v != v) ? v : m;
   }
   return m;
@@ -134,8 +115,8 @@ LMK_ALWAYS_INLINE double range_max(const double* x, int64_t n) {
 }
 
 template <typename T, typename A>
-LMK_ALWAYS_INLINE void to_acc(const T* __restrict z, int64_t n, A* __restrict out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = load_acc(z, j);
+LMK_ALWAYS_INLINE void to_compute_range(const T* __restrict z, int64_t n, A* __restrict out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = load_compute(z, j);
 }
 
 // lane[j mod kLanes] += e^{x_j − m} over x[0, n); with `out`, also out[j] = e^{x_j − m}.
@@ -143,22 +124,22 @@ template <typename S, typename A>
 LMK_ALWAYS_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) lane[l] += lse_exp<A>(load_acc(x, j + l) - m);
+    for (int l = 0; l < kLanes; ++l) lane[l] += lse_exp<A>(load_compute(x, j + l) - m);
   }
-  for (int l = 0; j + l < n; ++l) lane[l] += lse_exp<A>(load_acc(x, j + l) - m);
+  for (int l = 0; j + l < n; ++l) lane[l] += lse_exp<A>(load_compute(x, j + l) - m);
 }
 template <typename S, typename A>
 LMK_ALWAYS_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane, A* __restrict out) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
-      A e = lse_exp<A>(load_acc(x, j + l) - m);
+      A e = lse_exp<A>(load_compute(x, j + l) - m);
       out[j + l] = e;
       lane[l] += e;
     }
   }
   for (int l = 0; j + l < n; ++l) {
-    A e = lse_exp<A>(load_acc(x, j + l) - m);
+    A e = lse_exp<A>(load_compute(x, j + l) - m);
     out[j + l] = e;
     lane[l] += e;
   }
@@ -174,7 +155,7 @@ LMK_ALWAYS_INLINE A lane_total(A* lane) {
 
 template <typename T, typename A>
 LMK_ALWAYS_INLINE void scale_into(const A* __restrict e, int64_t n, A factor, T* __restrict g) {
-  for (int64_t j = 0; j < n; ++j) store_acc(g, j, e[j] * factor);
+  for (int64_t j = 0; j < n; ++j) store_compute(g, j, e[j] * factor);
 }
 
 template <typename A>
@@ -184,7 +165,7 @@ LMK_ALWAYS_INLINE void scale_in_place(A* e, int64_t n, A factor) {
 
 template <typename T, typename A>
 LMK_ALWAYS_INLINE void write_grad(const T* __restrict z, T* __restrict g, int64_t V, A m, A scale) {
-  for (int64_t j = 0; j < V; ++j) store_acc(g, j, scale * lse_exp<A>(load_acc(z, j) - m));
+  for (int64_t j = 0; j < V; ++j) store_compute(g, j, scale * lse_exp<A>(load_compute(z, j) - m));
 }
 
 template <typename T>
@@ -270,7 +251,7 @@ LMK_ALWAYS_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLa
     A* chunk_max_out = chunk_max ? chunk_max + c : nullptr;
     bool ok;
     if constexpr (std::is_same<T, f16>::value) {
-      to_acc(z + start, n, convert);
+      to_compute_range(z + start, n, convert);
       ok = row_chunk<A, A>(convert, n, start, skip, exps, chunk_max_out, m, s);
     } else {
       ok = row_chunk<T, A>(z + start, n, start, skip, exps, chunk_max_out, m, s);
@@ -283,7 +264,7 @@ LMK_ALWAYS_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLa
 
 template <typename T>
 LMK_ALWAYS_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
-  using A = typename AccOf<T>::type;
+  using A = compute_t<T>;
   constexpr bool kSameType = std::is_same<T, A>::value;
   const int64_t V = job.V;
   const T* z = static_cast<const T*>(job.logits) + i * V;
@@ -330,7 +311,7 @@ LMK_ALWAYS_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
     }
   }
   A z_label[2] = {A(0), A(0)};
-  for (int a = 0; a < labels.count; ++a) z_label[a] = load_acc(z, labels.y[a]);
+  for (int a = 0; a < labels.count; ++a) z_label[a] = load_compute(z, labels.y[a]);
   CeRowResult<A> r = ce_row_result<A>(m, s_other, labels, z_label);
 
   if (job.mode != kCeGrad) {
@@ -344,7 +325,7 @@ LMK_ALWAYS_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
   }
   if (m != m) {  // a NaN logit: the whole gradient row is NaN
     A nan = m;
-    for (int64_t j = 0; j < V; ++j) store_acc(g, j, nan);
+    for (int64_t j = 0; j < V; ++j) store_compute(g, j, nan);
     return;
   }
   if (exps) {
@@ -362,7 +343,7 @@ LMK_ALWAYS_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
   } else {
     write_grad<T, A>(z, g, V, m, r.scale);
   }
-  for (int a = 0; a < labels.count; ++a) store_acc(g, labels.y[a], r.g_label[a]);
+  for (int a = 0; a < labels.count; ++a) store_compute(g, labels.y[a], r.g_label[a]);
 }
 
 template <typename T>

@@ -20,6 +20,7 @@
 
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
+#include "math/compute_type.h"
 #include "math/half.h"
 #include "math/log_sum_exp.h"
 #include "runtime/cuda_check.h"
@@ -34,13 +35,6 @@ constexpr int kMaxThreads = 1024;
 constexpr int kMaxWarps = kMaxThreads / 32;
 constexpr int64_t kLongRow = 16384;
 inline int threads_for(int64_t V) { return V >= kLongRow ? 1024 : 256; }
-
-__device__ __forceinline__ float load_f(const float* p, int64_t j) { return p[j]; }
-__device__ __forceinline__ float load_f(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
-__device__ __forceinline__ float load_f(const f16* p, int64_t j) { return f16_to_float(p[j]); }
-__device__ __forceinline__ void store_f(float* p, int64_t j, float v) { p[j] = v; }
-__device__ __forceinline__ void store_f(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
-__device__ __forceinline__ void store_f(f16* p, int64_t j, float v) { p[j] = float_to_f16(v); }
 
 // 16-byte packs of W entries.
 template <typename T>
@@ -185,7 +179,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
       } else {
         OnlineSum acc;
         if (threadIdx.x < split.head) {
-          float v = load_f(z, threadIdx.x);
+          float v = load_compute(z, threadIdx.x);
           acc.add(&v, 1, threadIdx.x, y0, y1);
         }
         const uint4* packs = reinterpret_cast<const uint4*>(z + split.head);
@@ -195,7 +189,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
           acc.add(v, W, split.head + p * W, y0, y1);
         }
         for (int64_t j = split.tail_start + threadIdx.x; j < V; j += threads) {
-          float v = load_f(z, j);
+          float v = load_compute(z, j);
           acc.add(&v, 1, j, y0, y1);
         }
         // Merge: within the warp by shuffles (fixed pattern), then warps in order.
@@ -231,7 +225,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
       }
       if (threadIdx.x == 0) {
         float z_label[2] = {0.0f, 0.0f};
-        for (int a = 0; a < sh.labels.count; ++a) z_label[a] = load_f(z, sh.labels.y[a]);
+        for (int a = 0; a < sh.labels.count; ++a) z_label[a] = load_compute(z, sh.labels.y[a]);
         CeRowResult<float> r = ce_row_result<float>(sh.m, sh.s_other, sh.labels, z_label);
         if (job.mode != kCeGrad) {
           if (job.lse) static_cast<float*>(job.lse)[i] = r.lse;
@@ -255,11 +249,12 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
       };
       if ((reinterpret_cast<uintptr_t>(g) & 15u) != (reinterpret_cast<uintptr_t>(z) & 15u)) {
         // Rows aligned differently (a logits view at an odd offset): scalar stores.
-        for (int64_t j = threadIdx.x; j < V; j += threads) store_f(g, j, value(zero ? 0.0f : load_f(z, j), j));
+        for (int64_t j = threadIdx.x; j < V; j += threads)
+          store_compute(g, j, value(zero ? 0.0f : load_compute(z, j), j));
         __syncthreads();
         continue;
       }
-      if (threadIdx.x < split.head) store_f(g, threadIdx.x, value(load_f(z, threadIdx.x), threadIdx.x));
+      if (threadIdx.x < split.head) store_compute(g, threadIdx.x, value(load_compute(z, threadIdx.x), threadIdx.x));
       const uint4* packs = reinterpret_cast<const uint4*>(z + split.head);
       uint4* out = reinterpret_cast<uint4*>(g + split.head);
       for (int64_t p = threadIdx.x; p < split.packs; p += threads) {
@@ -271,7 +266,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
         out[p] = Pack<T>::pack(v);
       }
       for (int64_t j = split.tail_start + threadIdx.x; j < V; j += threads) {
-        store_f(g, j, value(zero ? 0.0f : load_f(z, j), j));
+        store_compute(g, j, value(zero ? 0.0f : load_compute(z, j), j));
       }
     }
     __syncthreads();  // `sh` is reused by the next row
@@ -293,7 +288,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
     if (labels.count == 0 && job.lse == nullptr) {
       if (job.mode != kCeGrad) ce_row_store_nll<float>(job, i, nullptr, label_of_slot, kept);
       if (g)
-        for (int64_t j = 0; j < V; ++j) store_f(g, j, 0.0f);
+        for (int64_t j = 0; j < V; ++j) store_compute(g, j, 0.0f);
       continue;
     }
     float m, s_other;
@@ -304,7 +299,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
       m = -INFINITY;
       bool nan = false;
       for (int64_t j = 0; j < V; ++j) {
-        float x = load_f(z, j);
+        float x = load_compute(z, j);
         m = fmaxf(m, x);
         nan |= x != x;
       }
@@ -312,7 +307,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
       if (m != -INFINITY) {
         for (int64_t j = 0; j < V; ++j) {
           bool is_label = (labels.count > 0 && j == labels.y[0]) || (labels.count > 1 && j == labels.y[1]);
-          if (!is_label) s_other += lse_exp<float>(load_f(z, j) - m);
+          if (!is_label) s_other += lse_exp<float>(load_compute(z, j) - m);
         }
       }
       if (nan) m = s_other = __int_as_float(0x7fffffff);
@@ -322,7 +317,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
       }
     }
     float z_label[2] = {0.0f, 0.0f};
-    for (int a = 0; a < labels.count; ++a) z_label[a] = load_f(z, labels.y[a]);
+    for (int a = 0; a < labels.count; ++a) z_label[a] = load_compute(z, labels.y[a]);
     CeRowResult<float> r = ce_row_result<float>(m, s_other, labels, z_label);
     if (job.mode != kCeGrad) {
       if (job.lse) static_cast<float*>(job.lse)[i] = r.lse;
@@ -331,11 +326,11 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
     if (!g) continue;
     bool zero = labels.c[0] == 0.0f && labels.c[1] == 0.0f;
     for (int64_t j = 0; j < V; ++j) {
-      float value = zero ? 0.0f : m != m ? m : r.scale * lse_exp<float>(load_f(z, j) - m);
-      store_f(g, j, value);
+      float value = zero ? 0.0f : m != m ? m : r.scale * lse_exp<float>(load_compute(z, j) - m);
+      store_compute(g, j, value);
     }
     if (!zero)
-      for (int a = 0; a < labels.count; ++a) store_f(g, labels.y[a], r.g_label[a]);
+      for (int a = 0; a < labels.count; ++a) store_compute(g, labels.y[a], r.g_label[a]);
   }
 }
 

@@ -25,6 +25,7 @@
 
 #include "kernels/cpu_dispatch.h"
 #include "kernels/wkv4/wkv4.h"
+#include "math/compute_type.h"
 #include "math/half.h"
 #include "math/wkv4.h"
 #include "runtime/error.h"
@@ -86,9 +87,9 @@ LMK_ALWAYS_INLINE void forward_block(const T* __restrict k, const T* __restrict 
       prefetch_row_for_write(yt + kPrefetchRows * C, n);
     }
     for (int64_t i = 0; i < n; ++i) {
-      Acc kk = wkv4_load(kt[i]), vv = wkv4_load(vt[i]);
+      Acc kk = to_compute(kt[i]), vv = to_compute(vt[i]);
       Acc a = aa[i], b = bb[i], p = pp[i], l = pl[i];
-      yt[i] = wkv4_store<T>(wkv4_output<Acc>(a, b, p, l, u[i], kk, vv));
+      yt[i] = from_compute<T>(wkv4_output<Acc>(a, b, p, l, u[i], kk, vv));
       wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, kk, vv);
       aa[i] = a;
       bb[i] = b;
@@ -123,7 +124,7 @@ LMK_ALWAYS_INLINE void replay_block(const T* __restrict k, const T* __restrict v
     }
     for (int64_t i = 0; i < n; ++i) {
       Acc a = aa[i], b = bb[i], p = pp[i], l = pl[i];
-      wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, wkv4_load(kt[i]), wkv4_load(vt[i]));
+      wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, to_compute(kt[i]), to_compute(vt[i]));
       aa[i] = a;
       bb[i] = b;
       pp[i] = p;
@@ -158,13 +159,13 @@ LMK_ALWAYS_INLINE void reverse_block(const T* __restrict k, const T* __restrict 
       Acc ga = gaa[i], gb = gbb[i], g_q = gq[i];
       Acc d_k, d_v, d_w, d_u;
       wkv4_step_backward<Acc>(s[i], s[stride + i], s[2 * stride + i], s[3 * stride + i],
-                              Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, u[i], wkv4_load(kt[i]), wkv4_load(vt[i]),
-                              wkv4_load(gyt[i]), ga, gb, g_q, d_k, d_v, d_w, d_u);
+                              Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, u[i], to_compute(kt[i]), to_compute(vt[i]),
+                              to_compute(gyt[i]), ga, gb, g_q, d_k, d_v, d_w, d_u);
       gaa[i] = ga;
       gbb[i] = gb;
       gq[i] = g_q;
-      gkt[i] = wkv4_store<T>(d_k);
-      gvt[i] = wkv4_store<T>(d_v);
+      gkt[i] = from_compute<T>(d_k);
+      gvt[i] = from_compute<T>(d_v);
       gw_sum[i] += d_w;
       gu_sum[i] += d_u;
     }
@@ -174,7 +175,7 @@ LMK_ALWAYS_INLINE void reverse_block(const T* __restrict k, const T* __restrict 
 // One task: its tensors, offsets applied (k etc. at [b, 0, c0], row stride C).
 template <typename T>
 struct Block {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   const T* k;
   const T* v;
   T* y;
@@ -205,7 +206,7 @@ LMK_ALWAYS_INLINE void forward_task(const Block<T>& blk) {
 
 template <typename T>
 LMK_ALWAYS_INLINE void backward_task(const Block<T>& blk) {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   auto& st = *blk.state;
   const int64_t n = blk.n, C = blk.C, steps = blk.steps;
   const int64_t chunks = (steps + kChunk - 1) / kChunk;
@@ -306,7 +307,7 @@ void load_block(const Wkv4Params& p, int64_t b, int64_t c0, int64_t n, BlockStat
 
 template <typename T>
 void forward_impl(const Wkv4Params& p) {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   const int64_t B = p.B, Tn = p.T, C = p.C;
   const int64_t width = block_width(B, C), blocks = (C + width - 1) / width;
   Acc* state_out = static_cast<Acc*>(p.state_out);
@@ -349,7 +350,7 @@ size_t backward_workspace_bytes(const Wkv4Params& p) {
 
 template <typename T>
 void backward_impl(const Wkv4Params& p) {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   const int64_t B = p.B, Tn = p.T, C = p.C;
   const int64_t width = block_width(B, C), blocks = (C + width - 1) / width, chunks = checkpoint_count(Tn);
   const Acc* state_in = static_cast<const Acc*>(p.state_in);
