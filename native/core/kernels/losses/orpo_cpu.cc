@@ -65,10 +65,8 @@ void orpo_typed(const OrpoParams& p) {
 
   // The row jobs of both sides; stats first.
   OrpoRowJobs jobs = orpo_stats_jobs(p, w);
-  CeRowsJob& chosen = jobs.chosen;
-  CeRowsJob& rejected = jobs.rejected;
-  ce_rows_cpu(chosen);
-  ce_rows_cpu(rejected);
+  ce_rows_cpu(jobs.chosen);
+  ce_rows_cpu(jobs.rejected);
 
   parallel_for(B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) orpo_sequence<Acc, Out>(p, w, b);
@@ -76,17 +74,9 @@ void orpo_typed(const OrpoParams& p) {
   orpo_reduce<Out>(p, w);
   if (!with_grad) return;
 
-  chosen.mode = rejected.mode = kCeGrad;
-  chosen.grad = p.grad_chosen;
-  chosen.slot[0].grad_scale = p.grad_scale;
-  chosen.slot[0].seq_coef = w.coef_chosen;
-  chosen.slot[1].grad_scale = p.grad_scale;
-  chosen.slot[1].count = w.n_sft;
-  rejected.grad = p.grad_rejected;
-  rejected.slot[0].grad_scale = p.grad_scale;
-  rejected.slot[0].seq_coef = w.coef_rejected;
-  ce_rows_cpu(chosen);
-  ce_rows_cpu(rejected);
+  orpo_to_grad_jobs(p, w, &jobs);
+  ce_rows_cpu(jobs.chosen);
+  ce_rows_cpu(jobs.rejected);
 }
 
 }  // namespace

@@ -172,4 +172,21 @@ inline OrpoRowJobs orpo_stats_jobs(const OrpoParams& p, const OrpoWorkspace& w) 
   return j;
 }
 
+// The stats jobs turned into the gradient pass: g = c·(softmax − onehot)
+// from the saved row stats, with the per-pair OR coefficients (coef_*, from
+// orpo_sequence) and, on chosen rows, the SFT mean (1 / n_sft).
+inline void orpo_to_grad_jobs(const OrpoParams& p, const OrpoWorkspace& w, OrpoRowJobs* jobs) {
+  CeRowsJob& chosen = jobs->chosen;
+  CeRowsJob& rejected = jobs->rejected;
+  chosen.mode = rejected.mode = kCeGrad;
+  chosen.grad = p.grad_chosen;
+  chosen.slot[0].grad_scale = p.grad_scale;
+  chosen.slot[0].seq_coef = w.coef_chosen;
+  chosen.slot[1].grad_scale = p.grad_scale;
+  chosen.slot[1].count = w.n_sft;
+  rejected.grad = p.grad_rejected;
+  rejected.slot[0].grad_scale = p.grad_scale;
+  rejected.slot[0].seq_coef = w.coef_rejected;
+}
+
 }  // namespace lmk::kernels
