@@ -8,12 +8,13 @@
 
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
+#include "kernels/workspace_layout.h"
 #include "math/host_device.h"
 
 namespace lmk::kernels {
 
-// Workspace layout (one allocation, 64-byte aligned pieces; with base =
-// nullptr only `bytes` is meaningful).
+// Workspace layout (kernels/workspace_layout.h; with base = nullptr only
+// `bytes` is meaningful).
 struct CrossEntropyWorkspace {
   int64_t* counts;    // [2]: supervised tokens, kept tokens (= supervised without goldfish)
   void* nll;          // [rows] acc: −log p of each row's label (kept tokens only with goldfish)
@@ -22,22 +23,15 @@ struct CrossEntropyWorkspace {
 };
 
 inline CrossEntropyWorkspace cross_entropy_workspace(const CrossEntropyParams& p, void* base) {
-  auto up = [](size_t b) { return (b + 63) / 64 * 64; };
   const size_t acc = p.dtype == DType::Float64 ? 8 : 4;
   const size_t rows = static_cast<size_t>(p.rows);
   const bool goldfish = p.goldfish.strategy != kGoldfishOff;
-  char* at = static_cast<char*>(base);
-  size_t offset = 0;
-  auto take = [&](size_t bytes) {
-    char* piece = at ? at + offset : nullptr;
-    offset += up(bytes);
-    return static_cast<void*>(piece);
-  };
+  WorkspaceLayout layout(base);
   CrossEntropyWorkspace w;
-  w.counts = static_cast<int64_t*>(take(2 * sizeof(int64_t)));
-  w.nll = take(rows * acc);
-  w.nll_dropped = goldfish ? take(rows * acc) : nullptr;
-  w.bytes = offset;
+  w.counts = layout.take<int64_t>(2 * sizeof(int64_t));
+  w.nll = layout.take(rows * acc);
+  w.nll_dropped = goldfish ? layout.take(rows * acc) : nullptr;
+  w.bytes = layout.bytes();
   return w;
 }
 

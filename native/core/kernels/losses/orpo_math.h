@@ -8,13 +8,14 @@
 
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
+#include "kernels/workspace_layout.h"
 #include "math/host_device.h"
 #include "math/log1mexp.h"
 
 namespace lmk::kernels {
 
-// Workspace layout (one allocation, 64-byte aligned pieces). Acc is the
-// accumulation type (4 or 8 bytes).
+// Workspace layout (kernels/workspace_layout.h). Acc is the accumulation
+// type (4 or 8 bytes).
 struct OrpoWorkspace {
   int64_t* n_chosen;      // [B] supervised chosen tokens per pair
   int64_t* n_rejected;    // [B]
@@ -34,33 +35,26 @@ struct OrpoWorkspace {
 };
 
 inline OrpoWorkspace orpo_workspace(const OrpoParams& p, void* base, bool with_grad) {
-  auto up = [](size_t b) { return (b + 63) / 64 * 64; };
   size_t acc = p.dtype == DType::Float64 ? 8 : 4;
   size_t B = static_cast<size_t>(p.B), nw = B * static_cast<size_t>(p.T_chosen),
          nl = B * static_cast<size_t>(p.T_rejected);
-  char* at = static_cast<char*>(base);
-  size_t offset = 0;
-  auto take = [&](size_t bytes) {
-    char* piece = at ? at + offset : nullptr;
-    offset += up(bytes);
-    return static_cast<void*>(piece);
-  };
+  WorkspaceLayout layout(base);
   OrpoWorkspace w;
-  w.n_chosen = static_cast<int64_t*>(take(B * 8));
-  w.n_rejected = static_cast<int64_t*>(take(B * 8));
-  w.n_sft_pair = static_cast<int64_t*>(take(B * 8));
-  w.n_sft = static_cast<int64_t*>(take(8));
-  w.coef_chosen = static_cast<double*>(take(B * 8));
-  w.coef_rejected = static_cast<double*>(take(B * 8));
-  w.pair = static_cast<double*>(take(B * 5 * 8));
-  w.nll_chosen = take(nw * acc);
-  w.nll_sft = take(nw * acc);
-  w.nll_rejected = take(nl * acc);
-  w.max_chosen = with_grad ? take(nw * acc) : nullptr;
-  w.sum_chosen = with_grad ? take(nw * acc) : nullptr;
-  w.max_rejected = with_grad ? take(nl * acc) : nullptr;
-  w.sum_rejected = with_grad ? take(nl * acc) : nullptr;
-  w.bytes = offset;
+  w.n_chosen = layout.take<int64_t>(B * 8);
+  w.n_rejected = layout.take<int64_t>(B * 8);
+  w.n_sft_pair = layout.take<int64_t>(B * 8);
+  w.n_sft = layout.take<int64_t>(8);
+  w.coef_chosen = layout.take<double>(B * 8);
+  w.coef_rejected = layout.take<double>(B * 8);
+  w.pair = layout.take<double>(B * 5 * 8);
+  w.nll_chosen = layout.take(nw * acc);
+  w.nll_sft = layout.take(nw * acc);
+  w.nll_rejected = layout.take(nl * acc);
+  w.max_chosen = with_grad ? layout.take(nw * acc) : nullptr;
+  w.sum_chosen = with_grad ? layout.take(nw * acc) : nullptr;
+  w.max_rejected = with_grad ? layout.take(nl * acc) : nullptr;
+  w.sum_rejected = with_grad ? layout.take(nl * acc) : nullptr;
+  w.bytes = layout.bytes();
   return w;
 }
 
