@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "kernels/checks/index_check.h"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/cross_entropy_job.h"
 #include "kernels/losses/losses.h"
@@ -14,12 +15,6 @@ namespace lmk::kernels {
 namespace {
 
 std::atomic<bool> simple_cuda_kernels{false};
-
-void atomic_min_index(std::atomic<int64_t>& first, int64_t index) {
-  int64_t seen = first.load();
-  while (index < seen && !first.compare_exchange_weak(seen, index)) {
-  }
-}
 
 }  // namespace
 
@@ -41,7 +36,7 @@ void cross_entropy_cpu(const CrossEntropyParams& p) {
       int32_t y = p.labels[i];
       if (y == p.ignore_index) continue;
       if (y < 0 || y >= p.V) {
-        atomic_min_index(first_bad, i);
+        record_first_bad_index(first_bad, i);
         continue;
       }
       ++local_supervised;

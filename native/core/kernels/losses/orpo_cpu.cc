@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "kernels/checks/index_check.h"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
 #include "kernels/losses/orpo_math.h"
@@ -13,12 +14,6 @@
 
 namespace lmk::kernels {
 namespace {
-
-void atomic_min_index(std::atomic<int64_t>& first, int64_t index) {
-  int64_t seen = first.load();
-  while (index < seen && !first.compare_exchange_weak(seen, index)) {
-  }
-}
 
 // Supervised tokens of each sequence of labels [B, T]; the first bad label
 // into `first_bad`; when `rule` is given, only kept tokens count.
@@ -33,7 +28,7 @@ void count_labels(const int32_t* labels, int64_t B, int64_t T, int64_t V, int64_
         int32_t y = labels[i];
         if (y == ignore_index) continue;
         if (y < 0 || y >= V) {
-          atomic_min_index(first, i);
+          record_first_bad_index(first, i);
           continue;
         }
         if (rule && rule->drops(b, t, T)) continue;
