@@ -9,7 +9,9 @@
 // read through a StridedLayout (binary ops) or are contiguous.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
+#include "kernels/elementwise/float_dispatch.h"
 #include "kernels/elementwise/strided_layout.h"
 #include "math/elementwise_math.h"
 #include "runtime/dtype.h"
@@ -75,6 +77,50 @@ struct AxpyParams {
   void* target = nullptr;
   const void* src = nullptr;
 };
+
+// Calls fn(std::integral_constant<Op, op>{}) so the backends instantiate one
+// kernel per op (read back as decltype(c)::value); one switch per op family.
+template <typename Fn>
+void dispatch_op(BinaryOp op, Fn&& fn) {
+  switch (op) {
+    case BinaryOp::Add: fn(std::integral_constant<BinaryOp, BinaryOp::Add>{}); break;
+    case BinaryOp::Sub: fn(std::integral_constant<BinaryOp, BinaryOp::Sub>{}); break;
+    case BinaryOp::Mul: fn(std::integral_constant<BinaryOp, BinaryOp::Mul>{}); break;
+    case BinaryOp::Div: fn(std::integral_constant<BinaryOp, BinaryOp::Div>{}); break;
+    case BinaryOp::Maximum: fn(std::integral_constant<BinaryOp, BinaryOp::Maximum>{}); break;
+  }
+}
+template <typename Fn>
+void dispatch_op(ScalarOp op, Fn&& fn) {
+  switch (op) {
+    case ScalarOp::Add: fn(std::integral_constant<ScalarOp, ScalarOp::Add>{}); break;
+    case ScalarOp::Mul: fn(std::integral_constant<ScalarOp, ScalarOp::Mul>{}); break;
+    case ScalarOp::Pow: fn(std::integral_constant<ScalarOp, ScalarOp::Pow>{}); break;
+    case ScalarOp::RSub: fn(std::integral_constant<ScalarOp, ScalarOp::RSub>{}); break;
+    case ScalarOp::DivBy: fn(std::integral_constant<ScalarOp, ScalarOp::DivBy>{}); break;
+  }
+}
+template <typename Fn>
+void dispatch_op(UnaryOp op, Fn&& fn) {
+  switch (op) {
+    case UnaryOp::Neg: fn(std::integral_constant<UnaryOp, UnaryOp::Neg>{}); break;
+    case UnaryOp::Exp: fn(std::integral_constant<UnaryOp, UnaryOp::Exp>{}); break;
+    case UnaryOp::Log: fn(std::integral_constant<UnaryOp, UnaryOp::Log>{}); break;
+    case UnaryOp::Sigmoid: fn(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{}); break;
+    case UnaryOp::Relu: fn(std::integral_constant<UnaryOp, UnaryOp::Relu>{}); break;
+    case UnaryOp::Square: fn(std::integral_constant<UnaryOp, UnaryOp::Square>{}); break;
+    case UnaryOp::Tanh: fn(std::integral_constant<UnaryOp, UnaryOp::Tanh>{}); break;
+    case UnaryOp::Silu: fn(std::integral_constant<UnaryOp, UnaryOp::Silu>{}); break;
+    case UnaryOp::Sqrt: fn(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{}); break;
+    case UnaryOp::Abs: fn(std::integral_constant<UnaryOp, UnaryOp::Abs>{}); break;
+  }
+}
+
+// fn(TypeTag<T>{}, op constant) for the params' dtype (dispatch_float) and op.
+template <bool kWithDouble = true, typename Params, typename Fn>
+void dispatch_float_and_op(const Params& p, Fn&& fn) {
+  dispatch_float<kWithDouble>(p.dtype, [&](auto tag) { dispatch_op(p.op, [&](auto op) { fn(tag, op); }); });
+}
 
 void binary_cpu(const BinaryParams& p);
 void binary_backward_cpu(const BinaryBackwardParams& p);
