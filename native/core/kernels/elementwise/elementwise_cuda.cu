@@ -3,6 +3,7 @@
 // math/elementwise_math.h, as on the CPU.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "math/compute_type.h"
@@ -11,12 +12,7 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
-}
+constexpr int kThreads = kGridThreads;  // grid_for (kernels/cuda_grid.h) assumes it
 
 #define LMK_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)

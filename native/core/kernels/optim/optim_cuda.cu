@@ -7,6 +7,7 @@
 
 #include <type_traits>
 
+#include "kernels/cuda_grid.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/optim/optim.h"
 #include "math/adamw_math.h"
@@ -16,13 +17,8 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kGridThreads;  // grid_for (kernels/cuda_grid.h) assumes it
 constexpr int64_t kChunk = 16384;
-
-unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
-}
 
 template <typename T, typename M>
 __global__ void adamw_kernel(int64_t n, AdamwScalars<float> s, T* param, const T* grad, M* m, M* v) {
