@@ -16,19 +16,6 @@ namespace {
 constexpr int64_t kGrain = 16384;
 constexpr int64_t kLanes = 16;
 
-template <typename C>
-AdamwScalars<C> adamw_scalars(const AdamwParams& p) {
-  AdamwScalars<C> s;
-  s.decay = static_cast<C>(1.0 - p.lr * p.weight_decay);
-  s.one_minus_beta1 = static_cast<C>(1.0 - p.beta1);
-  s.beta2 = static_cast<C>(p.beta2);
-  s.one_minus_beta2 = static_cast<C>(1.0 - p.beta2);
-  s.step_size = static_cast<C>(p.step_size);
-  s.bc2_sqrt = static_cast<C>(p.bc2_sqrt);
-  s.eps = static_cast<C>(p.eps);
-  return s;
-}
-
 template <typename T, typename M>
 void adamw_typed(const AdamwParams& p) {
   using C = compute_t<T>;

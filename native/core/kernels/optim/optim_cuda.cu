@@ -81,14 +81,7 @@ int64_t total_chunks(const GradClipParams& p) {
 void adamw_cuda(const AdamwParams& p, void* stream) {
   if (p.n == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
-  AdamwScalars<float> sc;
-  sc.decay = static_cast<float>(1.0 - p.lr * p.weight_decay);
-  sc.one_minus_beta1 = static_cast<float>(1.0 - p.beta1);
-  sc.beta2 = static_cast<float>(p.beta2);
-  sc.one_minus_beta2 = static_cast<float>(1.0 - p.beta2);
-  sc.step_size = static_cast<float>(p.step_size);
-  sc.bc2_sqrt = static_cast<float>(p.bc2_sqrt);
-  sc.eps = static_cast<float>(p.eps);
+  const AdamwScalars<float> sc = adamw_scalars<float>(p);
   dispatch_float<false>(p.param_dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* param = static_cast<T*>(p.param);
