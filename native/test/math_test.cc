@@ -247,10 +247,10 @@ TEST(vector_exp_within_1_02_ulp) {
   for (float x : {1e-6f, 0.3f, 10.0f, 88.0f})
     CHECK_LE(ulp_error(vector_expf_nonpositive(x), std::exp(double(x))), 1.02);
   // The accumulation-type forms: float is the above, double the library exp.
-  CHECK_EQ(vector_exp<double>(-3.25), std::exp(-3.25));
-  CHECK_EQ(vector_exp_nonpositive<double>(-700.5), std::exp(-700.5));
-  CHECK_EQ(float_bits(vector_exp<float>(-3.25f)), float_bits(vector_expf(-3.25f)));
-  CHECK_EQ(float_bits(vector_exp_nonpositive<float>(-3.25f)), float_bits(vector_expf_nonpositive(-3.25f)));
+  CHECK_EQ(vector_exp(-3.25), std::exp(-3.25));
+  CHECK_EQ(vector_exp_nonpositive(-700.5), std::exp(-700.5));
+  CHECK_EQ(float_bits(vector_exp(-3.25f)), float_bits(vector_expf(-3.25f)));
+  CHECK_EQ(float_bits(vector_exp_nonpositive(-3.25f)), float_bits(vector_expf_nonpositive(-3.25f)));
 }
 
 TEST(philox_uniform_and_normal_moments) {

@@ -46,7 +46,7 @@ LMK_HOST_DEVICE float lse_exp<float>(float x) {
 }
 template <>
 LMK_HOST_DEVICE double lse_exp<double>(double x) {
-  return vector_exp_nonpositive<double>(x);
+  return vector_exp_nonpositive(x);
 }
 
 LMK_HOST_DEVICE float lse_log(float x) { return ::logf(x); }

@@ -28,9 +28,8 @@
 // vector_expf_nonpositive: the same value for x <= 0 with fewer operations
 // (2^n formed directly, no overflow path); valid for x up to 88 (n <= 127),
 // so rounding noise above 0 (a score a hair above its running maximum) is fine.
-// vector_exp<Acc> / vector_exp_nonpositive<Acc>: the same for the kernels'
-// accumulation type (math/compute_type.h); double (the CPU reference
-// precision) uses the library exp.
+// vector_exp / vector_exp_nonpositive: the same, overloaded for the kernels'
+// accumulation types (float, double).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -101,26 +100,11 @@ LMK_HOST_DEVICE float vector_expf_nonpositive(float x) {
   return x < kLow ? 0.0f : result;
 }
 
-template <typename Acc>
-LMK_HOST_DEVICE Acc vector_exp(Acc x);
-template <>
-LMK_HOST_DEVICE float vector_exp<float>(float x) {
-  return vector_expf(x);
-}
-template <>
-LMK_HOST_DEVICE double vector_exp<double>(double x) {
-  return ::exp(x);
-}
-
-template <typename Acc>
-LMK_HOST_DEVICE Acc vector_exp_nonpositive(Acc x);
-template <>
-LMK_HOST_DEVICE float vector_exp_nonpositive<float>(float x) {
-  return vector_expf_nonpositive(x);
-}
-template <>
-LMK_HOST_DEVICE double vector_exp_nonpositive<double>(double x) {
-  return ::exp(x);
-}
+// The same for the accumulation type (math/compute_type.h), by overload:
+// float as above; double (the CPU reference precision) the library exp.
+LMK_HOST_DEVICE float vector_exp(float x) { return vector_expf(x); }
+LMK_HOST_DEVICE double vector_exp(double x) { return ::exp(x); }
+LMK_HOST_DEVICE float vector_exp_nonpositive(float x) { return vector_expf_nonpositive(x); }
+LMK_HOST_DEVICE double vector_exp_nonpositive(double x) { return ::exp(x); }
 
 }  // namespace lmk

@@ -85,7 +85,7 @@ LMK_HOST_DEVICE Acc wkv4_neg_abs(Acc d) {
 template <typename Acc>
 LMK_HOST_DEVICE Wkv4Pair<Acc> wkv4_pair(Acc d) {
   bool a_wins = d >= static_cast<Acc>(0);
-  Acc e = vector_exp_nonpositive<Acc>(wkv4_neg_abs<Acc>(d));
+  Acc e = vector_exp_nonpositive(wkv4_neg_abs<Acc>(d));
   Wkv4Pair<Acc> out;
   out.e_a = a_wins ? static_cast<Acc>(1) : e;
   out.e_b = a_wins ? e : static_cast<Acc>(1);
@@ -149,7 +149,7 @@ template <typename Acc>
 LMK_HOST_DEVICE Wkv4Folded<Acc> wkv4_fold(Acc pp, Acc pl) {
   Wkv4Folded<Acc> f;
   f.pp = pp + pl;
-  f.scale = vector_exp<Acc>((pp - f.pp) + pl);
+  f.scale = vector_exp((pp - f.pp) + pl);
   return f;
 }
 
