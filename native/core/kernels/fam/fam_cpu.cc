@@ -235,32 +235,17 @@ LMK_ALWAYS_INLINE void load_columns(const T* __restrict src, int64_t n, int C, i
 
 // ---- shapes and indexing -------------------------------------------------------
 
-struct Geometry {
-  int64_t B, H, Hkv, group, Tq, Tk, D, F, NF, ld;
+// The call's layout (kernels/fam/fam.h) and this kernel's tiling of it.
+struct Geometry : FamLayout {
+  int64_t ld;                                  // row stride of the tile buffers
   int64_t query_tiles_per_block, query_tiles;  // per (b, h)
   int64_t seq_key_tiles, fam_key_tiles;        // per (b, kvh): sequence tiles, FAM tiles per FAM block
-  explicit Geometry(const FamParams& p)
-      : B(p.batch),
-        H(p.heads),
-        Hkv(p.kv_heads),
-        group(p.heads / p.kv_heads),
-        Tq(p.query_len),
-        Tk(p.mask.key_count),
-        D(p.head_dim),
-        F(p.fam_k ? p.fam_len : 0),
-        NF(p.fam_blocks),
-        ld(round_up(p.head_dim, kColChunk)) {
+  explicit Geometry(const FamParams& p) : FamLayout(p), ld(round_up(p.head_dim, kColChunk)) {
     query_tiles_per_block = fam_tiles_per_block(p.mask, Tq, kQueryTile);
     int64_t query_blocks = (Tq + p.mask.block_size - 1) / p.mask.block_size;
     query_tiles = query_blocks * query_tiles_per_block;
     seq_key_tiles = (Tk + kKeyTile - 1) / kKeyTile;
     fam_key_tiles = (F + kKeyTile - 1) / kKeyTile;
-  }
-  int64_t q_offset(int64_t b, int64_t h, int64_t t) const { return ((b * H + h) * Tq + t) * D; }
-  int64_t stat_offset(int64_t b, int64_t h, int64_t t) const { return (b * H + h) * Tq + t; }
-  int64_t k_offset(int64_t b, int64_t kvh, int64_t j) const { return ((b * Hkv + kvh) * Tk + j) * D; }
-  int64_t fam_offset(int64_t b, int64_t kvh, int64_t block, int64_t f) const {
-    return (((b * Hkv + kvh) * NF + block) * F + f) * D;
   }
 };
 

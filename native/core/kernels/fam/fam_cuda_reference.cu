@@ -19,37 +19,23 @@ namespace {
 constexpr int kMaxD = static_cast<int>(kFamMaxHeadDim);
 constexpr int kThreads = 128;
 
-struct Sizes {
-  int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;
-  __host__ __device__ explicit Sizes(const FamParams& p)
-      : B(p.batch),
-        H(p.heads),
-        Hkv(p.kv_heads),
-        group(p.heads / p.kv_heads),
-        Tq(p.query_len),
-        Tk(p.mask.key_count),
-        D(p.head_dim),
-        F(p.fam_k ? p.fam_len : 0),
-        NF(p.fam_blocks) {}
-};
-
 // Key number `i` of query t (block tau): the F FAM keys of the block, then
 // the sequence window; sets the key and value rows' offsets and tensors.
-__device__ void key_of(const FamParams& p, const Sizes& s, int64_t b, int64_t kvh, int64_t tau, int64_t i,
+__device__ void key_of(const FamParams& p, const FamLayout& s, int64_t b, int64_t kvh, int64_t tau, int64_t i,
                        const void** kp, const void** vp, int64_t* offset) {
   if (i < s.F) {
     *kp = p.fam_k;
     *vp = p.fam_v;
-    *offset = (((b * s.Hkv + kvh) * s.NF + tau) * s.F + i) * s.D;
+    *offset = s.fam_offset(b, kvh, tau, i);
   } else {
     int64_t j = fam_window_begin(p.mask, tau) + (i - s.F);
     *kp = p.k;
     *vp = p.v;
-    *offset = ((b * s.Hkv + kvh) * s.Tk + j) * s.D;
+    *offset = s.k_offset(b, kvh, j);
   }
 }
 
-__device__ int64_t key_count(const FamParams& p, const Sizes& s, int64_t t) {
+__device__ int64_t key_count(const FamParams& p, const FamLayout& s, int64_t t) {
   int64_t tau = fam_block_of(p.mask, t);
   int64_t end = fam_window_end(p.mask, t);
   if (end > s.Tk) end = s.Tk;
@@ -63,7 +49,7 @@ __device__ float dot(const void* a, int64_t a_off, const void* b, int64_t b_off,
 }
 
 __global__ void forward_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (row >= s.B * s.H * s.Tq) return;
   const int64_t t = row % s.Tq, h = (row / s.Tq) % s.H, b = row / (s.Tq * s.H);
@@ -95,7 +81,7 @@ __global__ void forward_reference_kernel(const FamParams p) {
 }
 
 __global__ void dq_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (row >= s.B * s.H * s.Tq) return;
   const int64_t t = row % s.Tq, h = (row / s.Tq) % s.H, b = row / (s.Tq * s.H);
@@ -120,8 +106,8 @@ __global__ void dq_reference_kernel(const FamParams p) {
 
 // One key row: sequence key j (fam_block < 0) or FAM key f of block fam_block.
 // Sums over every query head of the group and every query that sees the key.
-__device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int64_t kvh, const void* kp, const void* vp,
-                             int64_t off, int64_t j, int64_t fam_block, void* gk, void* gv) {
+__device__ void key_gradient(const FamParams& p, const FamLayout& s, int64_t b, int64_t kvh, const void* kp,
+                             const void* vp, int64_t off, int64_t j, int64_t fam_block, void* gk, void* gv) {
   const float scale = static_cast<float>(p.scale);
   float dk[kMaxD], dv[kMaxD];
   for (int64_t d = 0; d < s.D; ++d) dk[d] = dv[d] = 0.0f;
@@ -148,7 +134,7 @@ __device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int6
 }
 
 __global__ void dkv_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= s.B * s.Hkv * s.Tk) return;
   const int64_t j = idx % s.Tk, kvh = (idx / s.Tk) % s.Hkv, b = idx / (s.Tk * s.Hkv);
@@ -156,7 +142,7 @@ __global__ void dkv_reference_kernel(const FamParams p) {
 }
 
 __global__ void dfam_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= s.B * s.Hkv * s.NF * s.F) return;
   const int64_t tau = (idx / s.F) % s.NF, kvh = (idx / (s.F * s.NF)) % s.Hkv, b = idx / (s.F * s.NF * s.Hkv);
@@ -168,7 +154,7 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1)
 }  // namespace
 
 void fam_forward_cuda_reference(const FamParams& p, void* stream) {
-  const Sizes s(p);
+  const FamLayout s(p);
   auto st = static_cast<cudaStream_t>(stream);
   int64_t rows = s.B * s.H * s.Tq;
   if (rows == 0) return;
@@ -177,7 +163,7 @@ void fam_forward_cuda_reference(const FamParams& p, void* stream) {
 }
 
 void fam_backward_cuda_reference(const FamParams& p, void* stream) {
-  const Sizes s(p);
+  const FamLayout s(p);
   auto st = static_cast<cudaStream_t>(stream);
   int64_t rows = s.B * s.H * s.Tq;
   if (rows > 0) {

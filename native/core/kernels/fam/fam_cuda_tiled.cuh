@@ -60,31 +60,11 @@ __device__ __forceinline__ void load_tile(float* tile, int rows, int ld, const v
   }
 }
 
-struct Layout {
-  int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;
-  __device__ __forceinline__ int64_t q_offset(int64_t b, int64_t h, int64_t t) const {
-    return ((b * H + h) * Tq + t) * D;
-  }
-  __device__ __forceinline__ int64_t stat_offset(int64_t b, int64_t h, int64_t t) const { return (b * H + h) * Tq + t; }
-  __device__ __forceinline__ int64_t k_offset(int64_t b, int64_t kvh, int64_t j) const {
-    return ((b * Hkv + kvh) * Tk + j) * D;
-  }
-  __device__ __forceinline__ int64_t fam_offset(int64_t b, int64_t kvh, int64_t block, int64_t f) const {
-    return (((b * Hkv + kvh) * NF + block) * F + f) * D;
-  }
-};
-
-__host__ __device__ inline Layout make_layout(const FamParams& p) {
-  return Layout{p.batch,     p.heads,          p.kv_heads, p.heads / p.kv_heads,
-                p.query_len, p.mask.key_count, p.head_dim, p.fam_k ? p.fam_len : 0,
-                p.fam_blocks};
-}
-
 // The key tiles a query tile [q0, q1) of block `block` reads, in order: FAM
 // tiles, then sequence tiles of the window. Tile `it` → where and how masked.
 struct KeyTileWalk {
   int64_t fam_tiles, seq_tiles, window_begin, window_end;
-  __device__ __forceinline__ KeyTileWalk(const FamParams& p, const Layout& L, int64_t block, int64_t q1, int BK) {
+  __device__ __forceinline__ KeyTileWalk(const FamParams& p, const FamLayout& L, int64_t block, int64_t q1, int BK) {
     fam_tiles = (L.F + BK - 1) / BK;
     window_begin = fam_window_begin(p.mask, block);
     window_end = fam_window_end(p.mask, q1 - 1);
@@ -100,7 +80,7 @@ template <int kMaxD, bool kFixedD, int BQ, int BK>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
   constexpr int RQ = BQ / kSide, RK = BK / kSide, RD = kMaxD / kSide;
-  const Layout L = make_layout(p);
+  const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
   extern __shared__ float smem[];
@@ -243,7 +223,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int kMaxD, bool kFixedD, int BQ, int BK>
 __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
   constexpr int RQ = BQ / kSide, RK = BK / kSide, RD = kMaxD / kSide;
-  const Layout L = make_layout(p);
+  const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
   extern __shared__ float smem[];
@@ -389,7 +369,7 @@ template <int kMaxD, bool kFixedD, int BK, int BQ>
 __global__ void __launch_bounds__(kThreads)
     dkv_kernel(const FamParams p, int64_t seq_key_tiles, int64_t fam_key_tiles) {
   constexpr int RK = BK / kSide, RQ = BQ / kSide, RD = kMaxD / kSide;
-  const Layout L = make_layout(p);
+  const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
   extern __shared__ float smem[];
