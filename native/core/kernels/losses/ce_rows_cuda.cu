@@ -37,8 +37,27 @@ constexpr int64_t kLongRow = 16384;
 inline int threads_for(int64_t V) { return V >= kLongRow ? 1024 : 256; }
 
 // 16-byte packs of W entries.
-template <typename T>
-struct Pack;
+template <typename T>  // bf16, f16: two entries per 32-bit word, the first in the low half
+struct Pack {
+  static constexpr int W = 8;
+  __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      v[2 * k] = to_compute(T{static_cast<uint16_t>(words[k] & 0xffffu)});
+      v[2 * k + 1] = to_compute(T{static_cast<uint16_t>(words[k] >> 16)});
+    }
+  }
+  __device__ __forceinline__ static uint4 pack(const float* v) {
+    uint32_t words[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      words[k] = static_cast<uint32_t>(from_compute<T>(v[2 * k]).bits) |
+                 (static_cast<uint32_t>(from_compute<T>(v[2 * k + 1]).bits) << 16);
+    }
+    return make_uint4(words[0], words[1], words[2], words[3]);
+  }
+};
 template <>
 struct Pack<float> {
   static constexpr int W = 4;
@@ -50,48 +69,6 @@ struct Pack<float> {
   }
   __device__ __forceinline__ static uint4 pack(const float* v) {
     return make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
-  }
-};
-template <>
-struct Pack<bf16> {
-  static constexpr int W = 8;
-  __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      v[2 * k] = bf16_to_float(bf16{static_cast<uint16_t>(words[k] & 0xffffu)});
-      v[2 * k + 1] = bf16_to_float(bf16{static_cast<uint16_t>(words[k] >> 16)});
-    }
-  }
-  __device__ __forceinline__ static uint4 pack(const float* v) {
-    uint32_t words[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      words[k] = static_cast<uint32_t>(float_to_bf16(v[2 * k]).bits) |
-                 (static_cast<uint32_t>(float_to_bf16(v[2 * k + 1]).bits) << 16);
-    }
-    return make_uint4(words[0], words[1], words[2], words[3]);
-  }
-};
-template <>
-struct Pack<f16> {
-  static constexpr int W = 8;
-  __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      v[2 * k] = f16_to_float(f16{static_cast<uint16_t>(words[k] & 0xffffu)});
-      v[2 * k + 1] = f16_to_float(f16{static_cast<uint16_t>(words[k] >> 16)});
-    }
-  }
-  __device__ __forceinline__ static uint4 pack(const float* v) {
-    uint32_t words[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      words[k] = static_cast<uint32_t>(float_to_f16(v[2 * k]).bits) |
-                 (static_cast<uint32_t>(float_to_f16(v[2 * k + 1]).bits) << 16);
-    }
-    return make_uint4(words[0], words[1], words[2], words[3]);
   }
 };
 
