@@ -176,6 +176,7 @@ LMK_ALWAYS_INLINE void reverse_block(const T* __restrict k, const T* __restrict 
 template <typename T>
 struct Block {
   using Acc = compute_t<T>;
+  int64_t offset;  // of [b, 0, c0] in k, v, y, gy, gk, gv
   const T* k;
   const T* v;
   T* y;
@@ -305,6 +306,24 @@ void load_block(const Wkv4Params& p, int64_t b, int64_t c0, int64_t n, BlockStat
   }
 }
 
+// Task (b, channels [c0, c0 + n)) with its state loaded into *st: k, v and
+// the sizes set; the caller adds the tensors its pass writes.
+template <typename T>
+Block<T> task_block(const Wkv4Params& p, int64_t b, int64_t c0, int64_t n, int64_t width,
+                    BlockState<compute_t<T>>* st) {
+  load_block(p, b, c0, n, *st);
+  Block<T> blk{};
+  blk.offset = b * p.T * p.C + c0;
+  blk.k = static_cast<const T*>(p.k) + blk.offset;
+  blk.v = static_cast<const T*>(p.v) + blk.offset;
+  blk.steps = p.T;
+  blk.C = p.C;
+  blk.n = n;
+  blk.width = width;
+  blk.state = st;
+  return blk;
+}
+
 template <typename T>
 void forward_impl(const Wkv4Params& p) {
   using Acc = compute_t<T>;
@@ -316,17 +335,8 @@ void forward_impl(const Wkv4Params& p) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, c0 = (task % blocks) * width;
       const int64_t n = std::min(width, C - c0);
-      load_block(p, b, c0, n, st);
-      Block<T> blk{};
-      const int64_t offset = b * Tn * C + c0;
-      blk.k = static_cast<const T*>(p.k) + offset;
-      blk.v = static_cast<const T*>(p.v) + offset;
-      blk.y = static_cast<T*>(p.y) + offset;
-      blk.steps = Tn;
-      blk.C = C;
-      blk.n = n;
-      blk.width = width;
-      blk.state = &st;
+      Block<T> blk = task_block<T>(p, b, c0, n, width, &st);
+      blk.y = static_cast<T*>(p.y) + blk.offset;
       forward_task_isa(blk);
       for (int64_t i = 0; i < n; ++i) {
         Wkv4Folded<Acc> fold = wkv4_fold<Acc>(st.pp[i], st.pl[i]);
@@ -367,19 +377,10 @@ void backward_impl(const Wkv4Params& p) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, c0 = (task % blocks) * width;
       const int64_t n = std::min(width, C - c0);
-      load_block(p, b, c0, n, st);
-      Block<T> blk{};
-      const int64_t offset = b * Tn * C + c0;
-      blk.k = static_cast<const T*>(p.k) + offset;
-      blk.v = static_cast<const T*>(p.v) + offset;
-      blk.gy = static_cast<const T*>(p.gy) + offset;
-      blk.gk = static_cast<T*>(p.gk) + offset;
-      blk.gv = static_cast<T*>(p.gv) + offset;
-      blk.steps = Tn;
-      blk.C = C;
-      blk.n = n;
-      blk.width = width;
-      blk.state = &st;
+      Block<T> blk = task_block<T>(p, b, c0, n, width, &st);
+      blk.gy = static_cast<const T*>(p.gy) + blk.offset;
+      blk.gk = static_cast<T*>(p.gk) + blk.offset;
+      blk.gv = static_cast<T*>(p.gv) + blk.offset;
       blk.gstate = gstate_in ? gstate_in + b * 3 * C + c0 : nullptr;
       blk.checkpoints = checkpoints + task * chunks * kStateParts * width;
       blk.replay = replay_buffer.data();
