@@ -79,41 +79,27 @@ struct AxpyParams {
 };
 
 // Calls fn(std::integral_constant<Op, op>{}) so the backends instantiate one
-// kernel per op (read back as decltype(c)::value); one switch per op family.
+// kernel per op (read back as decltype(c)::value). Op is one of the op enums,
+// whose values run from 0 to `last`.
+template <typename Op, Op last, int32_t kValue = 0, typename Fn>
+void dispatch_op_value(Op op, Fn&& fn) {
+  if (static_cast<int32_t>(op) == kValue) {
+    fn(std::integral_constant<Op, static_cast<Op>(kValue)>{});
+  } else if constexpr (kValue < static_cast<int32_t>(last)) {
+    dispatch_op_value<Op, last, kValue + 1>(op, fn);
+  }
+}
 template <typename Fn>
 void dispatch_op(BinaryOp op, Fn&& fn) {
-  switch (op) {
-    case BinaryOp::Add: fn(std::integral_constant<BinaryOp, BinaryOp::Add>{}); break;
-    case BinaryOp::Sub: fn(std::integral_constant<BinaryOp, BinaryOp::Sub>{}); break;
-    case BinaryOp::Mul: fn(std::integral_constant<BinaryOp, BinaryOp::Mul>{}); break;
-    case BinaryOp::Div: fn(std::integral_constant<BinaryOp, BinaryOp::Div>{}); break;
-    case BinaryOp::Maximum: fn(std::integral_constant<BinaryOp, BinaryOp::Maximum>{}); break;
-  }
+  dispatch_op_value<BinaryOp, BinaryOp::Maximum>(op, fn);
 }
 template <typename Fn>
 void dispatch_op(ScalarOp op, Fn&& fn) {
-  switch (op) {
-    case ScalarOp::Add: fn(std::integral_constant<ScalarOp, ScalarOp::Add>{}); break;
-    case ScalarOp::Mul: fn(std::integral_constant<ScalarOp, ScalarOp::Mul>{}); break;
-    case ScalarOp::Pow: fn(std::integral_constant<ScalarOp, ScalarOp::Pow>{}); break;
-    case ScalarOp::RSub: fn(std::integral_constant<ScalarOp, ScalarOp::RSub>{}); break;
-    case ScalarOp::DivBy: fn(std::integral_constant<ScalarOp, ScalarOp::DivBy>{}); break;
-  }
+  dispatch_op_value<ScalarOp, ScalarOp::DivBy>(op, fn);
 }
 template <typename Fn>
 void dispatch_op(UnaryOp op, Fn&& fn) {
-  switch (op) {
-    case UnaryOp::Neg: fn(std::integral_constant<UnaryOp, UnaryOp::Neg>{}); break;
-    case UnaryOp::Exp: fn(std::integral_constant<UnaryOp, UnaryOp::Exp>{}); break;
-    case UnaryOp::Log: fn(std::integral_constant<UnaryOp, UnaryOp::Log>{}); break;
-    case UnaryOp::Sigmoid: fn(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{}); break;
-    case UnaryOp::Relu: fn(std::integral_constant<UnaryOp, UnaryOp::Relu>{}); break;
-    case UnaryOp::Square: fn(std::integral_constant<UnaryOp, UnaryOp::Square>{}); break;
-    case UnaryOp::Tanh: fn(std::integral_constant<UnaryOp, UnaryOp::Tanh>{}); break;
-    case UnaryOp::Silu: fn(std::integral_constant<UnaryOp, UnaryOp::Silu>{}); break;
-    case UnaryOp::Sqrt: fn(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{}); break;
-    case UnaryOp::Abs: fn(std::integral_constant<UnaryOp, UnaryOp::Abs>{}); break;
-  }
+  dispatch_op_value<UnaryOp, UnaryOp::Abs>(op, fn);
 }
 
 // fn(TypeTag<T>{}, op constant) for the params' dtype (dispatch_float) and op.
