@@ -220,8 +220,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- backward, pass 1: Δ and dq ----------------------------------------------------
 
+// Blocks per SM stated rather than left to ptxas, whose choice flipped with
+// unrelated code changes: up to D = 128 one block (about 180 registers, no
+// spills), D = 256 two blocks (128 registers, a few spills), as before.
 template <int kMaxD, bool kFixedD, int BQ, int BK>
-__global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
+__global__ void __launch_bounds__(kThreads, kMaxD > 128 ? 2 : 1)
+    dq_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
   constexpr int RQ = BQ / kSide, RK = BK / kSide, RD = kMaxD / kSide;
   const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
