@@ -4,16 +4,18 @@
 // non-NaN input (native/test/math_test.cc checks every 16-bit value and every
 // rounding tie against a brute-force nearest search).
 //
-// On the CPU the float16 conversions are branch-free (integer arithmetic and
-// selects, and only normal floats in the float arithmetic, so flush-to-zero
-// modes cannot change them), so loops over float16 data vectorise; NaN keeps
-// its sign and payload (quietened). On CUDA they are the hardware conversion
-// instructions (same values; a NaN becomes the canonical NaN).
+// On the CPU the conversions are branch-free (integer arithmetic and
+// selects; float16 -> float uses only normal floats in its float arithmetic,
+// so flush-to-zero modes cannot change it), so loops over 16-bit data
+// vectorise. On CUDA the float16 conversions and float -> bfloat16 are the
+// cvt instructions: the same values (a NaN becomes the canonical NaN there,
+// while the CPU keeps its sign and top payload bits, quietened).
 #pragma once
 #include <cstdint>
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #endif
 
@@ -45,10 +47,14 @@ LMK_HOST_DEVICE double bits_double(uint64_t u) { return bit_cast<double>(u); }
 LMK_HOST_DEVICE float bf16_to_float(bf16 h) { return bits_float(static_cast<uint32_t>(h.bits) << 16); }
 
 LMK_HOST_DEVICE bf16 float_to_bf16(float f) {
+#if defined(__CUDA_ARCH__)
+  return bf16{__bfloat16_as_ushort(__float2bfloat16_rn(f))};
+#else
   const uint32_t u = float_bits(f);
   const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // ties to even; overflow carries into Inf
   const uint32_t nan = (u >> 16) | 0x0040u;                         // quiet, sign and payload kept
   return bf16{static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded)};
+#endif
 }
 
 LMK_HOST_DEVICE float f16_to_float(f16 h) {
