@@ -19,7 +19,8 @@
 #include <future>
 #include <vector>
 
-#include "math/attention_exp.h"
+#include "kernels/cpu_dispatch.h"
+#include "math/vector_exp.h"
 #include "ops/fam.h"
 #include "ops/tensor_ops.h"
 #include "runtime/device.h"
@@ -100,12 +101,6 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
 
 // ---- the dense masked baseline (float32, CPU) -------------------------------------
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_BENCH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LMK_BENCH_CLONES
-#endif
-
 struct DenseHead {
   Shape5 s;
   int64_t Nk;
@@ -119,7 +114,7 @@ struct DenseHead {
 
 // Rows [r0, r1) (multiples of 4) of one head: every score, the mask, softmax, P·V.
 // Same vectorisable loop style and the same exp as the FAM kernel.
-LMK_BENCH_CLONES void dense_rows(const DenseHead& h, int64_t r0, int64_t r1) {
+LMK_CPU_CLONES void dense_rows(const DenseHead& h, int64_t r0, int64_t r1) {
   const int64_t Nk = h.Nk, D = h.s.D;
   for (int64_t r = r0; r < r1; r += 4) {
     float* __restrict s0 = h.scores + (r + 0) * Nk;
@@ -151,7 +146,7 @@ LMK_BENCH_CLONES void dense_rows(const DenseHead& h, int64_t r0, int64_t r1) {
       for (int64_t j = 0; j < Nk; ++j) mx = std::max(mx, row[j]);
       float sum = 0;
       for (int64_t j = 0; j < Nk; ++j) {
-        row[j] = attention_expf(row[j] - mx);
+        row[j] = vector_expf(row[j] - mx);
         sum += row[j];
       }
       float* __restrict o = h.out + t * D;

@@ -28,6 +28,7 @@
 #include <future>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "math/half.h"
 #include "math/vector_exp.h"
 #include "ops/losses.h"
@@ -111,15 +112,10 @@ static void validate(const Tensor& logits, const Tensor& labels, const ops::Cros
 // Written as carefully as the fused kernel: the same vector_expf, 16-lane
 // vector sums and max (GCC vector extensions), explicit per-target clones.
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_BENCH_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LMK_BENCH_CLONES
-#endif
 typedef float Lanes16 __attribute__((vector_size(64)));
 
 static inline float load(const float* p, int64_t j) { return p[j]; }
-static inline float load(const bf16* p, int64_t j) { return bits_float(static_cast<uint32_t>(p[j].bits) << 16); }
+static inline float load(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
 static inline void store(float* p, int64_t j, float v) { p[j] = v; }
 static inline void store(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
 
@@ -158,18 +154,18 @@ static inline __attribute__((always_inline)) void softmax_grad_row(const T* __re
   store(grad, y, (vector_expf_nonpositive(load(logsm, y)) - 1.0f) * inv_n);
 }
 
-LMK_BENCH_CLONES static void log_softmax_rows(const float* z, float* out, int64_t V, int64_t b, int64_t e, float* tmp) {
+LMK_CPU_CLONES static void log_softmax_rows(const float* z, float* out, int64_t V, int64_t b, int64_t e, float* tmp) {
   for (int64_t i = b; i < e; ++i) log_softmax_row(z + i * V, out + i * V, V, tmp);
 }
-LMK_BENCH_CLONES static void log_softmax_rows(const bf16* z, bf16* out, int64_t V, int64_t b, int64_t e, float* tmp) {
+LMK_CPU_CLONES static void log_softmax_rows(const bf16* z, bf16* out, int64_t V, int64_t b, int64_t e, float* tmp) {
   for (int64_t i = b; i < e; ++i) log_softmax_row(z + i * V, out + i * V, V, tmp);
 }
-LMK_BENCH_CLONES static void grad_rows(const float* l, float* g, int64_t V, int64_t b, int64_t e, const int32_t* y,
-                                       float inv_n) {
+LMK_CPU_CLONES static void grad_rows(const float* l, float* g, int64_t V, int64_t b, int64_t e, const int32_t* y,
+                                     float inv_n) {
   for (int64_t i = b; i < e; ++i) softmax_grad_row(l + i * V, g + i * V, V, y[i], inv_n);
 }
-LMK_BENCH_CLONES static void grad_rows(const bf16* l, bf16* g, int64_t V, int64_t b, int64_t e, const int32_t* y,
-                                       float inv_n) {
+LMK_CPU_CLONES static void grad_rows(const bf16* l, bf16* g, int64_t V, int64_t b, int64_t e, const int32_t* y,
+                                     float inv_n) {
   for (int64_t i = b; i < e; ++i) softmax_grad_row(l + i * V, g + i * V, V, y[i], inv_n);
 }
 

@@ -8,8 +8,11 @@
 #include <functional>
 #include <future>
 #include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/elementwise/float_dispatch.h"
 #include "kernels/matmul/matmul.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
@@ -357,6 +360,34 @@ static Values ref_layer_norm(const Values& x, const Values* w, const Values* b, 
     }
   }
   return y;
+}
+
+// The dense kernels' type switch: each float dtype reaches its C++ type;
+// int32 (and float64 for the CUDA kernels) is an internal error, never a
+// reinterpretation of the data as float.
+TEST(dispatch_float_rejects_non_float_dtypes) {
+  auto type_of = [](DType dtype) {
+    std::string name;
+    kernels::dispatch_float(dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      name = std::is_same<T, float>::value    ? "float"
+             : std::is_same<T, double>::value ? "double"
+             : std::is_same<T, bf16>::value   ? "bf16"
+             : std::is_same<T, f16>::value    ? "f16"
+                                              : "other";
+    });
+    return name;
+  };
+  CHECK(type_of(DType::Float32) == "float");
+  CHECK(type_of(DType::Float64) == "double");
+  CHECK(type_of(DType::BFloat16) == "bf16");
+  CHECK(type_of(DType::Float16) == "f16");
+  int calls = 0;
+  CHECK_THROWS_KIND(kernels::dispatch_float(DType::Int32, [&](auto) { ++calls; }), ErrorKind::Runtime,
+                    "internal error: a floating-point kernel was called for dtype int32");
+  CHECK_THROWS_KIND(kernels::dispatch_float<false>(DType::Float64, [&](auto) { ++calls; }), ErrorKind::Runtime,
+                    "(CUDA) was called for dtype float64");
+  CHECK_EQ(calls, 0);
 }
 
 TEST(layer_norm_and_rms_norm_forward_and_gradients) {

@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "math/attention_exp.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "ops/fam.h"
@@ -290,20 +289,6 @@ static void expect_close(const Run& r, const Reference& ref, double fwd, double 
 }
 
 // ---- tests -----------------------------------------------------------------------
-
-TEST(attention_exp_is_accurate) {
-  double worst = 0;
-  for (double x = -87.0; x <= 88.0; x += 0.0137) {
-    double want = std::exp(static_cast<double>(static_cast<float>(x)));
-    double got = attention_expf(static_cast<float>(x));
-    worst = std::max(worst, std::fabs(got - want) / want);
-  }
-  CHECK_LE(worst, 3e-7);
-  CHECK_EQ(attention_expf(0.0f), 1.0f);
-  CHECK_EQ(attention_expf(-INFINITY), 0.0f);
-  CHECK_EQ(attention_expf(-100.0f), 0.0f);
-  CHECK(std::isnan(attention_expf(NAN)));
-}
 
 TEST(mask_matches_the_table) {
   // Every (query, key) pair: visible iff the table's key list holds it.

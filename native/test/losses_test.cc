@@ -1,4 +1,4 @@
-// Losses without Node: the math pieces (vector_expf, the goldfish mix, the
+// Losses without Node: the math pieces (the goldfish mix, the
 // row epilogue), then cross-entropy, goldfish loss and ORPO against float64
 // references written here with plain loops, finite-difference gradients in
 // float64, the extreme rows docs/kernels.md names, bad inputs, determinism, and —
@@ -14,7 +14,6 @@
 #include "math/goldfish_hash.h"
 #include "math/half.h"
 #include "math/log1mexp.h"
-#include "math/vector_exp.h"
 #include "ops/losses.h"
 #include "ops/tensor_ops.h"
 #include "runtime/stream.h"
@@ -154,55 +153,6 @@ static std::vector<int32_t> ref_goldfish_mask(const std::vector<int32_t>& labels
 }
 
 // ---- math ------------------------------------------------------------------------
-
-static int64_t ulp_distance(float a, float b) {
-  int32_t ia, ib;
-  std::memcpy(&ia, &a, 4);
-  std::memcpy(&ib, &b, 4);
-  if (ia < 0) ia = INT32_MIN - ia;
-  if (ib < 0) ib = INT32_MIN - ib;
-  return std::llabs(static_cast<int64_t>(ia) - static_cast<int64_t>(ib));
-}
-
-TEST(vector_expf_is_within_2_ulp) {
-  int64_t worst = 0;
-  float worst_x = 0;
-  for (double x = -86.5; x <= 88.72; x += 1.0 / 4096.0 + 1e-9) {
-    float xf = static_cast<float>(x);
-    float ref = static_cast<float>(std::exp(static_cast<double>(xf)));
-    int64_t d = ulp_distance(vector_expf(xf), ref);
-    if (d > worst) {
-      worst = d;
-      worst_x = xf;
-    }
-  }
-  std::mt19937 gen(7);
-  std::uniform_real_distribution<float> u(-86.5f, 0.0f);
-  for (int i = 0; i < 2000000; ++i) {
-    float xf = u(gen);
-    int64_t d = ulp_distance(vector_expf(xf), static_cast<float>(std::exp(static_cast<double>(xf))));
-    if (d > worst) {
-      worst = d;
-      worst_x = xf;
-    }
-  }
-  std::printf("  vector_expf: worst %lld ulp at x = %.9g\n", static_cast<long long>(worst), worst_x);
-  CHECK_LE(worst, int64_t(2));
-  // The non-positive variant is the same function on x <= 0.
-  for (double x = -86.5; x <= 0.0; x += 1.0 / 1024.0 + 1e-9) {
-    float xf = static_cast<float>(x);
-    CHECK_EQ(float_bits(vector_expf_nonpositive(xf)), float_bits(vector_expf(xf)));
-  }
-  CHECK_EQ(vector_expf_nonpositive(0.0f), 1.0f);
-  CHECK_EQ(vector_expf_nonpositive(-INFINITY), 0.0f);
-  CHECK_EQ(vector_expf_nonpositive(-90.0f), 0.0f);
-  CHECK_EQ(vector_expf(0.0f), 1.0f);
-  CHECK_EQ(vector_expf(-INFINITY), 0.0f);
-  CHECK_EQ(vector_expf(-1000.0f), 0.0f);
-  CHECK(std::isinf(vector_expf(89.0f)));
-  CHECK(std::isnan(vector_expf(NAN)));
-  CHECK(std::isfinite(vector_expf(88.7228f)));
-}
 
 // splitmix64's published first outputs for seed 0 are mix(0x9E3779B97F4A7C15·k), k = 1, 2.
 TEST(goldfish_mix_known_answers) {

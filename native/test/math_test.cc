@@ -1,5 +1,6 @@
 // core/math: Philox known answers, bf16/f16 rounding against a brute-force
-// nearest-value search, the exact log/sin/cos against libm.
+// nearest-value search, the exact log/sin/cos against libm, the kernels' fast
+// exp against libm's double exp.
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -8,6 +9,7 @@
 #include "math/exact_math.h"
 #include "math/half.h"
 #include "math/philox.h"
+#include "math/vector_exp.h"
 #include "test_harness.h"
 
 using namespace lmk;
@@ -31,12 +33,24 @@ TEST(philox_known_answers) {
   CHECK_EQ(c.v[3], 0x24126ea1u);
 }
 
+// The value of a 16-bit pattern from the format's definition (independent of
+// math/half.h): float16 1+5+10 bits, bias 15; bfloat16 1+8+7 bits, bias 127.
+// Inf and NaN patterns give Inf and NaN.
+static double value_16(uint16_t bits, bool bfloat) {
+  const int mantissa_bits = bfloat ? 7 : 10, bias = bfloat ? 127 : 15;
+  const int max_exponent = bfloat ? 255 : 31;
+  int exponent = (bits >> mantissa_bits) & max_exponent;
+  int mantissa = bits & ((1 << mantissa_bits) - 1);
+  double sign = (bits & 0x8000) ? -1.0 : 1.0;
+  if (exponent == max_exponent) return mantissa ? NAN : sign * INFINITY;
+  if (exponent == 0) return sign * std::ldexp(mantissa, 1 - bias - mantissa_bits);
+  return sign * std::ldexp(mantissa + (1 << mantissa_bits), exponent - bias - mantissa_bits);
+}
+
 // Nearest representable value by search over all finite 16-bit patterns of
 // the same sign, ties to the even pattern; Inf beyond max + half an ulp.
 static uint16_t nearest_16(double x, bool bfloat) {
-  auto value = [&](uint16_t bits) -> double {
-    return bfloat ? static_cast<double>(bf16_to_float(bf16{bits})) : static_cast<double>(f16_to_float(f16{bits}));
-  };
+  auto value = [&](uint16_t bits) { return value_16(bits, bfloat); };
   uint16_t sign = std::signbit(x) ? 0x8000 : 0;
   uint16_t inf = bfloat ? 0x7f80 : 0x7c00;
   double ax = std::fabs(x);
@@ -81,24 +95,75 @@ TEST(bf16_f16_round_to_nearest_even) {
     if (double_to_f16(d).bits != nearest_16(d, false)) ++mismatches;
   }
   CHECK_EQ(mismatches, 0);
-  // Every f16 and bf16 value converts back to itself.
-  for (uint32_t h = 0; h < 65536; ++h) {
-    f16 x{static_cast<uint16_t>(h)};
-    bf16 y{static_cast<uint16_t>(h)};
-    float fx = f16_to_float(x), fy = bf16_to_float(y);
-    if (std::isnan(fx))
-      CHECK(std::isnan(f16_to_float(float_to_f16(fx))));
-    else
-      CHECK_EQ(float_to_f16(fx).bits, x.bits);
-    if (std::isnan(fy))
-      CHECK(std::isnan(bf16_to_float(float_to_bf16(fy))));
-    else
-      CHECK_EQ(float_to_bf16(fy).bits, y.bits);
-  }
   CHECK_EQ(float_to_f16(65520.0f).bits, 0x7c00);  // halfway above max rounds to Inf
   CHECK_EQ(float_to_f16(65519.99f).bits, 0x7bff);
   CHECK(std::isnan(f16_to_float(float_to_f16(NAN))));
   CHECK(std::isnan(bf16_to_float(float_to_bf16(NAN))));
+}
+
+// Every float16 and bfloat16 pattern: to float exactly its value (NaN keeps
+// sign and payload, quietened on the way back), back to itself; and around
+// every value, the rounding cases of float -> 16 bits: the tie with the next
+// value up, one float ulp either side of it, and one float ulp either side of
+// the value itself, against the brute-force nearest search.
+TEST(bf16_f16_every_value_and_tie) {
+  int wrong_value = 0, wrong_round_trip = 0, wrong_rounding = 0, wrong_nan = 0, ties = 0;
+  for (bool bfloat : {false, true}) {
+    auto to_float = [&](uint16_t h) { return bfloat ? bf16_to_float(bf16{h}) : f16_to_float(f16{h}); };
+    auto to_16 = [&](float f) { return bfloat ? float_to_bf16(f).bits : float_to_f16(f).bits; };
+    const uint16_t inf = bfloat ? 0x7f80 : 0x7c00;
+    const int drop = bfloat ? 16 : 13;  // mantissa bits a float has beyond the 16-bit format
+    for (uint32_t h = 0; h < 65536; ++h) {
+      const uint16_t bits = static_cast<uint16_t>(h);
+      const float f = to_float(bits);
+      const double want = value_16(bits, bfloat);
+      if (std::isnan(want)) {
+        // Sign kept, payload moved to the top of the float mantissa; back: the same pattern, quiet bit set.
+        uint32_t payload = bits & (bfloat ? 0x7fu : 0x3ffu);
+        uint32_t expected = (static_cast<uint32_t>(bits & 0x8000u) << 16) | 0x7f800000u | (payload << drop);
+        if (float_bits(f) != expected) ++wrong_nan;
+        uint16_t quiet = static_cast<uint16_t>(bits | (bfloat ? 0x40u : 0x200u));
+        if (to_16(f) != quiet) ++wrong_nan;
+        continue;
+      }
+      if (!(static_cast<double>(f) == want) || std::signbit(f) != std::signbit(want)) ++wrong_value;
+      if (to_16(f) != bits) ++wrong_round_trip;
+      if ((bits & 0x7fffu) >= inf) continue;  // Inf: no next value
+      // The midpoint to the next magnitude (exact in float: 16-bit formats have fewer mantissa bits).
+      const double next = (bits & 0x7fffu) + 1 == inf ? 2 * std::fabs(want) - std::fabs(value_16(bits - 1, bfloat))
+                                                      : std::fabs(value_16(static_cast<uint16_t>(bits + 1), bfloat));
+      const double mid = (std::fabs(want) + next) / 2 * ((bits & 0x8000u) ? -1 : 1);
+      const float tie = static_cast<float>(mid);
+      if (static_cast<double>(tie) != mid) {
+        ++wrong_rounding;  // the midpoint must be a float
+        continue;
+      }
+      ++ties;
+      for (float x : {tie, std::nextafter(tie, 0.0f), std::nextafter(tie, 2.0f * tie), std::nextafter(f, 0.0f),
+                      std::nextafter(f, tie)}) {
+        if (to_16(x) != nearest_16(x, bfloat)) ++wrong_rounding;
+      }
+    }
+  }
+  CHECK_EQ(wrong_value, 0);
+  CHECK_EQ(wrong_round_trip, 0);
+  CHECK_EQ(wrong_rounding, 0);
+  CHECK_EQ(wrong_nan, 0);
+  CHECK(ties > 2 * 60000);
+}
+
+// float16 results that are subnormal or zero, where the rounding is done by
+// a float addition: every 7th float from half the smallest subnormal to past
+// the smallest normal, both signs.
+TEST(f16_subnormal_results) {
+  int mismatches = 0;
+  for (uint32_t u = 0x32f00000u; u < 0x38900000u; u += 7) {
+    for (uint32_t sign : {0u, 0x80000000u}) {
+      float f = bits_float(u | sign);
+      if (float_to_f16(f).bits != nearest_16(f, false)) ++mismatches;
+    }
+  }
+  CHECK_EQ(mismatches, 0);
 }
 
 TEST(int32_store_saturates) {
@@ -128,6 +193,64 @@ TEST(exact_log_and_sincos_match_libm) {
   }
   CHECK_LE(worst_log, 1e-14);
   CHECK_LE(worst_trig, 1e-14);
+}
+
+// Error of a float result in units of the last place of the true value
+// (given in double, accurate far beyond float).
+static double ulp_error(float got, double want) {
+  double ulp = std::ldexp(1.0, std::ilogb(static_cast<float>(want)) - 23);
+  return std::fabs(static_cast<double>(got) - want) / ulp;
+}
+
+// math/vector_exp.h against the double exp: every 61st float of its range
+// (both signs, walked by bit pattern: ~37M arguments, dense near 0 as the
+// floats are). Every float of the range, walked once: 1.0137 ulp at most
+// (at x = 37.7786407).
+TEST(vector_exp_within_1_02_ulp) {
+  const float low = -86.9f, high = 88.72283172607421875f;  // the flush and overflow thresholds
+  double worst = 0;
+  float worst_x = 0;
+  int64_t count = 0, nonpositive_mismatches = 0;
+  auto check = [&](float x) {
+    float got = vector_expf(x);
+    double e = ulp_error(got, std::exp(static_cast<double>(x)));
+    if (e > worst) {
+      worst = e;
+      worst_x = x;
+    }
+    if (x <= 0 && float_bits(vector_expf_nonpositive(x)) != float_bits(got)) ++nonpositive_mismatches;
+    ++count;
+  };
+  for (uint32_t bits = 0; bits_float(bits) <= high; bits += 61) check(bits_float(bits));
+  for (uint32_t bits = 0x80000000u; bits_float(bits) >= low; bits += 61) check(bits_float(bits));
+  for (float x : {low, high, -0.0f, 1e-30f, -1e-30f, 0.5f * 0.693359375f, -0.5f * 0.693359375f}) check(x);
+  std::printf("  vector_expf: %lld arguments, worst %.4f ulp at x = %.9g\n", static_cast<long long>(count), worst,
+              worst_x);
+  CHECK(count > 30000000);
+  CHECK_LE(worst, 1.02);
+  CHECK_EQ(nonpositive_mismatches, int64_t(0));
+  // Below the flush threshold and -inf: +0; above the overflow threshold: +inf; NaN: NaN.
+  for (float (*f)(float) : {vector_expf, vector_expf_nonpositive}) {
+    CHECK_EQ(float_bits(f(0.0f)), float_bits(1.0f));  // wkv4 relies on e^0 == 1 exactly
+    CHECK_EQ(float_bits(f(-86.91f)), 0u);
+    CHECK_EQ(float_bits(f(-1e38f)), 0u);
+    CHECK_EQ(float_bits(f(-INFINITY)), 0u);
+    CHECK(std::isnan(f(NAN)));
+    CHECK(std::isnan(f(-NAN)));
+  }
+  CHECK(std::isfinite(vector_expf(high)));
+  CHECK(std::isinf(vector_expf(88.7229f)));
+  CHECK(std::isinf(vector_expf(1e30f)));
+  CHECK(std::isinf(vector_expf(INFINITY)));
+  // The non-positive variant stays accurate a little above 0 (rounding noise
+  // in a softmax argument) and up to 88.
+  for (float x : {1e-6f, 0.3f, 10.0f, 88.0f})
+    CHECK_LE(ulp_error(vector_expf_nonpositive(x), std::exp(double(x))), 1.02);
+  // The accumulation-type forms: float is the above, double the library exp.
+  CHECK_EQ(vector_exp(-3.25), std::exp(-3.25));
+  CHECK_EQ(vector_exp_nonpositive(-700.5), std::exp(-700.5));
+  CHECK_EQ(float_bits(vector_exp(-3.25f)), float_bits(vector_expf(-3.25f)));
+  CHECK_EQ(float_bits(vector_exp_nonpositive(-3.25f)), float_bits(vector_expf_nonpositive(-3.25f)));
 }
 
 TEST(philox_uniform_and_normal_moments) {

@@ -8,8 +8,8 @@
 #pragma once
 #include <cmath>
 
-#include "math/attention_exp.h"
 #include "math/host_device.h"
+#include "math/vector_exp.h"
 
 namespace lmk {
 
@@ -33,14 +33,14 @@ LMK_HOST_DEVICE Acc online_softmax_grow(Acc* running_max, Acc tile_max) {
   Acc old_max = *running_max;
   Acc new_max = tile_max > old_max ? tile_max : old_max;
   *running_max = new_max;
-  return attention_exp<Acc>(old_max - online_softmax_offset<Acc>(new_max));  // old = −inf gives 0
+  return vector_exp(old_max - online_softmax_offset<Acc>(new_max));  // old = −inf gives 0
 }
 
 // The softmax weight of score s under the running maximum (forward) or the
 // saved log-sum-exp (backward). A masked score (−inf) gives 0.
 template <typename Acc>
 LMK_HOST_DEVICE Acc softmax_weight(Acc s, Acc offset) {
-  return attention_exp<Acc>(s - offset);
+  return vector_exp(s - offset);
 }
 
 // log-sum-exp of a finished row: M + log ℓ (ℓ >= 1 when the row saw a key).

@@ -22,6 +22,7 @@
 
 namespace lmk {
 
+// Values 0, 1, ...; kernels/elementwise/elementwise.h (dispatch_op) names the last of each.
 enum class BinaryOp : int32_t { Add = 0, Sub, Mul, Div, Maximum };
 enum class ScalarOp : int32_t { Add = 0, Mul, Pow, RSub, DivBy };
 enum class UnaryOp : int32_t { Neg = 0, Exp, Log, Sigmoid, Relu, Square, Tanh, Silu, Sqrt, Abs };

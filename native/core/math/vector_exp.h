@@ -1,30 +1,35 @@
-// A fast float exp for the CPU loss kernels, written so GCC vectorises loops
-// that call it (straight-line arithmetic and selects, no libm call except
-// fmaf, no branches). The CUDA kernels use the hardware __expf instead (see
-// math/log_sum_exp.h); this header is host/device only so it can be tested
-// everywhere.
+// The one fast exp of the kernels, shared by the CPU and CUDA code (wkv4's
+// recurrence, the attention softmax, the losses' CPU rows). Written so GCC
+// vectorises loops that call it: straight-line arithmetic and selects, no
+// branches and no libm call except fmaf.
 //
 //   e^x = 2^n · e^r,  n = round(x·log2 e),  r = x − n·ln 2  in [−ln2/2, ln2/2]
 //
 // Range reduction (Cody–Waite): ln 2 = kLn2Hi + kLn2Lo with kLn2Hi = 355/512,
 // so n·kLn2Hi is exact for |n| < 2^15 and x − n·kLn2Hi is exact (Sterbenz).
-// e^r: the Taylor polynomial of degree 7 (truncation error below 5e-9
-// relative on the interval), by Horner as 1 + r + r²·P(r).
+// e^r = 1 + r + r²·q(r), q a degree-4 minimax fit (relative error of e^r
+// about 3e-9; coefficients rounded to float), by Horner.
 //
 // Every multiply-add is an explicit fused multiply-add (vector_exp_fma): one
-// rounding, so results do not depend on what the compiler would contract
-// (the core builds with -ffp-contract=off), and one instruction where the
-// target has FMA (the kernels are cloned for x86-64-v3/v4; fmaf is correctly
-// rounded everywhere, so the value is the same on every target).
+// rounding, so the value does not depend on what a compiler would contract
+// (the host builds with -ffp-contract=off; nvcc contracts by default, and
+// nothing is left here for it to contract), and it is one instruction where
+// the target has FMA (x86-64-v3 and up, see kernels/cpu_dispatch.h; every
+// GPU). fmaf is correctly rounded everywhere, so the result is the same bits
+// on every CPU level and on CUDA.
 //
-// vector_expf: any x. Within 2 ulp of e^x for x in [−86.5, 88.72] (measured
-// against the double exp in native/test/losses_test.cc). e^0 = 1 exactly;
-// x < −86.5 (e^x < 2.9e-38, next to the subnormal range) and −inf give +0;
-// x > 88.72 gives +inf; NaN gives NaN.
+// Accuracy, measured against the double exp on every float argument
+// (native/test/math_test.cc walks a subset each run): at most 1.014 ulp of
+// e^x; e^0 = 1 exactly (wkv4 relies on it). Below kLow = −86.9 (e^x < 1.9e-38,
+// next to the subnormal range) and for −inf the result is +0: flushed, not
+// rounded to a subnormal. NaN gives NaN.
 //
+// vector_expf: any x; x > 88.72 (e^x > FLT_MAX) gives +inf.
 // vector_expf_nonpositive: the same value for x <= 0 with fewer operations
-// (no overflow path: 2^n is formed directly); NaN gives 0, so callers that
-// must propagate NaN check for it themselves.
+// (2^n formed directly, no overflow path); valid for x up to 88 (n <= 127),
+// so rounding noise above 0 (a score a hair above its running maximum) is fine.
+// vector_exp / vector_exp_nonpositive: the same, overloaded for the kernels'
+// accumulation types (float, double).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -46,56 +51,60 @@ LMK_HOST_DEVICE float vector_exp_fma(float a, float b, float c) {
 
 namespace vector_exp_detail {
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2Hi = 0.693359375f;
-constexpr float kLn2Lo = -2.1219444005469058e-4f;
-constexpr float kShift = 12582912.0f;           // 1.5·2^23: adding it rounds to an integer (ties to even)
-constexpr float kLow = -86.5f;                  // n >= -125, so 2^(n-1) is normal
-constexpr float kHigh = 88.72283172607421875f;  // largest float with e^x < FLT_MAX
+constexpr float kLn2Hi = 0.693359375f;             // 355/512
+constexpr float kLn2Lo = -2.1219444005469058e-4f;  // ln 2 − kLn2Hi
+constexpr float kShift = 12582912.0f;              // 1.5·2^23: adding it rounds to an integer (ties to even)
+constexpr float kLow = -86.9f;                     // n >= -125, so 2^(n-1) is normal
+constexpr float kHigh = 88.72283172607421875f;     // the largest float with e^x < FLT_MAX
 
-// e^r for r in [−ln2/2, ln2/2] given n, and the bits of x·log2e + kShift.
-LMK_HOST_DEVICE float exp_reduced(float x, float shifted, float* n_out) {
+// e^r − 1 = r + r²·q(r) for the reduced argument r of x, where
+// `shifted` = x·log2e + kShift (the caller adds the 1: one rounding).
+LMK_HOST_DEVICE float exp_reduced_minus_one(float x, float shifted) {
   float n = shifted - kShift;
-  float r = vector_exp_fma(n, -kLn2Hi, x);
+  float r = vector_exp_fma(n, -kLn2Hi, x);  // exact
   r = vector_exp_fma(n, -kLn2Lo, r);
-  float p = 1.0f / 5040.0f;
-  p = vector_exp_fma(p, r, 1.0f / 720.0f);
-  p = vector_exp_fma(p, r, 1.0f / 120.0f);
-  p = vector_exp_fma(p, r, 1.0f / 24.0f);
-  p = vector_exp_fma(p, r, 1.0f / 6.0f);
-  p = vector_exp_fma(p, r, 0.5f);
-  p = vector_exp_fma(p, r * r, r);
-  *n_out = n;
-  return p + 1.0f;
+  float q = 1.3814613e-3f;
+  q = vector_exp_fma(q, r, 8.3687100e-3f);
+  q = vector_exp_fma(q, r, 4.1668390e-2f);
+  q = vector_exp_fma(q, r, 1.6666521e-1f);
+  q = vector_exp_fma(q, r, 4.9999994e-1f);
+  return vector_exp_fma(q, r * r, r);
 }
+
+// The bits of `shifted` minus those of kShift: n in two's complement (the
+// low mantissa bits of `shifted` hold it). Unsigned, so a NaN's bits wrap
+// harmlessly (the NaN survives in the polynomial).
+LMK_HOST_DEVICE uint32_t exponent_bits(float shifted) { return float_bits(shifted) - float_bits(kShift); }
 }  // namespace vector_exp_detail
 
 LMK_HOST_DEVICE float vector_expf(float x) {
   using namespace vector_exp_detail;
-  float xc = x > kLow ? x : kLow;  // NaN becomes kLow here; the last select restores it
-  xc = xc < kHigh ? xc : kHigh;
+  float xc = x < kLow ? kLow : x;  // NaN stays NaN through both clamps
+  xc = xc > kHigh ? kHigh : xc;
   float shifted = vector_exp_fma(xc, kLog2e, kShift);
-  float n;
-  float p = exp_reduced(xc, shifted, &n);
-  // The low mantissa bits of `shifted` hold n (two's complement, n in [-125, 128]).
-  uint32_t n_bits = float_bits(shifted) - float_bits(kShift);
-  float scale = bits_float((n_bits + 126u) << 23);  // 2^(n-1)
-  float result = (p * 2.0f) * scale;                // p·2 >= 1.4: never subnormal before the scale
+  float p = exp_reduced_minus_one(xc, shifted) + 1.0f;  // e^r in [0.70, 1.42]
+  // 2^n as 2·2^(n-1), n in [-125, 128]: exponent field n + 126 (n = 128 fits).
+  float scale = bits_float((exponent_bits(shifted) + 126u) << 23);
+  float result = (p * 2.0f) * scale;  // p·2 >= 1.4: the product is normal
   result = x < kLow ? 0.0f : result;
-  result = x > kHigh ? bits_float(0x7f800000u) : result;
-  result = x != x ? x : result;
-  return result;
+  return x > kHigh ? bits_float(0x7f800000u) : result;
 }
 
 LMK_HOST_DEVICE float vector_expf_nonpositive(float x) {
   using namespace vector_exp_detail;
-  float xc = x > kLow ? x : kLow;
+  float xc = x < kLow ? kLow : x;
   float shifted = vector_exp_fma(xc, kLog2e, kShift);
-  float n;
-  float p = exp_reduced(xc, shifted, &n);
-  uint32_t n_bits = float_bits(shifted) - float_bits(kShift);
-  float scale = bits_float((n_bits + 127u) << 23);  // 2^n, n in [-125, 0]: normal
+  float p = exp_reduced_minus_one(xc, shifted) + 1.0f;
+  float scale = bits_float((exponent_bits(shifted) + 127u) << 23);  // 2^n, n in [-125, 127]: normal
   float result = p * scale;
-  return x >= kLow ? result : 0.0f;
+  return x < kLow ? 0.0f : result;
 }
+
+// The same for the accumulation type (math/compute_type.h), by overload:
+// float as above; double (the CPU reference precision) the library exp.
+LMK_HOST_DEVICE float vector_exp(float x) { return vector_expf(x); }
+LMK_HOST_DEVICE double vector_exp(double x) { return ::exp(x); }
+LMK_HOST_DEVICE float vector_exp_nonpositive(float x) { return vector_expf_nonpositive(x); }
+LMK_HOST_DEVICE double vector_exp_nonpositive(double x) { return ::exp(x); }
 
 }  // namespace lmk

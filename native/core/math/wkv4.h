@@ -1,7 +1,7 @@
 // RWKV-4 WKV: one step of the stable recurrence and its exact derivative,
 // shared by the CPU and CUDA kernels (docs/kernels.md#wkv4). `Acc` is the
-// accumulation type: float for float32/bfloat16/float16 storage, double for
-// float64.
+// accumulation type, compute_t of the storage type (math/compute_type.h):
+// float for float32/bfloat16/float16 storage, double for float64.
 //
 // State (aa, bb, pp): numerator e^{pp}·aa and denominator e^{pp}·bb of
 //   y_t = ( Σ_{i<t} e^{(t-1-i)w + k_i} v_i + e^{u + k_t} v_t )
@@ -28,167 +28,10 @@
 #include <cmath>
 #include <cstdint>
 
-#include "math/half.h"
 #include "math/host_device.h"
+#include "math/vector_exp.h"
 
 namespace lmk {
-
-// ---- a fast, vectorisable exp -------------------------------------------------
-//
-// e^x = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 in [−ln2/2, ln2/2]
-// (Cody–Waite: ln 2 split so n·kLn2Hi is exact), e^r as 1 + r + r²·q(r) with
-// q a degree-4 minimax fit of relative error (3e-9, Remez, coefficients
-// rounded to float). Branch-free (two selects), so GCC vectorises loops that call it.
-// Accuracy: within 2 ulp of e^x on [-86.9, 88.72] (measured against the double
-// exp in wkv4_test); exactly 1 for x = 0, 0 below -86.9 (where e^x < 1.9e-38:
-// flushed, as no WKV term that small can matter next to the e^0 = 1 of its
-// pair), +Inf above 88.72, NaN for NaN.
-LMK_HOST_DEVICE float wkv4_expf(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f;         // 355/512: n·kLn2Hi is exact for |n| <= 2^15
-  constexpr float kLn2Lo = -2.12194440e-4f;      // ln 2 - kLn2Hi
-  constexpr float kRound = 12582912.0f;          // 1.5·2^23: x + kRound rounds x to an integer
-  constexpr float kMinArg = -86.9f;              // rounds to n >= -125
-  constexpr float kMaxArg = 88.72283935546875f;  // ln(FLT_MAX), rounded down
-  float xc = x < kMinArg ? kMinArg : x;
-  xc = xc > kMaxArg ? kMaxArg : xc;
-  float shifted = xc * kLog2e + kRound;  // round to nearest, ties to even
-  float fn = shifted - kRound;
-  float r = xc - fn * kLn2Hi;  // exact (Sterbenz)
-  r = r - fn * kLn2Lo;
-  float r2 = r * r;
-  float poly = 1.3814613e-3f;
-  poly = poly * r + 8.3687100e-3f;
-  poly = poly * r + 4.1668390e-2f;
-  poly = poly * r + 1.6666521e-1f;
-  poly = poly * r + 4.9999994e-1f;
-  poly = poly * r2 + r;
-  poly = poly + 1.0f;  // e^r in [0.70, 1.42]
-  // 2^n as 2·2^(n-1) with n in [-125, 128] (the low bits of `shifted` hold n;
-  // unsigned arithmetic, so a NaN's bits wrap harmlessly): exponent field n + 126.
-  uint32_t biased = float_bits(shifted) - float_bits(kRound) + 126u;
-  float scale = bits_float(biased << 23);
-  float result = (poly * 2.0f) * scale;
-  result = x < kMinArg ? 0.0f : result;
-  result = x > kMaxArg ? bits_float(0x7f800000u) : result;
-  return result;
-}
-
-// e^x for x <= 0 (or NaN), the only arguments the recurrence produces:
-// wkv4_expf without the overflow branch and without the 2·2^(n-1) split
-// (n <= 0, so 2^n is a normal float down to n = -126). Same accuracy; 0 below -87.
-LMK_HOST_DEVICE float wkv4_expf_nonpositive(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f;
-  constexpr float kLn2Lo = -2.12194440e-4f;
-  constexpr float kRound = 12582912.0f;
-  constexpr float kMinArg = -87.0f;  // rounds to n >= -126
-  float xc = x < kMinArg ? kMinArg : x;
-  float shifted = xc * kLog2e + kRound;
-  float fn = shifted - kRound;
-  float r = xc - fn * kLn2Hi;
-  r = r - fn * kLn2Lo;
-  float r2 = r * r;
-  float poly = 1.3814613e-3f;
-  poly = poly * r + 8.3687100e-3f;
-  poly = poly * r + 4.1668390e-2f;
-  poly = poly * r + 1.6666521e-1f;
-  poly = poly * r + 4.9999994e-1f;
-  poly = poly * r2 + r;
-  poly = poly + 1.0f;
-  uint32_t biased = float_bits(shifted) - float_bits(kRound) + 127u;  // n + 127 in [1, 127]
-  float result = poly * bits_float(biased << 23);
-  return x < kMinArg ? 0.0f : result;
-}
-
-template <typename Acc>
-LMK_HOST_DEVICE Acc wkv4_exp(Acc x);
-template <>
-LMK_HOST_DEVICE float wkv4_exp<float>(float x) {
-  return wkv4_expf(x);
-}
-template <>
-LMK_HOST_DEVICE double wkv4_exp<double>(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(x);
-#else
-  return std::exp(x);
-#endif
-}
-
-// e^x for x <= 0.
-template <typename Acc>
-LMK_HOST_DEVICE Acc wkv4_exp_nonpositive(Acc x) {
-  return wkv4_exp<Acc>(x);
-}
-template <>
-LMK_HOST_DEVICE float wkv4_exp_nonpositive<float>(float x) {
-  return wkv4_expf_nonpositive(x);
-}
-
-// ---- storage types ---------------------------------------------------------------
-
-// The accumulation type of a storage type and the conversions to and from it
-// (bfloat16/float16 round once, to nearest even, on store).
-template <typename T>
-struct Wkv4Acc {
-  using type = float;
-};
-template <>
-struct Wkv4Acc<double> {
-  using type = double;
-};
-
-// float16 conversions without branches (selects only), so that loops over
-// float16 data vectorise; bit-identical to f16_to_float / float_to_f16 in
-// math/half.h (checked exhaustively / on every rounding case in wkv4_test).
-LMK_HOST_DEVICE float wkv4_f16_to_float(f16 h) {
-  const uint32_t sign = static_cast<uint32_t>(h.bits & 0x8000u) << 16;
-  const uint32_t em = h.bits & 0x7fffu;
-  // Normal and subnormal alike: the bits as a float (exponent off by 112) times 2^112, exact.
-  const uint32_t finite = float_bits(bits_float(em << 13) * 5.192296858534827628530496e33f);
-  const uint32_t inf_nan = 0x7f800000u | ((em & 0x3ffu) << 13);
-  return bits_float((em >= 0x7c00u ? inf_nan : finite) | sign);
-}
-
-LMK_HOST_DEVICE f16 wkv4_float_to_f16(float f) {
-  const uint32_t u = float_bits(f);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t mag = u & 0x7fffffffu;
-  const uint32_t nan = 0x7e00u | ((mag >> 13) & 0x3ffu);
-  // Subnormal results: adding 0.5 leaves the value in units of 2^-24 in the
-  // low mantissa bits, rounded to nearest even by the addition itself.
-  const uint32_t subnormal = float_bits(bits_float(mag) + 0.5f) - 0x3f000000u;
-  const uint32_t normal = (mag + 0xfffu + ((mag >> 13) & 1u) - 0x38000000u) >> 13;
-  uint32_t r = mag < 0x38800000u ? subnormal : normal;
-  r = mag >= 0x477ff000u ? 0x7c00u : r;
-  r = mag > 0x7f800000u ? nan : r;
-  return f16{static_cast<uint16_t>(r | sign)};
-}
-
-LMK_HOST_DEVICE float wkv4_load(float x) { return x; }
-LMK_HOST_DEVICE double wkv4_load(double x) { return x; }
-LMK_HOST_DEVICE float wkv4_load(bf16 x) { return bf16_to_float(x); }
-LMK_HOST_DEVICE float wkv4_load(f16 x) { return wkv4_f16_to_float(x); }
-
-template <typename T>
-LMK_HOST_DEVICE T wkv4_store(typename Wkv4Acc<T>::type x);
-template <>
-LMK_HOST_DEVICE float wkv4_store<float>(float x) {
-  return x;
-}
-template <>
-LMK_HOST_DEVICE double wkv4_store<double>(double x) {
-  return x;
-}
-template <>
-LMK_HOST_DEVICE bf16 wkv4_store<bf16>(float x) {
-  return float_to_bf16(x);
-}
-template <>
-LMK_HOST_DEVICE f16 wkv4_store<f16>(float x) {
-  return wkv4_float_to_f16(x);
-}
 
 // ---- the recurrence -------------------------------------------------------------
 
@@ -242,7 +85,7 @@ LMK_HOST_DEVICE Acc wkv4_neg_abs(Acc d) {
 template <typename Acc>
 LMK_HOST_DEVICE Wkv4Pair<Acc> wkv4_pair(Acc d) {
   bool a_wins = d >= static_cast<Acc>(0);
-  Acc e = wkv4_exp_nonpositive<Acc>(wkv4_neg_abs<Acc>(d));
+  Acc e = vector_exp_nonpositive(wkv4_neg_abs<Acc>(d));
   Wkv4Pair<Acc> out;
   out.e_a = a_wins ? static_cast<Acc>(1) : e;
   out.e_b = a_wins ? e : static_cast<Acc>(1);
@@ -306,7 +149,7 @@ template <typename Acc>
 LMK_HOST_DEVICE Wkv4Folded<Acc> wkv4_fold(Acc pp, Acc pl) {
   Wkv4Folded<Acc> f;
   f.pp = pp + pl;
-  f.scale = wkv4_exp<Acc>((pp - f.pp) + pl);
+  f.scale = vector_exp((pp - f.pp) + pl);
   return f;
 }
 

@@ -11,9 +11,7 @@ void index_check_cpu(const int32_t* values, int64_t n, int64_t limit, int64_t* f
   parallel_for(n, 1 << 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       if (values[i] < 0 || values[i] >= limit) {
-        int64_t seen = first.load();
-        while (i < seen && !first.compare_exchange_weak(seen, i)) {
-        }
+        record_first_bad_index(first, i);
         return;  // later indices in this chunk cannot be smaller
       }
     }

@@ -4,6 +4,7 @@
 
 #include "kernels/creation/creation.h"
 #include "kernels/creation/random_value.h"
+#include "kernels/cuda_grid.h"
 #include "math/convert.h"
 #include "runtime/cuda_check.h"
 #include "runtime/dispatch.h"
@@ -11,12 +12,7 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-
-inline unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
-}
+constexpr int kThreads = kGridThreads;  // grid_for (kernels/cuda_grid.h) assumes it
 
 template <typename T>
 __global__ void fill_kernel(T* out, int64_t n, T value) {

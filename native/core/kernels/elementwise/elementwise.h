@@ -9,7 +9,9 @@
 // read through a StridedLayout (binary ops) or are contiguous.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
+#include "kernels/elementwise/float_dispatch.h"
 #include "kernels/elementwise/strided_layout.h"
 #include "math/elementwise_math.h"
 #include "runtime/dtype.h"
@@ -75,6 +77,36 @@ struct AxpyParams {
   void* target = nullptr;
   const void* src = nullptr;
 };
+
+// Calls fn(std::integral_constant<Op, op>{}) so the backends instantiate one
+// kernel per op (read back as decltype(c)::value). Op is one of the op enums,
+// whose values run from 0 to `last`.
+template <typename Op, Op last, int32_t kValue = 0, typename Fn>
+void dispatch_op_value(Op op, Fn&& fn) {
+  if (static_cast<int32_t>(op) == kValue) {
+    fn(std::integral_constant<Op, static_cast<Op>(kValue)>{});
+  } else if constexpr (kValue < static_cast<int32_t>(last)) {
+    dispatch_op_value<Op, last, kValue + 1>(op, fn);
+  }
+}
+template <typename Fn>
+void dispatch_op(BinaryOp op, Fn&& fn) {
+  dispatch_op_value<BinaryOp, BinaryOp::Maximum>(op, fn);
+}
+template <typename Fn>
+void dispatch_op(ScalarOp op, Fn&& fn) {
+  dispatch_op_value<ScalarOp, ScalarOp::DivBy>(op, fn);
+}
+template <typename Fn>
+void dispatch_op(UnaryOp op, Fn&& fn) {
+  dispatch_op_value<UnaryOp, UnaryOp::Abs>(op, fn);
+}
+
+// fn(TypeTag<T>{}, op constant) for the params' dtype (dispatch_float) and op.
+template <bool kWithDouble = true, typename Params, typename Fn>
+void dispatch_float_and_op(const Params& p, Fn&& fn) {
+  dispatch_float<kWithDouble>(p.dtype, [&](auto tag) { dispatch_op(p.op, [&](auto op) { fn(tag, op); }); });
+}
 
 void binary_cpu(const BinaryParams& p);
 void binary_backward_cpu(const BinaryBackwardParams& p);

@@ -122,74 +122,24 @@ void axpy_typed(const AxpyParams& p) {
 
 }  // namespace
 
+// Each entry point instantiates its kernel per (dtype, op).
 void binary_cpu(const BinaryParams& p) {
-  dispatch_float(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (p.op) {
-      case BinaryOp::Add: binary_typed<T, BinaryOp::Add>(p); break;
-      case BinaryOp::Sub: binary_typed<T, BinaryOp::Sub>(p); break;
-      case BinaryOp::Mul: binary_typed<T, BinaryOp::Mul>(p); break;
-      case BinaryOp::Div: binary_typed<T, BinaryOp::Div>(p); break;
-      case BinaryOp::Maximum: binary_typed<T, BinaryOp::Maximum>(p); break;
-    }
-  });
+  dispatch_float_and_op(p, [&](auto t, auto op) { binary_typed<typename decltype(t)::type, decltype(op)::value>(p); });
 }
-
 void binary_backward_cpu(const BinaryBackwardParams& p) {
-  dispatch_float(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (p.op) {
-      case BinaryOp::Add: binary_backward_typed<T, BinaryOp::Add>(p); break;
-      case BinaryOp::Sub: binary_backward_typed<T, BinaryOp::Sub>(p); break;
-      case BinaryOp::Mul: binary_backward_typed<T, BinaryOp::Mul>(p); break;
-      case BinaryOp::Div: binary_backward_typed<T, BinaryOp::Div>(p); break;
-      case BinaryOp::Maximum: binary_backward_typed<T, BinaryOp::Maximum>(p); break;
-    }
-  });
+  dispatch_float_and_op(
+      p, [&](auto t, auto op) { binary_backward_typed<typename decltype(t)::type, decltype(op)::value>(p); });
 }
-
 void scalar_op_cpu(const ScalarParams& p) {
-  dispatch_float(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (p.op) {
-      case ScalarOp::Add: scalar_typed<T, ScalarOp::Add>(p); break;
-      case ScalarOp::Mul: scalar_typed<T, ScalarOp::Mul>(p); break;
-      case ScalarOp::Pow: scalar_typed<T, ScalarOp::Pow>(p); break;
-      case ScalarOp::RSub: scalar_typed<T, ScalarOp::RSub>(p); break;
-      case ScalarOp::DivBy: scalar_typed<T, ScalarOp::DivBy>(p); break;
-    }
-  });
+  dispatch_float_and_op(p, [&](auto t, auto op) { scalar_typed<typename decltype(t)::type, decltype(op)::value>(p); });
 }
-
-#define LMK_UNARY_CASES(FN, P)                                \
-  switch (P.op) {                                             \
-    case UnaryOp::Neg: FN<T, UnaryOp::Neg>(P); break;         \
-    case UnaryOp::Exp: FN<T, UnaryOp::Exp>(P); break;         \
-    case UnaryOp::Log: FN<T, UnaryOp::Log>(P); break;         \
-    case UnaryOp::Sigmoid: FN<T, UnaryOp::Sigmoid>(P); break; \
-    case UnaryOp::Relu: FN<T, UnaryOp::Relu>(P); break;       \
-    case UnaryOp::Square: FN<T, UnaryOp::Square>(P); break;   \
-    case UnaryOp::Tanh: FN<T, UnaryOp::Tanh>(P); break;       \
-    case UnaryOp::Silu: FN<T, UnaryOp::Silu>(P); break;       \
-    case UnaryOp::Sqrt: FN<T, UnaryOp::Sqrt>(P); break;       \
-    case UnaryOp::Abs: FN<T, UnaryOp::Abs>(P); break;         \
-  }
-
 void unary_cpu(const UnaryParams& p) {
-  dispatch_float(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    LMK_UNARY_CASES(unary_typed, p)
-  });
+  dispatch_float_and_op(p, [&](auto t, auto op) { unary_typed<typename decltype(t)::type, decltype(op)::value>(p); });
 }
-
 void unary_backward_cpu(const UnaryBackwardParams& p) {
-  dispatch_float(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    LMK_UNARY_CASES(unary_backward_typed, p)
-  });
+  dispatch_float_and_op(
+      p, [&](auto t, auto op) { unary_backward_typed<typename decltype(t)::type, decltype(op)::value>(p); });
 }
-
-#undef LMK_UNARY_CASES
 
 void axpy_cpu(const AxpyParams& p) {
   dispatch_float(p.dtype, [&](auto tag) { axpy_typed<typename decltype(tag)::type>(p); });

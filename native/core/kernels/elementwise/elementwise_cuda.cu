@@ -3,6 +3,7 @@
 // math/elementwise_math.h, as on the CPU.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "math/compute_type.h"
@@ -11,12 +12,7 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
-}
+constexpr int kThreads = kGridThreads;  // grid_for (kernels/cuda_grid.h) assumes it
 
 #define LMK_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
@@ -81,6 +77,12 @@ void launch_binary_backward(const BinaryBackwardParams& p, int64_t n, cudaStream
                                         static_cast<const T*>(p.gy), static_cast<T*>(p.ga), static_cast<T*>(p.gb));
 }
 
+template <typename T, ScalarOp Op>
+void launch_scalar(const ScalarParams& p, cudaStream_t s) {
+  scalar_kernel<T, Op><<<grid_for(p.n), kThreads, 0, s>>>(p.n, static_cast<const T*>(p.x),
+                                                          static_cast<compute_t<T>>(p.s), static_cast<T*>(p.out));
+}
+
 template <typename T, UnaryOp Op>
 void launch_unary(const UnaryParams& p, cudaStream_t s) {
   unary_kernel<T, Op><<<grid_for(p.n), kThreads, 0, s>>>(p.n, static_cast<const T*>(p.x), static_cast<T*>(p.out));
@@ -94,19 +96,12 @@ void launch_unary_backward(const UnaryBackwardParams& p, cudaStream_t s) {
 
 }  // namespace
 
+// Each entry point launches its kernel instantiated per (dtype, op).
 void binary_cuda(const BinaryParams& p, void* stream) {
   int64_t n = p.layout.numel();
   if (n == 0) return;
-  auto s = static_cast<cudaStream_t>(stream);
-  dispatch_float<false>(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (p.op) {
-      case BinaryOp::Add: launch_binary<T, BinaryOp::Add>(p, n, s); break;
-      case BinaryOp::Sub: launch_binary<T, BinaryOp::Sub>(p, n, s); break;
-      case BinaryOp::Mul: launch_binary<T, BinaryOp::Mul>(p, n, s); break;
-      case BinaryOp::Div: launch_binary<T, BinaryOp::Div>(p, n, s); break;
-      case BinaryOp::Maximum: launch_binary<T, BinaryOp::Maximum>(p, n, s); break;
-    }
+  dispatch_float_and_op<false>(p, [&](auto t, auto op) {
+    launch_binary<typename decltype(t)::type, decltype(op)::value>(p, n, static_cast<cudaStream_t>(stream));
   });
   cuda_check_launch("binary");
 }
@@ -114,75 +109,35 @@ void binary_cuda(const BinaryParams& p, void* stream) {
 void binary_backward_cuda(const BinaryBackwardParams& p, void* stream) {
   int64_t n = p.layout.numel();
   if (n == 0) return;
-  auto s = static_cast<cudaStream_t>(stream);
-  dispatch_float<false>(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (p.op) {
-      case BinaryOp::Add: launch_binary_backward<T, BinaryOp::Add>(p, n, s); break;
-      case BinaryOp::Sub: launch_binary_backward<T, BinaryOp::Sub>(p, n, s); break;
-      case BinaryOp::Mul: launch_binary_backward<T, BinaryOp::Mul>(p, n, s); break;
-      case BinaryOp::Div: launch_binary_backward<T, BinaryOp::Div>(p, n, s); break;
-      case BinaryOp::Maximum: launch_binary_backward<T, BinaryOp::Maximum>(p, n, s); break;
-    }
+  dispatch_float_and_op<false>(p, [&](auto t, auto op) {
+    launch_binary_backward<typename decltype(t)::type, decltype(op)::value>(p, n, static_cast<cudaStream_t>(stream));
   });
   cuda_check_launch("binary backward");
 }
 
 void scalar_op_cuda(const ScalarParams& p, void* stream) {
   if (p.n == 0) return;
-  auto s = static_cast<cudaStream_t>(stream);
-  dispatch_float<false>(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    auto x = static_cast<const T*>(p.x);
-    auto out = static_cast<T*>(p.out);
-    float sv = static_cast<float>(p.s);
-    unsigned grid = grid_for(p.n);
-    switch (p.op) {
-      case ScalarOp::Add: scalar_kernel<T, ScalarOp::Add><<<grid, kThreads, 0, s>>>(p.n, x, sv, out); break;
-      case ScalarOp::Mul: scalar_kernel<T, ScalarOp::Mul><<<grid, kThreads, 0, s>>>(p.n, x, sv, out); break;
-      case ScalarOp::Pow: scalar_kernel<T, ScalarOp::Pow><<<grid, kThreads, 0, s>>>(p.n, x, sv, out); break;
-      case ScalarOp::RSub: scalar_kernel<T, ScalarOp::RSub><<<grid, kThreads, 0, s>>>(p.n, x, sv, out); break;
-      case ScalarOp::DivBy: scalar_kernel<T, ScalarOp::DivBy><<<grid, kThreads, 0, s>>>(p.n, x, sv, out); break;
-    }
+  dispatch_float_and_op<false>(p, [&](auto t, auto op) {
+    launch_scalar<typename decltype(t)::type, decltype(op)::value>(p, static_cast<cudaStream_t>(stream));
   });
   cuda_check_launch("scalar op");
 }
 
-#define LMK_UNARY_CASES(FN, P, S)                                \
-  switch (P.op) {                                                \
-    case UnaryOp::Neg: FN<T, UnaryOp::Neg>(P, S); break;         \
-    case UnaryOp::Exp: FN<T, UnaryOp::Exp>(P, S); break;         \
-    case UnaryOp::Log: FN<T, UnaryOp::Log>(P, S); break;         \
-    case UnaryOp::Sigmoid: FN<T, UnaryOp::Sigmoid>(P, S); break; \
-    case UnaryOp::Relu: FN<T, UnaryOp::Relu>(P, S); break;       \
-    case UnaryOp::Square: FN<T, UnaryOp::Square>(P, S); break;   \
-    case UnaryOp::Tanh: FN<T, UnaryOp::Tanh>(P, S); break;       \
-    case UnaryOp::Silu: FN<T, UnaryOp::Silu>(P, S); break;       \
-    case UnaryOp::Sqrt: FN<T, UnaryOp::Sqrt>(P, S); break;       \
-    case UnaryOp::Abs: FN<T, UnaryOp::Abs>(P, S); break;         \
-  }
-
 void unary_cuda(const UnaryParams& p, void* stream) {
   if (p.n == 0) return;
-  auto s = static_cast<cudaStream_t>(stream);
-  dispatch_float<false>(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    LMK_UNARY_CASES(launch_unary, p, s)
+  dispatch_float_and_op<false>(p, [&](auto t, auto op) {
+    launch_unary<typename decltype(t)::type, decltype(op)::value>(p, static_cast<cudaStream_t>(stream));
   });
   cuda_check_launch("unary");
 }
 
 void unary_backward_cuda(const UnaryBackwardParams& p, void* stream) {
   if (p.n == 0) return;
-  auto s = static_cast<cudaStream_t>(stream);
-  dispatch_float<false>(p.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    LMK_UNARY_CASES(launch_unary_backward, p, s)
+  dispatch_float_and_op<false>(p, [&](auto t, auto op) {
+    launch_unary_backward<typename decltype(t)::type, decltype(op)::value>(p, static_cast<cudaStream_t>(stream));
   });
   cuda_check_launch("unary backward");
 }
-
-#undef LMK_UNARY_CASES
 
 void axpy_cuda(const AxpyParams& p, void* stream) {
   if (p.n == 0) return;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/checks/index_check.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/embedding/embedding.h"
 #include "math/compute_type.h"
@@ -11,12 +12,6 @@
 
 namespace lmk::kernels {
 namespace {
-
-void record_bad(std::atomic<int64_t>& first, int64_t index) {
-  int64_t seen = first.load();
-  while (index < seen && !first.compare_exchange_weak(seen, index)) {
-  }
-}
 
 template <typename T>
 void forward_typed(const EmbeddingParams& p) {
@@ -28,7 +23,7 @@ void forward_typed(const EmbeddingParams& p) {
     for (int64_t i = begin; i < end; ++i) {
       int32_t id = p.ids[i];
       if (id < 0 || id >= p.V) {
-        record_bad(first, i);
+        record_first_bad_index(first, i);
         std::memset(out + i * p.D, 0, row_bytes);
       } else {
         std::memcpy(out + i * p.D, weight + static_cast<int64_t>(id) * p.D, row_bytes);

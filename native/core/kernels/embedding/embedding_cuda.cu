@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "kernels/checks/index_check.h"
+#include "kernels/cuda_grid.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/embedding/embedding.h"
 #include "math/compute_type.h"
@@ -13,12 +14,7 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
-}
+constexpr int kThreads = kGridThreads;  // grid_for (kernels/cuda_grid.h) assumes it
 
 template <typename T>
 __global__ void forward_kernel(EmbeddingParams p, const T* weight, T* out) {

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "math/fam_mask.h"
+#include "math/host_device.h"
 #include "runtime/dtype.h"
 
 namespace lmk::kernels {
@@ -58,6 +59,29 @@ struct FamParams {
 };
 
 constexpr int64_t kFamMaxHeadDim = 256;
+
+// The sizes of one call in the kernels' names, and the element offsets into
+// its contiguous tensors (shared by the CPU and both CUDA kernels).
+struct FamLayout {
+  int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;  // group = H / Hkv; F = 0 without FAM keys
+  LMK_HOST_DEVICE explicit FamLayout(const FamParams& p)
+      : B(p.batch),
+        H(p.heads),
+        Hkv(p.kv_heads),
+        group(p.heads / p.kv_heads),
+        Tq(p.query_len),
+        Tk(p.mask.key_count),
+        D(p.head_dim),
+        F(p.fam_k ? p.fam_len : 0),
+        NF(p.fam_blocks) {}
+  // q, out, grad_out [B,H,Tq,D]; lse, delta [B,H,Tq]; k, v [B,Hkv,Tk,D]; fam_k, fam_v [B,Hkv,NF,F,D].
+  LMK_HOST_DEVICE int64_t q_offset(int64_t b, int64_t h, int64_t t) const { return ((b * H + h) * Tq + t) * D; }
+  LMK_HOST_DEVICE int64_t stat_offset(int64_t b, int64_t h, int64_t t) const { return (b * H + h) * Tq + t; }
+  LMK_HOST_DEVICE int64_t k_offset(int64_t b, int64_t kvh, int64_t j) const { return ((b * Hkv + kvh) * Tk + j) * D; }
+  LMK_HOST_DEVICE int64_t fam_offset(int64_t b, int64_t kvh, int64_t block, int64_t f) const {
+    return (((b * Hkv + kvh) * NF + block) * F + f) * D;
+  }
+};
 
 // The lse / delta element type for an input dtype.
 inline DType fam_stat_dtype(DType dtype) { return dtype == DType::Float64 ? DType::Float64 : DType::Float32; }

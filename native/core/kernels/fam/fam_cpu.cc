@@ -12,8 +12,8 @@
 // output is p[i][c] · v[c][:] over register-sized column chunks, so there are
 // no floating-point reductions across vector lanes. Row maxima and sums are
 // taken over kLanes partial lanes in a fixed order. The hot functions are
-// compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
-// (target_clones); never -march=native. Every thread writes only its own rows
+// compiled per instruction-set level and picked at load time
+// (kernels/cpu_dispatch.h); never -march=native. Every thread writes only its own rows
 // (forward, dq) or keys (dk, dv), summing in a fixed order: results do not
 // depend on the thread count.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -25,23 +25,14 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
+#include "math/compute_type.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_FAM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LMK_FAM_CLONES
-#endif
-#if defined(__GNUC__)
-#define LMK_FAM_INLINE inline __attribute__((always_inline))
-#else
-#define LMK_FAM_INLINE inline
-#endif
 
 namespace lmk::kernels {
 namespace {
@@ -52,26 +43,6 @@ constexpr int kRowBlock = 4;    // rows updated together in the tile products
 constexpr int kColChunk = 32;   // output columns held in registers per row; row strides are multiples
 constexpr int kLanes = 16;      // partial lanes of the row max / sum
 
-// The accumulation type: float for float32/bfloat16/float16 storage, double for float64.
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
-LMK_FAM_INLINE float to_acc(float x) { return x; }
-LMK_FAM_INLINE double to_acc(double x) { return x; }
-LMK_FAM_INLINE float to_acc(bf16 x) { return bf16_to_float(x); }
-LMK_FAM_INLINE float to_acc(f16 x) { return f16_to_float(x); }
-
-LMK_FAM_INLINE void store_acc(float* p, float x) { *p = x; }
-LMK_FAM_INLINE void store_acc(double* p, double x) { *p = x; }
-LMK_FAM_INLINE void store_acc(bf16* p, float x) { *p = float_to_bf16(x); }
-LMK_FAM_INLINE void store_acc(f16* p, float x) { *p = float_to_f16(x); }
-
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
 // ---- tile products -----------------------------------------------------------
@@ -79,8 +50,8 @@ int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 // out[r][c] = Σ_d a[r][d] · bt[d][c] for r < R, c < C; a has row stride lda,
 // bt is D × C. All R rows are computed (callers pad with zero rows).
 template <int R, int C, typename Acc>
-LMK_FAM_INLINE void tile_product(const Acc* __restrict a, int64_t lda, const Acc* __restrict bt, int64_t D,
-                                 Acc* __restrict out) {
+LMK_ALWAYS_INLINE void tile_product(const Acc* __restrict a, int64_t lda, const Acc* __restrict bt, int64_t D,
+                                    Acc* __restrict out) {
   static_assert(R % kRowBlock == 0, "row tile must be a multiple of the row block");
   for (int r = 0; r < R; r += kRowBlock) {
     Acc acc[kRowBlock][C];
@@ -101,8 +72,8 @@ LMK_FAM_INLINE void tile_product(const Acc* __restrict a, int64_t lda, const Acc
 // acc[r][:] += Σ_{c < n} w[r][c] · b[c][:] for r < R; w is R × W (row stride
 // W), b has row stride ldb, acc row stride ldacc; ld* are multiples of kColChunk.
 template <int R, int W, typename Acc>
-LMK_FAM_INLINE void tile_accumulate(const Acc* __restrict w, int n, const Acc* __restrict b, int64_t ldb,
-                                    int64_t columns, Acc* __restrict acc, int64_t ldacc) {
+LMK_ALWAYS_INLINE void tile_accumulate(const Acc* __restrict w, int n, const Acc* __restrict b, int64_t ldb,
+                                       int64_t columns, Acc* __restrict acc, int64_t ldacc) {
   static_assert(R % kRowBlock == 0, "row tile must be a multiple of the row block");
   for (int r = 0; r < R; r += kRowBlock) {
     for (int64_t d0 = 0; d0 < columns; d0 += kColChunk) {
@@ -123,7 +94,7 @@ LMK_FAM_INLINE void tile_accumulate(const Acc* __restrict w, int n, const Acc* _
 }
 
 template <int N, typename Acc>
-LMK_FAM_INLINE Acc row_max(const Acc* __restrict s) {
+LMK_ALWAYS_INLINE Acc row_max(const Acc* __restrict s) {
   Acc lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = attention_neg_inf<Acc>();
   for (int c = 0; c < N; c += kLanes)
@@ -135,7 +106,7 @@ LMK_FAM_INLINE Acc row_max(const Acc* __restrict s) {
 
 // s[c] ← e^{s[c] − offset}; returns the sum over the row (fixed lane order).
 template <int N, typename Acc>
-LMK_FAM_INLINE Acc exp_row(Acc* __restrict s, Acc offset) {
+LMK_ALWAYS_INLINE Acc exp_row(Acc* __restrict s, Acc offset) {
   Acc lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = 0;
   for (int c = 0; c < N; c += kLanes)
@@ -159,15 +130,15 @@ constexpr int kTile = kQueryTile;
 
 #define LMK_FAM_HOT_STEPS(Acc, suffix)                                                                                 \
   /* out = a · bt for a kTile-row a (stride lda) and bt (D × kTile) */                                               \
-  LMK_FAM_CLONES void product_##suffix(const Acc* a, int64_t lda, const Acc* bt, int64_t D, Acc* out) {                \
+  LMK_CPU_CLONES void product_##suffix(const Acc* a, int64_t lda, const Acc* bt, int64_t D, Acc* out) {                \
     tile_product<kTile, kTile>(a, lda, bt, D, out);                                                                    \
   }                                                                                                                    \
   /* acc[r][:] += Σ_{c<n} w[r][c] · b[c][:] for kTile rows */                                                        \
-  LMK_FAM_CLONES void accumulate_##suffix(const Acc* w, int n, const Acc* b, int64_t ld, Acc* acc) {                   \
+  LMK_CPU_CLONES void accumulate_##suffix(const Acc* w, int n, const Acc* b, int64_t ld, Acc* acc) {                   \
     tile_accumulate<kTile, kTile>(w, n, b, ld, ld, acc, ld);                                                           \
   }                                                                                                                    \
   /* forward: online softmax over rows [0, nq) of s (masked scores −inf); s ← weights, o rescaled */               \
-  LMK_FAM_CLONES void softmax_step_##suffix(Acc* s, int64_t nq, Acc* m, Acc* l, Acc* o, int64_t ld) {                  \
+  LMK_CPU_CLONES void softmax_step_##suffix(Acc* s, int64_t nq, Acc* m, Acc* l, Acc* o, int64_t ld) {                  \
     for (int64_t i = 0; i < nq; ++i) {                                                                                 \
       Acc* row = s + i * kTile;                                                                                        \
       Acc factor = online_softmax_grow<Acc>(&m[i], row_max<kTile>(row));                                               \
@@ -180,7 +151,7 @@ constexpr int kTile = kQueryTile;
     }                                                                                                                  \
   }                                                                                                                    \
   /* query-major s ← p·(dp − Δ) with p = e^{s − lse} per row; rows nq.. zeroed */                              \
-  LMK_FAM_CLONES void score_grads_rows_##suffix(Acc* s, const Acc* dp, int64_t nq, const Acc* lse, const Acc* delta) { \
+  LMK_CPU_CLONES void score_grads_rows_##suffix(Acc* s, const Acc* dp, int64_t nq, const Acc* lse, const Acc* delta) { \
     for (int64_t i = 0; i < nq; ++i) {                                                                                 \
       Acc* __restrict srow = s + i * kTile;                                                                            \
       const Acc* __restrict dprow = dp + i * kTile;                                                                    \
@@ -191,7 +162,7 @@ constexpr int kTile = kQueryTile;
       for (int c = 0; c < kTile; ++c) s[i * kTile + c] = 0;                                                            \
   }                                                                                                                    \
   /* key-major: st ← p, dpt ← p·(dpt − Δ) per query column; key rows n.. zeroed */                             \
-  LMK_FAM_CLONES void score_grads_columns_##suffix(Acc* st, Acc* dpt, int n, const Acc* lse, const Acc* delta) {       \
+  LMK_CPU_CLONES void score_grads_columns_##suffix(Acc* st, Acc* dpt, int n, const Acc* lse, const Acc* delta) {       \
     for (int c = 0; c < n; ++c) {                                                                                      \
       Acc* __restrict srow = st + c * kTile;                                                                           \
       Acc* __restrict dsrow = dpt + c * kTile;                                                                         \
@@ -244,52 +215,37 @@ inline void score_grads_columns(double* st, double* dpt, int n, const double* ls
 
 // rows[r][d] = scale · src[r][d] for r < n (row stride D in src, ld in rows); rows n..R zeroed.
 template <typename T, typename Acc>
-LMK_FAM_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int64_t D, Acc scale, Acc* __restrict rows,
-                              int64_t ld) {
+LMK_ALWAYS_INLINE void load_rows(const T* __restrict src, int64_t n, int64_t R, int64_t D, Acc scale,
+                                 Acc* __restrict rows, int64_t ld) {
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = scale * to_acc(src[r * D + d]);
+    for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = scale * to_compute(src[r * D + d]);
   for (int64_t r = n; r < R; ++r)
     for (int64_t d = 0; d < D; ++d) rows[r * ld + d] = 0;
 }
 
 // cols[d][r] = scale · src[r][d]: the transposed tile (C columns, zero past n).
 template <typename T, typename Acc>
-LMK_FAM_INLINE void load_columns(const T* __restrict src, int64_t n, int C, int64_t D, Acc scale,
-                                 Acc* __restrict cols) {
+LMK_ALWAYS_INLINE void load_columns(const T* __restrict src, int64_t n, int C, int64_t D, Acc scale,
+                                    Acc* __restrict cols) {
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t d = 0; d < D; ++d) cols[d * C + r] = scale * to_acc(src[r * D + d]);
+    for (int64_t d = 0; d < D; ++d) cols[d * C + r] = scale * to_compute(src[r * D + d]);
   for (int64_t d = 0; d < D; ++d)
     for (int64_t r = n; r < C; ++r) cols[d * C + r] = 0;
 }
 
 // ---- shapes and indexing -------------------------------------------------------
 
-struct Geometry {
-  int64_t B, H, Hkv, group, Tq, Tk, D, F, NF, ld;
+// The call's layout (kernels/fam/fam.h) and this kernel's tiling of it.
+struct Geometry : FamLayout {
+  int64_t ld;                                  // row stride of the tile buffers
   int64_t query_tiles_per_block, query_tiles;  // per (b, h)
   int64_t seq_key_tiles, fam_key_tiles;        // per (b, kvh): sequence tiles, FAM tiles per FAM block
-  explicit Geometry(const FamParams& p)
-      : B(p.batch),
-        H(p.heads),
-        Hkv(p.kv_heads),
-        group(p.heads / p.kv_heads),
-        Tq(p.query_len),
-        Tk(p.mask.key_count),
-        D(p.head_dim),
-        F(p.fam_k ? p.fam_len : 0),
-        NF(p.fam_blocks),
-        ld(round_up(p.head_dim, kColChunk)) {
+  explicit Geometry(const FamParams& p) : FamLayout(p), ld(round_up(p.head_dim, kColChunk)) {
     query_tiles_per_block = fam_tiles_per_block(p.mask, Tq, kQueryTile);
     int64_t query_blocks = (Tq + p.mask.block_size - 1) / p.mask.block_size;
     query_tiles = query_blocks * query_tiles_per_block;
     seq_key_tiles = (Tk + kKeyTile - 1) / kKeyTile;
     fam_key_tiles = (F + kKeyTile - 1) / kKeyTile;
-  }
-  int64_t q_offset(int64_t b, int64_t h, int64_t t) const { return ((b * H + h) * Tq + t) * D; }
-  int64_t stat_offset(int64_t b, int64_t h, int64_t t) const { return (b * H + h) * Tq + t; }
-  int64_t k_offset(int64_t b, int64_t kvh, int64_t j) const { return ((b * Hkv + kvh) * Tk + j) * D; }
-  int64_t fam_offset(int64_t b, int64_t kvh, int64_t block, int64_t f) const {
-    return (((b * Hkv + kvh) * NF + block) * F + f) * D;
   }
 };
 
@@ -321,8 +277,8 @@ struct Buffers {
 // column c) with −inf: columns at or past n always, and under a partial mask
 // the sequence keys j0 + c outside query q0+i's window.
 template <typename Acc>
-LMK_FAM_INLINE void mask_query_major(Acc* s, int64_t rows, int n, int kind, const FamMask& mask, int64_t q0,
-                                     int64_t j0) {
+LMK_ALWAYS_INLINE void mask_query_major(Acc* s, int64_t rows, int n, int kind, const FamMask& mask, int64_t q0,
+                                        int64_t j0) {
   const Acc neg_inf = attention_neg_inf<Acc>();
   for (int64_t i = 0; i < rows; ++i) {
     Acc* row = s + i * kKeyTile;
@@ -348,8 +304,8 @@ struct KeyTile {
 // then the sequence window from the memory segment's start to the last row,
 // without the tiles none of the rows sees.
 template <typename T>
-LMK_FAM_INLINE void collect_key_tiles(const FamParams& p, const Geometry& g, int64_t b, int64_t kvh, int64_t q0,
-                                      int64_t q1, std::vector<KeyTile<T>>* tiles) {
+LMK_ALWAYS_INLINE void collect_key_tiles(const FamParams& p, const Geometry& g, int64_t b, int64_t kvh, int64_t q0,
+                                         int64_t q1, std::vector<KeyTile<T>>* tiles) {
   tiles->clear();
   const int64_t block = fam_block_of(p.mask, q0);
   if (g.F > 0) {
@@ -378,7 +334,7 @@ LMK_FAM_INLINE void collect_key_tiles(const FamParams& p, const Geometry& g, int
 
 template <typename T>
 void forward_range(const FamParams& p, int64_t begin, int64_t end) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = compute_t<T>;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
   const T* q = static_cast<const T*>(p.q);
@@ -423,7 +379,7 @@ void forward_range(const FamParams& p, int64_t begin, int64_t end) {
     for (int64_t i = 0; i < nq; ++i) {
       Acc inv = Acc(1) / l[i];
       T* orow = out + g.q_offset(b, h, q0 + i);
-      for (int64_t d = 0; d < D; ++d) store_acc(orow + d, o[i * ld + d] * inv);
+      for (int64_t d = 0; d < D; ++d) store_compute(orow, d, o[i * ld + d] * inv);
       lse[g.stat_offset(b, h, q0 + i)] = online_softmax_lse<Acc>(m[i], l[i]);
     }
   }
@@ -433,7 +389,7 @@ void forward_range(const FamParams& p, int64_t begin, int64_t end) {
 
 template <typename T>
 void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = compute_t<T>;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
   const T* q = static_cast<const T*>(p.q);
@@ -469,7 +425,7 @@ void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
     for (int64_t i = 0; i < nq; ++i) {
       const T* orow = out + g.q_offset(b, h, q0 + i);
       Acc sum = 0;
-      for (int64_t d = 0; d < D; ++d) sum += go[i * ld + d] * to_acc(orow[d]);
+      for (int64_t d = 0; d < D; ++d) sum += go[i * ld + d] * to_compute(orow[d]);
       row_delta[i] = sum;
       delta[g.stat_offset(b, h, q0 + i)] = sum;
       row_lse[i] = lse[g.stat_offset(b, h, q0 + i)];
@@ -491,7 +447,7 @@ void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
     const Acc scale = static_cast<Acc>(p.scale);
     for (int64_t i = 0; i < nq; ++i) {
       T* grow = grad_q + g.q_offset(b, h, q0 + i);
-      for (int64_t d = 0; d < D; ++d) store_acc(grow + d, scale * dq[i * ld + d]);
+      for (int64_t d = 0; d < D; ++d) store_compute(grow, d, scale * dq[i * ld + d]);
     }
   }
 }
@@ -500,7 +456,7 @@ void backward_dq_range(const FamParams& p, int64_t begin, int64_t end) {
 
 template <typename T>
 void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
-  using Acc = typename AccOf<T>::type;
+  using Acc = compute_t<T>;
   const Geometry g(p);
   const int64_t D = g.D, ld = g.ld;
   const T* q = static_cast<const T*>(p.q);
@@ -601,8 +557,8 @@ void backward_dkv_range(const FamParams& p, int64_t begin, int64_t end) {
     int64_t off = is_fam ? g.fam_offset(b, kvh, fam_block, k0) : g.k_offset(b, kvh, k0);
     for (int c = 0; c < n; ++c)
       for (int64_t d = 0; d < D; ++d) {
-        store_acc(gk + off + c * D + d, dk[c * ld + d]);
-        store_acc(gv + off + c * D + d, dv[c * ld + d]);
+        store_compute(gk, off + c * D + d, dk[c * ld + d]);
+        store_compute(gv, off + c * D + d, dv[c * ld + d]);
       }
   }
 }

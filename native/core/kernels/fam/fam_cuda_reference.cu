@@ -8,6 +8,7 @@
 
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
+#include "math/compute_type.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "runtime/cuda_check.h"
@@ -18,53 +19,23 @@ namespace {
 constexpr int kMaxD = static_cast<int>(kFamMaxHeadDim);
 constexpr int kThreads = 128;
 
-__device__ float load(const void* p, int64_t i, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: return bf16_to_float(static_cast<const bf16*>(p)[i]);
-    case DType::Float16: return f16_to_float(static_cast<const f16*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ void store(void* p, int64_t i, float x, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: static_cast<bf16*>(p)[i] = float_to_bf16(x); break;
-    case DType::Float16: static_cast<f16*>(p)[i] = float_to_f16(x); break;
-    default: static_cast<float*>(p)[i] = x; break;
-  }
-}
-
-struct Sizes {
-  int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;
-  __host__ __device__ explicit Sizes(const FamParams& p)
-      : B(p.batch),
-        H(p.heads),
-        Hkv(p.kv_heads),
-        group(p.heads / p.kv_heads),
-        Tq(p.query_len),
-        Tk(p.mask.key_count),
-        D(p.head_dim),
-        F(p.fam_k ? p.fam_len : 0),
-        NF(p.fam_blocks) {}
-};
-
 // Key number `i` of query t (block tau): the F FAM keys of the block, then
 // the sequence window; sets the key and value rows' offsets and tensors.
-__device__ void key_of(const FamParams& p, const Sizes& s, int64_t b, int64_t kvh, int64_t tau, int64_t i,
+__device__ void key_of(const FamParams& p, const FamLayout& s, int64_t b, int64_t kvh, int64_t tau, int64_t i,
                        const void** kp, const void** vp, int64_t* offset) {
   if (i < s.F) {
     *kp = p.fam_k;
     *vp = p.fam_v;
-    *offset = (((b * s.Hkv + kvh) * s.NF + tau) * s.F + i) * s.D;
+    *offset = s.fam_offset(b, kvh, tau, i);
   } else {
     int64_t j = fam_window_begin(p.mask, tau) + (i - s.F);
     *kp = p.k;
     *vp = p.v;
-    *offset = ((b * s.Hkv + kvh) * s.Tk + j) * s.D;
+    *offset = s.k_offset(b, kvh, j);
   }
 }
 
-__device__ int64_t key_count(const FamParams& p, const Sizes& s, int64_t t) {
+__device__ int64_t key_count(const FamParams& p, const FamLayout& s, int64_t t) {
   int64_t tau = fam_block_of(p.mask, t);
   int64_t end = fam_window_end(p.mask, t);
   if (end > s.Tk) end = s.Tk;
@@ -73,12 +44,12 @@ __device__ int64_t key_count(const FamParams& p, const Sizes& s, int64_t t) {
 
 __device__ float dot(const void* a, int64_t a_off, const void* b, int64_t b_off, int64_t D, DType dtype) {
   float sum = 0.0f;
-  for (int64_t d = 0; d < D; ++d) sum += load(a, a_off + d, dtype) * load(b, b_off + d, dtype);
+  for (int64_t d = 0; d < D; ++d) sum += load_compute(a, a_off + d, dtype) * load_compute(b, b_off + d, dtype);
   return sum;
 }
 
 __global__ void forward_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (row >= s.B * s.H * s.Tq) return;
   const int64_t t = row % s.Tq, h = (row / s.Tq) % s.H, b = row / (s.Tq * s.H);
@@ -103,14 +74,14 @@ __global__ void forward_reference_kernel(const FamParams p) {
   for (int64_t i = 0; i < n; ++i) {
     key_of(p, s, b, kvh, tau, i, &kp, &vp, &off);
     float w = softmax_weight<float>(scale * dot(p.q, q_off, kp, off, s.D, p.dtype), lse);
-    for (int64_t d = 0; d < s.D; ++d) acc[d] += w * load(vp, off + d, p.dtype);
+    for (int64_t d = 0; d < s.D; ++d) acc[d] += w * load_compute(vp, off + d, p.dtype);
   }
-  for (int64_t d = 0; d < s.D; ++d) store(p.out, q_off + d, acc[d], p.dtype);
+  for (int64_t d = 0; d < s.D; ++d) store_compute(p.out, q_off + d, acc[d], p.dtype);
   static_cast<float*>(p.lse)[row] = lse;
 }
 
 __global__ void dq_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (row >= s.B * s.H * s.Tq) return;
   const int64_t t = row % s.Tq, h = (row / s.Tq) % s.H, b = row / (s.Tq * s.H);
@@ -128,15 +99,15 @@ __global__ void dq_reference_kernel(const FamParams p) {
     key_of(p, s, b, kvh, tau, i, &kp, &vp, &off);
     float pw = softmax_weight<float>(scale * dot(p.q, q_off, kp, off, s.D, p.dtype), lse);
     float ds = softmax_score_grad<float>(pw, dot(p.grad_out, q_off, vp, off, s.D, p.dtype), delta);
-    for (int64_t d = 0; d < s.D; ++d) acc[d] += ds * load(kp, off + d, p.dtype);
+    for (int64_t d = 0; d < s.D; ++d) acc[d] += ds * load_compute(kp, off + d, p.dtype);
   }
-  for (int64_t d = 0; d < s.D; ++d) store(p.grad_q, q_off + d, scale * acc[d], p.dtype);
+  for (int64_t d = 0; d < s.D; ++d) store_compute(p.grad_q, q_off + d, scale * acc[d], p.dtype);
 }
 
 // One key row: sequence key j (fam_block < 0) or FAM key f of block fam_block.
 // Sums over every query head of the group and every query that sees the key.
-__device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int64_t kvh, const void* kp, const void* vp,
-                             int64_t off, int64_t j, int64_t fam_block, void* gk, void* gv) {
+__device__ void key_gradient(const FamParams& p, const FamLayout& s, int64_t b, int64_t kvh, const void* kp,
+                             const void* vp, int64_t off, int64_t j, int64_t fam_block, void* gk, void* gv) {
   const float scale = static_cast<float>(p.scale);
   float dk[kMaxD], dv[kMaxD];
   for (int64_t d = 0; d < s.D; ++d) dk[d] = dv[d] = 0.0f;
@@ -151,19 +122,19 @@ __device__ void key_gradient(const FamParams& p, const Sizes& s, int64_t b, int6
       float ds = softmax_score_grad<float>(pw, dot(p.grad_out, q_off, vp, off, s.D, p.dtype),
                                            static_cast<const float*>(p.delta)[row]);
       for (int64_t d = 0; d < s.D; ++d) {
-        dk[d] += ds * scale * load(p.q, q_off + d, p.dtype);
-        dv[d] += pw * load(p.grad_out, q_off + d, p.dtype);
+        dk[d] += ds * scale * load_compute(p.q, q_off + d, p.dtype);
+        dv[d] += pw * load_compute(p.grad_out, q_off + d, p.dtype);
       }
     }
   }
   for (int64_t d = 0; d < s.D; ++d) {
-    store(gk, off + d, dk[d], p.dtype);
-    store(gv, off + d, dv[d], p.dtype);
+    store_compute(gk, off + d, dk[d], p.dtype);
+    store_compute(gv, off + d, dv[d], p.dtype);
   }
 }
 
 __global__ void dkv_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= s.B * s.Hkv * s.Tk) return;
   const int64_t j = idx % s.Tk, kvh = (idx / s.Tk) % s.Hkv, b = idx / (s.Tk * s.Hkv);
@@ -171,7 +142,7 @@ __global__ void dkv_reference_kernel(const FamParams p) {
 }
 
 __global__ void dfam_reference_kernel(const FamParams p) {
-  const Sizes s(p);
+  const FamLayout s(p);
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= s.B * s.Hkv * s.NF * s.F) return;
   const int64_t tau = (idx / s.F) % s.NF, kvh = (idx / (s.F * s.NF)) % s.Hkv, b = idx / (s.F * s.NF * s.Hkv);
@@ -183,7 +154,7 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1)
 }  // namespace
 
 void fam_forward_cuda_reference(const FamParams& p, void* stream) {
-  const Sizes s(p);
+  const FamLayout s(p);
   auto st = static_cast<cudaStream_t>(stream);
   int64_t rows = s.B * s.H * s.Tq;
   if (rows == 0) return;
@@ -192,7 +163,7 @@ void fam_forward_cuda_reference(const FamParams& p, void* stream) {
 }
 
 void fam_backward_cuda_reference(const FamParams& p, void* stream) {
-  const Sizes s(p);
+  const FamLayout s(p);
   auto st = static_cast<cudaStream_t>(stream);
   int64_t rows = s.B * s.H * s.Tq;
   if (rows > 0) {

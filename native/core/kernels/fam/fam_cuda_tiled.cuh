@@ -30,6 +30,7 @@
 
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
+#include "math/compute_type.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "runtime/cuda_check.h"
@@ -38,22 +39,6 @@ namespace lmk::kernels::fam_cuda {
 
 constexpr int kThreads = 256;
 constexpr int kSide = 16;  // the thread grid is kSide × kSide
-
-__device__ __forceinline__ float load_elem(const void* p, int64_t i, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: return bf16_to_float(static_cast<const bf16*>(p)[i]);
-    case DType::Float16: return f16_to_float(static_cast<const f16*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void store_elem(void* p, int64_t i, float x, DType dtype) {
-  switch (dtype) {
-    case DType::BFloat16: static_cast<bf16*>(p)[i] = float_to_bf16(x); break;
-    case DType::Float16: static_cast<f16*>(p)[i] = float_to_f16(x); break;
-    default: static_cast<float*>(p)[i] = x; break;
-  }
-}
 
 // Max / sum over the 16 threads of a tile row (lanes differing in bits 0..3).
 __device__ __forceinline__ float row_reduce_max(float x) {
@@ -71,35 +56,15 @@ __device__ __forceinline__ void load_tile(float* tile, int rows, int ld, const v
                                           float scale, DType dtype) {
   for (int idx = threadIdx.x; idx < rows * D; idx += kThreads) {
     int r = idx / D, d = idx - r * D;
-    tile[r * ld + d] = r < n ? scale * load_elem(src, offset + static_cast<int64_t>(r) * D + d, dtype) : 0.0f;
+    tile[r * ld + d] = r < n ? scale * load_compute(src, offset + static_cast<int64_t>(r) * D + d, dtype) : 0.0f;
   }
-}
-
-struct Layout {
-  int64_t B, H, Hkv, group, Tq, Tk, D, F, NF;
-  __device__ __forceinline__ int64_t q_offset(int64_t b, int64_t h, int64_t t) const {
-    return ((b * H + h) * Tq + t) * D;
-  }
-  __device__ __forceinline__ int64_t stat_offset(int64_t b, int64_t h, int64_t t) const { return (b * H + h) * Tq + t; }
-  __device__ __forceinline__ int64_t k_offset(int64_t b, int64_t kvh, int64_t j) const {
-    return ((b * Hkv + kvh) * Tk + j) * D;
-  }
-  __device__ __forceinline__ int64_t fam_offset(int64_t b, int64_t kvh, int64_t block, int64_t f) const {
-    return (((b * Hkv + kvh) * NF + block) * F + f) * D;
-  }
-};
-
-__host__ __device__ inline Layout make_layout(const FamParams& p) {
-  return Layout{p.batch,     p.heads,          p.kv_heads, p.heads / p.kv_heads,
-                p.query_len, p.mask.key_count, p.head_dim, p.fam_k ? p.fam_len : 0,
-                p.fam_blocks};
 }
 
 // The key tiles a query tile [q0, q1) of block `block` reads, in order: FAM
 // tiles, then sequence tiles of the window. Tile `it` → where and how masked.
 struct KeyTileWalk {
   int64_t fam_tiles, seq_tiles, window_begin, window_end;
-  __device__ __forceinline__ KeyTileWalk(const FamParams& p, const Layout& L, int64_t block, int64_t q1, int BK) {
+  __device__ __forceinline__ KeyTileWalk(const FamParams& p, const FamLayout& L, int64_t block, int64_t q1, int BK) {
     fam_tiles = (L.F + BK - 1) / BK;
     window_begin = fam_window_begin(p.mask, block);
     window_end = fam_window_end(p.mask, q1 - 1);
@@ -115,7 +80,7 @@ template <int kMaxD, bool kFixedD, int BQ, int BK>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
   constexpr int RQ = BQ / kSide, RK = BK / kSide, RD = kMaxD / kSide;
-  const Layout L = make_layout(p);
+  const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
   extern __shared__ float smem[];
@@ -243,7 +208,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
-          if (kFixedD || d < D) store_elem(p.out, off + d, o[i][u] * inv, p.dtype);
+          if (kFixedD || d < D) store_compute(p.out, off + d, o[i][u] * inv, p.dtype);
         }
         if (tx == 0) {
           static_cast<float*>(p.lse)[L.stat_offset(b, h, q0 + r)] = online_softmax_lse<float>(row_max[i], row_sum[i]);
@@ -255,10 +220,14 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- backward, pass 1: Δ and dq ----------------------------------------------------
 
+// Blocks per SM stated rather than left to ptxas, whose choice flipped with
+// unrelated code changes: up to D = 128 one block (about 180 registers, no
+// spills), D = 256 two blocks (128 registers, a few spills), as before.
 template <int kMaxD, bool kFixedD, int BQ, int BK>
-__global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
+__global__ void __launch_bounds__(kThreads, kMaxD > 128 ? 2 : 1)
+    dq_kernel(const FamParams p, int64_t tiles_per_block, int64_t query_tiles) {
   constexpr int RQ = BQ / kSide, RK = BK / kSide, RD = kMaxD / kSide;
-  const Layout L = make_layout(p);
+  const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
   extern __shared__ float smem[];
@@ -292,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
       float part = 0.0f;
       if (r < nq) {
         const int64_t off = L.q_offset(b, h, q0 + r);
-        for (int d = tx; d < D; d += kSide) part += sG[r * ld + d] * load_elem(p.out, off + d, p.dtype);
+        for (int d = tx; d < D; d += kSide) part += sG[r * ld + d] * load_compute(p.out, off + d, p.dtype);
       }
       row_delta[i] = row_reduce_sum(part);
       row_lse[i] = r < nq ? lse[L.stat_offset(b, h, q0 + r)] : 0.0f;
@@ -391,7 +360,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(const FamParams p, int64_t
 #pragma unroll
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
-          if (kFixedD || d < D) store_elem(p.grad_q, off + d, scale * dq[i][u], p.dtype);
+          if (kFixedD || d < D) store_compute(p.grad_q, off + d, scale * dq[i][u], p.dtype);
         }
       }
     }
@@ -404,7 +373,7 @@ template <int kMaxD, bool kFixedD, int BK, int BQ>
 __global__ void __launch_bounds__(kThreads)
     dkv_kernel(const FamParams p, int64_t seq_key_tiles, int64_t fam_key_tiles) {
   constexpr int RK = BK / kSide, RQ = BQ / kSide, RD = kMaxD / kSide;
-  const Layout L = make_layout(p);
+  const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
   extern __shared__ float smem[];
@@ -551,8 +520,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int u = 0; u < RD; ++u) {
           const int d = tx + kSide * u;
           if (kFixedD || d < D) {
-            store_elem(gk, koff + static_cast<int64_t>(c) * D + d, dk[i][u], p.dtype);
-            store_elem(gv, koff + static_cast<int64_t>(c) * D + d, dv[i][u], p.dtype);
+            store_compute(gk, koff + static_cast<int64_t>(c) * D + d, dk[i][u], p.dtype);
+            store_compute(gv, koff + static_cast<int64_t>(c) * D + d, dv[i][u], p.dtype);
           }
         }
       }

@@ -32,21 +32,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/losses/ce_rows.h"
+#include "math/compute_type.h"
 #include "math/half.h"
 #include "math/log_sum_exp.h"
 #include "runtime/thread_pool.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_CE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LMK_CE_CLONES
-#endif
-#if defined(__GNUC__)
-#define LMK_CE_INLINE inline __attribute__((always_inline))
-#else
-#define LMK_CE_INLINE inline
-#endif
 
 namespace lmk::kernels {
 namespace {
@@ -55,39 +46,7 @@ constexpr int64_t kChunk = 4096;  // entries per chunk: its max, then its expone
 constexpr int kLanes = 16;        // one AVX-512 vector of float partial sums
 
 template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
-// ---- loads and stores, branch-free so loops over them vectorise ------------
-
-LMK_CE_INLINE float load_acc(const float* p, int64_t j) { return p[j]; }
-LMK_CE_INLINE double load_acc(const double* p, int64_t j) { return p[j]; }
-LMK_CE_INLINE float load_acc(const bf16* p, int64_t j) { return bits_float(static_cast<uint32_t>(p[j].bits) << 16); }
-// float16 -> float, exact for every input (zero, subnormal, normal, Inf, NaN):
-// move exponent and mantissa into place and rebias; Inf/NaN get the rest of
-// the exponent range; a subnormal is renormalised by subtracting 2^-14.
-LMK_CE_INLINE float load_acc(const f16* p, int64_t j) {
-  uint32_t h = p[j].bits;
-  uint32_t magnitude = (h & 0x7fffu) << 13;
-  uint32_t exponent = magnitude & 0x0f800000u;
-  uint32_t rebiased = magnitude + (112u << 23);
-  rebiased = exponent == 0x0f800000u ? rebiased + (112u << 23) : rebiased;
-  float value = exponent == 0 ? bits_float(rebiased + (1u << 23)) - bits_float(113u << 23) : bits_float(rebiased);
-  return bits_float(float_bits(value) | ((h & 0x8000u) << 16));
-}
-
-LMK_CE_INLINE void store_acc(float* p, int64_t j, float v) { p[j] = v; }
-LMK_CE_INLINE void store_acc(double* p, int64_t j, double v) { p[j] = v; }
-LMK_CE_INLINE void store_acc(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
-LMK_CE_INLINE void store_acc(f16* p, int64_t j, float v) { p[j] = float_to_f16(v); }
-
-template <typename T>
-LMK_CE_INLINE T zero_of() {
+LMK_ALWAYS_INLINE T zero_of() {
   return T{};
 }  // +0 for every storage type
 
@@ -100,12 +59,13 @@ typedef float Float16Lanes __attribute__((vector_size(4 * kLanes)));
 typedef uint16_t Half16Lanes __attribute__((vector_size(2 * kLanes)));
 typedef uint32_t Word16Lanes __attribute__((vector_size(4 * kLanes)));
 
-LMK_CE_INLINE Float16Lanes load_lanes(const float* p) {
+LMK_ALWAYS_INLINE Float16Lanes load_lanes(const float* p) {
   Float16Lanes v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-LMK_CE_INLINE Float16Lanes load_lanes(const bf16* p) {
+// bf16_to_float (math/half.h: the bits moved to the top half) on 16 lanes at once.
+LMK_ALWAYS_INLINE Float16Lanes load_lanes(const bf16* p) {
   Half16Lanes h;
   std::memcpy(&h, p, sizeof h);
   Word16Lanes w = __builtin_convertvector(h, Word16Lanes) << 16;
@@ -117,7 +77,7 @@ LMK_CE_INLINE Float16Lanes load_lanes(const bf16* p) {
 // Max of x[0, n), NaN-propagating: a NaN entry makes the row's max NaN, so
 // all of the row's results are NaN.
 template <typename S>
-LMK_CE_INLINE float range_max(const S* __restrict x, int64_t n) {
+LMK_ALWAYS_INLINE float range_max(const S* __restrict x, int64_t n) {
   Float16Lanes lane = Float16Lanes{} - __builtin_inff(), nan = Float16Lanes{};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
@@ -131,7 +91,7 @@ LMK_CE_INLINE float range_max(const S* __restrict x, int64_t n) {
     m = nan[l] != nan[l] ? nan[l] : m;
   }
   for (; j < n; ++j) {
-    float v = load_acc(x, j);
+    float v = load_compute(x, j);
     m = v > m ? v : m;
     m = v != v ? v : m;
   }
@@ -139,54 +99,54 @@ LMK_CE_INLINE float range_max(const S* __restrict x, int64_t n) {
 }
 #else
 template <typename S>
-LMK_CE_INLINE float range_max(const S* x, int64_t n) {
+LMK_ALWAYS_INLINE float range_max(const S* x, int64_t n) {
   float m = lse_neg_inf<float>();
   for (int64_t j = 0; j < n; ++j) {
-    float v = load_acc(x, j);
+    float v = load_compute(x, j);
     m = (v > m || v != v) ? v : m;
   }
   return m;
 }
 #endif
-LMK_CE_INLINE double range_max(const double* x, int64_t n) {
+LMK_ALWAYS_INLINE double range_max(const double* x, int64_t n) {
   double m = lse_neg_inf<double>();
   for (int64_t j = 0; j < n; ++j) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;
   return m;
 }
 
 template <typename T, typename A>
-LMK_CE_INLINE void to_acc(const T* __restrict z, int64_t n, A* __restrict out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = load_acc(z, j);
+LMK_ALWAYS_INLINE void to_compute_range(const T* __restrict z, int64_t n, A* __restrict out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = load_compute(z, j);
 }
 
 // lane[j mod kLanes] += e^{x_j − m} over x[0, n); with `out`, also out[j] = e^{x_j − m}.
 template <typename S, typename A>
-LMK_CE_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane) {
+LMK_ALWAYS_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) lane[l] += lse_exp<A>(load_acc(x, j + l) - m);
+    for (int l = 0; l < kLanes; ++l) lane[l] += lse_exp<A>(load_compute(x, j + l) - m);
   }
-  for (int l = 0; j + l < n; ++l) lane[l] += lse_exp<A>(load_acc(x, j + l) - m);
+  for (int l = 0; j + l < n; ++l) lane[l] += lse_exp<A>(load_compute(x, j + l) - m);
 }
 template <typename S, typename A>
-LMK_CE_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane, A* __restrict out) {
+LMK_ALWAYS_INLINE void add_exp(const S* __restrict x, int64_t n, A m, A* __restrict lane, A* __restrict out) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
-      A e = lse_exp<A>(load_acc(x, j + l) - m);
+      A e = lse_exp<A>(load_compute(x, j + l) - m);
       out[j + l] = e;
       lane[l] += e;
     }
   }
   for (int l = 0; j + l < n; ++l) {
-    A e = lse_exp<A>(load_acc(x, j + l) - m);
+    A e = lse_exp<A>(load_compute(x, j + l) - m);
     out[j + l] = e;
     lane[l] += e;
   }
 }
 
 template <typename A>
-LMK_CE_INLINE A lane_total(A* lane) {
+LMK_ALWAYS_INLINE A lane_total(A* lane) {
   for (int width = kLanes / 2; width >= 1; width /= 2) {
     for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
   }
@@ -194,22 +154,22 @@ LMK_CE_INLINE A lane_total(A* lane) {
 }
 
 template <typename T, typename A>
-LMK_CE_INLINE void scale_into(const A* __restrict e, int64_t n, A factor, T* __restrict g) {
-  for (int64_t j = 0; j < n; ++j) store_acc(g, j, e[j] * factor);
+LMK_ALWAYS_INLINE void scale_into(const A* __restrict e, int64_t n, A factor, T* __restrict g) {
+  for (int64_t j = 0; j < n; ++j) store_compute(g, j, e[j] * factor);
 }
 
 template <typename A>
-LMK_CE_INLINE void scale_in_place(A* e, int64_t n, A factor) {
+LMK_ALWAYS_INLINE void scale_in_place(A* e, int64_t n, A factor) {
   for (int64_t j = 0; j < n; ++j) e[j] = e[j] * factor;
 }
 
 template <typename T, typename A>
-LMK_CE_INLINE void write_grad(const T* __restrict z, T* __restrict g, int64_t V, A m, A scale) {
-  for (int64_t j = 0; j < V; ++j) store_acc(g, j, scale * lse_exp<A>(load_acc(z, j) - m));
+LMK_ALWAYS_INLINE void write_grad(const T* __restrict z, T* __restrict g, int64_t V, A m, A scale) {
+  for (int64_t j = 0; j < V; ++j) store_compute(g, j, scale * lse_exp<A>(load_compute(z, j) - m));
 }
 
 template <typename T>
-LMK_CE_INLINE void fill(T* __restrict g, int64_t V, T value) {
+LMK_ALWAYS_INLINE void fill(T* __restrict g, int64_t V, T value) {
   for (int64_t j = 0; j < V; ++j) g[j] = value;
 }
 
@@ -232,8 +192,8 @@ RowScratch<A>& row_scratch() {
 // (A function, not a lambda: lambdas are not compiled for the target_clones
 // ISA of their enclosing function.)
 template <typename S, typename A>
-LMK_CE_INLINE bool row_chunk(const S* __restrict x, int64_t n, int64_t start, const int32_t* skip, A* exps,
-                             A* chunk_max_out, A& m, A& s) {
+LMK_ALWAYS_INLINE bool row_chunk(const S* __restrict x, int64_t n, int64_t start, const int32_t* skip, A* exps,
+                                 A* chunk_max_out, A& m, A& s) {
   A chunk = range_max(x, n);
   if (chunk != chunk) {  // NaN in the row
     m = s = chunk;
@@ -276,8 +236,8 @@ LMK_CE_INLINE bool row_chunk(const S* __restrict x, int64_t n, int64_t start, co
 // writes them last) and each chunk's running max into chunk_max.
 // float16 chunks are first converted into `convert` (no vector load for them).
 template <typename T, typename A>
-LMK_CE_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLabels<A>& labels, A* exps, A* convert,
-                             A* chunk_max, A* m_out, A* s_out) {
+LMK_ALWAYS_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLabels<A>& labels, A* exps, A* convert,
+                                 A* chunk_max, A* m_out, A* s_out) {
   int32_t skip[2] = {labels.count > 0 ? labels.y[0] : -1, labels.count > 1 ? labels.y[1] : -1};
   if (skip[1] >= 0 && skip[1] < skip[0]) {
     int32_t tmp = skip[0];
@@ -291,7 +251,7 @@ LMK_CE_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLabels
     A* chunk_max_out = chunk_max ? chunk_max + c : nullptr;
     bool ok;
     if constexpr (std::is_same<T, f16>::value) {
-      to_acc(z + start, n, convert);
+      to_compute_range(z + start, n, convert);
       ok = row_chunk<A, A>(convert, n, start, skip, exps, chunk_max_out, m, s);
     } else {
       ok = row_chunk<T, A>(z + start, n, start, skip, exps, chunk_max_out, m, s);
@@ -303,8 +263,8 @@ LMK_CE_INLINE void row_stats(const T* __restrict z, int64_t V, const CeRowLabels
 }
 
 template <typename T>
-LMK_CE_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
-  using A = typename AccOf<T>::type;
+LMK_ALWAYS_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
+  using A = compute_t<T>;
   constexpr bool kSameType = std::is_same<T, A>::value;
   const int64_t V = job.V;
   const T* z = static_cast<const T*>(job.logits) + i * V;
@@ -351,7 +311,7 @@ LMK_CE_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
     }
   }
   A z_label[2] = {A(0), A(0)};
-  for (int a = 0; a < labels.count; ++a) z_label[a] = load_acc(z, labels.y[a]);
+  for (int a = 0; a < labels.count; ++a) z_label[a] = load_compute(z, labels.y[a]);
   CeRowResult<A> r = ce_row_result<A>(m, s_other, labels, z_label);
 
   if (job.mode != kCeGrad) {
@@ -365,7 +325,7 @@ LMK_CE_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
   }
   if (m != m) {  // a NaN logit: the whole gradient row is NaN
     A nan = m;
-    for (int64_t j = 0; j < V; ++j) store_acc(g, j, nan);
+    for (int64_t j = 0; j < V; ++j) store_compute(g, j, nan);
     return;
   }
   if (exps) {
@@ -383,21 +343,21 @@ LMK_CE_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
   } else {
     write_grad<T, A>(z, g, V, m, r.scale);
   }
-  for (int a = 0; a < labels.count; ++a) store_acc(g, labels.y[a], r.g_label[a]);
+  for (int a = 0; a < labels.count; ++a) store_compute(g, labels.y[a], r.g_label[a]);
 }
 
 template <typename T>
-LMK_CE_INLINE void ce_row_range(const CeRowsJob& job, int64_t begin, int64_t end) {
+LMK_ALWAYS_INLINE void ce_row_range(const CeRowsJob& job, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) ce_row<T>(job, i);
 }
 
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, float*) {
+LMK_CPU_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, float*) {
   ce_row_range<float>(job, b, e);
 }
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, bf16*) {
+LMK_CPU_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, bf16*) {
   ce_row_range<bf16>(job, b, e);
 }
-LMK_CE_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, f16*) { ce_row_range<f16>(job, b, e); }
+LMK_CPU_CLONES void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, f16*) { ce_row_range<f16>(job, b, e); }
 void ce_row_range_isa(const CeRowsJob& job, int64_t b, int64_t e, double*) { ce_row_range<double>(job, b, e); }
 
 }  // namespace

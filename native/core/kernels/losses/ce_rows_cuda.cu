@@ -16,12 +16,11 @@
 //
 // Bytes per row in fused mode: the logits read twice (the second read mostly
 // an L2 hit), the gradient written once.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
+#include "math/compute_type.h"
 #include "math/half.h"
 #include "math/log_sum_exp.h"
 #include "runtime/cuda_check.h"
@@ -37,18 +36,28 @@ constexpr int kMaxWarps = kMaxThreads / 32;
 constexpr int64_t kLongRow = 16384;
 inline int threads_for(int64_t V) { return V >= kLongRow ? 1024 : 256; }
 
-__device__ __forceinline__ float load_f(const float* p, int64_t j) { return p[j]; }
-__device__ __forceinline__ float load_f(const bf16* p, int64_t j) { return bf16_to_float(p[j]); }
-__device__ __forceinline__ float load_f(const f16* p, int64_t j) { return __half2float(__ushort_as_half(p[j].bits)); }
-__device__ __forceinline__ void store_f(float* p, int64_t j, float v) { p[j] = v; }
-__device__ __forceinline__ void store_f(bf16* p, int64_t j, float v) { p[j] = float_to_bf16(v); }
-__device__ __forceinline__ void store_f(f16* p, int64_t j, float v) {
-  p[j].bits = __half_as_ushort(__float2half_rn(v));
-}
-
 // 16-byte packs of W entries.
-template <typename T>
-struct Pack;
+template <typename T>  // bf16, f16: two entries per 32-bit word, the first in the low half
+struct Pack {
+  static constexpr int W = 8;
+  __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      v[2 * k] = to_compute(T{static_cast<uint16_t>(words[k] & 0xffffu)});
+      v[2 * k + 1] = to_compute(T{static_cast<uint16_t>(words[k] >> 16)});
+    }
+  }
+  __device__ __forceinline__ static uint4 pack(const float* v) {
+    uint32_t words[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      words[k] = static_cast<uint32_t>(from_compute<T>(v[2 * k]).bits) |
+                 (static_cast<uint32_t>(from_compute<T>(v[2 * k + 1]).bits) << 16);
+    }
+    return make_uint4(words[0], words[1], words[2], words[3]);
+  }
+};
 template <>
 struct Pack<float> {
   static constexpr int W = 4;
@@ -60,48 +69,6 @@ struct Pack<float> {
   }
   __device__ __forceinline__ static uint4 pack(const float* v) {
     return make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
-  }
-};
-template <>
-struct Pack<bf16> {
-  static constexpr int W = 8;
-  __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      v[2 * k] = __uint_as_float(words[k] << 16);
-      v[2 * k + 1] = __uint_as_float(words[k] & 0xffff0000u);
-    }
-  }
-  __device__ __forceinline__ static uint4 pack(const float* v) {
-    uint32_t words[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      words[k] = static_cast<uint32_t>(float_to_bf16(v[2 * k]).bits) |
-                 (static_cast<uint32_t>(float_to_bf16(v[2 * k + 1]).bits) << 16);
-    }
-    return make_uint4(words[0], words[1], words[2], words[3]);
-  }
-};
-template <>
-struct Pack<f16> {
-  static constexpr int W = 8;
-  __device__ __forceinline__ static void unpack(const uint4& raw, float* v) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      v[2 * k] = __half2float(__ushort_as_half(static_cast<unsigned short>(words[k] & 0xffffu)));
-      v[2 * k + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(words[k] >> 16)));
-    }
-  }
-  __device__ __forceinline__ static uint4 pack(const float* v) {
-    uint32_t words[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      words[k] = static_cast<uint32_t>(__half_as_ushort(__float2half_rn(v[2 * k]))) |
-                 (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(v[2 * k + 1]))) << 16);
-    }
-    return make_uint4(words[0], words[1], words[2], words[3]);
   }
 };
 
@@ -189,7 +156,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
       } else {
         OnlineSum acc;
         if (threadIdx.x < split.head) {
-          float v = load_f(z, threadIdx.x);
+          float v = load_compute(z, threadIdx.x);
           acc.add(&v, 1, threadIdx.x, y0, y1);
         }
         const uint4* packs = reinterpret_cast<const uint4*>(z + split.head);
@@ -199,7 +166,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
           acc.add(v, W, split.head + p * W, y0, y1);
         }
         for (int64_t j = split.tail_start + threadIdx.x; j < V; j += threads) {
-          float v = load_f(z, j);
+          float v = load_compute(z, j);
           acc.add(&v, 1, j, y0, y1);
         }
         // Merge: within the warp by shuffles (fixed pattern), then warps in order.
@@ -235,7 +202,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
       }
       if (threadIdx.x == 0) {
         float z_label[2] = {0.0f, 0.0f};
-        for (int a = 0; a < sh.labels.count; ++a) z_label[a] = load_f(z, sh.labels.y[a]);
+        for (int a = 0; a < sh.labels.count; ++a) z_label[a] = load_compute(z, sh.labels.y[a]);
         CeRowResult<float> r = ce_row_result<float>(sh.m, sh.s_other, sh.labels, z_label);
         if (job.mode != kCeGrad) {
           if (job.lse) static_cast<float*>(job.lse)[i] = r.lse;
@@ -259,11 +226,12 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
       };
       if ((reinterpret_cast<uintptr_t>(g) & 15u) != (reinterpret_cast<uintptr_t>(z) & 15u)) {
         // Rows aligned differently (a logits view at an odd offset): scalar stores.
-        for (int64_t j = threadIdx.x; j < V; j += threads) store_f(g, j, value(zero ? 0.0f : load_f(z, j), j));
+        for (int64_t j = threadIdx.x; j < V; j += threads)
+          store_compute(g, j, value(zero ? 0.0f : load_compute(z, j), j));
         __syncthreads();
         continue;
       }
-      if (threadIdx.x < split.head) store_f(g, threadIdx.x, value(load_f(z, threadIdx.x), threadIdx.x));
+      if (threadIdx.x < split.head) store_compute(g, threadIdx.x, value(load_compute(z, threadIdx.x), threadIdx.x));
       const uint4* packs = reinterpret_cast<const uint4*>(z + split.head);
       uint4* out = reinterpret_cast<uint4*>(g + split.head);
       for (int64_t p = threadIdx.x; p < split.packs; p += threads) {
@@ -275,7 +243,7 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
         out[p] = Pack<T>::pack(v);
       }
       for (int64_t j = split.tail_start + threadIdx.x; j < V; j += threads) {
-        store_f(g, j, value(zero ? 0.0f : load_f(z, j), j));
+        store_compute(g, j, value(zero ? 0.0f : load_compute(z, j), j));
       }
     }
     __syncthreads();  // `sh` is reused by the next row
@@ -297,7 +265,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
     if (labels.count == 0 && job.lse == nullptr) {
       if (job.mode != kCeGrad) ce_row_store_nll<float>(job, i, nullptr, label_of_slot, kept);
       if (g)
-        for (int64_t j = 0; j < V; ++j) store_f(g, j, 0.0f);
+        for (int64_t j = 0; j < V; ++j) store_compute(g, j, 0.0f);
       continue;
     }
     float m, s_other;
@@ -308,7 +276,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
       m = -INFINITY;
       bool nan = false;
       for (int64_t j = 0; j < V; ++j) {
-        float x = load_f(z, j);
+        float x = load_compute(z, j);
         m = fmaxf(m, x);
         nan |= x != x;
       }
@@ -316,7 +284,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
       if (m != -INFINITY) {
         for (int64_t j = 0; j < V; ++j) {
           bool is_label = (labels.count > 0 && j == labels.y[0]) || (labels.count > 1 && j == labels.y[1]);
-          if (!is_label) s_other += lse_exp<float>(load_f(z, j) - m);
+          if (!is_label) s_other += lse_exp<float>(load_compute(z, j) - m);
         }
       }
       if (nan) m = s_other = __int_as_float(0x7fffffff);
@@ -326,7 +294,7 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
       }
     }
     float z_label[2] = {0.0f, 0.0f};
-    for (int a = 0; a < labels.count; ++a) z_label[a] = load_f(z, labels.y[a]);
+    for (int a = 0; a < labels.count; ++a) z_label[a] = load_compute(z, labels.y[a]);
     CeRowResult<float> r = ce_row_result<float>(m, s_other, labels, z_label);
     if (job.mode != kCeGrad) {
       if (job.lse) static_cast<float*>(job.lse)[i] = r.lse;
@@ -335,11 +303,11 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
     if (!g) continue;
     bool zero = labels.c[0] == 0.0f && labels.c[1] == 0.0f;
     for (int64_t j = 0; j < V; ++j) {
-      float value = zero ? 0.0f : m != m ? m : r.scale * lse_exp<float>(load_f(z, j) - m);
-      store_f(g, j, value);
+      float value = zero ? 0.0f : m != m ? m : r.scale * lse_exp<float>(load_compute(z, j) - m);
+      store_compute(g, j, value);
     }
     if (!zero)
-      for (int a = 0; a < labels.count; ++a) store_f(g, labels.y[a], r.g_label[a]);
+      for (int a = 0; a < labels.count; ++a) store_compute(g, labels.y[a], r.g_label[a]);
   }
 }
 

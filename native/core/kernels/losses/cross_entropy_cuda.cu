@@ -19,8 +19,6 @@ unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096);
 }
 
-size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
-
 // counts[0] += supervised tokens, counts[1] += kept ones; first bad label.
 __global__ void count_kernel(const CrossEntropyParams p, unsigned long long* counts) {
   __shared__ unsigned long long block_counts[2];
@@ -70,19 +68,7 @@ __global__ void finish_kernel(const CrossEntropyParams p, const int64_t* counts,
     }
     __syncthreads();
   }
-  if (threadIdx.x != 0) return;
-  double sum_kept = partial[0][0], sum_dropped = partial[1][0];
-  auto mean = [](double sum, int64_t count) { return count > 0 ? sum / static_cast<double>(count) : 0.0; };
-  Acc* loss = static_cast<Acc*>(p.loss);
-  if (!nll_dropped) {
-    *loss = static_cast<Acc>(p.reduction == kLossMean ? mean(sum_kept, counts[0]) : sum_kept);
-    return;
-  }
-  *loss = static_cast<Acc>(mean(sum_kept, counts[1]));
-  *static_cast<Acc*>(p.loss_all) = static_cast<Acc>(mean(sum_kept + sum_dropped, counts[0]));
-  *static_cast<Acc*>(p.loss_dropped) = static_cast<Acc>(mean(sum_dropped, counts[0] - counts[1]));
-  *p.supervised_count = static_cast<int32_t>(counts[0] < INT32_MAX ? counts[0] : INT32_MAX);
-  *p.kept_count = static_cast<int32_t>(counts[1] < INT32_MAX ? counts[1] : INT32_MAX);
+  if (threadIdx.x == 0) cross_entropy_results<Acc>(p, counts, partial[0][0], partial[1][0]);
 }
 
 __global__ void goldfish_mask_kernel(const GoldfishMaskParams p) {
@@ -103,12 +89,8 @@ __global__ void shift_labels_kernel(const int32_t* input_ids, int32_t* labels, i
 
 void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const bool goldfish = p.goldfish.strategy != kGoldfishOff;
-  char* ws = static_cast<char*>(p.workspace);
-  int64_t* counts = reinterpret_cast<int64_t*>(ws);  // [0] supervised, [1] kept
-  size_t acc = p.dtype == DType::Float64 ? 8 : 4;
-  void* nll = ws + round_up(2 * sizeof(int64_t));
-  void* nll_dropped = goldfish ? static_cast<char*>(nll) + round_up(static_cast<size_t>(p.rows) * acc) : nullptr;
+  const CrossEntropyWorkspace w = cross_entropy_workspace(p, p.workspace);
+  int64_t* counts = w.counts;
 
   cuda_check(cudaMemsetAsync(counts, 0, 2 * sizeof(int64_t), s), "losses");
   if (p.rows > 0) {
@@ -116,11 +98,10 @@ void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
     cuda_check_launch("losses: count");
   }
 
-  CeRowsJob job = cross_entropy_job(p, goldfish ? &counts[1] : &counts[0], nll, nll_dropped);
-  ce_rows_cuda(job, stream);
+  ce_rows_cuda(cross_entropy_job(p, w), stream);
 
-  if (p.reduction == kLossNone && !goldfish) return;
-  finish_kernel<float><<<1, kThreads, 0, s>>>(p, counts, nll, nll_dropped);
+  if (!cross_entropy_reduces(p)) return;
+  finish_kernel<float><<<1, kThreads, 0, s>>>(p, counts, w.nll, w.nll_dropped);
   cuda_check_launch("losses: reduce");
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "kernels/checks/index_check.h"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
 #include "kernels/losses/orpo_math.h"
@@ -13,12 +14,6 @@
 
 namespace lmk::kernels {
 namespace {
-
-void atomic_min_index(std::atomic<int64_t>& first, int64_t index) {
-  int64_t seen = first.load();
-  while (index < seen && !first.compare_exchange_weak(seen, index)) {
-  }
-}
 
 // Supervised tokens of each sequence of labels [B, T]; the first bad label
 // into `first_bad`; when `rule` is given, only kept tokens count.
@@ -33,7 +28,7 @@ void count_labels(const int32_t* labels, int64_t B, int64_t T, int64_t V, int64_
         int32_t y = labels[i];
         if (y == ignore_index) continue;
         if (y < 0 || y >= V) {
-          atomic_min_index(first, i);
+          record_first_bad_index(first, i);
           continue;
         }
         if (rule && rule->drops(b, t, T)) continue;
@@ -65,10 +60,8 @@ void orpo_typed(const OrpoParams& p) {
 
   // The row jobs of both sides; stats first.
   OrpoRowJobs jobs = orpo_stats_jobs(p, w);
-  CeRowsJob& chosen = jobs.chosen;
-  CeRowsJob& rejected = jobs.rejected;
-  ce_rows_cpu(chosen);
-  ce_rows_cpu(rejected);
+  ce_rows_cpu(jobs.chosen);
+  ce_rows_cpu(jobs.rejected);
 
   parallel_for(B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) orpo_sequence<Acc, Out>(p, w, b);
@@ -76,17 +69,9 @@ void orpo_typed(const OrpoParams& p) {
   orpo_reduce<Out>(p, w);
   if (!with_grad) return;
 
-  chosen.mode = rejected.mode = kCeGrad;
-  chosen.grad = p.grad_chosen;
-  chosen.slot[0].grad_scale = p.grad_scale;
-  chosen.slot[0].seq_coef = w.coef_chosen;
-  chosen.slot[1].grad_scale = p.grad_scale;
-  chosen.slot[1].count = w.n_sft;
-  rejected.grad = p.grad_rejected;
-  rejected.slot[0].grad_scale = p.grad_scale;
-  rejected.slot[0].seq_coef = w.coef_rejected;
-  ce_rows_cpu(chosen);
-  ce_rows_cpu(rejected);
+  orpo_to_grad_jobs(p, w, &jobs);
+  ce_rows_cpu(jobs.chosen);
+  ce_rows_cpu(jobs.rejected);
 }
 
 }  // namespace

@@ -80,26 +80,16 @@ void orpo_cuda(const OrpoParams& p, void* stream) {
   cuda_check_launch("losses.orpo: count");
 
   OrpoRowJobs jobs = orpo_stats_jobs(p, w);
-  CeRowsJob& chosen = jobs.chosen;
-  CeRowsJob& rejected = jobs.rejected;
-  ce_rows_cuda(chosen, stream);
-  ce_rows_cuda(rejected, stream);
+  ce_rows_cuda(jobs.chosen, stream);
+  ce_rows_cuda(jobs.rejected, stream);
 
   pairs_kernel<float, float><<<1, kThreads, 0, s>>>(p, w);
   cuda_check_launch("losses.orpo: pairs");
   if (!with_grad) return;
 
-  chosen.mode = rejected.mode = kCeGrad;
-  chosen.grad = p.grad_chosen;
-  chosen.slot[0].grad_scale = p.grad_scale;
-  chosen.slot[0].seq_coef = w.coef_chosen;
-  chosen.slot[1].grad_scale = p.grad_scale;
-  chosen.slot[1].count = w.n_sft;
-  rejected.grad = p.grad_rejected;
-  rejected.slot[0].grad_scale = p.grad_scale;
-  rejected.slot[0].seq_coef = w.coef_rejected;
-  ce_rows_cuda(chosen, stream);
-  ce_rows_cuda(rejected, stream);
+  orpo_to_grad_jobs(p, w, &jobs);
+  ce_rows_cuda(jobs.chosen, stream);
+  ce_rows_cuda(jobs.rejected, stream);
 }
 
 }  // namespace lmk::kernels

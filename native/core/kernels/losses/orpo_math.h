@@ -8,13 +8,14 @@
 
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
+#include "kernels/workspace_layout.h"
 #include "math/host_device.h"
 #include "math/log1mexp.h"
 
 namespace lmk::kernels {
 
-// Workspace layout (one allocation, 64-byte aligned pieces). Acc is the
-// accumulation type (4 or 8 bytes).
+// Workspace layout (kernels/workspace_layout.h). Acc is the accumulation
+// type (4 or 8 bytes).
 struct OrpoWorkspace {
   int64_t* n_chosen;      // [B] supervised chosen tokens per pair
   int64_t* n_rejected;    // [B]
@@ -34,33 +35,26 @@ struct OrpoWorkspace {
 };
 
 inline OrpoWorkspace orpo_workspace(const OrpoParams& p, void* base, bool with_grad) {
-  auto up = [](size_t b) { return (b + 63) / 64 * 64; };
   size_t acc = p.dtype == DType::Float64 ? 8 : 4;
   size_t B = static_cast<size_t>(p.B), nw = B * static_cast<size_t>(p.T_chosen),
          nl = B * static_cast<size_t>(p.T_rejected);
-  char* at = static_cast<char*>(base);
-  size_t offset = 0;
-  auto take = [&](size_t bytes) {
-    char* piece = at ? at + offset : nullptr;
-    offset += up(bytes);
-    return static_cast<void*>(piece);
-  };
+  WorkspaceLayout layout(base);
   OrpoWorkspace w;
-  w.n_chosen = static_cast<int64_t*>(take(B * 8));
-  w.n_rejected = static_cast<int64_t*>(take(B * 8));
-  w.n_sft_pair = static_cast<int64_t*>(take(B * 8));
-  w.n_sft = static_cast<int64_t*>(take(8));
-  w.coef_chosen = static_cast<double*>(take(B * 8));
-  w.coef_rejected = static_cast<double*>(take(B * 8));
-  w.pair = static_cast<double*>(take(B * 5 * 8));
-  w.nll_chosen = take(nw * acc);
-  w.nll_sft = take(nw * acc);
-  w.nll_rejected = take(nl * acc);
-  w.max_chosen = with_grad ? take(nw * acc) : nullptr;
-  w.sum_chosen = with_grad ? take(nw * acc) : nullptr;
-  w.max_rejected = with_grad ? take(nl * acc) : nullptr;
-  w.sum_rejected = with_grad ? take(nl * acc) : nullptr;
-  w.bytes = offset;
+  w.n_chosen = layout.take<int64_t>(B * 8);
+  w.n_rejected = layout.take<int64_t>(B * 8);
+  w.n_sft_pair = layout.take<int64_t>(B * 8);
+  w.n_sft = layout.take<int64_t>(8);
+  w.coef_chosen = layout.take<double>(B * 8);
+  w.coef_rejected = layout.take<double>(B * 8);
+  w.pair = layout.take<double>(B * 5 * 8);
+  w.nll_chosen = layout.take(nw * acc);
+  w.nll_sft = layout.take(nw * acc);
+  w.nll_rejected = layout.take(nl * acc);
+  w.max_chosen = with_grad ? layout.take(nw * acc) : nullptr;
+  w.sum_chosen = with_grad ? layout.take(nw * acc) : nullptr;
+  w.max_rejected = with_grad ? layout.take(nl * acc) : nullptr;
+  w.sum_rejected = with_grad ? layout.take(nl * acc) : nullptr;
+  w.bytes = layout.bytes();
   return w;
 }
 
@@ -170,6 +164,23 @@ inline OrpoRowJobs orpo_stats_jobs(const OrpoParams& p, const OrpoWorkspace& w) 
   rejected.row_sum = w.sum_rejected;
   chosen.mode = rejected.mode = kCeStats;
   return j;
+}
+
+// The stats jobs turned into the gradient pass: g = c·(softmax − onehot)
+// from the saved row stats, with the per-pair OR coefficients (coef_*, from
+// orpo_sequence) and, on chosen rows, the SFT mean (1 / n_sft).
+inline void orpo_to_grad_jobs(const OrpoParams& p, const OrpoWorkspace& w, OrpoRowJobs* jobs) {
+  CeRowsJob& chosen = jobs->chosen;
+  CeRowsJob& rejected = jobs->rejected;
+  chosen.mode = rejected.mode = kCeGrad;
+  chosen.grad = p.grad_chosen;
+  chosen.slot[0].grad_scale = p.grad_scale;
+  chosen.slot[0].seq_coef = w.coef_chosen;
+  chosen.slot[1].grad_scale = p.grad_scale;
+  chosen.slot[1].count = w.n_sft;
+  rejected.grad = p.grad_rejected;
+  rejected.slot[0].grad_scale = p.grad_scale;
+  rejected.slot[0].seq_coef = w.coef_rejected;
 }
 
 }  // namespace lmk::kernels

@@ -11,9 +11,9 @@
 // to float, so the kernel only exists for float and double; edge tiles go
 // through a local tile buffer.
 //
-// The micro-kernel is compiled three times — AVX-512 (6×32 floats), AVX2+FMA
-// (6×16) and baseline x86-64 (4×8) — and picked once at load time with
-// __builtin_cpu_supports, never -march=native. Contraction to FMA is allowed
+// The micro-kernel is compiled three times — x86-64-v4, i.e. AVX-512 (6×32
+// floats), x86-64-v3, i.e. AVX2+FMA (6×16), and baseline x86-64 (4×8) — and
+// picked once by cpu_isa_level() (kernels/cpu_dispatch.h), never -march=native. Contraction to FMA is allowed
 // in this file (a GEMM's result legitimately depends on it, as with any BLAS).
 #include <algorithm>
 #include <cstring>
@@ -21,6 +21,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/matmul/gemv.h"
 #include "kernels/matmul/matmul.h"
@@ -34,8 +35,6 @@
 
 namespace lmk::kernels {
 namespace {
-
-#define LMK_GEMM_INLINE inline __attribute__((always_inline))
 
 constexpr int64_t kKC = 256;   // k per packed block
 constexpr int64_t kMC = 48;    // rows of A per task (a multiple of every MR)
@@ -63,8 +62,8 @@ struct GemmBlock {
 
 // acc = Σ_k ap[k][0..MR) ⊗ bp[k][0..NR); c (+)= acc.
 template <typename S, int MR, int NV, int VW>
-LMK_GEMM_INLINE void micro_tile(int64_t kc, const S* __restrict ap, const S* __restrict bp, S* __restrict c,
-                                int64_t ldc, bool accumulate) {
+LMK_ALWAYS_INLINE void micro_tile(int64_t kc, const S* __restrict ap, const S* __restrict bp, S* __restrict c,
+                                  int64_t ldc, bool accumulate) {
   typedef typename VecOf<S, VW>::type V;
   constexpr int NR = NV * VW;
   V acc[MR][NV];
@@ -99,7 +98,7 @@ LMK_GEMM_INLINE void micro_tile(int64_t kc, const S* __restrict ap, const S* __r
 }
 
 template <typename S, int MR, int NV, int VW>
-LMK_GEMM_INLINE void compute_block(const GemmBlock<S>& g) {
+LMK_ALWAYS_INLINE void compute_block(const GemmBlock<S>& g) {
   constexpr int NR = NV * VW;
   for (int64_t q = g.panel_begin; q < g.panel_end; ++q) {
     const S* bp = g.bpack + q * g.kc * NR;
@@ -134,50 +133,30 @@ struct GemmIsa {
 void block_f32_baseline(const GemmBlock<float>& g) { compute_block<float, 4, 2, 4>(g); }
 void block_f64_baseline(const GemmBlock<double>& g) { compute_block<double, 4, 2, 2>(g); }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void block_f32_avx2(const GemmBlock<float>& g) { compute_block<float, 6, 2, 8>(g); }
-__attribute__((target("avx2,fma"))) void block_f64_avx2(const GemmBlock<double>& g) {
-  compute_block<double, 6, 2, 4>(g);
-}
-__attribute__((target("avx512f,avx2,fma"))) void block_f32_avx512(const GemmBlock<float>& g) {
-  compute_block<float, 6, 2, 16>(g);
-}
-__attribute__((target("avx512f,avx2,fma"))) void block_f64_avx512(const GemmBlock<double>& g) {
-  compute_block<double, 6, 2, 8>(g);
-}
-
-int detected_level() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 2;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-  return 0;
-}
-#else
-int detected_level() { return 0; }
+#if LMK_CPU_TARGETS_X86
+LMK_CPU_TARGET_V3 void block_f32_avx2(const GemmBlock<float>& g) { compute_block<float, 6, 2, 8>(g); }
+LMK_CPU_TARGET_V3 void block_f64_avx2(const GemmBlock<double>& g) { compute_block<double, 6, 2, 4>(g); }
+LMK_CPU_TARGET_V4 void block_f32_avx512(const GemmBlock<float>& g) { compute_block<float, 6, 2, 16>(g); }
+LMK_CPU_TARGET_V4 void block_f64_avx512(const GemmBlock<double>& g) { compute_block<double, 6, 2, 8>(g); }
 #endif
 
-int isa_level() {
-  static const int level = detected_level();
-  return level;
-}
-
 const GemmIsa<float>& isa_for(float*) {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if LMK_CPU_TARGETS_X86
   static const GemmIsa<float> avx512{"avx512", 6, 32, block_f32_avx512};
   static const GemmIsa<float> avx2{"avx2", 6, 16, block_f32_avx2};
-  if (isa_level() == 2) return avx512;
-  if (isa_level() == 1) return avx2;
+  if (cpu_isa_level() == 2) return avx512;
+  if (cpu_isa_level() == 1) return avx2;
 #endif
   static const GemmIsa<float> baseline{"baseline", 4, 8, block_f32_baseline};
   return baseline;
 }
 
 const GemmIsa<double>& isa_for(double*) {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if LMK_CPU_TARGETS_X86
   static const GemmIsa<double> avx512{"avx512", 6, 16, block_f64_avx512};
   static const GemmIsa<double> avx2{"avx2", 6, 8, block_f64_avx2};
-  if (isa_level() == 2) return avx512;
-  if (isa_level() == 1) return avx2;
+  if (cpu_isa_level() == 2) return avx512;
+  if (cpu_isa_level() == 1) return avx2;
 #endif
   static const GemmIsa<double> baseline{"baseline", 4, 4, block_f64_baseline};
   return baseline;

@@ -10,29 +10,13 @@
 #include <vector>
 
 #include "kernels/elementwise/float_dispatch.h"
+#include "kernels/lane_sum_cpu.h"
 #include "kernels/norm/norm.h"
 #include "math/compute_type.h"
 #include "runtime/thread_pool.h"
 
 namespace lmk::kernels {
 namespace {
-
-constexpr int64_t kLanes = 16;
-
-// Σ f(i) for i in [0, n) in 16 lanes folded by a fixed tree.
-template <typename C, typename F>
-C lane_sum(int64_t n, const F& f) {
-  C lane[kLanes] = {};
-  int64_t full = n - n % kLanes;
-  for (int64_t i = 0; i < full; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) lane[j] += f(i + j);
-  }
-  for (int64_t i = full; i < n; ++i) lane[i - full] += f(i);
-  for (int64_t width = kLanes / 2; width >= 1; width /= 2) {
-    for (int64_t j = 0; j < width; ++j) lane[j] += lane[j + width];
-  }
-  return lane[0];
-}
 
 template <typename T>
 void forward_typed(const NormParams& p) {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "math/adamw_math.h"
 #include "runtime/dtype.h"
 
 namespace lmk::kernels {
@@ -34,6 +35,20 @@ struct AdamwParams {
   double step_size = 0;  // lr / (1 − β1^step)
   double bc2_sqrt = 1;   // √(1 − β2^step)
 };
+
+// The step's constants in the compute type C (host code, both backends).
+template <typename C>
+AdamwScalars<C> adamw_scalars(const AdamwParams& p) {
+  AdamwScalars<C> s;
+  s.decay = static_cast<C>(1.0 - p.lr * p.weight_decay);
+  s.one_minus_beta1 = static_cast<C>(1.0 - p.beta1);
+  s.beta2 = static_cast<C>(p.beta2);
+  s.one_minus_beta2 = static_cast<C>(1.0 - p.beta2);
+  s.step_size = static_cast<C>(p.step_size);
+  s.bc2_sqrt = static_cast<C>(p.bc2_sqrt);
+  s.eps = static_cast<C>(p.eps);
+  return s;
+}
 
 void adamw_cpu(const AdamwParams& p);
 void adamw_cuda(const AdamwParams& p, void* stream);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/elementwise/float_dispatch.h"
+#include "kernels/lane_sum_cpu.h"
 #include "kernels/optim/optim.h"
 #include "math/adamw_math.h"
 #include "math/compute_type.h"
@@ -14,20 +15,6 @@ namespace lmk::kernels {
 namespace {
 
 constexpr int64_t kGrain = 16384;
-constexpr int64_t kLanes = 16;
-
-template <typename C>
-AdamwScalars<C> adamw_scalars(const AdamwParams& p) {
-  AdamwScalars<C> s;
-  s.decay = static_cast<C>(1.0 - p.lr * p.weight_decay);
-  s.one_minus_beta1 = static_cast<C>(1.0 - p.beta1);
-  s.beta2 = static_cast<C>(p.beta2);
-  s.one_minus_beta2 = static_cast<C>(1.0 - p.beta2);
-  s.step_size = static_cast<C>(p.step_size);
-  s.bc2_sqrt = static_cast<C>(p.bc2_sqrt);
-  s.eps = static_cast<C>(p.eps);
-  return s;
-}
 
 template <typename T, typename M>
 void adamw_typed(const AdamwParams& p) {
@@ -59,22 +46,10 @@ double sum_of_squares(const T* g, int64_t n) {
     for (int64_t c = begin; c < end; ++c) {
       const T* x = g + c * kGrain;
       int64_t len = std::min(kGrain, n - c * kGrain);
-      C lane[kLanes] = {};
-      int64_t full = len - len % kLanes;
-      for (int64_t i = 0; i < full; i += kLanes) {
-        for (int64_t j = 0; j < kLanes; ++j) {
-          C v = load_compute(x, i + j);
-          lane[j] += v * v;
-        }
-      }
-      for (int64_t i = full; i < len; ++i) {
+      partial[c] = static_cast<double>(lane_sum<C>(len, [&](int64_t i) {
         C v = load_compute(x, i);
-        lane[i - full] += v * v;
-      }
-      for (int64_t width = kLanes / 2; width >= 1; width /= 2) {
-        for (int64_t j = 0; j < width; ++j) lane[j] += lane[j + width];
-      }
-      partial[c] = static_cast<double>(lane[0]);
+        return v * v;
+      }));
     }
   });
   double total = 0;

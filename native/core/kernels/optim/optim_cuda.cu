@@ -7,6 +7,7 @@
 
 #include <type_traits>
 
+#include "kernels/cuda_grid.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/optim/optim.h"
 #include "math/adamw_math.h"
@@ -16,13 +17,8 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kGridThreads;  // grid_for (kernels/cuda_grid.h) assumes it
 constexpr int64_t kChunk = 16384;
-
-unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
-}
 
 template <typename T, typename M>
 __global__ void adamw_kernel(int64_t n, AdamwScalars<float> s, T* param, const T* grad, M* m, M* v) {
@@ -85,14 +81,7 @@ int64_t total_chunks(const GradClipParams& p) {
 void adamw_cuda(const AdamwParams& p, void* stream) {
   if (p.n == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
-  AdamwScalars<float> sc;
-  sc.decay = static_cast<float>(1.0 - p.lr * p.weight_decay);
-  sc.one_minus_beta1 = static_cast<float>(1.0 - p.beta1);
-  sc.beta2 = static_cast<float>(p.beta2);
-  sc.one_minus_beta2 = static_cast<float>(1.0 - p.beta2);
-  sc.step_size = static_cast<float>(p.step_size);
-  sc.bc2_sqrt = static_cast<float>(p.bc2_sqrt);
-  sc.eps = static_cast<float>(p.eps);
+  const AdamwScalars<float> sc = adamw_scalars<float>(p);
   dispatch_float<false>(p.param_dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* param = static_cast<T*>(p.param);

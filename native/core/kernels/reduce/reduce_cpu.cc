@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/elementwise/float_dispatch.h"
+#include "kernels/lane_sum_cpu.h"
 #include "kernels/reduce/reduce.h"
 #include "math/compute_type.h"
 #include "runtime/thread_pool.h"
@@ -12,25 +13,14 @@
 namespace lmk::kernels {
 namespace {
 
-constexpr int64_t kLanes = 16;
 constexpr int64_t kRowChunk = 8192;     // r per chunk when I == 1
 constexpr int64_t kChunkElems = 65536;  // about r * I per chunk when I > 1 (64 to 1024 rows)
 constexpr int64_t kIBlock = 4096;
 
-// Σ x[0], x[stride], ... (n terms) in 16 lanes folded by a fixed tree.
+// Σ x[0 .. n) in lanes (kernels/lane_sum_cpu.h).
 template <typename T>
 compute_t<T> sum_contiguous(const T* __restrict x, int64_t n) {
-  using C = compute_t<T>;
-  C lane[kLanes] = {};
-  int64_t full = n - n % kLanes;
-  for (int64_t r = 0; r < full; r += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) lane[j] += load_compute(x, r + j);
-  }
-  for (int64_t r = full; r < n; ++r) lane[r - full] += load_compute(x, r);
-  for (int64_t width = kLanes / 2; width >= 1; width /= 2) {
-    for (int64_t j = 0; j < width; ++j) lane[j] += lane[j + width];
-  }
-  return lane[0];
+  return lane_sum<compute_t<T>>(n, [&](int64_t r) { return load_compute(x, r); });
 }
 
 template <typename T>

@@ -1,18 +1,14 @@
 // Copies on CUDA: one thread per output element (grid-stride), by element size.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
 #include "kernels/shape/shape.h"
 #include "runtime/cuda_check.h"
 
 namespace lmk::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
-}
+constexpr int kThreads = kGridThreads;  // grid_for (kernels/cuda_grid.h) assumes it
 
 template <typename E>
 __global__ void strided_copy_kernel(StridedLayout layout, int64_t n, const E* src, E* out) {

@@ -46,11 +46,7 @@ struct Wkv4Params {
   void* gtime_decay = nullptr;  // [C], summed over B
   void* gtime_first = nullptr;  // [C], summed over B
   void* gstate_out = nullptr;   // [B,3,C] d(loss)/d(input state); nullptr: not wanted
-  void* workspace = nullptr;    // wkv4_backward_workspace_bytes(*this, backend) bytes
-
-  bool has_state() const { return state_in != nullptr; }
-  bool has_gstate_in() const { return gstate_in != nullptr; }
-  bool wants_gstate() const { return gstate_out != nullptr; }
+  void* workspace = nullptr;    // wkv4_backward_workspace_bytes_cpu/_cuda(*this) bytes
 };
 
 // Steps between checkpoints of the backward pass (a tuning constant: results

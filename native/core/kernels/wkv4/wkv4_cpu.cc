@@ -1,9 +1,9 @@
 // RWKV-4 WKV on the CPU. Work is split over (b, block of channels); a
 // task walks all T steps of its block, and the inner loop runs over the
 // block's channels — contiguous in [B,T,C], independent, branch-free — so the
-// compiler vectorises it (the exp is math/wkv4.h's polynomial, not libm).
-// The hot functions are compiled for AVX-512, AVX2 and baseline x86-64 and
-// picked at load time (target_clones), never -march=native.
+// compiler vectorises it (the exp is math/vector_exp.h's polynomial, not libm).
+// The hot functions are compiled per instruction-set level and picked at
+// load time (kernels/cpu_dispatch.h), never -march=native.
 //
 // Backward (see kernels/wkv4/wkv4.h): per task, a forward replay stores the
 // state every kWkv4CheckpointCpu steps in the workspace; then chunks are
@@ -23,22 +23,13 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/wkv4/wkv4.h"
+#include "math/compute_type.h"
 #include "math/half.h"
 #include "math/wkv4.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LMK_WKV4_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LMK_WKV4_CLONES
-#endif
-#if defined(__GNUC__)
-#define LMK_WKV4_INLINE inline __attribute__((always_inline))
-#else
-#define LMK_WKV4_INLINE inline
-#endif
 
 namespace lmk::kernels {
 namespace {
@@ -66,12 +57,12 @@ struct BlockState {
 constexpr int64_t kPrefetchRows = 4;
 
 template <typename T>
-LMK_WKV4_INLINE void prefetch_row(const T* row, int64_t n) {
+LMK_ALWAYS_INLINE void prefetch_row(const T* row, int64_t n) {
   for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(row + i, 0);
 }
 
 template <typename T>
-LMK_WKV4_INLINE void prefetch_row_for_write(T* row, int64_t n) {
+LMK_ALWAYS_INLINE void prefetch_row_for_write(T* row, int64_t n) {
   for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(row + i, 1);
 }
 
@@ -82,10 +73,10 @@ LMK_WKV4_INLINE void prefetch_row_for_write(T* row, int64_t n) {
 // `steps` steps of one block of n channels: k, v, y point at [b, t0, c0] with
 // row stride C.
 template <typename T, typename Acc>
-LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v, T* __restrict y, int64_t steps,
-                                   int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
-                                   Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
-                                   const Acc* __restrict u) {
+LMK_ALWAYS_INLINE void forward_block(const T* __restrict k, const T* __restrict v, T* __restrict y, int64_t steps,
+                                     int64_t C, int64_t n, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
+                                     Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
+                                     const Acc* __restrict u) {
   for (int64_t t = 0; t < steps; ++t) {
     const T* kt = k + t * C;
     const T* vt = v + t * C;
@@ -96,9 +87,9 @@ LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v,
       prefetch_row_for_write(yt + kPrefetchRows * C, n);
     }
     for (int64_t i = 0; i < n; ++i) {
-      Acc kk = wkv4_load(kt[i]), vv = wkv4_load(vt[i]);
+      Acc kk = to_compute(kt[i]), vv = to_compute(vt[i]);
       Acc a = aa[i], b = bb[i], p = pp[i], l = pl[i];
-      yt[i] = wkv4_store<T>(wkv4_output<Acc>(a, b, p, l, u[i], kk, vv));
+      yt[i] = from_compute<T>(wkv4_output<Acc>(a, b, p, l, u[i], kk, vv));
       wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, kk, vv);
       aa[i] = a;
       bb[i] = b;
@@ -111,10 +102,10 @@ LMK_WKV4_INLINE void forward_block(const T* __restrict k, const T* __restrict v,
 // Advances the state by `steps` steps, first saving the state before every
 // `every`-th step to saved[j / every][kStateParts][stride].
 template <typename T, typename Acc>
-LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, int64_t steps, int64_t every, int64_t C,
-                                  int64_t n, int64_t stride, Acc* __restrict aa, Acc* __restrict bb, Acc* __restrict pp,
-                                  Acc* __restrict pl, const Acc* __restrict w_hi, const Acc* __restrict w_lo,
-                                  Acc* __restrict saved) {
+LMK_ALWAYS_INLINE void replay_block(const T* __restrict k, const T* __restrict v, int64_t steps, int64_t every,
+                                    int64_t C, int64_t n, int64_t stride, Acc* __restrict aa, Acc* __restrict bb,
+                                    Acc* __restrict pp, Acc* __restrict pl, const Acc* __restrict w_hi,
+                                    const Acc* __restrict w_lo, Acc* __restrict saved) {
   for (int64_t j = 0; j < steps; ++j) {
     if (j % every == 0) {
       Acc* s = saved + (j / every) * kStateParts * stride;
@@ -133,7 +124,7 @@ LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, 
     }
     for (int64_t i = 0; i < n; ++i) {
       Acc a = aa[i], b = bb[i], p = pp[i], l = pl[i];
-      wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, wkv4_load(kt[i]), wkv4_load(vt[i]));
+      wkv4_update<Acc>(a, b, p, l, Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, to_compute(kt[i]), to_compute(vt[i]));
       aa[i] = a;
       bb[i] = b;
       pp[i] = p;
@@ -146,12 +137,12 @@ LMK_WKV4_INLINE void replay_block(const T* __restrict k, const T* __restrict v, 
 // (gaa, gbb, gq) is the adjoint of the state after the chunk on entry and
 // before it on exit; this chunk's dL/dw, dL/du terms are added to gw, gu.
 template <typename T, typename Acc>
-LMK_WKV4_INLINE void reverse_block(const T* __restrict k, const T* __restrict v, const T* __restrict gy,
-                                   T* __restrict gk, T* __restrict gv, int64_t steps, int64_t C, int64_t n,
-                                   int64_t stride, const Acc* __restrict saved, const Acc* __restrict w_hi,
-                                   const Acc* __restrict w_lo, const Acc* __restrict u, Acc* __restrict gaa,
-                                   Acc* __restrict gbb, Acc* __restrict gq, Acc* __restrict gw_sum,
-                                   Acc* __restrict gu_sum) {
+LMK_ALWAYS_INLINE void reverse_block(const T* __restrict k, const T* __restrict v, const T* __restrict gy,
+                                     T* __restrict gk, T* __restrict gv, int64_t steps, int64_t C, int64_t n,
+                                     int64_t stride, const Acc* __restrict saved, const Acc* __restrict w_hi,
+                                     const Acc* __restrict w_lo, const Acc* __restrict u, Acc* __restrict gaa,
+                                     Acc* __restrict gbb, Acc* __restrict gq, Acc* __restrict gw_sum,
+                                     Acc* __restrict gu_sum) {
   for (int64_t j = steps - 1; j >= 0; --j) {
     const Acc* s = saved + j * kStateParts * stride;
     const T* kt = k + j * C;
@@ -168,13 +159,13 @@ LMK_WKV4_INLINE void reverse_block(const T* __restrict k, const T* __restrict v,
       Acc ga = gaa[i], gb = gbb[i], g_q = gq[i];
       Acc d_k, d_v, d_w, d_u;
       wkv4_step_backward<Acc>(s[i], s[stride + i], s[2 * stride + i], s[3 * stride + i],
-                              Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, u[i], wkv4_load(kt[i]), wkv4_load(vt[i]),
-                              wkv4_load(gyt[i]), ga, gb, g_q, d_k, d_v, d_w, d_u);
+                              Wkv4Decay<Acc>{w_hi[i], w_lo[i]}, u[i], to_compute(kt[i]), to_compute(vt[i]),
+                              to_compute(gyt[i]), ga, gb, g_q, d_k, d_v, d_w, d_u);
       gaa[i] = ga;
       gbb[i] = gb;
       gq[i] = g_q;
-      gkt[i] = wkv4_store<T>(d_k);
-      gvt[i] = wkv4_store<T>(d_v);
+      gkt[i] = from_compute<T>(d_k);
+      gvt[i] = from_compute<T>(d_v);
       gw_sum[i] += d_w;
       gu_sum[i] += d_u;
     }
@@ -184,7 +175,8 @@ LMK_WKV4_INLINE void reverse_block(const T* __restrict k, const T* __restrict v,
 // One task: its tensors, offsets applied (k etc. at [b, 0, c0], row stride C).
 template <typename T>
 struct Block {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
+  int64_t offset;  // of [b, 0, c0] in k, v, y, gy, gk, gv
   const T* k;
   const T* v;
   T* y;
@@ -208,14 +200,14 @@ struct Block {
 };
 
 template <typename T>
-LMK_WKV4_INLINE void forward_task(const Block<T>& blk) {
+LMK_ALWAYS_INLINE void forward_task(const Block<T>& blk) {
   auto& st = *blk.state;
   forward_block(blk.k, blk.v, blk.y, blk.steps, blk.C, blk.n, st.aa, st.bb, st.pp, st.pl, st.w_hi, st.w_lo, st.u);
 }
 
 template <typename T>
-LMK_WKV4_INLINE void backward_task(const Block<T>& blk) {
-  using Acc = typename Wkv4Acc<T>::type;
+LMK_ALWAYS_INLINE void backward_task(const Block<T>& blk) {
+  using Acc = compute_t<T>;
   auto& st = *blk.state;
   const int64_t n = blk.n, C = blk.C, steps = blk.steps;
   const int64_t chunks = (steps + kChunk - 1) / kChunk;
@@ -260,14 +252,14 @@ LMK_WKV4_INLINE void backward_task(const Block<T>& blk) {
 
 // The multi-versioned entry points, one per storage type (the templates
 // above are inlined into each clone and compiled for its instruction set).
-LMK_WKV4_CLONES void forward_task_isa(const Block<float>& blk) { forward_task(blk); }
-LMK_WKV4_CLONES void forward_task_isa(const Block<bf16>& blk) { forward_task(blk); }
-LMK_WKV4_CLONES void forward_task_isa(const Block<f16>& blk) { forward_task(blk); }
+LMK_CPU_CLONES void forward_task_isa(const Block<float>& blk) { forward_task(blk); }
+LMK_CPU_CLONES void forward_task_isa(const Block<bf16>& blk) { forward_task(blk); }
+LMK_CPU_CLONES void forward_task_isa(const Block<f16>& blk) { forward_task(blk); }
 void forward_task_isa(const Block<double>& blk) { forward_task(blk); }
 
-LMK_WKV4_CLONES void backward_task_isa(const Block<float>& blk) { backward_task(blk); }
-LMK_WKV4_CLONES void backward_task_isa(const Block<bf16>& blk) { backward_task(blk); }
-LMK_WKV4_CLONES void backward_task_isa(const Block<f16>& blk) { backward_task(blk); }
+LMK_CPU_CLONES void backward_task_isa(const Block<float>& blk) { backward_task(blk); }
+LMK_CPU_CLONES void backward_task_isa(const Block<bf16>& blk) { backward_task(blk); }
+LMK_CPU_CLONES void backward_task_isa(const Block<f16>& blk) { backward_task(blk); }
 void backward_task_isa(const Block<double>& blk) { backward_task(blk); }
 
 // Channels per task: as wide as possible (up to whole rows of at most 512
@@ -314,9 +306,27 @@ void load_block(const Wkv4Params& p, int64_t b, int64_t c0, int64_t n, BlockStat
   }
 }
 
+// Task (b, channels [c0, c0 + n)) with its state loaded into *st: k, v and
+// the sizes set; the caller adds the tensors its pass writes.
+template <typename T>
+Block<T> task_block(const Wkv4Params& p, int64_t b, int64_t c0, int64_t n, int64_t width,
+                    BlockState<compute_t<T>>* st) {
+  load_block(p, b, c0, n, *st);
+  Block<T> blk{};
+  blk.offset = b * p.T * p.C + c0;
+  blk.k = static_cast<const T*>(p.k) + blk.offset;
+  blk.v = static_cast<const T*>(p.v) + blk.offset;
+  blk.steps = p.T;
+  blk.C = p.C;
+  blk.n = n;
+  blk.width = width;
+  blk.state = st;
+  return blk;
+}
+
 template <typename T>
 void forward_impl(const Wkv4Params& p) {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   const int64_t B = p.B, Tn = p.T, C = p.C;
   const int64_t width = block_width(B, C), blocks = (C + width - 1) / width;
   Acc* state_out = static_cast<Acc*>(p.state_out);
@@ -325,17 +335,8 @@ void forward_impl(const Wkv4Params& p) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, c0 = (task % blocks) * width;
       const int64_t n = std::min(width, C - c0);
-      load_block(p, b, c0, n, st);
-      Block<T> blk{};
-      const int64_t offset = b * Tn * C + c0;
-      blk.k = static_cast<const T*>(p.k) + offset;
-      blk.v = static_cast<const T*>(p.v) + offset;
-      blk.y = static_cast<T*>(p.y) + offset;
-      blk.steps = Tn;
-      blk.C = C;
-      blk.n = n;
-      blk.width = width;
-      blk.state = &st;
+      Block<T> blk = task_block<T>(p, b, c0, n, width, &st);
+      blk.y = static_cast<T*>(p.y) + blk.offset;
       forward_task_isa(blk);
       for (int64_t i = 0; i < n; ++i) {
         Wkv4Folded<Acc> fold = wkv4_fold<Acc>(st.pp[i], st.pl[i]);
@@ -359,7 +360,7 @@ size_t backward_workspace_bytes(const Wkv4Params& p) {
 
 template <typename T>
 void backward_impl(const Wkv4Params& p) {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   const int64_t B = p.B, Tn = p.T, C = p.C;
   const int64_t width = block_width(B, C), blocks = (C + width - 1) / width, chunks = checkpoint_count(Tn);
   const Acc* state_in = static_cast<const Acc*>(p.state_in);
@@ -376,19 +377,10 @@ void backward_impl(const Wkv4Params& p) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, c0 = (task % blocks) * width;
       const int64_t n = std::min(width, C - c0);
-      load_block(p, b, c0, n, st);
-      Block<T> blk{};
-      const int64_t offset = b * Tn * C + c0;
-      blk.k = static_cast<const T*>(p.k) + offset;
-      blk.v = static_cast<const T*>(p.v) + offset;
-      blk.gy = static_cast<const T*>(p.gy) + offset;
-      blk.gk = static_cast<T*>(p.gk) + offset;
-      blk.gv = static_cast<T*>(p.gv) + offset;
-      blk.steps = Tn;
-      blk.C = C;
-      blk.n = n;
-      blk.width = width;
-      blk.state = &st;
+      Block<T> blk = task_block<T>(p, b, c0, n, width, &st);
+      blk.gy = static_cast<const T*>(p.gy) + blk.offset;
+      blk.gk = static_cast<T*>(p.gk) + blk.offset;
+      blk.gv = static_cast<T*>(p.gv) + blk.offset;
       blk.gstate = gstate_in ? gstate_in + b * 3 * C + c0 : nullptr;
       blk.checkpoints = checkpoints + task * chunks * kStateParts * width;
       blk.replay = replay_buffer.data();

@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/wkv4/wkv4.h"
+#include "math/compute_type.h"
 #include "math/half.h"
 #include "math/wkv4.h"
 #include "runtime/cuda_check.h"
@@ -51,7 +52,7 @@ __device__ __forceinline__ void load_state(const Acc* state, int64_t b, int64_t 
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) wkv4_forward_kernel(Wkv4Params p) {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   const int64_t C = p.C, steps = p.T;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= p.B * C) return;
@@ -68,14 +69,14 @@ __global__ void __launch_bounds__(kThreads) wkv4_forward_kernel(Wkv4Params p) {
 #pragma unroll
     for (int j = 0; j < kUnroll; ++j) {
       if (t0 + j < steps) {
-        kk[j] = wkv4_load(k[(t0 + j) * C]);
-        vv[j] = wkv4_load(v[(t0 + j) * C]);
+        kk[j] = to_compute(k[(t0 + j) * C]);
+        vv[j] = to_compute(v[(t0 + j) * C]);
       }
     }
 #pragma unroll
     for (int j = 0; j < kUnroll; ++j) {
       if (t0 + j < steps) {
-        y[(t0 + j) * C] = wkv4_store<T>(wkv4_output<Acc>(aa, bb, pp, pl, u, kk[j], vv[j]));
+        y[(t0 + j) * C] = from_compute<T>(wkv4_output<Acc>(aa, bb, pp, pl, u, kk[j], vv[j]));
         wkv4_update<Acc>(aa, bb, pp, pl, w, kk[j], vv[j]);
       }
     }
@@ -91,7 +92,7 @@ __global__ void __launch_bounds__(kThreads) wkv4_forward_kernel(Wkv4Params p) {
 // [ceil(T / kChunk)][kStateParts][B·C] (Acc).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) wkv4_backward_kernel(Wkv4Params p) {
-  using Acc = typename Wkv4Acc<T>::type;
+  using Acc = compute_t<T>;
   const int64_t C = p.C, steps = p.T, BC = p.B * p.C;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= BC) return;
@@ -120,7 +121,7 @@ __global__ void __launch_bounds__(kThreads) wkv4_backward_kernel(Wkv4Params p) {
       ck[2 * BC + idx] = pp;
       ck[3 * BC + idx] = pl;
     }
-    wkv4_update<Acc>(aa, bb, pp, pl, w, wkv4_load(k[t * C]), wkv4_load(v[t * C]));
+    wkv4_update<Acc>(aa, bb, pp, pl, w, to_compute(k[t * C]), to_compute(v[t * C]));
   }
   // Seed the adjoint from d(loss)/d(stored final state).
   const Acc* gstate_in = static_cast<const Acc*>(p.gstate_in);
@@ -150,16 +151,16 @@ __global__ void __launch_bounds__(kThreads) wkv4_backward_kernel(Wkv4Params p) {
       saved_bb[j] = bb;
       saved_pp[j] = pp;
       saved_pl[j] = pl;
-      wkv4_update<Acc>(aa, bb, pp, pl, w, wkv4_load(k[(t0 + j) * C]), wkv4_load(v[(t0 + j) * C]));
+      wkv4_update<Acc>(aa, bb, pp, pl, w, to_compute(k[(t0 + j) * C]), to_compute(v[(t0 + j) * C]));
     }
     Acc gw_chunk = Acc(0), gu_chunk = Acc(0);
     for (int j = len - 1; j >= 0; --j) {
       const int64_t t = t0 + j;
       Acc d_k, d_v, d_w, d_u;
-      wkv4_step_backward<Acc>(saved_aa[j], saved_bb[j], saved_pp[j], saved_pl[j], w, u, wkv4_load(k[t * C]),
-                              wkv4_load(v[t * C]), wkv4_load(gy[t * C]), gaa, gbb, gq, d_k, d_v, d_w, d_u);
-      gk[t * C] = wkv4_store<T>(d_k);
-      gv[t * C] = wkv4_store<T>(d_v);
+      wkv4_step_backward<Acc>(saved_aa[j], saved_bb[j], saved_pp[j], saved_pl[j], w, u, to_compute(k[t * C]),
+                              to_compute(v[t * C]), to_compute(gy[t * C]), gaa, gbb, gq, d_k, d_v, d_w, d_u);
+      gk[t * C] = from_compute<T>(d_k);
+      gv[t * C] = from_compute<T>(d_v);
       gw_chunk += d_w;
       gu_chunk += d_u;
     }
@@ -221,9 +222,8 @@ struct ChunkLayout {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    wkv4_chunk_summary_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
-  using Acc = typename Wkv4Acc<T>::type;
+__global__ void __launch_bounds__(kThreads) wkv4_chunk_summary_kernel(Wkv4Params p, ChunkLayout<compute_t<T>> lay) {
+  using Acc = compute_t<T>;
   const int64_t C = p.C, steps = p.T, BC = p.B * p.C;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   // The last chunk's summary is never used (nothing follows it).
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(kThreads)
   const T* __restrict__ k = static_cast<const T*>(p.k) + (b * steps + t0) * C + c;
   const T* __restrict__ v = static_cast<const T*>(p.v) + (b * steps + t0) * C + c;
   for (int64_t j = 0; j < lay.len; ++j) {
-    wkv4_update<Acc>(aa, bb, pp, pl, w, wkv4_load(k[j * C]), wkv4_load(v[j * C]));
+    wkv4_update<Acc>(aa, bb, pp, pl, w, to_compute(k[j * C]), to_compute(v[j * C]));
   }
   Acc* out = lay.states + chunk * kStateParts * BC + bc;
   out[0] = aa;
@@ -267,9 +267,8 @@ __global__ void __launch_bounds__(kThreads) wkv4_chunk_scan_kernel(Wkv4Params p,
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    wkv4_chunk_output_kernel(Wkv4Params p, ChunkLayout<typename Wkv4Acc<T>::type> lay) {
-  using Acc = typename Wkv4Acc<T>::type;
+__global__ void __launch_bounds__(kThreads) wkv4_chunk_output_kernel(Wkv4Params p, ChunkLayout<compute_t<T>> lay) {
+  using Acc = compute_t<T>;
   const int64_t C = p.C, steps = p.T, BC = p.B * p.C;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= BC * lay.chunks) return;
@@ -286,8 +285,8 @@ __global__ void __launch_bounds__(kThreads)
   const T* __restrict__ v = static_cast<const T*>(p.v) + offset;
   T* __restrict__ y = static_cast<T*>(p.y) + offset;
   for (int64_t j = 0; j < len; ++j) {
-    const Acc kk = wkv4_load(k[j * C]), vv = wkv4_load(v[j * C]);
-    y[j * C] = wkv4_store<T>(wkv4_output<Acc>(aa, bb, pp, pl, u, kk, vv));
+    const Acc kk = to_compute(k[j * C]), vv = to_compute(v[j * C]);
+    y[j * C] = from_compute<T>(wkv4_output<Acc>(aa, bb, pp, pl, u, kk, vv));
     wkv4_update<Acc>(aa, bb, pp, pl, w, kk, vv);
   }
   if (chunk + 1 == lay.chunks) {
