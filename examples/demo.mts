@@ -349,19 +349,12 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
   }
   console.log(`\n  wrote ${out}/: loss.svg, metrics.json, sample.txt, and the model as a Hugging Face directory`);
   console.log('  (config.json, model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json)');
-  if (opts.model === 'rwkv4') {
-    console.log(`  sample from it:  npx lmkernels generate --model ${out} --prompt "ROMEO:"`);
-    console.log(
-      `  fine-tune it:    npx lmkernels finetune --model ${out} --data examples/data/antonym-pairs.jsonl --method orpo \\\n` +
-        `                       --out ${out}-orpo --lr 3e-3 --epochs 6 --batch 16`,
-    );
-  } else {
-    // hub.loadModel reads config.json as a plain Llama; the FAM settings are the demo's.
-    console.log(
-      `  load it as trained: lmk.hub.loadModel('${out}', { fam: { blockSize: ${config.fam.blockSize}, memoryBlocks: ${config.fam.memoryBlocks}, famLength: ${config.fam.famLength} } })`,
-    );
-    console.log('  (without fam, hub.loadModel and the lmkernels commands run it with full causal attention)');
-  }
+  // config.json records a FAM model's settings, so hub.loadModel and the commands run it as trained.
+  console.log(`  sample from it:  npx lmkernels generate --model ${out} --prompt "ROMEO:"`);
+  console.log(
+    `  fine-tune it:    npx lmkernels finetune --model ${out} --data examples/data/antonym-pairs.jsonl --method orpo \\\n` +
+      `                       --out ${out}-orpo --lr 3e-3 --epochs 6 --batch 16`,
+  );
   console.log(`  total ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
   optimizer.dispose();
   return { model, out };

@@ -240,19 +240,24 @@ describe('demo run in this process', () => {
     [model, loaded, fresh].forEach((m) => m.dispose());
   });
 
-  it('fam: the directory loads as a TransformerFAM with hub.loadModel(dir, { fam }) and gives the trained model’s logits', async () => {
+  it('fam: the directory records its FAM settings, loads as the trained TransformerFAM and gives its logits', async () => {
     const { model, out } = await trainHere('here-fam', ['--model', 'fam']);
     // --tiny --seq-len 32: blocks of 32 / 4 = 8 bytes, one memory block, 8 FAM slots.
-    const loaded = await lmk.hub.loadModel(out, {
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(config.fam).toEqual({ block_size: 8, memory_blocks: 1, fam_length: 8 });
+    const loaded = await lmk.hub.loadModel(out, { device: 'cpu' });
+    const explicit = await lmk.hub.loadModel(out, {
       device: 'cpu',
       fam: { blockSize: 8, memoryBlocks: 1, famLength: 8 },
     });
-    const plain = await lmk.hub.loadModel(out, { device: 'cpu' });
+    const plain = await lmk.hub.loadModel(out, { device: 'cpu', fam: null });
+    expect(plain.config.fam).toBeUndefined();
     const ids = (await lmk.hub.loadTokenizer(out)).encode('ROMEO:\nWhat say you, my lord?'); // 3+ blocks
     const expected = await logitsOf(model, ids);
     expect(await logitsOf(loaded, ids)).toEqual(expected);
+    expect(await logitsOf(explicit, ids)).toEqual(expected);
     expect(await logitsOf(plain, ids)).not.toEqual(expected); // full causal attention is another model
-    [model, loaded, plain].forEach((m) => m.dispose());
+    [model, loaded, explicit, plain].forEach((m) => m.dispose());
   });
 });
 

@@ -143,7 +143,21 @@ export const SUPPORTED_ARCHITECTURES = [
 interface Placement {
   device: DeviceSpec;
   dtype: DType;
-  fam?: LlamaFamOptions;
+  /** undefined: config.json's `fam` if any; null: none. */
+  fam?: LlamaFamOptions | null;
+}
+
+/** The FAM settings config.json records (hub.saveModel writes them as `fam`). */
+function famFromConfig(config: Record<string, unknown>, fn: string): LlamaFamOptions | null {
+  const fam = config.fam;
+  if (fam === undefined || fam === null) return null;
+  if (typeof fam !== 'object') throw new RangeError(`${fn}: config.json fam must be an object`);
+  const f = fam as Record<string, unknown>;
+  return {
+    blockSize: num(f, 'block_size', `${fn}: config.json fam`),
+    memoryBlocks: num(f, 'memory_blocks', `${fn}: config.json fam`),
+    famLength: num(f, 'fam_length', `${fn}: config.json fam`),
+  };
 }
 
 function num(config: Record<string, unknown>, key: string, fn: string, fallback?: number): number {
@@ -208,6 +222,7 @@ export function buildModel(architecture: string, config: Record<string, unknown>
   const heads = num(config, 'num_attention_heads', fn);
   const rope = ropeSettings(config, fn);
   const qwen = architecture === 'Qwen2ForCausalLM';
+  const fam = p.fam === undefined ? famFromConfig(config, fn) : p.fam;
   const model = new LlamaModel({
     vocabSize: num(config, 'vocab_size', fn),
     dModel: hidden,
@@ -223,10 +238,12 @@ export function buildModel(architecture: string, config: Record<string, unknown>
     qkvBias: qwen || config.attention_bias === true,
     outputBias: !qwen && config.attention_bias === true,
     mlpBias: config.mlp_bias === true,
-    ...(p.fam ? { fam: p.fam } : {}),
+    ...(fam ? { fam } : {}),
     device: p.device,
     dtype: p.dtype,
   });
-  model.config = { ...config };
+  // The config describes the model as built: its FAM settings, or none.
+  const { fam: _recorded, ...rest } = config;
+  model.config = fam ? { ...rest, fam: model.config.fam } : rest;
   return model;
 }

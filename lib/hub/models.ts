@@ -30,7 +30,12 @@ export type { CausalLM } from './architectures';
 export interface LoadModelOptions {
   device?: DeviceSpec;
   dtype?: 'float32' | 'bfloat16' | 'float16';
-  fam?: LlamaFamOptions;
+  /**
+   * Run a Llama-family model as a TransformerFAM. Default: the FAM settings
+   * config.json records (`fam`, written by hub.saveModel for a model trained
+   * with FAM), else none; `null` runs full causal attention regardless.
+   */
+  fam?: LlamaFamOptions | null;
 }
 
 const TORCH_DTYPES: Record<string, DType> = { float32: 'float32', bfloat16: 'bfloat16', float16: 'float16' };
@@ -90,7 +95,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   let model: CausalLM | undefined;
   try {
     const dtype = opts.dtype ?? (device.kind === 'cpu' ? 'float32' : checkpointDtype(config, reader));
-    model = buildModel(architecture, config, { device, dtype, ...(opts.fam ? { fam: opts.fam } : {}) }, fn);
+    model = buildModel(architecture, config, { device, dtype, fam: opts.fam }, fn);
     const headDim = headDimOf(model);
     for (const [ours, param] of model.namedParameters()) {
       const { hf, layout } = hfName(model, ours);

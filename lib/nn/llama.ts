@@ -556,6 +556,10 @@ export class LlamaModel extends Module {
       mlp_bias: o.mlpBias,
       bos_token_id: 0,
       eos_token_id: 0,
+      // Ours (transformers ignores it): hub.loadModel runs the model with FAM again.
+      ...(o.fam
+        ? { fam: { block_size: o.fam.blockSize, memory_blocks: o.fam.memoryBlocks, fam_length: o.fam.famLength } }
+        : {}),
     };
     this.generationConfig = undefined;
   }
