@@ -225,6 +225,63 @@ export interface NativeAddon {
     gradRejectedLogits?: T;
   };
   lossesShiftLabels(o: { inputIds: H; ignoreIndex?: number }): T;
+  lossesLinearCrossEntropy(o: {
+    hidden: H;
+    weight: H;
+    bias?: H;
+    labels: H;
+    ignoreIndex?: number;
+    reduction?: string;
+    weights?: H;
+    goldfish?: NativeGoldfish;
+    computeGrad?: boolean;
+    gradScale?: number;
+    chunkSize?: number;
+  }): {
+    loss: T;
+    lse: T;
+    gradHidden?: T;
+    gradWeight?: T;
+    gradBias?: T;
+    lossAllTokens?: T;
+    lossDroppedTokens?: T;
+    supervisedTokens?: T;
+    keptTokens?: T;
+  };
+  lossesLinearOrpo(o: {
+    chosenHidden: H;
+    rejectedHidden: H;
+    weight: H;
+    bias?: H;
+    chosenLabels: H;
+    rejectedLabels: H;
+    nllLabels?: H;
+    lambda?: number;
+    ignoreIndex?: number;
+    goldfish?: NativeGoldfish;
+    computeGrad?: boolean;
+    gradScale?: number;
+    chunkSize?: number;
+  }): {
+    loss: T;
+    nllLoss: T;
+    orLoss: T;
+    chosenLogps: T;
+    rejectedLogps: T;
+    logOdds: T;
+    metrics: {
+      rewardsChosen: T;
+      rewardsRejected: T;
+      rewardsAccuracy: T;
+      rewardsMargin: T;
+      logOddsRatio: T;
+      logOddsChosen: T;
+    };
+    gradChosenHidden?: T;
+    gradRejectedHidden?: T;
+    gradWeight?: T;
+    gradBias?: T;
+  };
 
   // ---- dense kernels (dense_binding.cc) ----
   denseBinary(o: { op: string; a: H; b: H }): Out;
@@ -301,6 +358,8 @@ const entryPoints = {
   lossesGoldfishLoss: true,
   lossesOrpo: true,
   lossesShiftLabels: true,
+  lossesLinearCrossEntropy: true,
+  lossesLinearOrpo: true,
   denseBinary: true,
   denseBinaryBackward: true,
   denseScalarOp: true,
