@@ -120,9 +120,8 @@ Napi::Value LinearOrpo(const Napi::CallbackInfo& info) {
   read_orpo_options(o, &options);
   options.bias = o.optional_tensor("bias");
   options.chunk_size = o.optional_integer("chunkSize");
-  ops::LinearOrpoResult r = ops::linear_orpo(o.tensor("chosenHidden"), o.tensor("rejectedHidden"),
-                                             o.tensor("weight"), o.tensor("chosenLabels"), o.tensor("rejectedLabels"),
-                                             options);
+  ops::LinearOrpoResult r = ops::linear_orpo(o.tensor("chosenHidden"), o.tensor("rejectedHidden"), o.tensor("weight"),
+                                             o.tensor("chosenLabels"), o.tensor("rejectedLabels"), options);
   return orpo_object(info.Env(), r.orpo,
                      {{"gradChosenHidden", r.grad_chosen_hidden},
                       {"gradRejectedHidden", r.grad_rejected_hidden},

@@ -7,8 +7,8 @@
 
 #include "kernels/losses/linear_losses.h"
 #include "kernels/losses/losses.h"
-#include "ops/matmul.h"
 #include "ops/arg_checks.h"
+#include "ops/matmul.h"
 #include "ops/op_task.h"
 #include "runtime/cuda_call.h"
 #include "runtime/storage.h"
@@ -169,8 +169,8 @@ int64_t default_linear_chunk_rows(const Device& device, int64_t rows, int64_t V,
   if (device.is_cpu()) {
     chunk = std::max<int64_t>(kLinearCpuChunkBytes / row_bytes, kLinearCpuMinRows);
   } else {
-    const int64_t budget = std::min<int64_t>(static_cast<int64_t>(cuda_free_memory(device.index) / 16),
-                                             kLinearCudaChunkBytes);
+    const int64_t budget =
+        std::min<int64_t>(static_cast<int64_t>(cuda_free_memory(device.index) / 16), kLinearCudaChunkBytes);
     chunk = budget / row_bytes;
   }
   return std::clamp<int64_t>(chunk, 1, std::max<int64_t>(rows, 1));

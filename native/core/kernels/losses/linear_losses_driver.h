@@ -21,9 +21,9 @@ namespace lmk::kernels {
 // column of ones (the bias as a K = 1 GEMM), and the float32 accumulators of
 // the weight's and bias's gradients (bfloat16/float16 over several chunks).
 struct LinearHeadWorkspace {
-  void* logits = nullptr;  // [chunk_rows, V] dtype
-  void* grad = nullptr;    // [chunk_rows, V] dtype, or nullptr
-  void* ones = nullptr;    // [chunk_rows] dtype, or nullptr without bias
+  void* logits = nullptr;            // [chunk_rows, V] dtype
+  void* grad = nullptr;              // [chunk_rows, V] dtype, or nullptr
+  void* ones = nullptr;              // [chunk_rows] dtype, or nullptr without bias
   float* grad_weight_acc = nullptr;  // [V, d], or nullptr: accumulate in grad_weight itself
   float* grad_bias_acc = nullptr;    // [V]
 };

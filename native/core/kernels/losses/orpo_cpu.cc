@@ -74,7 +74,6 @@ void orpo_pairs_cpu(const OrpoParams& p) {
   }
 }
 
-
 size_t orpo_workspace_bytes(const OrpoParams& params) {
   return orpo_workspace(params, nullptr, params.grad_chosen != nullptr).bytes;
 }

@@ -44,8 +44,7 @@ OperandStrides strides_of(const MatmulParams& p) {
 
 // Out: T, or the compute type (p.out_compute); p.accumulate adds the old output.
 template <typename T, typename Out>
-__global__ void gemm_tiled_kernel(MatmulParams p, OperandStrides st, const T* a_base, const T* b_base,
-                                  Out* out_base) {
+__global__ void gemm_tiled_kernel(MatmulParams p, OperandStrides st, const T* a_base, const T* b_base, Out* out_base) {
   __shared__ float as[kTileK][kTile + 1];
   __shared__ float bs[kTileK][kTile + 1];
   const int tx = threadIdx.x % kSub, ty = threadIdx.x / kSub;
