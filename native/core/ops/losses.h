@@ -123,12 +123,18 @@ LinearOrpoResult linear_orpo(const Tensor& chosen_hidden, const Tensor& rejected
                              const LinearOrpoOptions& options = {});
 
 // The default rows per chunk for `rows` rows of a vocabulary of V on `device`
-// (docs/api.md): on the CPU the chunk's logits (and gradient) stay within
-// kLinearCpuChunkBytes (a cache-sized block, at least kLinearCpuMinRows rows
-// so the GEMMs stay efficient); on CUDA within 1/16 of the free memory and
-// kLinearCudaChunkBytes. Never more than `rows` (at least 1).
+// (docs/api.md "Choices where the contract is silent"):
+//   CPU: as many rows as keep a chunk of logits and its gradient within
+//        kLinearCpuChunkBytes (a cache-sized block), but at least
+//        kLinearCpuMinRows: the chunk's GEMMs against the whole weight need
+//        that many rows to be compute-bound (with fewer, every chunk streams
+//        the weight from memory again: 1.7× slower than the unfused path at
+//        64 rows, N 2048 × d 1024 × V 32 000, bench/RESULTS.md).
+//   CUDA: the chunk's logits and gradient within 1/16 of the free memory
+//        and kLinearCudaChunkBytes.
+// Never more than `rows`, at least 1.
 constexpr int64_t kLinearCpuChunkBytes = int64_t(4) << 20;
-constexpr int64_t kLinearCpuMinRows = 32;
+constexpr int64_t kLinearCpuMinRows = 256;
 constexpr int64_t kLinearCudaChunkBytes = int64_t(512) << 20;
 int64_t default_linear_chunk_rows(const Device& device, int64_t rows, int64_t V, DType dtype, bool with_grad);
 

@@ -55,6 +55,8 @@ class LinearHeadPass {
     if (w_.ones) be_.fill(w_.ones, h_.dtype, h_.chunk_rows, 1.0);
   }
 
+  int64_t chunk_rows() const { return h_.chunk_rows; }
+
   // Chunk logits [rows, V] = hidden[first, first + rows) · weightᵀ (+ 1·biasᵀ).
   void logits(const void* hidden, int64_t first, int64_t rows) const {
     if (h_.bias) {
@@ -142,16 +144,36 @@ class LinearHeadPass {
   bool started_ = false;
 };
 
-// Workspace: the loss's own layout first, then the head's.
-inline size_t linear_cross_entropy_bytes(const LinearCrossEntropyParams& lp, LinearHeadWorkspace* head, void* base) {
-  const size_t loss_bytes = cross_entropy_workspace(lp.loss, nullptr).bytes;
+// The row job over `total` rows, chunk by chunk: the chunk's logits, the row
+// kernel on them, and, when the job writes a gradient, the head's backward.
+template <typename Backend>
+void linear_row_pass(const Backend& be, LinearHeadPass<Backend>& head, CeRowsJob& job, const void* hidden,
+                     void* grad_hidden, int64_t total) {
+  const int64_t chunk = head.chunk_rows();
+  for (int64_t first = 0; first < total; first += chunk) {
+    const int64_t rows = std::min(chunk, total - first);
+    head.logits(hidden, first, rows);
+    job.first_row = first;
+    job.rows = rows;
+    be.ce_rows(job);
+    if (job.grad && job.mode != kCeStats) head.backward(hidden, grad_hidden, first, rows);
+  }
+}
+
+// The loss's own workspace (`loss_bytes`) first, then the head's (returned
+// through `head` when given); the total bytes.
+inline size_t linear_workspace(const LinearHead& h, size_t loss_bytes, bool with_grad, int64_t chunks, void* base,
+                               LinearHeadWorkspace* head) {
   WorkspaceLayout layout(base);
   layout.take(loss_bytes);
-  const bool with_grad = lp.loss.grad != nullptr;
-  LinearHeadWorkspace w =
-      linear_head_workspace(lp.head, with_grad, linear_chunks(lp.loss.rows, lp.head.chunk_rows), layout);
+  LinearHeadWorkspace w = linear_head_workspace(h, with_grad, chunks, layout);
   if (head) *head = w;
   return layout.bytes();
+}
+
+inline size_t linear_cross_entropy_bytes(const LinearCrossEntropyParams& lp, LinearHeadWorkspace* head, void* base) {
+  return linear_workspace(lp.head, cross_entropy_workspace(lp.loss, nullptr).bytes, lp.loss.grad != nullptr,
+                          linear_chunks(lp.loss.rows, lp.head.chunk_rows), base, head);
 }
 
 template <typename Backend>
@@ -165,28 +187,16 @@ void linear_cross_entropy_run(const Backend& be, const LinearCrossEntropyParams&
   be.ce_count(p);
   CeRowsJob job = cross_entropy_job(p, cross_entropy_workspace(p, p.workspace));
   LinearHeadPass<Backend> head(be, lp.head, hw);
-  for (int64_t first = 0; first < p.rows; first += lp.head.chunk_rows) {
-    const int64_t rows = std::min(lp.head.chunk_rows, p.rows - first);
-    head.logits(lp.hidden, first, rows);
-    job.first_row = first;
-    job.rows = rows;
-    be.ce_rows(job);
-    if (p.grad) head.backward(lp.hidden, lp.grad_hidden, first, rows);
-  }
+  linear_row_pass(be, head, job, lp.hidden, lp.grad_hidden, p.rows);
   be.ce_finish(p);
   if (p.grad) head.finish();
 }
 
 inline size_t linear_orpo_bytes(const LinearOrpoParams& lp, LinearHeadWorkspace* head, void* base) {
   const bool with_grad = lp.loss.grad_chosen != nullptr;
-  const size_t loss_bytes = orpo_workspace(lp.loss, nullptr, with_grad).bytes;
-  WorkspaceLayout layout(base);
-  layout.take(loss_bytes);
   const int64_t chunks = linear_chunks(lp.loss.B * lp.loss.T_chosen, lp.head.chunk_rows) +
                          linear_chunks(lp.loss.B * lp.loss.T_rejected, lp.head.chunk_rows);
-  LinearHeadWorkspace w = linear_head_workspace(lp.head, with_grad, chunks, layout);
-  if (head) *head = w;
-  return layout.bytes();
+  return linear_workspace(lp.head, orpo_workspace(lp.loss, nullptr, with_grad).bytes, with_grad, chunks, base, head);
 }
 
 template <typename Backend>
@@ -202,16 +212,8 @@ void linear_orpo_run(const Backend& be, const LinearOrpoParams& lp) {
   be.orpo_count(p);
   OrpoRowJobs jobs = orpo_stats_jobs(p, w);
   LinearHeadPass<Backend> head(be, lp.head, hw);
-  // One side's chunks: logits, then the row job (and the head's backward).
   auto side = [&](CeRowsJob& job, const void* hidden, void* grad_hidden, int64_t total) {
-    for (int64_t first = 0; first < total; first += lp.head.chunk_rows) {
-      const int64_t rows = std::min(lp.head.chunk_rows, total - first);
-      head.logits(hidden, first, rows);
-      job.first_row = first;
-      job.rows = rows;
-      be.ce_rows(job);
-      if (job.mode == kCeGrad) head.backward(hidden, grad_hidden, first, rows);
-    }
+    linear_row_pass(be, head, job, hidden, grad_hidden, total);
   };
   const int64_t chosen_rows = p.B * p.T_chosen, rejected_rows = p.B * p.T_rejected;
   side(jobs.chosen, lp.chosen_hidden, lp.grad_chosen_hidden, chosen_rows);
