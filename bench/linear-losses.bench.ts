@@ -185,7 +185,7 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         { dtype: 'int32' },
       ),
     };
-    const sweep = ctx.quick ? [undefined] : [undefined, 64, 1024];
+    const sweep = [undefined]; // the default chunk size (a sweep: docs/api.md, bench/RESULTS.md)
     rows.push(
       ...(await benchCase(`cpu float32 N=${N} d=${d} V=${V}`, p, { fwd: 1e-5, grad: 1e-4 }, sweep, ctx.quick ? 2 : 3)),
     );

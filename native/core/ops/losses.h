@@ -83,7 +83,7 @@ struct OrpoResult {
 OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, const Tensor& chosen_labels,
                 const Tensor& rejected_labels, const OrpoOptions& options = {});
 
-// Losses from hidden states (docs/api.md#losses-from-hidden-states): the
+// Losses from hidden states (docs/api.md "Losses from hidden states"): the
 // head logits = hidden · weightᵀ (+ bias) fused with the loss, chunk by
 // chunk; never more than a chunk of logits. hidden [B,T,d] or [N,d] (ORPO:
 // [B,T,d] and [B,T',d]), weight [V,d], bias [V]; results and gradients as

@@ -1,4 +1,4 @@
-// Losses from hidden states (docs/kernels.md#losses-from-hidden-states): the
+// Losses from hidden states (docs/kernels.md "losses from hidden states"): the
 // language-model head logits = hidden · weightᵀ (+ bias) fused with
 // cross-entropy / goldfish or ORPO, chunk by chunk, so no more than one chunk
 // of logits (and one of their gradient) ever exists.
