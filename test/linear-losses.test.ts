@@ -227,6 +227,19 @@ describe('losses.linearCrossEntropy', () => {
     expect((await values(none.lse)).every(Number.isFinite)).toBe(true);
   });
 
+  it('takes zero rows: loss 0 and zero gradients of the weight and bias', async () => {
+    const r = lmk.losses.linearCrossEntropy({
+      hidden: lmk.zeros([0, 3]),
+      weight: lmk.randn([5, 3]),
+      bias: lmk.randn([5]),
+      labels: lmk.zeros([0], { dtype: 'int32' }),
+    });
+    expect(await scalar(r.loss)).toBe(0);
+    expect(r.gradHidden!.shape).toEqual([0, 3]);
+    expect((await values(r.gradWeight!)).every((x) => x === 0)).toBe(true);
+    expect((await values(r.gradBias!)).every((x) => x === 0)).toBe(true);
+  });
+
   it('computeGrad false returns no gradients; a custom ignoreIndex is honoured', async () => {
     const [N, d, V] = [9, 4, 21];
     const p = await head(N, d, V, 'float64', 41);

@@ -284,8 +284,10 @@ int64_t default_linear_chunk_rows(const Device& device, int64_t rows, int64_t V,
   if (device.is_cpu()) {
     chunk = std::max<int64_t>(kLinearCpuChunkBytes / row_bytes, kLinearCpuMinRows);
   } else {
+    // An unknown free memory (0) leaves the fixed cap.
+    const int64_t free_bytes = static_cast<int64_t>(cuda_free_memory(device.index));
     const int64_t budget =
-        std::min<int64_t>(static_cast<int64_t>(cuda_free_memory(device.index) / 16), kLinearCudaChunkBytes);
+        free_bytes > 0 ? std::min<int64_t>(free_bytes / 16, kLinearCudaChunkBytes) : kLinearCudaChunkBytes;
     chunk = budget / row_bytes;
   }
   return std::clamp<int64_t>(chunk, 1, std::max<int64_t>(rows, 1));
