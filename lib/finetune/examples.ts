@@ -3,8 +3,10 @@
 import { jsonlLines } from '../data/jsonl';
 import { IGNORE_INDEX, tokenizePreference, tokenizeText } from '../data/tokenize';
 import type { Tokenizer } from '../hub/tokenizer';
-import { mulberry32 } from '../generate';
+import { epochOrder, permutation, streamSeed } from '../data/order';
 import type { FinetuneMethod } from './options';
+
+export { streamSeed } from '../data/order';
 
 export interface PreferenceExample {
   kind: 'preference';
@@ -75,22 +77,6 @@ export async function loadExamples(
   return { examples, skipped };
 }
 
-/** The seed of stream `stream` (0: the evaluation split, e + 1: the order of epoch e) for a run seed. */
-export function streamSeed(seed: number, stream: number): number {
-  return (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(stream + 1, 0x85ebca6b)) >>> 0;
-}
-
-/** A Fisher–Yates permutation of 0..n-1 from mulberry32(seed). */
-export function permutation(n: number, seed: number): Int32Array {
-  const random = mulberry32(seed);
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
-}
-
 /** Held-out rows: a tenth of the data (at most 1000), none below 10 rows. */
 export function evalCount(n: number): number {
   return n < 10 ? 0 : Math.min(1000, Math.floor(n / 10));
@@ -123,7 +109,7 @@ export class TrainingStream {
     const n = this.rows.length;
     const epoch = Math.floor(position / n);
     if (epoch !== this.cachedEpoch) {
-      this.order = permutation(n, streamSeed(this.seed, epoch + 1));
+      this.order = epochOrder(n, this.seed, epoch);
       this.cachedEpoch = epoch;
     }
     return this.rows[this.order[position % n]!]!;

@@ -3,6 +3,7 @@
 // kernel per parameter; moments are float32 (float64 for float64 params).
 import { zeros } from '../creation';
 import { native } from '../native';
+import type { NativeAdamwHyper } from '../native';
 import { Tensor, checkTensor } from '../tensor';
 import { keep } from '../scope';
 import { checkOptions, describe } from '../validate';
@@ -22,6 +23,45 @@ interface ParamState {
   step: number;
 }
 
+/**
+ * The checked hyperparameters of an AdamW-style optimizer named fn (torch.optim.AdamW's defaults),
+ * after checking that params is a non-empty array of Tensors.
+ */
+export function adamwHyperparameters(params: Tensor[], opts: AdamWOptions, fn: string): NativeAdamwHyper {
+  if (!Array.isArray(params) || params.length === 0)
+    throw new TypeError(`${fn}: params must be a non-empty array of Tensors`);
+  params.forEach((p, i) => checkTensor(p, fn, `params[${i}]`));
+  checkOptions(opts, fn, ['lr', 'betas', 'eps', 'weightDecay']);
+  if (opts === undefined) throw new TypeError(`${fn}: options { lr } are required`);
+  const { betas } = opts;
+  if (betas !== undefined && (!Array.isArray(betas) || betas.length !== 2)) {
+    throw new TypeError(`${fn}: betas must be an array of two numbers, got ${describe(betas)}`);
+  }
+  // The core checks the values and supplies the defaults (torch.optim.AdamW's).
+  return native().adamwOptions({
+    lr: opts.lr,
+    beta1: betas?.[0],
+    beta2: betas?.[1],
+    eps: opts.eps,
+    weightDecay: opts.weightDecay,
+  });
+}
+
+/** The step counts of an AdamW state dict's metadata, one per parameter (RangeError naming fn). */
+export function stateDictSteps(
+  sd: { tensors: Record<string, Tensor>; metadata: Record<string, string> },
+  parameters: number,
+  fn: string,
+): number[] {
+  const stepsText = sd?.metadata?.['optim.AdamW.steps'];
+  if (!stepsText) throw new RangeError(`${fn}: metadata 'optim.AdamW.steps' is missing`);
+  const steps = JSON.parse(stepsText) as number[];
+  if (steps.length !== parameters) {
+    throw new RangeError(`${fn}: state has ${steps.length} parameters, the optimizer has ${parameters}`);
+  }
+  return steps;
+}
+
 export class AdamW {
   lr: number;
   readonly betas: [number, number];
@@ -33,24 +73,7 @@ export class AdamW {
     readonly params: Tensor[],
     opts: AdamWOptions,
   ) {
-    const fn = 'optim.AdamW';
-    if (!Array.isArray(params) || params.length === 0)
-      throw new TypeError(`${fn}: params must be a non-empty array of Tensors`);
-    params.forEach((p, i) => checkTensor(p, fn, `params[${i}]`));
-    checkOptions(opts, fn, ['lr', 'betas', 'eps', 'weightDecay']);
-    if (opts === undefined) throw new TypeError(`${fn}: options { lr } are required`);
-    const { betas } = opts;
-    if (betas !== undefined && (!Array.isArray(betas) || betas.length !== 2)) {
-      throw new TypeError(`${fn}: betas must be an array of two numbers, got ${describe(betas)}`);
-    }
-    // The core checks the values and supplies the defaults (torch.optim.AdamW's).
-    const h = native().adamwOptions({
-      lr: opts.lr,
-      beta1: betas?.[0],
-      beta2: betas?.[1],
-      eps: opts.eps,
-      weightDecay: opts.weightDecay,
-    });
+    const h = adamwHyperparameters(params, opts, 'optim.AdamW');
     this.lr = h.lr;
     this.betas = [h.beta1, h.beta2];
     this.eps = h.eps;
@@ -119,12 +142,7 @@ export class AdamW {
 
   loadStateDict(sd: { tensors: Record<string, Tensor>; metadata: Record<string, string> }): void {
     const fn = 'optim.AdamW.loadStateDict';
-    const stepsText = sd?.metadata?.['optim.AdamW.steps'];
-    if (!stepsText) throw new RangeError(`${fn}: metadata 'optim.AdamW.steps' is missing`);
-    const steps = JSON.parse(stepsText) as number[];
-    if (steps.length !== this.params.length) {
-      throw new RangeError(`${fn}: state has ${steps.length} parameters, the optimizer has ${this.params.length}`);
-    }
+    const steps = stateDictSteps(sd, this.params.length, fn);
     const missing: string[] = [];
     this.params.forEach((p, i) => {
       if (steps[i] === 0) return;
