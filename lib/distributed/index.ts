@@ -20,6 +20,9 @@ function notYet(name: string): never {
 export function allReduce(t: Tensor, _opts?: { op?: 'sum' | 'mean' | 'max' | 'min' }): Tensor {
   return t; // a world of one
 }
+export function broadcast(t: Tensor, _opts?: { root?: number }): Tensor {
+  return t; // a world of one
+}
 export function allGather(_args: { input: Tensor; output: Tensor }): Tensor {
   return notYet('allGather');
 }
