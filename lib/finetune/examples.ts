@@ -3,7 +3,8 @@
 import { jsonlLines } from '../data/jsonl';
 import { IGNORE_INDEX, tokenizePreference, tokenizeText } from '../data/tokenize';
 import type { Tokenizer } from '../hub/tokenizer';
-import { epochOrder, permutation, streamSeed } from '../data/order';
+import { permutation, streamSeed } from '../data/order';
+import { shardIndices } from '../distributed/shard';
 import type { FinetuneMethod } from './options';
 
 export { streamSeed } from '../data/order';
@@ -95,23 +96,35 @@ export function splitExamples(examples: Example[], seed: number): { train: Examp
  * The training rows as one stream: epoch e visits every row once in the order
  * permutation(n, streamSeed(seed, e + 1)); position g of the stream is row g mod n of epoch
  * floor(g / n). A checkpoint records g, so a resumed run reads the same rows in the same order.
+ *
+ * Data parallel (worldSize W > 1): rank r's stream is its share of each epoch's order
+ * (dist.shardIndices: positions r, r + W, ... of it), floor(n / W) rows per epoch on every rank
+ * so that the ranks stay in step (the n mod W rows left over differ from epoch to epoch). Step k
+ * of W ranks with batch b then reads the rows of step k of one process with batch W·b.
  */
 export class TrainingStream {
   private cachedEpoch = -1;
   private order: Int32Array = new Int32Array(0);
+  /** Rows per epoch of this rank's stream. */
+  readonly perEpoch: number;
 
   constructor(
     readonly rows: Example[],
     readonly seed: number,
-  ) {}
+    readonly world: { rank: number; worldSize: number } = { rank: 0, worldSize: 1 },
+  ) {
+    this.perEpoch = Math.floor(rows.length / world.worldSize);
+    if (this.perEpoch === 0) {
+      throw new RangeError(`finetune: ${rows.length} training rows cannot be shared by ${world.worldSize} ranks`);
+    }
+  }
 
   at(position: number): Example {
-    const n = this.rows.length;
-    const epoch = Math.floor(position / n);
+    const epoch = Math.floor(position / this.perEpoch);
     if (epoch !== this.cachedEpoch) {
-      this.order = epochOrder(n, this.seed, epoch);
+      this.order = shardIndices(this.rows.length, { epoch, seed: this.seed, ...this.world });
       this.cachedEpoch = epoch;
     }
-    return this.rows[this.order[position % n]!]!;
+    return this.rows[this.order[position % this.perEpoch]!]!;
   }
 }
