@@ -249,12 +249,10 @@ interface Result {
   weights: Record<string, number[]>;
 }
 
+/** Runs a training script (its first argument is the result file) and reads what rank 0 wrote. */
 async function trained(ranks: number, script: string, args: string[]): Promise<Result> {
   const out = join(work, `${script}-${ranks}-${args.join('-').replace(/[^\w-]/g, '_')}.json`);
-  const r = await runScript(ranks, script, [
-    ...(script === 'zero-resume.mts' ? [args[0]!, out] : [out]),
-    ...args.slice(script === 'zero-resume.mts' ? 1 : 0),
-  ]);
+  const r = await runScript(ranks, script, [out, ...args]);
   if (r.code !== 0) throw new Error(`${script} on ${ranks} ranks failed (${r.code}):\n${r.stderr}`);
   return JSON.parse(readFileSync(out, 'utf8')) as Result;
 }
@@ -277,36 +275,43 @@ describe.runIf(hasMpirun || expectMpi)('2 ranks through lmkernels launch (Open M
     );
   });
 
+  // Against one process with batch 8, the only difference is the order of the sums over the batch
+  // inside the kernels (the GEMMs and reductions add 64 rows at once rather than 32 + 32): measured
+  // on this machine, at most 6.7e-16 over the loss curve and the weights in float64 and within 1e-6
+  // in float32, so float64 is held to 1e-12, not to 0. Exactness is checked against one process
+  // that sums the same way: the 8 rows as two accumulated micro-batches of 4 (rank p's rows).
   it.each(['float32', 'float64'] as const)(
     '%s: 2 ranks × batch 4 follow 1 process × batch 8 over 5 AdamW steps (syncGradients, and ZeroAdamW)',
     async (dtype) => {
-      const [one, twoAdam, twoZero] = await Promise.all([
+      const [one, oneInTwoParts, twoAdam, twoZero] = await Promise.all([
         trained(0, 'train-equivalence.mts', [dtype, 'adamw']),
+        trained(0, 'train-equivalence.mts', [dtype, 'adamw', '2']),
         trained(2, 'train-equivalence.mts', [dtype, 'adamw']),
         trained(2, 'train-equivalence.mts', [dtype, 'zero']),
       ]);
       expect([one.worldSize, twoAdam.worldSize, twoZero.worldSize]).toEqual([1, 2, 2]);
       expect(one.losses[4]!).toBeLessThan(one.losses[0]!);
-      // ZeroAdamW reduce-scatters what syncGradients all-reduces: the same sums, the same bits.
+      // The same sums in the same order: the same bits.
+      expect(twoAdam).toEqual({ ...oneInTwoParts, worldSize: 2 });
+      // ZeroAdamW reduce-scatters what syncGradients all-reduces, and updates with the same kernel.
       expect(twoZero).toEqual(twoAdam);
       const difference = maxDifference(one, twoAdam);
-      console.log(`${dtype}: largest |2 ranks − 1 process| over the loss curve and the weights: ${difference}`);
-      expect(difference).toBeLessThanOrEqual(dtype === 'float32' ? 1e-6 : 0);
+      console.log(`${dtype}: largest |2 ranks × 4 − 1 process × 8| over the loss curve and the weights: ${difference}`);
+      expect(difference).toBeLessThanOrEqual(dtype === 'float32' ? 1e-6 : 1e-12);
     },
   );
 
-  it('a ZeRO checkpoint saved by rank 0 of 2 resumes on 1 rank and on 2', async () => {
+  it('a ZeRO checkpoint saved by rank 0 of 2 resumes on 1 rank and on 2 (float64, the same bits)', async () => {
     const dir = mkdtempSync(join(work, 'zero-'));
     const saved = await trained(2, 'zero-resume.mts', ['save', dir]);
     const [onOne, onTwo] = await Promise.all([
-      trained(0, 'zero-resume.mts', ['resume', dir]),
+      trained(0, 'zero-resume.mts', ['resume', dir, '2']),
       trained(2, 'zero-resume.mts', ['resume', dir]),
     ]);
     expect(onTwo.weights).toEqual(saved.weights);
     expect(onTwo.losses).toEqual(saved.losses.slice(3));
-    const difference = maxDifference({ ...onOne, losses: [] }, { ...saved, losses: [] });
-    console.log(`ZeRO checkpoint of 2 ranks resumed on 1: largest weight difference ${difference}`);
-    expect(difference).toBeLessThanOrEqual(0);
+    expect(onOne.weights).toEqual(saved.weights);
+    expect(onOne.losses).toEqual(saved.losses.slice(3));
   });
 
   it.each(['kill', 'throw'])('a rank that %ss ends the job within seconds, naming the rank', async (how) => {

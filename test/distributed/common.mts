@@ -25,27 +25,40 @@ export function tinyModel(dtype: 'float32' | 'float64'): lmk.nn.RWKV4Model {
 
 /**
  * This rank's rows of global step `step`: its share of the pool's order (dist.shardIndices,
- * seed 7) at local positions [step·b, (step+1)·b), b = GLOBAL_BATCH / worldSize.
+ * seed 7) at local positions [step·b, (step+1)·b), b = GLOBAL_BATCH / worldSize; micro-batch
+ * `part` of `parts` takes the positions part, part + parts, ... of those rows (so micro-batch p
+ * of one process holds the rows of rank p of `parts` ranks, in the same order).
  */
-export function localBatch(step: number): { ids: lmk.Tensor; labels: lmk.Tensor } {
+export function localBatch(step: number, part = 0, parts = 1): { ids: lmk.Tensor; labels: lmk.Tensor } {
   const b = GLOBAL_BATCH / lmk.dist.worldSize();
   const share = lmk.dist.shardIndices(POOL, { seed: 7 });
-  const rows = Array.from(share.subarray(step * b, (step + 1) * b), row);
+  const rows = Array.from(share.subarray(step * b, (step + 1) * b), row).filter((_, j) => j % parts === part);
+  const shape = [rows.length, SEQ];
   return {
-    ids: lmk.tensor(Int32Array.from(rows.flatMap((r) => r.ids)), { shape: [b, SEQ] }),
-    labels: lmk.tensor(Int32Array.from(rows.flatMap((r) => r.labels)), { shape: [b, SEQ] }),
+    ids: lmk.tensor(Int32Array.from(rows.flatMap((r) => r.ids)), { shape }),
+    labels: lmk.tensor(Int32Array.from(rows.flatMap((r) => r.labels)), { shape }),
   };
 }
 
-/** One training step: mean cross-entropy of this rank's rows, backward; returns the mean loss over ranks. */
-export async function forwardBackward(model: lmk.nn.RWKV4Model, step: number): Promise<number> {
+/**
+ * One training step's gradients: the mean cross-entropy of this rank's rows, backward. With
+ * parts > 1 (one process), the rows as `parts` micro-batches whose losses are scaled by 1/parts
+ * and whose gradients accumulate: the same sums, in the same order, as `parts` ranks averaging
+ * theirs. Returns the mean loss over ranks (or micro-batches), summed then scaled in the dtype as
+ * dist.allReduce('mean') does.
+ */
+export async function forwardBackward(model: lmk.nn.RWKV4Model, step: number, parts = 1): Promise<number> {
   return lmk.tidy(async () => {
-    const { ids, labels } = localBatch(step);
-    const { loss } = lmk.ops.crossEntropy({ logits: model.forward(ids), labels });
-    loss.backward();
-    const total = lmk.noGrad(() => loss.clone());
-    lmk.dist.allReduce(total, { op: 'mean' });
-    return total.item();
+    let total: lmk.Tensor | null = null;
+    for (let part = 0; part < parts; part++) {
+      const { ids, labels } = localBatch(step, part, parts);
+      const { loss } = lmk.ops.crossEntropy({ logits: model.forward(ids), labels });
+      (parts > 1 ? lmk.ops.scale(loss, 1 / parts) : loss).backward();
+      total = lmk.noGrad(() => (total ? lmk.ops.add(total, loss) : loss.clone()));
+    }
+    if (parts > 1) total = lmk.noGrad(() => lmk.ops.scale(total!, 1 / parts));
+    lmk.dist.allReduce(total!, { op: 'mean' });
+    return total!.item();
   });
 }
 

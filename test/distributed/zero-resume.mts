@@ -1,12 +1,14 @@
-// `zero-resume.mts save OUT.json DIR`: 5 ZeroAdamW steps; after step 3 the state dict (gathered
+// `zero-resume.mts OUT.json save DIR [PARTS]`: 5 ZeroAdamW steps; after step 3 the state dict (gathered
 // from the shards) and the weights are written by rank 0 only to DIR; rank 0 writes the final
-// weights to OUT. `zero-resume.mts resume OUT.json DIR` (any number of ranks): loads DIR, takes
-// steps 4 and 5, writes the final weights: those of the run that saved.
+// weights to OUT. `zero-resume.mts OUT.json resume DIR` (any number of ranks): loads DIR, takes
+// steps 4 and 5, writes the final weights: those of the run that saved. PARTS: as in
+// train-equivalence.mts (one process accumulating PARTS micro-batches per step).
 import { join } from 'node:path';
 import * as lmk from 'lmkernels';
 import { STEPS, forwardBackward, tinyModel, writeResult } from './common.mts';
 
-const [phase, out, dir] = process.argv.slice(2) as ['save' | 'resume', string, string];
+const [out, phase, dir, partsText] = process.argv.slice(2) as [string, 'save' | 'resume', string, string?];
+const parts = Number(partsText ?? 1);
 const SAVED_AT = 3;
 await lmk.dist.init();
 const model = tinyModel('float64');
@@ -22,7 +24,7 @@ if (phase === 'resume') {
 }
 const losses: number[] = [];
 for (let step = first; step < STEPS; step++) {
-  losses.push(await forwardBackward(model, step));
+  losses.push(await forwardBackward(model, step, parts));
   opt.step();
   opt.zeroGrad();
   if (phase === 'save' && step + 1 === SAVED_AT) {
