@@ -11,7 +11,7 @@ import { delimiter, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
 import { failedRank, launchPlan } from '../lib/cli/launch';
-import { cliPath } from './cli-helpers';
+import { cliPath, runCli, saveByteLevelRwkv } from './cli-helpers';
 
 const repo = join(__dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'lmk-dist-training-'));
@@ -312,6 +312,56 @@ describe.runIf(hasMpirun || expectMpi)('2 ranks through lmkernels launch (Open M
     expect(onTwo.losses).toEqual(saved.losses.slice(3));
     expect(onOne.weights).toEqual(saved.weights);
     expect(onOne.losses).toEqual(saved.losses.slice(3));
+  });
+
+  it('the demo with --procs 2: one report from rank 0, the loss curve of one process with twice the batch', async () => {
+    const demo = (args: string[]) =>
+      runScript(0, '../../examples/demo.mts', ['--tiny', '--steps', '3', '--sample-bytes', '0', ...args]);
+    const [two, one] = await Promise.all([
+      demo(['--procs', '2', '--out', join(work, 'demo-2')]),
+      demo(['--batch', '8', '--out', join(work, 'demo-1')]),
+    ]);
+    expect(two.code, two.stderr).toBe(0);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.stdout.match(/train loss by step/g)).toHaveLength(1);
+    expect(two.stdout).toMatch(/3 steps of 2 ranks × 4×32 bytes/);
+    const metrics = (name: string) => JSON.parse(readFileSync(join(work, name, 'metrics.json'), 'utf8'));
+    const [m2, m1] = [metrics('demo-2'), metrics('demo-1')];
+    expect(m2.ranks).toBe(2);
+    expect(m2.tokens).toBe(m1.tokens);
+    // The same windows in every step; the sums over the batch differ in order only (float32).
+    m1.losses.forEach((loss: number, i: number) => expect(Math.abs(m2.losses[i] - loss)).toBeLessThan(1e-5));
+  });
+
+  it('lmkernels launch -n 2 finetune: each rank reads its share, rank 0 writes; resuming on 1 rank is refused', async () => {
+    const model = join(work, 'ft-model');
+    await saveByteLevelRwkv(model, { dModel: 16, nLayers: 1, seed: 3 });
+    const data = join(repo, 'examples', 'data', 'antonym-pairs.jsonl');
+    const common = ['--model', model, '--data', data, '--method', 'orpo', '--steps', '3', '--max-length', '64'];
+    const [two, one] = await Promise.all([
+      runCli(['launch', '-n', '2', 'finetune', ...common, '--batch', '4', '--out', join(work, 'ft-2')], {
+        LMK_NUM_THREADS: '1',
+      }),
+      runCli(['finetune', ...common, '--batch', '8', '--out', join(work, 'ft-1')], { LMK_NUM_THREADS: '1' }),
+    ]);
+    expect(two.code, two.stderr).toBe(0);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.stderr.match(/finetune: orpo on/g)).toHaveLength(1);
+    expect(two.stderr).toMatch(/3 steps of 2 ranks × 4×1 rows/);
+    expect(two.stdout.match(/finetune: wrote/g)).toHaveLength(1);
+    const metrics = (name: string) => JSON.parse(readFileSync(join(work, name, 'metrics.json'), 'utf8'));
+    const [m2, m1] = [metrics('ft-2'), metrics('ft-1')];
+    // The same rows in every step (as many tokens); ORPO's loss is a mean over each rank's tokens,
+    // so (as in PyTorch DDP) it weights the rows a little differently from one batch of 8.
+    expect(m2.tokens).toBe(m1.tokens);
+    m1.losses.forEach(([, loss]: [number, number], i: number) =>
+      expect(Math.abs(m2.losses[i][1] - loss)).toBeLessThan(0.05),
+    );
+    const resumed = await runCli(['finetune', '--resume', '--out', join(work, 'ft-2')], { LMK_NUM_THREADS: '1' });
+    expect(resumed.code).toBe(1);
+    expect(resumed.stderr).toMatch(
+      /written by a run on 2 ranks; resume it on as many.*lmkernels launch -n 2 finetune --resume/,
+    );
   });
 
   it.each(['kill', 'throw'])('a rank that %ss ends the job within seconds, naming the rank', async (how) => {
