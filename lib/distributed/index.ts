@@ -8,6 +8,7 @@ export async function init(_opts?: {
   return { rank: 0, worldSize: 1, localRank: 0, backend: 'none' };
 }
 export async function finalize(): Promise<void> {}
+export async function barrier(): Promise<void> {}
 export function rank(): number {
   return 0;
 }
