@@ -62,22 +62,39 @@ export function stateDictSteps(
   return steps;
 }
 
-export class AdamW {
+/** What AdamW and ZeroAdamW share: the checked hyperparameters and zeroGrad. */
+export abstract class AdamWBase {
   lr: number;
   readonly betas: [number, number];
   readonly eps: number;
   readonly weightDecay: number;
-  private readonly state = new Map<Tensor, ParamState>();
 
   constructor(
     readonly params: Tensor[],
     opts: AdamWOptions,
+    fn: string,
   ) {
-    const h = adamwHyperparameters(params, opts, 'optim.AdamW');
+    const h = adamwHyperparameters(params, opts, fn);
     this.lr = h.lr;
     this.betas = [h.beta1, h.beta2];
     this.eps = h.eps;
     this.weightDecay = h.weightDecay;
+  }
+
+  /** Drops the gradients (PyTorch's set_to_none=True). */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+}
+
+export class AdamW extends AdamWBase {
+  private readonly state = new Map<Tensor, ParamState>();
+
+  constructor(params: Tensor[], opts: AdamWOptions) {
+    super(params, opts, 'optim.AdamW');
   }
 
   private stateFor(p: Tensor): ParamState {
@@ -115,14 +132,6 @@ export class AdamW {
         });
       }
     });
-  }
-
-  /** Drops the gradients (PyTorch's set_to_none=True). */
-  zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
-    }
   }
 
   /** Moments and step counts for a checkpoint: tensors named 'state.<i>.exp_avg' / 'exp_avg_sq', steps in metadata. */

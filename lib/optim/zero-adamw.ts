@@ -23,7 +23,7 @@ import { keep } from '../scope';
 import { Tensor } from '../tensor';
 import * as dense from '../kernels/dense';
 import { noGrad } from '../autograd/engine';
-import { adamwHyperparameters, stateDictSteps, type AdamWOptions } from './adamw';
+import { AdamWBase, stateDictSteps, type AdamWOptions } from './adamw';
 import { groupTensors, packFlat, unpackFlat, type FlatGroup } from '../distributed/flat';
 import { allGather, rank, reduceScatter, worldSize } from '../distributed/index';
 
@@ -40,26 +40,15 @@ interface Shard {
 
 type StateDict = { tensors: Record<string, Tensor>; metadata: Record<string, string> };
 
-export class ZeroAdamW {
-  lr: number;
-  readonly betas: [number, number];
-  readonly eps: number;
-  readonly weightDecay: number;
+export class ZeroAdamW extends AdamWBase {
   /** Steps taken (the same for every parameter). */
   private steps = 0;
   private shards: Shard[] | null = null;
   /** This rank and the world size, read when the shards are made (after dist.init). */
   private world = { rank: 0, size: 1 };
 
-  constructor(
-    readonly params: Tensor[],
-    opts: AdamWOptions,
-  ) {
-    const h = adamwHyperparameters(params, opts, 'optim.ZeroAdamW');
-    this.lr = h.lr;
-    this.betas = [h.beta1, h.beta2];
-    this.eps = h.eps;
-    this.weightDecay = h.weightDecay;
+  constructor(params: Tensor[], opts: AdamWOptions) {
+    super(params, opts, 'optim.ZeroAdamW');
   }
 
   /** The flat groups and this rank's moment shards, made on first use. */
@@ -148,14 +137,6 @@ export class ZeroAdamW {
         updated.dispose();
       }
     });
-  }
-
-  /** Drops the gradients (PyTorch's set_to_none=True). */
-  zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
-    }
   }
 
   /**
