@@ -19,18 +19,17 @@ using kernels::dist::ReduceOp;
 
 static const Device kCpu{DeviceKind::CPU, 0};
 
-#define CHECK_TEXT(got, want)                                                                       \
-  do {                                                                                              \
-    std::string lmk_got = (got), lmk_want = (want);                                                 \
+#define CHECK_TEXT(got, want)                                                                               \
+  do {                                                                                                      \
+    std::string lmk_got = (got), lmk_want = (want);                                                         \
     if (lmk_got != lmk_want) lmk_test::fail(__FILE__, __LINE__, "'" + lmk_got + "' vs '" + lmk_want + "'"); \
   } while (0)
 
-template <typename T>
-static std::vector<T> read(const Tensor& t) {
-  std::vector<uint8_t> bytes = ops::read_to_host_blocking(t);
-  std::vector<T> values(bytes.size() / sizeof(T));
-  if (!bytes.empty()) std::memcpy(values.data(), bytes.data(), bytes.size());
-  return values;
+// Every value of t as float64 (exact for every dtype here).
+static std::vector<double> values(const Tensor& t) {
+  std::vector<uint8_t> bytes = ops::read_to_host_blocking(ops::to_dtype(t, DType::Float64));
+  const auto* begin = reinterpret_cast<const double*>(bytes.data());
+  return std::vector<double>(begin, begin + bytes.size() / sizeof(double));
 }
 
 static Tensor floats(const std::vector<double>& values, const Shape& shape, DType dtype = DType::Float32) {
@@ -126,17 +125,16 @@ TEST(launcher_without_mpi_then_world_of_one) {
     for (const char* op : {"sum", "mean", "max", "min"}) {
       Tensor t = floats({1.5, -2, 0.25}, {3}, dtype);
       ops::dist_all_reduce_(t, std::string(op));
-      CHECK(ops::to_dtype(t, DType::Float64).dtype == DType::Float64);
-      CHECK(read<double>(ops::to_dtype(t, DType::Float64)) == (std::vector<double>{1.5, -2, 0.25}));
+      CHECK(values(t) == (std::vector<double>{1.5, -2, 0.25}));
     }
   }
   Tensor input = floats({1, 2, 3, 4, 5, 6}, {3, 2});
   Tensor gathered = floats({0, 0, 0, 0, 0, 0}, {1, 3, 2});
   ops::dist_all_gather(input, gathered);
-  CHECK(read<float>(gathered) == (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  CHECK(values(gathered) == (std::vector<double>{1, 2, 3, 4, 5, 6}));
   Tensor scattered = floats({0, 0, 0, 0, 0, 0}, {3, 2});
   ops::dist_reduce_scatter(gathered, scattered, std::string("max"));
-  CHECK(read<float>(scattered) == (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  CHECK(values(scattered) == (std::vector<double>{1, 2, 3, 4, 5, 6}));
   ops::dist_broadcast_(input, 0);
   wait_done([](DoneCallback done) { ops::dist_barrier(std::move(done)); });
 

@@ -60,8 +60,7 @@ async function expectError(name: string, promise: Promise<unknown>, fragments: s
 const n = 15;
 const value = (r: number, i: number): number => (((r * 7 + i * 3) % 5) - 2) * 0.75 + r * 0.25 - i * 0.125;
 const mine = (dtype: string): number[] => Array.from({ length: n }, (_, i) => stored(value(rank, i), dtype));
-const over = (i: number, dtype: string): number[] =>
-  Array.from({ length: W }, (_, r) => stored(value(r, i), dtype));
+const over = (i: number, dtype: string): number[] => Array.from({ length: W }, (_, r) => stored(value(r, i), dtype));
 
 // ---- the world ----
 if (W < 2) fail('world', `worldSize ${W}: run me with mpirun -n 2`);
@@ -206,7 +205,10 @@ for (const dtype of [...floatDtypes, 'int32' as const]) {
   const g = lmk.full([2], rank);
   if (rank === 0) lmk.dist.allGather({ input: g, output: lmk.zeros([W * 2]) });
   else lmk.dist.allReduce(g);
-  await expectError('mismatched collectives', lmk.synchronize(), ['allGather of float32 [2]', 'allReduce of float32 [2]']);
+  await expectError('mismatched collectives', lmk.synchronize(), [
+    'allGather of float32 [2]',
+    'allReduce of float32 [2]',
+  ]);
   // The ranks stay in step: the next matching call works.
   const after = lmk.full([4], rank + 1);
   lmk.dist.allReduce(after);

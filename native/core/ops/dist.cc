@@ -6,16 +6,21 @@
 
 #include "kernels/copy/copy.h"
 #include "kernels/dist/collectives.h"
+#include "kernels/dist/nccl_collectives.h"
 #include "ops/arg_checks.h"
 #include "ops/op_task.h"
 #include "runtime/cuda_call.h"
+#include "runtime/device.h"
 #include "runtime/mpi_library.h"
+#include "runtime/nccl_library.h"
 
 namespace lmk::ops {
 namespace {
 
 using kernels::dist::Collective;
+using kernels::dist::CollectiveParams;
 using kernels::dist::ReduceOp;
+using kernels::dist::Signature;
 
 const Device kCpu{DeviceKind::CPU, 0};
 
@@ -51,12 +56,13 @@ ReduceOp reduce_op(const std::optional<std::string>& name, const char* fn) {
       "op");
 }
 
-bool is_half(DType dtype) { return dtype == DType::BFloat16 || dtype == DType::Float16; }
-
-// Reductions of bfloat16/float16 run in float32 (MPI has no 16-bit float
-// reduction): the values are widened into a float32 buffer, reduced there
-// and rounded once on the way back.
-DType reduction_dtype(DType dtype) { return is_half(dtype) ? DType::Float32 : dtype; }
+int nccl_device_index() {
+#ifdef LMK_WITH_CUDA
+  return kernels::dist::nccl_device();
+#else
+  return -1;
+#endif
+}
 
 // The collectives' tensors: present, on a usable device, and of a dtype the
 // collectives move (any) or reduce (floating or int32; 'mean' floating only).
@@ -69,20 +75,16 @@ void check_collective_tensor(const Tensor& t, const char* fn, const char* arg, s
 }
 
 void check_backend_moves(const Tensor& t, const DistWorld& world, const char* fn, const char* arg) {
-  if (world.world_size == 1 || t.device().is_cpu() || world.backend == "nccl") return;
-  throw_type_error(fn, ": ", arg, " is on ", t.device().to_string(), " but the backend is '", world.backend,
-                   "', which moves CPU tensors only; call dist.init({ backend: 'nccl' }) for CUDA tensors");
-}
-
-// x[i] /= divisor for float32 or float64 data (the 'mean' after the sum).
-void divide_cpu(void* data, DType dtype, int64_t n, double divisor) {
-  if (dtype == DType::Float64) {
-    auto* x = static_cast<double*>(data);
-    for (int64_t i = 0; i < n; ++i) x[i] /= divisor;
-  } else {
-    auto* x = static_cast<float*>(data);
-    const float d = static_cast<float>(divisor);
-    for (int64_t i = 0; i < n; ++i) x[i] /= d;
+  if (world.world_size == 1 || t.device().is_cpu()) return;
+  if (world.backend != "nccl") {
+    throw_type_error(fn, ": ", arg, " is on ", t.device().to_string(), " but the backend is '", world.backend,
+                     "', which moves CPU tensors only; call dist.init({ backend: 'nccl' }) for CUDA tensors");
+  }
+  const int device = nccl_device_index();
+  if (t.device().index != device) {
+    throw_type_error(fn, ": ", arg, " is on ", t.device().to_string(),
+                     " but this rank's NCCL communicator is on cuda:", device, " (localRank ", world.local_rank,
+                     " modulo the device count)");
   }
 }
 
@@ -123,9 +125,71 @@ void copy_on_stream(const char* fn, const Tensor& input, const Tensor& output) {
 }
 
 // Work that makes MPI calls: queued on the CPU stream, whose worker thread
-// is the one that initialised MPI (MPI_THREAD_FUNNELED).
+// is the one that initialised MPI (MPI_THREAD_FUNNELED). Never inline on the
+// calling thread: it waits on the other ranks.
 void enqueue_mpi(const char* fn, OpTask& task, std::function<void()> run) {
   task.enqueue(std::move(run), [fn](void*) { throw_runtime_error(fn, ": MPI work queued on a CUDA stream"); });
+}
+
+// The ranks' signatures checked over MPI on the CPU worker, the caller
+// waiting for the result (CUDA collectives: the NCCL launch must follow
+// the check and stay in order on the CUDA stream).
+void agree_and_wait(const char* fn, const Signature& signature, int world_size) {
+  auto agreed = std::make_shared<std::promise<void>>();
+  std::future<void> result = agreed->get_future();
+  OpTask task(fn, kCpu);
+  enqueue_mpi(fn, task, [=] {
+    try {
+      kernels::dist::mpi_agree(fn, signature, world_size);
+      agreed->set_value();
+    } catch (...) {
+      agreed->set_exception(std::current_exception());
+    }
+  });
+  result.get();
+}
+
+// Queues collective `p` on the stream of `task`'s device: every rank's
+// signature is checked first (a mismatch is an Error for every rank's call,
+// reported at the next sync, with the outputs poisoned), then the data moves.
+//   CPU tensors:  on the CPU worker, through MPI.
+//   CUDA tensors: the check on the CPU worker while this thread waits for it
+//                 (the other ranks reaching the same call; not the device),
+//                 then the NCCL launch on the CUDA stream.
+void enqueue_collective(const char* fn, OpTask& task, const Signature& signature, const CollectiveParams& p) {
+  const int world_size = p.world_size;
+  task.enqueue(
+      [=] {
+        kernels::dist::mpi_agree(fn, signature, world_size);
+        kernels::dist::mpi_collective_cpu(fn, p);
+      },
+      [=](void* stream) {
+        agree_and_wait(fn, signature, world_size);
+        LMK_CUDA_CALL(kernels::dist::nccl_collective_cuda(fn, p, stream));
+      });
+}
+
+// The float32 scratch a 16-bit reduction needs, from the task's device.
+void add_staging(OpTask& task, CollectiveParams& p) {
+  const int64_t elements = kernels::dist::staging_elements(p);
+  if (elements > 0) p.staging = task.workspace(static_cast<size_t>(elements) * sizeof(float));
+}
+
+// The backend of CUDA tensors dist.init starts: 'nccl' when asked for (an
+// Error naming what is missing otherwise) or, for 'auto', when a CUDA device
+// and NCCL are both here; else 'mpi' (CPU tensors only).
+std::string choose_backend(const std::string& requested, const char* fn) {
+  if (requested == "mpi") return "mpi";
+  std::string why;
+  if (!cuda_info().available) {
+    why = "no CUDA device: " + cuda_info().reason;
+  } else if (!nccl::library(&why)) {
+    why = "NCCL cannot be opened: " + why;
+  }
+  if (why.empty()) return "nccl";
+  if (requested == "auto") return "mpi";
+  throw_runtime_error(fn, ": backend 'nccl' needs a CUDA device and NCCL 2 (libnccl.so.2): ", why,
+                      ". Install NCCL (libnccl2, from NVIDIA's CUDA repository) or set LMK_NCCL_LIBRARY to its path");
 }
 
 }  // namespace
@@ -155,8 +219,8 @@ void dist_init(const std::optional<std::string>& backend_name, DoneCallback done
     std::lock_guard<std::mutex> lock(s.mutex);
     if (s.phase == Phase::Starting || s.phase == Phase::Ready) {
       if (requested != "auto" && s.world.world_size > 1 && requested != s.world.backend) {
-        throw_runtime_error(fn, ": dist is already initialized with backend '", s.world.backend, "', not '",
-                            requested, "' (call dist.finalize() first)");
+        throw_runtime_error(fn, ": dist is already initialized with backend '", s.world.backend, "', not '", requested,
+                            "' (call dist.finalize() first)");
       }
     } else if (s.phase == Phase::Finalized) {
       throw_runtime_error(fn, ": MPI was finalized in this process and cannot start again (an MPI rule)");
@@ -174,17 +238,20 @@ void dist_init(const std::optional<std::string>& backend_name, DoneCallback done
                               ". lmkernels needs Open MPI >= 4 (libmpi.so.40): on Debian or Ubuntu, apt-get install "
                               "openmpi-bin libopenmpi-dev; or set LMK_MPI_LIBRARY to the path of libmpi.so.40");
         }
-        if (requested == "nccl") {
-          throw_runtime_error(fn, ": backend 'nccl' is not available in this build yet");
-        }
+        const std::string backend = choose_backend(requested, fn);
         s.phase = Phase::Starting;
         OpTask task(fn, kCpu);
-        enqueue_mpi(fn, task, [fn] {
+        enqueue_mpi(fn, task, [fn, backend] {
           WorldState& st = state();
           try {
             kernels::dist::MpiWorld mpi_world = kernels::dist::mpi_init(fn);
+            if (backend == "nccl") {
+              const int devices = static_cast<int>(cuda_info().devices.size());
+              LMK_CUDA_CALL(kernels::dist::nccl_init(fn, mpi_world, mpi_world.local_rank % devices));
+            }
             std::lock_guard<std::mutex> lock(st.mutex);
-            st.world = DistWorld{true, mpi_world.rank, mpi_world.size, mpi_world.local_rank, "mpi", mpi_world.version};
+            st.world =
+                DistWorld{true, mpi_world.rank, mpi_world.size, mpi_world.local_rank, backend, mpi_world.version};
             st.phase = Phase::Ready;
           } catch (...) {
             std::lock_guard<std::mutex> lock(st.mutex);
@@ -206,7 +273,11 @@ void dist_finalize(DoneCallback done) {
     if (s.phase == Phase::Ready && s.world.backend != "none") {
       s.phase = Phase::Finalized;
       OpTask task(fn, kCpu);
-      enqueue_mpi(fn, task, [fn] { kernels::dist::mpi_finalize(fn); });
+      const bool nccl = s.world.backend == "nccl";
+      enqueue_mpi(fn, task, [fn, nccl] {
+        if (nccl) LMK_CUDA_CALL(kernels::dist::nccl_finalize(fn));
+        kernels::dist::mpi_finalize(fn);
+      });
     } else if (s.phase == Phase::Ready) {
       s.phase = Phase::Off;
       s.world = DistWorld{};
@@ -233,22 +304,11 @@ void dist_all_reduce_(const Tensor& t, const std::optional<std::string>& op_name
   const DistWorld world = ready_world(fn);
   check_backend_moves(t, world, fn, "t");
   if (world.world_size == 1) return;  // every op over one rank is the identity
-  const auto signature =
-      kernels::dist::make_signature(Collective::AllReduce, op, 0, t.dtype, t.device().kind, t.shape);
   OpTask task(fn, t.device());
   task.writes(t);
-  const int64_t n = t.numel();
-  const DType dtype = t.dtype, reduce_dtype = reduction_dtype(t.dtype);
-  void* data = t.data();
-  void* staging = is_half(dtype) ? task.workspace(static_cast<size_t>(n) * 4) : data;
-  const int world_size = world.world_size;
-  enqueue_mpi(fn, task, [=] {
-    kernels::dist::mpi_agree(fn, signature, world_size);
-    if (staging != data) kernels::convert_cpu(data, dtype, staging, reduce_dtype, n);
-    kernels::dist::mpi_all_reduce(fn, staging, n, reduce_dtype, op);
-    if (op == ReduceOp::Mean) divide_cpu(staging, reduce_dtype, n, world_size);
-    if (staging != data) kernels::convert_cpu(staging, reduce_dtype, data, dtype, n);
-  });
+  CollectiveParams p{Collective::AllReduce, op, t.dtype, t.numel(), 0, world.rank, world.world_size, nullptr, t.data()};
+  add_staging(task, p);
+  enqueue_collective(fn, task, kernels::dist::make_signature(p.kind, op, 0, t.dtype, t.device().kind, t.shape), p);
 }
 
 void dist_broadcast_(const Tensor& t, std::optional<int64_t> root_arg) {
@@ -261,18 +321,11 @@ void dist_broadcast_(const Tensor& t, std::optional<int64_t> root_arg) {
   }
   check_backend_moves(t, world, fn, "t");
   if (world.world_size == 1) return;
-  const auto signature =
-      kernels::dist::make_signature(Collective::Broadcast, ReduceOp::Sum, root, t.dtype, t.device().kind, t.shape);
   OpTask task(fn, t.device());
   task.writes(t);
-  void* data = t.data();
-  const int64_t n = t.numel();
-  const DType dtype = t.dtype;
-  const int world_size = world.world_size;
-  enqueue_mpi(fn, task, [=] {
-    kernels::dist::mpi_agree(fn, signature, world_size);
-    kernels::dist::mpi_broadcast(fn, data, n, dtype, static_cast<int>(root));
-  });
+  CollectiveParams p{Collective::Broadcast, ReduceOp::Sum, t.dtype, t.numel(), static_cast<int>(root), world.rank,
+                     world.world_size,      nullptr,       t.data()};
+  enqueue_collective(fn, task, kernels::dist::make_signature(p.kind, p.op, root, t.dtype, t.device().kind, t.shape), p);
 }
 
 void dist_all_gather(const Tensor& input, const Tensor& output) {
@@ -283,11 +336,11 @@ void dist_all_gather(const Tensor& input, const Tensor& output) {
   check_stacked(output, "output", input, "input", world.world_size, fn);
   check_backend_moves(input, world, fn, "input");
   const int64_t n = input.numel();
-  const size_t slot_bytes = static_cast<size_t>(n) * dtype_size(input.dtype);
+  const size_t block_bytes = static_cast<size_t>(n) * dtype_size(input.dtype);
   // Input may be this rank's own block of output (gathered in place); no other overlap.
   const bool in_place =
       input.storage == output.storage &&
-      static_cast<const char*>(input.data()) == static_cast<const char*>(output.data()) + world.rank * slot_bytes;
+      static_cast<const char*>(input.data()) == static_cast<const char*>(output.data()) + world.rank * block_bytes;
   if (!in_place && overlaps(input, output)) {
     throw_range_error(fn, ": input and output overlap (input may only be this rank's block of output)");
   }
@@ -299,19 +352,13 @@ void dist_all_gather(const Tensor& input, const Tensor& output) {
     if (!in_place) copy_on_stream(fn, input, output);
     return;
   }
-  const auto signature = kernels::dist::make_signature(Collective::AllGather, ReduceOp::Sum, 0, input.dtype,
-                                                       input.device().kind, input.shape);
   OpTask task(fn, input.device());
   task.read(input);
   task.writes(output);
-  const void* in = in_place ? mpi::in_place() : input.data();
-  void* out = output.data();
-  const DType dtype = input.dtype;
-  const int world_size = world.world_size;
-  enqueue_mpi(fn, task, [=] {
-    kernels::dist::mpi_agree(fn, signature, world_size);
-    kernels::dist::mpi_all_gather(fn, in, out, n, dtype);
-  });
+  CollectiveParams p{Collective::AllGather, ReduceOp::Sum, input.dtype,  n, 0, world.rank,
+                     world.world_size,      input.data(),  output.data()};
+  enqueue_collective(fn, task,
+                     kernels::dist::make_signature(p.kind, p.op, 0, input.dtype, input.device().kind, input.shape), p);
 }
 
 void dist_reduce_scatter(const Tensor& input, const Tensor& output, const std::optional<std::string>& op_name) {
@@ -332,40 +379,23 @@ void dist_reduce_scatter(const Tensor& input, const Tensor& output, const std::o
     copy_on_stream(fn, input, output);
     return;
   }
-  const auto signature = kernels::dist::make_signature(Collective::ReduceScatter, op, 0, input.dtype,
-                                                       input.device().kind, input.shape);
   OpTask task(fn, input.device());
   task.read(input);
   task.writes(output);
-  const DType dtype = input.dtype, reduce_dtype = reduction_dtype(input.dtype);
-  const int world_size = world.world_size;
-  const void* in = input.data();
-  void* out = output.data();
-  const bool staged = is_half(dtype);
-  const size_t total = static_cast<size_t>(n) * static_cast<size_t>(world_size);
-  void* in_staging = staged ? task.workspace(total * 4) : nullptr;
-  void* out_staging = staged ? task.workspace(static_cast<size_t>(n) * 4) : out;
-  enqueue_mpi(fn, task, [=] {
-    kernels::dist::mpi_agree(fn, signature, world_size);
-    if (staged) kernels::convert_cpu(in, dtype, in_staging, reduce_dtype, static_cast<int64_t>(total));
-    kernels::dist::mpi_reduce_scatter(fn, staged ? in_staging : in, out_staging, n, reduce_dtype, op);
-    if (op == ReduceOp::Mean) divide_cpu(out_staging, reduce_dtype, n, world_size);
-    if (staged) kernels::convert_cpu(out_staging, reduce_dtype, out, dtype, n);
-  });
+  CollectiveParams p{Collective::ReduceScatter, op,           input.dtype,  n, 0, world.rank,
+                     world.world_size,          input.data(), output.data()};
+  add_staging(task, p);
+  enqueue_collective(fn, task,
+                     kernels::dist::make_signature(p.kind, op, 0, input.dtype, input.device().kind, input.shape), p);
 }
 
 void dist_barrier(DoneCallback done) {
   const char* fn = "dist.barrier";
   const DistWorld world = ready_world(fn);
   if (world.world_size > 1) {
-    const auto signature =
-        kernels::dist::make_signature(Collective::Barrier, ReduceOp::Sum, 0, DType::Float32, DeviceKind::CPU, {});
-    const int world_size = world.world_size;
     OpTask task(fn, kCpu);
-    enqueue_mpi(fn, task, [=] {
-      kernels::dist::mpi_agree(fn, signature, world_size);
-      kernels::dist::mpi_barrier(fn);
-    });
+    CollectiveParams p{Collective::Barrier, ReduceOp::Sum, DType::Float32, 0, 0, world.rank, world.world_size};
+    enqueue_collective(fn, task, kernels::dist::make_signature(p.kind, p.op, 0, p.dtype, DeviceKind::CPU, {}), p);
   }
   stream_for(kCpu).when_done(std::move(done));
 }

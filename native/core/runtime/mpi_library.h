@@ -16,10 +16,10 @@ using Datatype = void*;
 using Op = void*;
 using Errhandler = void*;
 
-constexpr int kSuccess = 0;          // MPI_SUCCESS
-constexpr int kThreadFunneled = 1;   // MPI_THREAD_FUNNELED
-constexpr int kMaxErrorString = 256;  // MPI_MAX_ERROR_STRING
-constexpr int kMaxLibraryVersionString = 256;  // MPI_MAX_LIBRARY_VERSION_STRING
+constexpr int kSuccess = 0;                                     // MPI_SUCCESS
+constexpr int kThreadFunneled = 1;                              // MPI_THREAD_FUNNELED
+constexpr int kMaxErrorString = 256;                            // MPI_MAX_ERROR_STRING
+constexpr int kMaxLibraryVersionString = 256;                   // MPI_MAX_LIBRARY_VERSION_STRING
 inline void* in_place() { return reinterpret_cast<void*>(1); }  // MPI_IN_PLACE
 
 struct Library {
@@ -35,13 +35,12 @@ struct Library {
   int (*get_library_version)(char* text, int* length) = nullptr;
   int (*allreduce)(const void* send, void* recv, int count, Datatype type, Op op, Comm comm) = nullptr;
   int (*bcast)(void* buffer, int count, Datatype type, int root, Comm comm) = nullptr;
-  int (*allgather)(const void* send, int send_count, Datatype send_type, void* recv, int recv_count,
-                   Datatype recv_type, Comm comm) = nullptr;
-  int (*reduce_scatter_block)(const void* send, void* recv, int recv_count, Datatype type, Op op,
-                              Comm comm) = nullptr;
+  int (*allgather)(const void* send, int send_count, Datatype send_type, void* recv, int recv_count, Datatype recv_type,
+                   Comm comm) = nullptr;
+  int (*reduce_scatter_block)(const void* send, void* recv, int recv_count, Datatype type, Op op, Comm comm) = nullptr;
   int (*barrier)(Comm comm) = nullptr;
 
-  Comm comm_world = nullptr;        // ompi_mpi_comm_world
+  Comm comm_world = nullptr;           // ompi_mpi_comm_world
   Errhandler errors_return = nullptr;  // ompi_mpi_errors_return
   Datatype float32 = nullptr, float64 = nullptr, int32 = nullptr, int64 = nullptr, uint16 = nullptr;
   Op sum = nullptr, max = nullptr, min = nullptr;
