@@ -71,6 +71,35 @@ TEST(dynamic_library_opens_finds_and_explains) {
   CHECK(!libm);  // NOLINT(bugprone-use-after-move): the move empties it
 }
 
+TEST(load_once_runs_the_loader_once) {
+  struct Fake {
+    int value = 0;
+  };
+  static int calls = 0;
+  auto failing = [](Fake&, std::string* failure) {
+    ++calls;
+    *failure = "libfake.so.1: cannot open shared object file";
+    return false;
+  };
+  std::string why;
+  CHECK(load_once<Fake>(&why, failing) == nullptr);
+  CHECK_TEXT(why, "libfake.so.1: cannot open shared object file");
+  why.clear();
+  CHECK(load_once<Fake>(&why, failing) == nullptr);
+  CHECK_TEXT(why, "libfake.so.1: cannot open shared object file");
+  CHECK_EQ(calls, 1);
+  struct Other {
+    int value = 0;
+  };
+  auto loading = [](Other& lib, std::string*) {
+    lib.value = 7;
+    return true;
+  };
+  const Other* loaded = load_once<Other>(nullptr, loading);
+  CHECK(loaded != nullptr && loaded->value == 7);
+  CHECK(load_once<Other>(nullptr, loading) == loaded);
+}
+
 TEST(signatures_agree_or_name_every_rank) {
   using kernels::dist::describe_mismatch;
   using kernels::dist::make_signature;

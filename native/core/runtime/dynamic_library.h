@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 
 #include <initializer_list>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -87,5 +88,26 @@ class DynamicLibrary {
   std::string name_;
   std::string error_;
 };
+
+// A loader's result, computed once per process (thread safe): load(library,
+// &failure) fills `library` from what it opens and returns true, or false
+// with `failure` saying why. Returns the library, or nullptr with *why (when
+// given) set to the failure, on every call.
+//
+//   const Mpi* mpi(std::string* why) {
+//     return load_once<Mpi>(why, [](Mpi& lib, std::string* failure) { ... });
+//   }
+template <typename Library, typename Load>
+const Library* load_once(std::string* why, Load&& load) {
+  static Library library;
+  static const Library* result = nullptr;
+  static std::string failure;
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    if (load(library, &failure)) result = &library;
+  });
+  if (!result && why) *why = failure;
+  return result;
+}
 
 }  // namespace lmk

@@ -1,7 +1,6 @@
 #include "runtime/mpi_library.h"
 
 #include <cstdlib>
-#include <mutex>
 
 #include "runtime/dynamic_library.h"
 
@@ -13,11 +12,7 @@ std::string library_name() {
 }
 
 const Library* library(std::string* why) {
-  static Library lib;
-  static const Library* result = nullptr;
-  static std::string failure;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  return load_once<Library>(why, [](Library& lib, std::string* failure) {
     lib.name = library_name();
     // RTLD_GLOBAL: Open MPI's components (mca_*.so, opened by libmpi itself)
     // resolve symbols of libmpi and libopen-pal in the global namespace.
@@ -38,14 +33,12 @@ const Library* library(std::string* why) {
         global("ompi_mpi_uint16_t", &lib.uint16) && global("ompi_mpi_op_sum", &lib.sum) &&
         global("ompi_mpi_op_max", &lib.max) && global("ompi_mpi_op_min", &lib.min);
     if (!ok) {
-      failure = dl.error();
-      return;
+      *failure = dl.error();
+      return false;
     }
     dl.keep_forever();
-    result = &lib;
+    return true;
   });
-  if (!result && why) *why = failure;
-  return result;
 }
 
 }  // namespace lmk::mpi

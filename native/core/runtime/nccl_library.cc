@@ -1,18 +1,13 @@
 #include "runtime/nccl_library.h"
 
 #include <cstdlib>
-#include <mutex>
 
 #include "runtime/dynamic_library.h"
 
 namespace lmk::nccl {
 
 const Library* library(std::string* why) {
-  static Library lib;
-  static const Library* result = nullptr;
-  static std::string failure;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  return load_once<Library>(why, [](Library& lib, std::string* failure) {
     const char* env = std::getenv("LMK_NCCL_LIBRARY");
     lib.name = env && *env ? env : "libnccl.so.2";
     DynamicLibrary dl = DynamicLibrary::open_first({lib.name.c_str()});
@@ -22,15 +17,13 @@ const Library* library(std::string* why) {
               dl.find("ncclBroadcast", &lib.broadcast) && dl.find("ncclAllGather", &lib.all_gather) &&
               dl.find("ncclReduceScatter", &lib.reduce_scatter);
     if (!ok) {
-      failure = dl.error();
-      return;
+      *failure = dl.error();
+      return false;
     }
     lib.get_version(&lib.version);
     dl.keep_forever();
-    result = &lib;
+    return true;
   });
-  if (!result && why) *why = failure;
-  return result;
 }
 
 }  // namespace lmk::nccl
