@@ -279,6 +279,8 @@ export interface NativeAddon {
   // ---- dist (dist_binding.cc) ----
   distInit(o: { backend?: string }): Promise<void>;
   distWorld(): NativeDistWorld;
+  /** The collective libraries that open here: their names, or '' and why not. */
+  distLibraries(): { mpi: string; mpiMissing: string; nccl: string; ncclMissing: string };
   distFinalize(): Promise<void>;
   /** Blocks until MPI is finalized when it runs (process exit). */
   distShutdown(): void;
@@ -358,6 +360,7 @@ const entryPoints = {
   denseGradNormClip: true,
   distInit: true,
   distWorld: true,
+  distLibraries: true,
   distFinalize: true,
   distShutdown: true,
   distAllReduce: true,

@@ -126,6 +126,28 @@ describe('dist in a process a launcher started', () => {
   });
 });
 
+describe('doctor', () => {
+  function doctor(env: Record<string, string>): string {
+    const r = spawnSync(process.execPath, [join(root, 'dist/cjs/cli.js'), 'doctor'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, ...env },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    return r.stdout;
+  }
+
+  it('says when MPI is not found and how to install it', () => {
+    expect(doctor({ LMK_MPI_LIBRARY: '/nonexistent/libmpi.so.40' })).toMatch(
+      /^ {2}mpi +not found \(apt-get install openmpi-bin libopenmpi-dev\)$/m,
+    );
+  });
+
+  it.runIf(mpirun)('names the MPI library it opens', () => {
+    expect(doctor({})).toMatch(/^ {2}mpi +libmpi\.so\.40$/m);
+  });
+});
+
 describe('dist on 2 ranks (mpirun -n 2, one thread each)', () => {
   it.runIf(expectMpi && !mpirun)('has mpirun where LMK_EXPECT_MPI=1', () => {
     expect.fail('LMK_EXPECT_MPI=1 but mpirun is not on PATH (apt-get install openmpi-bin libopenmpi-dev)');

@@ -41,6 +41,18 @@ Napi::Value World(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// distLibraries() -> { mpi, mpiMissing, nccl, ncclMissing }: names found, or why not
+Napi::Value Libraries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ops::DistLibraries found = ops::dist_libraries();
+  auto result = Napi::Object::New(env);
+  result.Set("mpi", found.mpi);
+  result.Set("mpiMissing", found.mpi_missing);
+  result.Set("nccl", found.nccl);
+  result.Set("ncclMissing", found.nccl_missing);
+  return result;
+}
+
 // distFinalize() -> Promise<void>
 Napi::Value Finalize(const Napi::CallbackInfo& info) {
   return promise_when_done(info.Env(), [](DoneCallback done) { ops::dist_finalize(std::move(done)); });
@@ -92,6 +104,7 @@ void register_dist_bindings(Napi::Env env, Napi::Object exports) {
                   {
                       {"distInit", Init},
                       {"distWorld", World},
+                      {"distLibraries", Libraries},
                       {"distFinalize", Finalize},
                       {"distShutdown", Shutdown},
                       {"distAllReduce", AllReduce},

@@ -202,6 +202,15 @@ DistWorld dist_world() {
   return world;
 }
 
+DistLibraries dist_libraries() {
+  DistLibraries found;
+  if (const mpi::Library* l = mpi::library(&found.mpi_missing)) found.mpi = l->name;
+  if (const nccl::Library* l = nccl::library(&found.nccl_missing)) {
+    found.nccl = concat(l->name, " ", l->version / 10000, ".", l->version / 100 % 100, ".", l->version % 100);
+  }
+  return found;
+}
+
 std::string mpi_launcher_variable() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
     const char* value = std::getenv(name);

@@ -26,6 +26,14 @@ struct DistWorld {
   std::string library;           // MPI's version line, when MPI runs
 };
 
+// Which collective libraries open here (doctor): each found library's name
+// (NCCL with its version, "libnccl.so.2 2.23.4"), or empty and why not.
+struct DistLibraries {
+  std::string mpi, mpi_missing;
+  std::string nccl, nccl_missing;
+};
+DistLibraries dist_libraries();
+
 // The world as dist.init left it (not initialized: rank 0 of 1).
 DistWorld dist_world();
 
