@@ -90,8 +90,8 @@ describe('dist in a process that no launcher started', () => {
 });
 
 describe('dist in a process a launcher started', () => {
-  function initIn(env: Record<string, string>): { status: number | null; out: string } {
-    const script = `require(${JSON.stringify(entry)}).dist.init().then(
+  function initIn(env: Record<string, string>, options = '{}'): { status: number | null; out: string } {
+    const script = `require(${JSON.stringify(entry)}).dist.init(${options}).then(
       (w) => console.log('world', JSON.stringify(w)),
       (e) => { console.log(e.constructor.name + ': ' + e.message); process.exitCode = 3; })`;
     const r = spawnSync(process.execPath, ['-e', script], {
@@ -117,6 +117,14 @@ describe('dist in a process a launcher started', () => {
     const r = initIn({ OMPI_COMM_WORLD_SIZE: '2', LMK_MPI_LIBRARY: 'libm.so.6' });
     expect(r.status).toBe(3);
     expect(r.out).toContain('libm.so.6 has no symbol MPI_Init_thread');
+  });
+
+  it.runIf(mpirun)("rejects backend 'nccl' where there is no CUDA device or no NCCL, saying which", () => {
+    const r = initIn({ OMPI_COMM_WORLD_SIZE: '2', LMK_NCCL_LIBRARY: '/nonexistent/libnccl.so.2' }, "{ backend: 'nccl' }");
+    expect(r.status).toBe(3);
+    expect(r.out).toContain("Error: dist.init: backend 'nccl' needs a CUDA device and NCCL 2 (libnccl.so.2): ");
+    expect(r.out).toMatch(/no CUDA device: |NCCL cannot be opened: \/nonexistent\/libnccl\.so\.2/);
+    expect(r.out).toContain('set LMK_NCCL_LIBRARY to its path');
   });
 
   it('without a launcher is a world of one even when MPI cannot be opened', () => {
