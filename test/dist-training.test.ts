@@ -7,24 +7,18 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as lmk from 'lmkernels';
 import { failedRank, launchPlan } from '../lib/cli/launch';
 import { cliPath, runCli, saveByteLevelRwkv } from './cli-helpers';
+import { expectMpi, mpirun } from './distributed/mpirun';
 
 const repo = join(__dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'lmk-dist-training-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const hasMpirun = (process.env.PATH ?? '').split(delimiter).some((dir) => {
-  try {
-    return readFileSync(join(dir, 'mpirun')).length > 0;
-  } catch {
-    return false;
-  }
-});
-const expectMpi = process.env.LMK_EXPECT_MPI === '1';
+const hasMpirun = mpirun !== null;
 
 describe('dist.shardIndices', () => {
   const cases = [0, 1, 2, 7, 8, 13, 100];
