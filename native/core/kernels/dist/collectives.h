@@ -18,7 +18,7 @@ namespace lmk::kernels::dist {
 enum class ReduceOp : int32_t { Sum = 0, Mean = 1, Max = 2, Min = 3 };
 enum class Collective : int32_t { AllReduce = 1, Broadcast = 2, AllGather = 3, ReduceScatter = 4, Barrier = 5 };
 
-const char* reduce_op_name(ReduceOp op);      // "sum", "mean", ...
+const char* reduce_op_name(ReduceOp op);       // "sum", "mean", ...
 const char* collective_name(Collective kind);  // "allReduce", "broadcast", ...
 
 // What one rank's call is, as fixed-size words that an allgather exchanges:
@@ -46,8 +46,8 @@ std::string describe_mismatch(const std::vector<Signature>& by_rank);
 struct MpiWorld {
   int rank = 0;
   int size = 1;
-  int local_rank = 0;     // among the ranks on this host (same host name)
-  std::string version;    // MPI_Get_library_version, first line
+  int local_rank = 0;   // among the ranks on this host (same host name)
+  std::string version;  // MPI_Get_library_version, first line
 };
 
 // MPI_Init_thread(FUNNELED) on the calling thread (the CPU worker), errors

@@ -125,16 +125,15 @@ std::string describe_signature(const Signature& s) {
 }
 
 std::string describe_mismatch(const std::vector<Signature>& by_rank) {
-  auto same = [](const Signature& a, const Signature& b) {
-    return std::memcmp(a.words, b.words, sizeof a.words) == 0;
-  };
+  auto same = [](const Signature& a, const Signature& b) { return std::memcmp(a.words, b.words, sizeof a.words) == 0; };
   if (std::all_of(by_rank.begin(), by_rank.end(), [&](const Signature& s) { return same(s, by_rank[0]); })) {
     return "";
   }
   // Each distinct call once, in the order of its first rank, with its ranks.
   std::vector<std::pair<size_t, std::vector<size_t>>> calls;
   for (size_t r = 0; r < by_rank.size(); ++r) {
-    auto it = std::find_if(calls.begin(), calls.end(), [&](const auto& c) { return same(by_rank[c.first], by_rank[r]); });
+    auto it =
+        std::find_if(calls.begin(), calls.end(), [&](const auto& c) { return same(by_rank[c.first], by_rank[r]); });
     if (it == calls.end()) {
       calls.push_back({r, {r}});
     } else {
@@ -246,8 +245,8 @@ void all_gather(const char* fn, const CollectiveParams& p) {
 // output[i] = op over r of input_r[rank * n + i], input already in `dtype`.
 void reduce_scatter(const char* fn, const void* input, void* output, int64_t n, DType dtype, ReduceOp op) {
   const mpi::Library& l = lib(fn);
-  check(l, l.reduce_scatter_block(input, output, int_count(n, fn), mpi_type(l, dtype), mpi_op(l, op), l.comm_world),
-        fn, "MPI_Reduce_scatter_block");
+  check(l, l.reduce_scatter_block(input, output, int_count(n, fn), mpi_type(l, dtype), mpi_op(l, op), l.comm_world), fn,
+        "MPI_Reduce_scatter_block");
 }
 
 bool is_half(DType dtype) { return dtype == DType::BFloat16 || dtype == DType::Float16; }

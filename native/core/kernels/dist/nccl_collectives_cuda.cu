@@ -123,8 +123,7 @@ void nccl_collective_cuda(const char* fn, const CollectiveParams& p, void* strea
       void* in = staged ? p.staging : const_cast<void*>(p.input);
       void* out = staged ? static_cast<float*>(p.staging) + total : p.data;
       if (staged) convert_cuda(p.input, p.dtype, in, reduce_dtype, total, s);
-      check(l, l.reduce_scatter(in, out, n, nccl_type(reduce_dtype), nccl_op(p.op), comm, s), fn,
-            "ncclReduceScatter");
+      check(l, l.reduce_scatter(in, out, n, nccl_type(reduce_dtype), nccl_op(p.op), comm, s), fn, "ncclReduceScatter");
       if (p.op == ReduceOp::Mean) divide_cuda(out, reduce_dtype, p.n, p.world_size, s);
       if (staged) convert_cuda(out, reduce_dtype, p.data, p.dtype, p.n, s);
       return;
