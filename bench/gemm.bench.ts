@@ -6,19 +6,10 @@
 // builtin/OpenBLAS ratio (the baseline measured in this process), and the
 // product's minimal memory traffic as a fraction of the copy bandwidth (a GEMM
 // this size is compute-bound: that fraction should be small).
-import { dirname, join } from 'node:path';
 import * as lmk from 'lmkernels';
-import { timeMs, type BenchContext, type BenchRow } from './harness';
+import { denseKernels, timeMs, type BenchContext, type BenchRow } from './harness';
 
-// The dense kernels are internal to the package (lib/kernels/dense.ts): load
-// them next to the entry point that 'lmkernels' resolves to.
-interface DenseKernels {
-  matmul(a: lmk.Tensor, b: lmk.Tensor, opts?: { transA?: boolean; transB?: boolean }): lmk.Tensor;
-  gemmInfo(): { cpu: 'openblas' | 'builtin'; cuda: 'cublas' | 'builtin' | 'unavailable' };
-  setGemmBackend(backend: 'auto' | 'builtin'): void;
-}
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- internal module, not a public export
-const dense = require(join(dirname(require.resolve('lmkernels')), 'kernels', 'dense.js')) as DenseKernels;
+const dense = denseKernels();
 
 async function spotCheck(
   a: lmk.Tensor,

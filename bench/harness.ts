@@ -1,6 +1,23 @@
 // Shared benchmark plumbing: timing (median of runs after a warm-up), the
 // machine's copy bandwidth measured in-process, and result rows.
+import { dirname, join } from 'node:path';
 import * as lmk from 'lmkernels';
+
+/** The dense kernels the benchmarks call directly (GEMM with transposes, the backend switch). */
+export interface DenseKernels {
+  matmul(a: lmk.Tensor, b: lmk.Tensor, opts?: { transA?: boolean; transB?: boolean }): lmk.Tensor;
+  gemmInfo(): { cpu: 'openblas' | 'builtin'; cuda: 'cublas' | 'builtin' | 'unavailable' };
+  setGemmBackend(backend: 'auto' | 'builtin'): void;
+}
+
+/**
+ * The dense kernels are internal to the package (lib/kernels/dense.ts): loaded
+ * next to the entry point that 'lmkernels' resolves to.
+ */
+export function denseKernels(): DenseKernels {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- internal module, not a public export
+  return require(join(dirname(require.resolve('lmkernels')), 'kernels', 'dense.js')) as DenseKernels;
+}
 
 export interface BenchRow {
   bench: string;

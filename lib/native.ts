@@ -118,6 +118,36 @@ export interface NativePlacement {
   device: string;
 }
 
+/** The options losses.orpo and losses.linearOrpo share. */
+export interface NativeOrpoCommonOptions {
+  chosenLabels: H;
+  rejectedLabels: H;
+  nllLabels?: H;
+  lambda?: number;
+  ignoreIndex?: number;
+  goldfish?: NativeGoldfish;
+  computeGrad?: boolean;
+  gradScale?: number;
+}
+
+/** What losses.orpo and losses.linearOrpo return besides their gradients. */
+export interface NativeOrpoResults {
+  loss: T;
+  nllLoss: T;
+  orLoss: T;
+  chosenLogps: T;
+  rejectedLogps: T;
+  logOdds: T;
+  metrics: {
+    rewardsChosen: T;
+    rewardsRejected: T;
+    rewardsAccuracy: T;
+    rewardsMargin: T;
+    logOddsRatio: T;
+    logOddsChosen: T;
+  };
+}
+
 export interface NativeGoldfishMaskOptions extends NativeGoldfish {
   labels: H;
   ignoreIndex?: number;
@@ -208,36 +238,36 @@ export interface NativeAddon {
     supervisedTokens: T;
     keptTokens: T;
   };
-  lossesOrpo(o: {
-    chosenLogits: H;
-    rejectedLogits: H;
-    chosenLabels: H;
-    rejectedLabels: H;
-    nllLabels?: H;
-    lambda?: number;
+  lossesOrpo(
+    o: NativeOrpoCommonOptions & { chosenLogits: H; rejectedLogits: H },
+  ): NativeOrpoResults & { gradChosenLogits?: T; gradRejectedLogits?: T };
+  lossesShiftLabels(o: { inputIds: H; ignoreIndex?: number }): T;
+  lossesLinearCrossEntropy(o: {
+    hidden: H;
+    weight: H;
+    bias?: H;
+    labels: H;
     ignoreIndex?: number;
+    reduction?: string;
+    weights?: H;
     goldfish?: NativeGoldfish;
     computeGrad?: boolean;
     gradScale?: number;
+    chunkSize?: number;
   }): {
     loss: T;
-    nllLoss: T;
-    orLoss: T;
-    chosenLogps: T;
-    rejectedLogps: T;
-    logOdds: T;
-    metrics: {
-      rewardsChosen: T;
-      rewardsRejected: T;
-      rewardsAccuracy: T;
-      rewardsMargin: T;
-      logOddsRatio: T;
-      logOddsChosen: T;
-    };
-    gradChosenLogits?: T;
-    gradRejectedLogits?: T;
+    lse: T;
+    gradHidden?: T;
+    gradWeight?: T;
+    gradBias?: T;
+    lossAllTokens?: T;
+    lossDroppedTokens?: T;
+    supervisedTokens?: T;
+    keptTokens?: T;
   };
-  lossesShiftLabels(o: { inputIds: H; ignoreIndex?: number }): T;
+  lossesLinearOrpo(
+    o: NativeOrpoCommonOptions & { chosenHidden: H; rejectedHidden: H; weight: H; bias?: H; chunkSize?: number },
+  ): NativeOrpoResults & { gradChosenHidden?: T; gradRejectedHidden?: T; gradWeight?: T; gradBias?: T };
 
   // ---- dense kernels (dense_binding.cc) ----
   denseBinary(o: { op: string; a: H; b: H }): Out;
@@ -328,6 +358,8 @@ const entryPoints = {
   lossesGoldfishLoss: true,
   lossesOrpo: true,
   lossesShiftLabels: true,
+  lossesLinearCrossEntropy: true,
+  lossesLinearOrpo: true,
   denseBinary: true,
   denseBinaryBackward: true,
   denseScalarOp: true,

@@ -14,17 +14,7 @@ import {
   type GoldfishSpec,
 } from './losses-reference';
 
-type FloatDType = 'float32' | 'float64' | 'bfloat16' | 'float16';
-const TOL: Record<FloatDType, { fwd: number; grad: number }> = {
-  float64: { fwd: 1e-12, grad: 1e-12 },
-  float32: { fwd: 1e-5, grad: 1e-4 },
-  bfloat16: { fwd: 1e-2, grad: 1e-2 },
-  float16: { fwd: 1e-2, grad: 1e-2 },
-};
-
-const int32 = (v: ArrayLike<number>, shape: number[]) => lmk.tensor(Int32Array.from(v), { shape, dtype: 'int32' });
-const floats = (v: ArrayLike<number>, shape: number[], dtype: FloatDType = 'float64') =>
-  lmk.tensor(Float64Array.from(v), { shape, dtype });
+import { floats, int32, TOL, type FloatDType } from './loss-helpers';
 const values = async (t: lmk.Tensor) => Array.from(await t.data());
 const scalar = async (t: lmk.Tensor) => (await t.data())[0]!;
 const relScalar = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-300);

@@ -1,5 +1,6 @@
 // Training pieces shared by the demo and the reproductions: model
-// construction by name, the loss of a batch (cross-entropy or goldfish),
+// construction by name, the loss of a batch (cross-entropy or goldfish,
+// straight from the hidden states by default),
 // held-out evaluation, and a training loop that reads each step's loss one
 // step late so the CPU stream keeps working while JavaScript queues the next
 // step.
@@ -77,38 +78,64 @@ export function batchTensors(batch: Batch, device?: lmk.DeviceSpec): { inputs: l
 }
 
 /**
- * The training objective of logits [B,T,V] for labels [B,T]:
+ * Where a loss is computed from: 'hidden' (the default) straight from the
+ * model's hidden states and its head (lmk.ops.linearCrossEntropy: no logits
+ * tensor), or 'logits' (model.forward, then lmk.ops.crossEntropy /
+ * goldfishLoss). 'hidden' falls back to 'logits' where lmk.nn.lossHead finds
+ * no plain head (a head with LoRA adapters).
+ */
+export type LossPath = 'hidden' | 'logits';
+
+/** A model the examples train: logits from forward, hidden states and head for the hidden-state losses. */
+export type TrainableModel = lmk.nn.Module & { forward(tokens: lmk.Tensor): lmk.Tensor };
+
+/**
+ * The training objective of the model on inputs [B,T] for labels [B,T]:
  * loss 'ce' (mean cross-entropy) or 'goldfish' (mean over the tokens goldfish
- * keeps; options in `goldfish`, default k 4, h 13). Returns { loss, all }:
- * `loss` is what backward() runs on, `all` the mean cross-entropy over every
- * token (the same tensor for 'ce').
+ * keeps; options in `goldfish`, default k 4, h 13), with reduction `reduction`
+ * for 'ce'. Returns { loss, all }: `loss` is what backward() runs on, `all`
+ * the mean cross-entropy over every token (the same tensor for 'ce').
  */
 export function objective(
   kind: LossKind,
-  logits: lmk.Tensor,
+  model: TrainableModel,
+  inputs: lmk.Tensor,
   labels: lmk.Tensor,
-  goldfish: lmk.Goldfish = {},
+  opts: { goldfish?: lmk.Goldfish; path?: LossPath; reduction?: 'mean' | 'sum' } = {},
 ): { loss: lmk.Tensor; all: lmk.Tensor } {
-  if (kind === 'ce') {
-    const { loss } = lmk.ops.crossEntropy({ logits, labels });
-    return { loss, all: loss };
+  if (kind !== 'ce' && kind !== 'goldfish') {
+    throw new RangeError(`objective: unknown loss '${kind}' (expected ce or goldfish)`);
   }
-  if (kind === 'goldfish') {
-    const r = lmk.ops.goldfishLoss({ logits, labels, k: 4, contextWidth: 13, ...goldfish });
+  const goldfish = kind === 'goldfish' ? { k: 4, contextWidth: 13, ...opts.goldfish } : undefined;
+  const head = (opts.path ?? 'hidden') === 'hidden' ? lmk.nn.lossHead(model) : null;
+  if (head) {
+    const hidden = (model as unknown as lmk.nn.HiddenStateModel).hiddenStates(inputs);
+    const r = lmk.ops.linearCrossEntropy({ hidden, ...head, labels, goldfish, reduction: opts.reduction });
+    return { loss: r.loss, all: r.lossAllTokens ?? r.loss };
+  }
+  const logits = model.forward(inputs);
+  if (goldfish) {
+    const r = lmk.ops.goldfishLoss({ logits, labels, ...goldfish });
     return { loss: r.loss, all: r.lossAllTokens };
   }
-  throw new RangeError(`objective: unknown loss '${kind}' (expected ce or goldfish)`);
+  const { loss } = lmk.ops.crossEntropy({ logits, labels, reduction: opts.reduction });
+  return { loss, all: loss };
 }
 
 /** Mean cross-entropy (nats per token) of the model over the batches, without gradients. */
-export async function evaluate(model: LanguageModel, batches: Batch[], device?: lmk.DeviceSpec): Promise<number> {
+export async function evaluate(
+  model: TrainableModel,
+  batches: Batch[],
+  device?: lmk.DeviceSpec,
+  path?: LossPath,
+): Promise<number> {
   let sum = 0,
     count = 0;
   for (const batch of batches) {
     const loss = lmk.noGrad(() =>
       lmk.tidy(() => {
         const { inputs, labels } = batchTensors(batch, device);
-        return lmk.ops.crossEntropy({ logits: model.forward(inputs), labels, reduction: 'sum' }).loss;
+        return objective('ce', model, inputs, labels, { path, reduction: 'sum' }).loss;
       }),
     );
     sum += await loss.item();
@@ -135,7 +162,7 @@ export interface StepInfo {
 }
 
 export interface TrainOptions {
-  model: lmk.nn.Module & { forward(tokens: lmk.Tensor): lmk.Tensor };
+  model: TrainableModel;
   optimizer: lmk.optim.AdamW;
   /** Learning rate of a 0-based step. */
   lr: (step: number) => number;
@@ -143,6 +170,8 @@ export interface TrainOptions {
   nextBatch: (step: number) => Batch;
   loss?: LossKind;
   goldfish?: lmk.Goldfish;
+  /** Default 'hidden' (see LossPath). */
+  lossPath?: LossPath;
   /** Maximum gradient norm; 0 = no clipping. */
   clip?: number;
   device?: lmk.DeviceSpec;
@@ -185,6 +214,7 @@ export async function train({
   nextBatch,
   loss = 'ce',
   goldfish,
+  lossPath,
   clip = 1,
   device,
   steps,
@@ -236,7 +266,7 @@ export async function train({
     const batch = nextBatch(step - 1);
     const result = lmk.tidy(() => {
       const { inputs, labels } = batchTensors(batch, device);
-      const r = objective(loss, model.forward(inputs), labels, goldfish);
+      const r = objective(loss, model, inputs, labels, { goldfish, path: lossPath });
       r.loss.backward();
       if (distributed) {
         lmk.dist.syncGradients(params);

@@ -16,7 +16,7 @@
 //   - BSWA m=0: block sliding-window attention, each block attends only to itself;
 //   - BSWA m=1: each block also attends to the previous block (memory segment).
 // FamTransformerModel requires F >= 1, so the BSWA models are the same module
-// (same initial weights) run by `bswaForward` below: the FAM scan is skipped
+// (same initial weights) run by `bswaHidden` below: the FAM scan is skipped
 // and ops.famBlockAttention gets F = 0 FAM keys/values (the kernel's plain
 // BSWA). Their famInit parameters are unused and not optimised. So BSWA m=1
 // and FAM differ only in the FAM path.
@@ -157,8 +157,8 @@ function heads(x: lmk.Tensor, proj: lmk.nn.Linear, count: number, positions: lmk
   return positions ? lmk.ops.rope(h, positions) : h;
 }
 
-/** The FAM model's network with its FAM path removed: plain BSWA (F = 0). */
-function bswaForward(model: lmk.nn.FamTransformerModel, tokens: lmk.Tensor): lmk.Tensor {
+/** The FAM model's network with its FAM path removed: plain BSWA (F = 0); the hidden states (the head's input). */
+function bswaHidden(model: lmk.nn.FamTransformerModel, tokens: lmk.Tensor): lmk.Tensor {
   const [B, T] = tokens.shape as [number, number];
   const { nHeads: H, blockSize: L, memoryBlocks: m } = model.config;
   const D = cfg.dModel / H;
@@ -176,13 +176,13 @@ function bswaForward(model: lmk.nn.FamTransformerModel, tokens: lmk.Tensor): lmk
     const h = lmk.ops.add(x, block.wo.forward(merged));
     x = lmk.ops.add(h, block.ffn.forward(block.norm2.forward(h)));
   }
-  return model.head.forward(model.normOut.forward(x));
+  return model.normOut.forward(x);
 }
 
 interface Arm {
   name: string;
   memoryBlocks: number;
-  /** false: BSWA, the FAM path removed (bswaForward). */
+  /** false: BSWA, the FAM path removed (bswaHidden). */
   fam: boolean;
 }
 const ARMS: Record<string, Arm> = {
@@ -196,8 +196,9 @@ for (const key of armKeys) {
     usageError('fam-passkey', `--models: unknown model '${key}' (expected fam, bswa0, bswa1)`);
 }
 
-function forwardOf(arm: Arm, model: lmk.nn.FamTransformerModel): (tokens: lmk.Tensor) => lmk.Tensor {
-  return arm.fam ? (t) => model.forward(t) : (t) => bswaForward(model, t);
+/** The arm's hidden states [B,T,d] (the head's input): the loss is taken from them and the head (no logits tensor). */
+function hiddenOf(arm: Arm, model: lmk.nn.FamTransformerModel): (tokens: lmk.Tensor) => lmk.Tensor {
+  return arm.fam ? (t) => model.hiddenStates(t) : (t) => bswaHidden(model, t);
 }
 
 /** Share of sequences whose key is predicted exactly, and of digits predicted right (argmax, teacher-forced). */
@@ -208,7 +209,7 @@ interface Accuracy {
 
 async function accuracyAt(arm: Arm, model: lmk.nn.FamTransformerModel, length: number): Promise<Accuracy> {
   const rng = new Rng(`passkey-eval-${seed}-${length}`);
-  const fwd = forwardOf(arm, model);
+  const hiddenStates = hiddenOf(arm, model);
   const EB = length >= 512 ? 25 : 50;
   let exact = 0,
     digits = 0,
@@ -218,8 +219,8 @@ async function accuracyAt(arm: Arm, model: lmk.nn.FamTransformerModel, length: n
     const batch = makeBatch(rng, B, length);
     const pred = lmk.noGrad(() =>
       lmk.tidy(() => {
-        const logits = fwd(lmk.tensor(batch.inputs, { shape: batch.shape, device }));
-        return lmk.ops.slice(logits, 1, length - KEY_DIGITS, length);
+        const hidden = hiddenStates(lmk.tensor(batch.inputs, { shape: batch.shape, device }));
+        return model.head.forward(lmk.ops.slice(hidden, 1, length - KEY_DIGITS, length));
       }),
     );
     const rows = await pred.data();
@@ -260,7 +261,8 @@ async function runArm(key: string): Promise<ArmResult> {
     .map(([, p]) => p);
   const optimizer = new lmk.optim.AdamW(params, { lr: cfg.lr, weightDecay: 0.01 });
   const rng = new Rng(`passkey-train-${seed}`); // the same batches for every arm
-  const fwd = forwardOf(arm, model);
+  const hiddenStates = hiddenOf(arm, model);
+  const head = { weight: model.head.weight, bias: model.head.bias ?? undefined };
   const bar = new ProgressBar(cfg.steps, { label: `${arm.name.padEnd(16)} ` });
   const losses: number[] = [];
   const t0 = performance.now();
@@ -274,7 +276,8 @@ async function runArm(key: string): Promise<ArmResult> {
     const loss = lmk.tidy(() => {
       const inputs = lmk.tensor(batch.inputs, { shape: batch.shape, device });
       const labels = lmk.tensor(batch.labels, { shape: batch.shape, device });
-      const { loss } = lmk.ops.crossEntropy({ logits: fwd(inputs), labels, ignoreIndex: IGNORE });
+      const hidden = hiddenStates(inputs);
+      const { loss } = lmk.ops.linearCrossEntropy({ hidden, ...head, labels, ignoreIndex: IGNORE });
       loss.backward();
       lmk.clipGradNorm(params, 1);
       optimizer.step();

@@ -133,6 +133,8 @@ function trainPairs(n: number): Pair[] {
 
 // ---------------------------------------------------------------- model
 const model = new lmk.nn.RWKV4Model({ vocabSize: 256, dModel: cfg.dModel, nLayers: cfg.nLayers, device, seed });
+// Every loss is taken straight from the hidden states and the head (no logits tensor).
+const head = { weight: model.head.weight, bias: model.head.bias ?? undefined };
 const cloneState = (m: lmk.nn.Module) =>
   Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => [k, lmk.keep(t.clone())]));
 const cosine = (step: number, steps: number, peak: number) =>
@@ -211,9 +213,11 @@ async function heldOutScores(): Promise<Scores> {
       lmk.tidy(() => {
         const c = encodeBatch(pairs, 'chosen'),
           j = encodeBatch(pairs, 'rejected');
-        const res = lmk.losses.orpo({
-          chosenLogits: model.forward(c.inputs),
-          rejectedLogits: model.forward(j.inputs),
+        const res = lmk.losses.linearOrpo({
+          chosenHidden: model.hiddenStates(c.inputs),
+          rejectedHidden: model.hiddenStates(j.inputs),
+          ...head,
+          computeGrad: false,
           chosenLabels: c.labels,
           rejectedLabels: j.labels,
           lambda: 0.1,
@@ -281,7 +285,12 @@ const baseBatches = (step: number) => {
   );
 };
 const ceLoss = (batch: { inputs: lmk.Tensor; labels: lmk.Tensor }) =>
-  lmk.ops.crossEntropy({ logits: model.forward(batch.inputs), labels: batch.labels, ignoreIndex: IGNORE }).loss;
+  lmk.ops.linearCrossEntropy({
+    hidden: model.hiddenStates(batch.inputs),
+    ...head,
+    labels: batch.labels,
+    ignoreIndex: IGNORE,
+  }).loss;
 const base = await runSteps('base', cfg.baseSteps, baseBatches, ceLoss, cfg.lr);
 const baseWeights = cloneState(model);
 const before = await evaluate();
@@ -296,15 +305,7 @@ const alignLr = cfg.lr / 2;
 // Held-out metrics during alignment (after this many steps), for the curve table.
 const track = [...new Set([0, 5, 10, 20, 40, 80].filter((s) => s < cfg.alignSteps))];
 
-const sft = await runSteps(
-  'SFT',
-  cfg.alignSteps,
-  pairBatch,
-  (b) =>
-    lmk.ops.crossEntropy({ logits: model.forward(b.chosen.inputs), labels: b.chosen.labels, ignoreIndex: IGNORE }).loss,
-  alignLr,
-  track,
-);
+const sft = await runSteps('SFT', cfg.alignSteps, pairBatch, (b) => ceLoss(b.chosen), alignLr, track);
 const afterSft = await evaluate();
 
 model.loadStateDict(baseWeights);
@@ -313,9 +314,10 @@ const orpo = await runSteps(
   cfg.alignSteps,
   pairBatch,
   (b) =>
-    lmk.ops.orpo({
-      chosenLogits: model.forward(b.chosen.inputs),
-      rejectedLogits: model.forward(b.rejected.inputs),
+    lmk.ops.linearOrpo({
+      chosenHidden: model.hiddenStates(b.chosen.inputs),
+      rejectedHidden: model.hiddenStates(b.rejected.inputs),
+      ...head,
       chosenLabels: b.chosen.labels,
       rejectedLabels: b.rejected.labels,
       lambda,

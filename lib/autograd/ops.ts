@@ -11,6 +11,10 @@ import {
   type CrossEntropyResult,
   type GoldfishLossOptions,
   type GoldfishLossResult,
+  type LinearCrossEntropyOptions,
+  type LinearCrossEntropyResult,
+  type LinearOrpoOptions,
+  type LinearOrpoResult,
   type OrpoOptions,
   type OrpoResult,
 } from '../kernels/losses';
@@ -473,6 +477,91 @@ export function orpo(opts: OrpoOptions): OrpoResult {
     const { gradChosenLogits: _c, gradRejectedLogits: _r, ...rest } = r;
     void _c;
     void _r;
+    return rest;
+  }
+  return r;
+}
+
+// ---- losses from hidden states -------------------------------------------------------
+// The kernels return d loss / d hidden, d weight, d bias from the forward
+// pass; for a scalar loss the backward scales them by the upstream g. With
+// reduction 'none' (g one value per token) the weight's gradient
+// Σ_i g_i·∂loss_i/∂weight cannot be had from the summed one: the backward
+// runs the kernel again with weights g (reduction 'sum'), whose gradients
+// are exactly those.
+
+/** The saved gradients of the recorded inputs, each scaled by the scalar g. */
+function scaledGrads(saved: (Tensor | null)[], g: Tensor): (Tensor | null)[] {
+  return saved.map((t) => (t ? scaleSavedGrad(t, g) : null));
+}
+
+/** losses.linearCrossEntropy with autograd: gradients of `loss` flow to hidden, weight and bias. */
+export function linearCrossEntropy(opts: LinearCrossEntropyOptions): LinearCrossEntropyResult {
+  const inputs = [opts?.hidden, opts?.weight, opts?.bias];
+  const wantGrad = needsGrad(inputs);
+  const perToken = opts?.reduction === 'none';
+  const r = lossKernels.linearCrossEntropy({
+    ...opts,
+    computeGrad: (wantGrad && !perToken) || (opts.computeGrad ?? false),
+  });
+  if (!wantGrad) return r;
+  const grads = [r.gradHidden, r.gradWeight, r.gradBias];
+  record('ops.linearCrossEntropy', inputs, [r.loss], (save) => {
+    if (perToken) {
+      const saved = {
+        hidden: save(opts.hidden),
+        weight: save(opts.weight),
+        bias: opts.bias ? save(opts.bias) : undefined,
+        labels: save(opts.labels),
+        weights: opts.weights ? save(opts.weights) : undefined,
+      };
+      return ([g]) => {
+        const tokenWeights = saved.weights ? dense.binary('mul', g!, saved.weights) : g!;
+        const again = lossKernels.linearCrossEntropy({
+          ...opts,
+          ...saved,
+          weights: tokenWeights,
+          reduction: 'sum',
+          computeGrad: true,
+        });
+        if (tokenWeights !== g) tokenWeights.dispose();
+        again.loss.dispose();
+        again.lse.dispose();
+        return [again.gradHidden!, again.gradWeight!, again.gradBias ?? null];
+      };
+    }
+    const saved = grads.map((t, i) => (t && inputs[i]?._requiresGrad ? save(t) : null));
+    return ([g]) => scaledGrads(saved, g!);
+  });
+  if (opts.computeGrad === false) {
+    for (const t of grads) t?.dispose();
+    const { gradHidden: _h, gradWeight: _w, gradBias: _b, ...rest } = r;
+    void _h;
+    void _w;
+    void _b;
+    return rest;
+  }
+  return r;
+}
+
+/** losses.linearOrpo with autograd: gradients of `loss` flow to both hidden states, weight and bias. */
+export function linearOrpo(opts: LinearOrpoOptions): LinearOrpoResult {
+  const inputs = [opts?.chosenHidden, opts?.rejectedHidden, opts?.weight, opts?.bias];
+  const wantGrad = needsGrad(inputs);
+  const r = lossKernels.linearOrpo({ ...opts, computeGrad: wantGrad || (opts.computeGrad ?? false) });
+  if (!wantGrad) return r;
+  const grads = [r.gradChosenHidden, r.gradRejectedHidden, r.gradWeight, r.gradBias];
+  record('ops.linearOrpo', inputs, [r.loss], (save) => {
+    const saved = grads.map((t, i) => (t && inputs[i]?._requiresGrad ? save(t) : null));
+    return ([g]) => scaledGrads(saved, g!);
+  });
+  if (opts.computeGrad === false) {
+    for (const t of grads) t?.dispose();
+    const { gradChosenHidden: _c, gradRejectedHidden: _r, gradWeight: _w, gradBias: _b, ...rest } = r;
+    void _c;
+    void _r;
+    void _w;
+    void _b;
     return rest;
   }
   return r;

@@ -86,9 +86,9 @@ const GOLDFISH = { k: 4, contextWidth: 13 } as const;
 /**
  * The loss of one batch for a method: sft = cross-entropy, goldfish = goldfish loss, orpo = ORPO
  * (SFT on the chosen answers + λ·odds-ratio term). The only place where a method becomes a
- * loss: it computes the logits with model.forward and calls ops.crossEntropy / goldfishLoss /
- * orpo; moving to the hidden-state losses (losses.linearCrossEntropy / linearOrpo on
- * model.hiddenStates and model.head) changes this function alone.
+ * loss. By default straight from the hidden states (ops.linearCrossEntropy / linearOrpo on
+ * model.hiddenStates and model.head: no logits tensor); from the logits (model.forward and
+ * ops.crossEntropy / goldfishLoss / orpo) when the head carries LoRA adapters (nn.lossHead).
  */
 export function methodLoss(
   method: FinetuneMethod,
@@ -96,24 +96,48 @@ export function methodLoss(
   batch: Batch,
   opts: { lambda: number },
 ): MethodLoss {
+  const head = lmk.nn.lossHead(model);
   if (method === 'orpo') {
     if (batch.kind !== 'preference') throw new TypeError('finetune: --method orpo needs preference rows');
-    const r = lmk.ops.orpo({
-      chosenLogits: model.forward(batch.chosen.ids),
-      rejectedLogits: model.forward(batch.rejected.ids),
+    const common = {
       chosenLabels: batch.chosen.labels,
       rejectedLabels: batch.rejected.labels,
       lambda: opts.lambda,
       ignoreIndex: IGNORE_INDEX,
-    });
+    };
+    const r = head
+      ? lmk.ops.linearOrpo({
+          chosenHidden: model.hiddenStates(batch.chosen.ids),
+          rejectedHidden: model.hiddenStates(batch.rejected.ids),
+          ...head,
+          ...common,
+        })
+      : lmk.ops.orpo({
+          chosenLogits: model.forward(batch.chosen.ids),
+          rejectedLogits: model.forward(batch.rejected.ids),
+          ...common,
+        });
     return { loss: r.loss, metrics: { loss: r.loss, nllLoss: r.nllLoss, orLoss: r.orLoss, ...r.metrics } };
   }
   if (batch.kind !== 'text') throw new TypeError(`finetune: --method ${method} needs text rows`);
-  const logits = model.forward(batch.text.ids);
+  const labels = batch.text.labels;
   if (method === 'goldfish') {
-    const r = lmk.ops.goldfishLoss({ logits, labels: batch.text.labels, ignoreIndex: IGNORE_INDEX, ...GOLDFISH });
+    if (head) {
+      const hidden = model.hiddenStates(batch.text.ids);
+      const r = lmk.ops.linearCrossEntropy({ hidden, ...head, labels, ignoreIndex: IGNORE_INDEX, goldfish: GOLDFISH });
+      return { loss: r.loss, metrics: { loss: r.loss, crossEntropy: r.lossAllTokens! } };
+    }
+    const logits = model.forward(batch.text.ids);
+    const r = lmk.ops.goldfishLoss({ logits, labels, ignoreIndex: IGNORE_INDEX, ...GOLDFISH });
     return { loss: r.loss, metrics: { loss: r.loss, crossEntropy: r.lossAllTokens } };
   }
-  const r = lmk.ops.crossEntropy({ logits, labels: batch.text.labels, ignoreIndex: IGNORE_INDEX });
+  const r = head
+    ? lmk.ops.linearCrossEntropy({
+        hidden: model.hiddenStates(batch.text.ids),
+        ...head,
+        labels,
+        ignoreIndex: IGNORE_INDEX,
+      })
+    : lmk.ops.crossEntropy({ logits: model.forward(batch.text.ids), labels, ignoreIndex: IGNORE_INDEX });
   return { loss: r.loss, metrics: { loss: r.loss, crossEntropy: r.loss } };
 }

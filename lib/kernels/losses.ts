@@ -147,6 +147,63 @@ export interface OrpoResult {
   gradRejectedLogits?: Tensor;
 }
 
+export interface LinearCrossEntropyOptions {
+  /** [B,T,d] or [N,d]: float32 | bfloat16 | float16 | float64 (cpu). */
+  hidden: Tensor;
+  /** [V,d] (nn.Linear's layout), like hidden. */
+  weight: Tensor;
+  /** [V], like hidden. */
+  bias?: Tensor;
+  /** int32 [B,T] or [N]. */
+  labels: Tensor;
+  /** Default -100. */
+  ignoreIndex?: number;
+  /** Default 'mean' (the only one with goldfish). */
+  reduction?: LossReduction;
+  /** Per-token weights shaped like labels (not with goldfish). */
+  weights?: Tensor;
+  /** The goldfish loss instead of plain cross-entropy. */
+  goldfish?: Goldfish;
+  /** Default true. */
+  computeGrad?: boolean;
+  /** Default 1. */
+  gradScale?: number;
+  /** Tokens per chunk; default chosen by the library (docs/api.md). */
+  chunkSize?: number;
+}
+export interface LinearCrossEntropyResult {
+  loss: Tensor;
+  lse: Tensor;
+  gradHidden?: Tensor;
+  gradWeight?: Tensor;
+  /** Only with a bias. */
+  gradBias?: Tensor;
+  /** With goldfish, as goldfishLoss. */
+  lossAllTokens?: Tensor;
+  lossDroppedTokens?: Tensor;
+  supervisedTokens?: Tensor;
+  keptTokens?: Tensor;
+}
+
+export interface LinearOrpoOptions extends Omit<OrpoOptions, 'chosenLogits' | 'rejectedLogits'> {
+  /** [B,T,d]. */
+  chosenHidden: Tensor;
+  /** [B,T',d]. */
+  rejectedHidden: Tensor;
+  /** [V,d]. */
+  weight: Tensor;
+  /** [V]. */
+  bias?: Tensor;
+  /** Tokens per chunk; default chosen by the library (docs/api.md). */
+  chunkSize?: number;
+}
+export interface LinearOrpoResult extends Omit<OrpoResult, 'gradChosenLogits' | 'gradRejectedLogits'> {
+  gradChosenHidden?: Tensor;
+  gradRejectedHidden?: Tensor;
+  gradWeight?: Tensor;
+  gradBias?: Tensor;
+}
+
 export interface ShiftLabelsOptions {
   /** int32 [B,T] or [N]. */
   inputIds: Tensor;
@@ -157,6 +214,22 @@ export interface ShiftLabelsOptions {
 const GOLDFISH_KEYS = ['k', 'strategy', 'contextWidth', 'seed', 'startPosition'] as const;
 
 type Args<K extends keyof NativeAddon> = Parameters<NativeAddon[K]>[0];
+
+/** The goldfish option object's own checks (its option names, hashTokens); absent stays absent. */
+function nativeGoldfish(fn: string, goldfish: NativeGoldfish | undefined | null): NativeGoldfish | undefined {
+  if (goldfish === undefined || goldfish === null) return undefined;
+  return nativeOptions<NativeGoldfish>(`${fn}: goldfish`, goldfish, {
+    tensors: [],
+    optionalTensors: ['hashTokens'],
+    others: GOLDFISH_KEYS,
+  });
+}
+
+/** An ORPO binding's result as Tensors (metrics nested). */
+function orpoResult<R extends { metrics: OrpoMetrics }>(raw: { metrics: object }): R {
+  const { metrics, ...rest } = raw;
+  return { ...wrapResult<Omit<R, 'metrics'>>(rest), metrics: wrapResult<OrpoMetrics>(metrics) } as R;
+}
 
 export const losses = {
   /**
@@ -200,15 +273,36 @@ export const losses = {
       optionalTensors: ['nllLabels'],
       others: ['lambda', 'ignoreIndex', 'goldfish', 'computeGrad', 'gradScale'],
     });
-    if (o.goldfish !== undefined && o.goldfish !== null) {
-      o.goldfish = nativeOptions<NativeGoldfish>(`${fn}: goldfish`, o.goldfish, {
-        tensors: [],
-        optionalTensors: ['hashTokens'],
-        others: GOLDFISH_KEYS,
-      });
-    }
-    const { metrics, ...rest } = native().lossesOrpo(o);
-    return { ...wrapResult<Omit<OrpoResult, 'metrics'>>(rest), metrics: wrapResult<OrpoMetrics>(metrics) };
+    o.goldfish = nativeGoldfish(fn, o.goldfish);
+    return orpoResult<OrpoResult>(native().lossesOrpo(o));
+  },
+
+  /**
+   * Cross-entropy (or the goldfish loss) of logits = hidden · weightᵀ + bias
+   * without a logits tensor: chunk by chunk, with the gradients of hidden,
+   * weight and bias.
+   */
+  linearCrossEntropy(opts: LinearCrossEntropyOptions): LinearCrossEntropyResult {
+    const fn = 'losses.linearCrossEntropy';
+    const o = nativeOptions<Args<'lossesLinearCrossEntropy'>>(fn, opts, {
+      tensors: ['hidden', 'weight', 'labels'],
+      optionalTensors: ['bias', 'weights'],
+      others: ['ignoreIndex', 'reduction', 'goldfish', 'computeGrad', 'gradScale', 'chunkSize'],
+    });
+    o.goldfish = nativeGoldfish(fn, o.goldfish);
+    return wrapResult(native().lossesLinearCrossEntropy(o));
+  },
+
+  /** ORPO of the head logits = hidden · weightᵀ + bias without a logits tensor (see orpo). */
+  linearOrpo(opts: LinearOrpoOptions): LinearOrpoResult {
+    const fn = 'losses.linearOrpo';
+    const o = nativeOptions<Args<'lossesLinearOrpo'>>(fn, opts, {
+      tensors: ['chosenHidden', 'rejectedHidden', 'weight', 'chosenLabels', 'rejectedLabels'],
+      optionalTensors: ['bias', 'nllLabels'],
+      others: ['lambda', 'ignoreIndex', 'goldfish', 'computeGrad', 'gradScale', 'chunkSize'],
+    });
+    o.goldfish = nativeGoldfish(fn, o.goldfish);
+    return orpoResult<LinearOrpoResult>(native().lossesLinearOrpo(o));
   },
 
   /** labels[b,t] = inputIds[b,t+1], ignoreIndex at the last position. */

@@ -300,20 +300,23 @@ export class FamTransformerModel extends Module {
   /** tokens [B,T] int32 → logits [B,T,V] */
   forward(tokens: Tensor): Tensor {
     this.checkTokens(tokens, 'FamTransformerModel.forward');
-    const B = tokens.shape[0]!;
-    let x = this.emb.forward(tokens);
-    for (const block of this.blocks) {
-      x = block.forward(x, { fam: block.initialFam(B), memK: null, memV: null }, 0, { withState: false }).y;
-    }
-    return this.head.forward(this.normOut.forward(x));
+    return this.head.forward(this.hidden(tokens));
   }
 
   /** tokens [B,T] int32 → hidden states [B,T,d] after the final norm (the head's input). */
   hiddenStates(tokens: Tensor): Tensor {
     this.checkTokens(tokens, 'FamTransformerModel.hiddenStates');
-    const { hidden, state } = this.run(tokens, undefined, 'FamTransformerModel.hiddenStates');
-    disposeFamState(state);
-    return hidden;
+    return this.hidden(tokens);
+  }
+
+  /** The whole sequence from a fresh state, keeping no state for a next chunk. */
+  private hidden(tokens: Tensor): Tensor {
+    const B = tokens.shape[0]!;
+    let x = this.emb.forward(tokens);
+    for (const block of this.blocks) {
+      x = block.forward(x, { fam: block.initialFam(B), memK: null, memV: null }, 0, { withState: false }).y;
+    }
+    return this.normOut.forward(x);
   }
 
   /**

@@ -9,4 +9,6 @@ export type { FamModelOptions, FamState, FamLayerState } from './fam';
 export { LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaMLP, disposeLlamaCache } from './llama';
 export type { LlamaOptions, LlamaFamOptions, LlamaRopeScaling, LlamaCache, LlamaLayerCache } from './llama';
 export { LoRA } from './lora';
+export { lossHead } from './head';
+export type { HiddenStateModel, LossHead } from './head';
 export type { LoRAOptions, LoRAConfig } from './lora';

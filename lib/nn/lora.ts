@@ -53,6 +53,8 @@ interface Adapted {
 }
 
 const applied = new WeakMap<Module, { config: LoRAConfig; adapted: Adapted[]; frozen: Map<Tensor, boolean> }>();
+/** The Linears that carry adapters now. */
+const adaptedLinears = new WeakSet<Linear>();
 
 /** Whether module name `name` is one of `targets` (PEFT: equal, or ending in '.' + target). */
 function isTarget(name: string, targets: string[]): boolean {
@@ -115,6 +117,7 @@ function apply(model: Module, opts: LoRAOptions): LoRAConfig {
     const base = Linear.prototype.forward;
     linear.forward = (x: Tensor) =>
       ops.add(base.call(linear, x), ops.scale(b.forward(a.forward(dropout(x, p, seed + i * 7919))), scaling));
+    adaptedLinears.add(linear);
     return { name, linear, a, b };
   });
   const config: LoRAConfig = {
@@ -153,6 +156,7 @@ function detach(model: Module, fold: boolean, fn: string): void {
         delta.dispose();
       }
       delete (linear as { forward?: unknown }).forward;
+      adaptedLinears.delete(linear);
       linear.detachModule('lora_A');
       linear.detachModule('lora_B');
       a.dispose();
@@ -173,4 +177,12 @@ function remove(model: Module): void {
   detach(model, false, 'nn.LoRA.remove');
 }
 
-export const LoRA = { apply, parameters, merge, remove, config };
+/**
+ * Whether `linear` carries adapters now: its output is then not x·weightᵀ + bias,
+ * so a loss from hidden states cannot take its weight (nn.lossHead).
+ */
+function adapts(linear: Linear): boolean {
+  return adaptedLinears.has(linear);
+}
+
+export const LoRA = { apply, parameters, merge, remove, config, adapts };

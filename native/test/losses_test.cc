@@ -2,19 +2,25 @@
 // row epilogue), then cross-entropy, goldfish loss and ORPO against float64
 // references written here with plain loops, finite-difference gradients in
 // float64, the extreme rows docs/kernels.md names, bad inputs, determinism, and —
-// when a GPU is present — both CUDA kernel versions against the CPU.
+// when a GPU is present — both CUDA kernel versions against the CPU. The
+// losses from hidden states against the logits versions with the matmul's
+// backward in float64 loops, and on CUDA against the CPU.
 #include <cmath>
 #include <cstring>
 #include <future>
 #include <limits>
+#include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/losses/losses.h"
 #include "math/goldfish_hash.h"
 #include "math/half.h"
 #include "math/log1mexp.h"
+#include "ops/arg_checks.h"
 #include "ops/losses.h"
+#include "ops/matmul.h"
 #include "ops/tensor_ops.h"
 #include "runtime/stream.h"
 #include "test_harness.h"
@@ -702,6 +708,304 @@ TEST(cuda_matches_cpu_when_present) {
   kernels::set_simple_cuda_loss_kernels(false);
   auto shifted = read<int32_t>(ops::shift_labels(labels_of({1, 2, 3, 4}, {2, 2}, gpu)));
   CHECK((shifted == std::vector<int32_t>{2, -100, 4, -100}));
+}
+
+// ---- losses from hidden states ---------------------------------------------------
+
+// A head problem: hidden [N,d], weight [V,d], bias [V] as rounded to `dtype`
+// (double values), and the float64 logits z = h·Wᵀ + b.
+struct HeadProblem {
+  int64_t N, d, V;
+  std::vector<double> h, w, b, z;
+  Tensor hidden, weight, bias;
+};
+static HeadProblem head_problem(int64_t N, int64_t d, int64_t V, DType dtype, uint32_t seed, double scale = 1.0,
+                                const Device& device = kCpu) {
+  HeadProblem p{N, d, V, {}, {}, {}, {}, {}, {}, {}};
+  p.hidden = tensor_of(random_logits(N * d, seed, scale), {N, d}, dtype, device);
+  p.weight = tensor_of(random_logits(V * d, seed + 1, 1.0 / std::sqrt(double(d))), {V, d}, dtype, device);
+  p.bias = tensor_of(random_logits(V, seed + 2, 0.5), {V}, dtype, device);
+  p.h = read_double(ops::to_device(p.hidden, kCpu));
+  p.w = read_double(ops::to_device(p.weight, kCpu));
+  p.b = read_double(ops::to_device(p.bias, kCpu));
+  p.z.assign(static_cast<size_t>(N * V), 0.0);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < V; ++j) {
+      double acc = p.b[j];
+      for (int64_t k = 0; k < d; ++k) acc += p.h[i * d + k] * p.w[j * d + k];
+      p.z[i * V + j] = acc;
+    }
+  return p;
+}
+
+// The matmul's backward of G = d loss / d logits, in float64.
+struct HeadGrads {
+  std::vector<double> hidden, weight, bias;
+};
+static HeadGrads head_backward(const HeadProblem& p, const std::vector<double>& G, const std::vector<double>& h,
+                               int64_t N) {
+  HeadGrads g{std::vector<double>(static_cast<size_t>(N * p.d)), std::vector<double>(static_cast<size_t>(p.V * p.d)),
+              std::vector<double>(static_cast<size_t>(p.V))};
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < p.V; ++j) {
+      double x = G[i * p.V + j];
+      g.bias[j] += x;
+      for (int64_t k = 0; k < p.d; ++k) {
+        g.hidden[i * p.d + k] += x * p.w[j * p.d + k];
+        g.weight[j * p.d + k] += x * h[i * p.d + k];
+      }
+    }
+  return g;
+}
+
+TEST(linear_cross_entropy_matches_the_logits_version_and_the_matmul_backward) {
+  struct Case {
+    DType dtype;
+    int64_t N, d, V;
+    std::optional<int64_t> chunk;
+    double tol_fwd, tol_grad;
+  };
+  const Case cases[] = {
+      {DType::Float64, 13, 6, 37, 4, 1e-12, 1e-12},  {DType::Float64, 1, 5, 9, std::nullopt, 1e-12, 1e-12},
+      {DType::Float32, 29, 16, 1001, 8, 1e-5, 1e-4}, {DType::Float32, 29, 16, 2500, 1, 1e-5, 1e-4},
+      {DType::Float32, 29, 16, 300, 64, 1e-5, 1e-4}, {DType::BFloat16, 24, 16, 515, 5, 1e-2, 1e-2},
+      {DType::Float16, 24, 16, 515, 7, 1e-2, 1e-2},
+  };
+  for (const Case& c : cases) {
+    for (bool with_bias : {true, false}) {
+      for (const char* reduction : {"mean", "none"}) {
+        HeadProblem p = head_problem(c.N, c.d, c.V, c.dtype, static_cast<uint32_t>(c.N + c.V), 1.5);
+        if (!with_bias) {
+          p.b.assign(static_cast<size_t>(c.V), 0.0);
+          for (int64_t i = 0; i < c.N; ++i)
+            for (int64_t j = 0; j < c.V; ++j) {
+              double acc = 0;
+              for (int64_t k = 0; k < c.d; ++k) acc += p.h[i * c.d + k] * p.w[j * c.d + k];
+              p.z[i * c.V + j] = acc;
+            }
+        }
+        auto labels = random_labels(static_cast<size_t>(c.N), static_cast<int32_t>(c.V), 7, 0.2);
+        ops::LinearCrossEntropyOptions o;
+        if (with_bias) o.bias = p.bias;
+        o.reduction = ops::loss_reduction_from_name(reduction, "test");
+        o.grad_scale = 0.75;
+        o.chunk_size = c.chunk;
+        auto r = ops::linear_cross_entropy(p.hidden, p.weight, labels_of(labels, {c.N}), o);
+        RefLoss ref = ref_cross_entropy(p.z, labels, c.V, reduction, nullptr, nullptr, 0.75);
+        HeadGrads g = head_backward(p, ref.grad, p.h, c.N);
+        auto loss = read_double(r.loss);
+        if (std::string(reduction) == "none") {
+          CHECK_LE(lmk_test::relative_error(loss, ref.per_token), c.tol_fwd);
+        } else {
+          CHECK_LE(std::fabs(loss[0] - ref.loss) / std::fabs(ref.loss), c.tol_fwd);
+        }
+        CHECK_LE(lmk_test::relative_error(read_double(r.lse), ref.lse), c.tol_fwd);
+        CHECK_LE(lmk_test::relative_error(read_double(*r.grad_hidden), g.hidden), c.tol_grad);
+        CHECK_LE(lmk_test::relative_error(read_double(*r.grad_weight), g.weight), c.tol_grad);
+        CHECK(with_bias == r.grad_bias.has_value());
+        if (with_bias) CHECK_LE(lmk_test::relative_error(read_double(*r.grad_bias), g.bias), c.tol_grad);
+        // The logits version itself on the same logits (float64 logits: same math, another path).
+        if (c.dtype == DType::Float64) {
+          auto logits_loss = ops::cross_entropy(tensor_of(p.z, {c.N, c.V}, DType::Float64), labels_of(labels, {c.N}),
+                                                std::nullopt, o.reduction, std::nullopt, true, 0.75);
+          CHECK_LE(lmk_test::relative_error(loss, read_double(logits_loss.loss)), 1e-12);
+        }
+      }
+    }
+  }
+}
+
+TEST(linear_cross_entropy_goldfish_matches_goldfish_loss) {
+  const int64_t B = 2, T = 21, d = 8, V = 97;
+  HeadProblem p = head_problem(B * T, d, V, DType::Float64, 5);
+  auto labels = random_labels(static_cast<size_t>(B * T), V, 8, 0.1);
+  ops::GoldfishOptions g;
+  g.k = 3;
+  g.context_width = 4;
+  ops::LinearCrossEntropyOptions o;
+  o.bias = p.bias;
+  o.goldfish = g;
+  o.chunk_size = 5;
+  auto r = ops::linear_cross_entropy(ops::view(p.hidden, {B, T, d}), p.weight, labels_of(labels, {B, T}), o);
+  auto ref = ops::goldfish_loss(tensor_of(p.z, {B, T, V}, DType::Float64), labels_of(labels, {B, T}), -100, g);
+  CHECK_LE(std::fabs(read<double>(r.loss)[0] - read<double>(ref.loss)[0]), 1e-12 * read<double>(ref.loss)[0]);
+  CHECK_LE(std::fabs(read<double>(*r.loss_all_tokens)[0] - read<double>(ref.loss_all_tokens)[0]),
+           1e-12 * read<double>(ref.loss_all_tokens)[0]);
+  CHECK_EQ(read<int32_t>(*r.kept_tokens)[0], read<int32_t>(ref.kept_tokens)[0]);
+  CHECK_EQ(read<int32_t>(*r.supervised_tokens)[0], read<int32_t>(ref.supervised_tokens)[0]);
+  HeadGrads grads = head_backward(p, read<double>(*ref.grad_logits), p.h, B * T);
+  CHECK_LE(lmk_test::relative_error(read<double>(*r.grad_hidden), grads.hidden), 1e-12);
+  CHECK_LE(lmk_test::relative_error(read<double>(*r.grad_weight), grads.weight), 1e-12);
+  CHECK_LE(lmk_test::relative_error(read<double>(*r.grad_bias), grads.bias), 1e-12);
+}
+
+TEST(linear_cross_entropy_float64_gradient_matches_finite_differences) {
+  const int64_t N = 4, d = 3, V = 7;
+  HeadProblem p = head_problem(N, d, V, DType::Float64, 61);
+  std::vector<int32_t> labels = {3, -100, 0, 6};
+  auto loss_at = [&](const std::vector<double>& h, const std::vector<double>& w) {
+    ops::LinearCrossEntropyOptions o;
+    o.bias = p.bias;
+    o.compute_grad = false;
+    o.chunk_size = 3;
+    return read<double>(ops::linear_cross_entropy(tensor_of(h, {N, d}, DType::Float64),
+                                                  tensor_of(w, {V, d}, DType::Float64), labels_of(labels, {N}), o)
+                            .loss)[0];
+  };
+  ops::LinearCrossEntropyOptions o;
+  o.bias = p.bias;
+  o.chunk_size = 3;
+  auto r = ops::linear_cross_entropy(p.hidden, p.weight, labels_of(labels, {N}), o);
+  std::vector<double> fd_h(p.h.size()), fd_w(p.w.size());
+  for (size_t k = 0; k < p.h.size(); ++k) {
+    auto plus = p.h, minus = p.h;
+    plus[k] += 1e-6;
+    minus[k] -= 1e-6;
+    fd_h[k] = (loss_at(plus, p.w) - loss_at(minus, p.w)) / 2e-6;
+  }
+  for (size_t k = 0; k < p.w.size(); ++k) {
+    auto plus = p.w, minus = p.w;
+    plus[k] += 1e-6;
+    minus[k] -= 1e-6;
+    fd_w[k] = (loss_at(p.h, plus) - loss_at(p.h, minus)) / 2e-6;
+  }
+  CHECK_LE(lmk_test::relative_error(read<double>(*r.grad_hidden), fd_h), 1e-6);
+  CHECK_LE(lmk_test::relative_error(read<double>(*r.grad_weight), fd_w), 1e-6);
+}
+
+TEST(linear_orpo_matches_orpo_and_the_matmul_backward) {
+  for (DType dtype : {DType::Float64, DType::Float32, DType::BFloat16}) {
+    const int64_t B = 2, Tw = 7, Tl = 5, d = 8, V = 131;
+    const double tol = dtype == DType::Float64 ? 1e-12 : dtype == DType::Float32 ? 1e-4 : 1e-2;
+    HeadProblem pw = head_problem(B * Tw, d, V, dtype, 71);
+    HeadProblem pl = head_problem(B * Tl, d, V, dtype, 71);  // same weight and bias (same seeds)
+    pl.hidden = tensor_of(random_logits(B * Tl * d, 90, 1.0), {B * Tl, d}, dtype);
+    pl.h = read_double(pl.hidden);
+    for (int64_t i = 0; i < B * Tl; ++i)
+      for (int64_t j = 0; j < V; ++j) {
+        double acc = pl.b[j];
+        for (int64_t k = 0; k < d; ++k) acc += pl.h[i * d + k] * pl.w[j * d + k];
+        pl.z[i * V + j] = acc;
+      }
+    auto yw = random_labels(static_cast<size_t>(B * Tw), V, 72, 0.2), yl = random_labels(B * Tl, V, 73, 0.2);
+    yw[0] = yw[Tw] = 1;
+    yl[0] = yl[Tl] = 2;
+    ops::LinearOrpoOptions o;
+    o.bias = pw.bias;
+    o.lambda = 0.3;
+    o.chunk_size = 3;
+    auto r = ops::linear_orpo(ops::view(pw.hidden, {B, Tw, d}), ops::view(pl.hidden, {B, Tl, d}), pw.weight,
+                              labels_of(yw, {B, Tw}), labels_of(yl, {B, Tl}), o);
+    ops::OrpoOptions lo;
+    lo.lambda = 0.3;
+    auto ref = ops::orpo(tensor_of(pw.z, {B, Tw, V}, DType::Float64), tensor_of(pl.z, {B, Tl, V}, DType::Float64),
+                         labels_of(yw, {B, Tw}), labels_of(yl, {B, Tl}), lo);
+    CHECK_LE(std::fabs(read_double(r.orpo.loss)[0] - read<double>(ref.loss)[0]), tol * read<double>(ref.loss)[0]);
+    CHECK_LE(lmk_test::relative_error(read_double(r.orpo.log_odds), read<double>(ref.log_odds)), tol);
+    HeadGrads gw = head_backward(pw, read<double>(*ref.grad_chosen_logits), pw.h, B * Tw);
+    HeadGrads gl = head_backward(pl, read<double>(*ref.grad_rejected_logits), pl.h, B * Tl);
+    for (size_t k = 0; k < gw.weight.size(); ++k) gw.weight[k] += gl.weight[k];
+    for (size_t k = 0; k < gw.bias.size(); ++k) gw.bias[k] += gl.bias[k];
+    CHECK_LE(lmk_test::relative_error(read_double(*r.grad_chosen_hidden), gw.hidden), tol);
+    CHECK_LE(lmk_test::relative_error(read_double(*r.grad_rejected_hidden), gl.hidden), tol);
+    CHECK_LE(lmk_test::relative_error(read_double(*r.grad_weight), gw.weight), tol);
+    CHECK_LE(lmk_test::relative_error(read_double(*r.grad_bias), gw.bias), tol);
+  }
+}
+
+TEST(linear_losses_bad_arguments_and_labels) {
+  HeadProblem p = head_problem(4, 3, 5, DType::Float32, 81);
+  Tensor labels = labels_of({0, 1, 2, 3}, {4});
+  ops::LinearCrossEntropyOptions o;
+  o.chunk_size = 0;
+  CHECK_THROWS_KIND(ops::linear_cross_entropy(p.hidden, p.weight, labels, o), ErrorKind::Range,
+                    "losses.linearCrossEntropy: chunkSize");
+  CHECK_THROWS_KIND(ops::linear_cross_entropy(p.hidden, ops::view(p.hidden, {3, 4}), labels), ErrorKind::Range,
+                    "losses.linearCrossEntropy: weight must have shape [V,d] with d = 3");
+  CHECK_THROWS_KIND(ops::linear_cross_entropy(p.hidden, tensor_of(p.w, {5, 3}, DType::Float64), labels),
+                    ErrorKind::Type, "losses.linearCrossEntropy: weight");
+  CHECK_THROWS_KIND(ops::linear_cross_entropy(p.hidden, p.weight, labels_of({0, 1, 2}, {3})), ErrorKind::Range,
+                    "losses.linearCrossEntropy: labels must have shape [N]");
+  auto bad = ops::linear_cross_entropy(p.hidden, p.weight, labels_of({0, 1, 5, 3}, {4}));
+  CHECK_THROWS_KIND(read<float>(*bad.grad_weight), ErrorKind::Range,
+                    "losses.linearCrossEntropy: labels has a value outside [0, 5) other than ignoreIndex -100 at flat "
+                    "index 2");
+  stream_for(kCpu).synchronize();
+  auto ok = ops::linear_cross_entropy(p.hidden, p.weight, labels);
+  CHECK(all_finite(read_double(ok.loss)));
+}
+
+TEST(linear_losses_cuda_match_cpu_when_present) {
+  if (!cuda_info().available) {
+    std::printf("  (no CUDA device: skipped)\n");
+    return;
+  }
+  Device gpu{DeviceKind::CUDA, 0};
+  for (kernels::GemmKernel gemm :
+       {kernels::GemmKernel::Library, kernels::GemmKernel::Builtin, kernels::GemmKernel::Reference}) {
+    ops::set_gemm_kernel(gemm);
+    for (DType dtype : {DType::Float32, DType::BFloat16, DType::Float16}) {
+      for (int64_t V : {int64_t(37), int64_t(4099), int64_t(32003)}) {
+        const int64_t B = 3, T = 17, d = 24;
+        HeadProblem cpu = head_problem(B * T, d, V, dtype, 141);
+        Tensor hidden = ops::to_device(cpu.hidden, gpu), weight = ops::to_device(cpu.weight, gpu),
+               bias = ops::to_device(cpu.bias, gpu);
+        auto y = random_labels(B * T, static_cast<int32_t>(V), 142, 0.2);
+        y[0] = y[T] = y[2 * T] = 0;
+        const double tol = dtype == DType::Float32 ? 1e-5 : 1e-2;
+        for (std::optional<int64_t> chunk : {std::optional<int64_t>(), std::optional<int64_t>(5)}) {
+          ops::LinearCrossEntropyOptions o;
+          o.chunk_size = chunk;
+          o.bias = cpu.bias;
+          auto a = ops::linear_cross_entropy(ops::view(cpu.hidden, {B, T, d}), cpu.weight, labels_of(y, {B, T}), o);
+          o.bias = bias;
+          auto b = ops::linear_cross_entropy(ops::view(hidden, {B, T, d}), weight, labels_of(y, {B, T}, gpu), o);
+          CHECK_LE(std::fabs(read_double(b.loss)[0] - read_double(a.loss)[0]), tol * read_double(a.loss)[0]);
+          CHECK_LE(lmk_test::relative_error(read_double(b.lse), read_double(a.lse)), tol);
+          CHECK_LE(lmk_test::relative_error(read_double(*b.grad_hidden), read_double(*a.grad_hidden)), tol * 10);
+          CHECK_LE(lmk_test::relative_error(read_double(*b.grad_weight), read_double(*a.grad_weight)), tol * 10);
+          CHECK_LE(lmk_test::relative_error(read_double(*b.grad_bias), read_double(*a.grad_bias)), tol * 10);
+          ops::GoldfishOptions g;
+          g.k = 3;
+          o.goldfish = g;
+          o.bias.reset();
+          auto ga = ops::linear_cross_entropy(ops::view(cpu.hidden, {B, T, d}), cpu.weight, labels_of(y, {B, T}), o);
+          auto gb = ops::linear_cross_entropy(ops::view(hidden, {B, T, d}), weight, labels_of(y, {B, T}, gpu), o);
+          CHECK_EQ(read<int32_t>(*gb.kept_tokens)[0], read<int32_t>(*ga.kept_tokens)[0]);
+          CHECK_LE(std::fabs(read_double(gb.loss)[0] - read_double(ga.loss)[0]), tol * read_double(ga.loss)[0]);
+          CHECK_LE(lmk_test::relative_error(read_double(*gb.grad_weight), read_double(*ga.grad_weight)), tol * 10);
+
+          ops::LinearOrpoOptions oo;
+          oo.chunk_size = chunk;
+          oo.goldfish = g;
+          Tensor cpu_r = tensor_of(random_logits(B * 5 * d, 143, 1.0), {B, 5, d}, dtype);
+          auto yr = random_labels(B * 5, static_cast<int32_t>(V), 144, 0.0);
+          oo.bias = cpu.bias;
+          auto oa = ops::linear_orpo(ops::view(cpu.hidden, {B, T, d}), cpu_r, cpu.weight, labels_of(y, {B, T}),
+                                     labels_of(yr, {B, 5}), oo);
+          oo.bias = bias;
+          auto ob = ops::linear_orpo(ops::view(hidden, {B, T, d}), ops::to_device(cpu_r, gpu), weight,
+                                     labels_of(y, {B, T}, gpu), labels_of(yr, {B, 5}, gpu), oo);
+          CHECK_LE(lmk_test::relative_error(read_double(ob.orpo.log_odds), read_double(oa.orpo.log_odds)), tol * 10);
+          CHECK_LE(std::fabs(read_double(ob.orpo.loss)[0] - read_double(oa.orpo.loss)[0]),
+                   tol * std::fabs(read_double(oa.orpo.loss)[0]));
+          CHECK_LE(lmk_test::relative_error(read_double(*ob.grad_chosen_hidden), read_double(*oa.grad_chosen_hidden)),
+                   tol * 10);
+          CHECK_LE(
+              lmk_test::relative_error(read_double(*ob.grad_rejected_hidden), read_double(*oa.grad_rejected_hidden)),
+              tol * 10);
+          CHECK_LE(lmk_test::relative_error(read_double(*ob.grad_weight), read_double(*oa.grad_weight)), tol * 10);
+          CHECK_LE(lmk_test::relative_error(read_double(*ob.grad_bias), read_double(*oa.grad_bias)), tol * 10);
+        }
+      }
+    }
+    // Bad labels are found on the device too.
+    HeadProblem small = head_problem(2, 3, 4, DType::Float32, 145, 1.0, gpu);
+    auto bad = ops::linear_cross_entropy(small.hidden, small.weight, labels_of({0, 4}, {2}, gpu));
+    CHECK_THROWS_KIND(read<float>(bad.loss), ErrorKind::Range, "at flat index 1");
+    cuda_stream(0).synchronize();
+  }
+  ops::set_gemm_kernel(kernels::GemmKernel::Library);
 }
 
 LMK_TEST_MAIN()

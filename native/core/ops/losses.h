@@ -83,6 +83,61 @@ struct OrpoResult {
 OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, const Tensor& chosen_labels,
                 const Tensor& rejected_labels, const OrpoOptions& options = {});
 
+// Losses from hidden states (docs/api.md "Losses from hidden states"): the
+// head logits = hidden · weightᵀ (+ bias) fused with the loss, chunk by
+// chunk; never more than a chunk of logits. hidden [B,T,d] or [N,d] (ORPO:
+// [B,T,d] and [B,T',d]), weight [V,d], bias [V]; results and gradients as
+// the logits versions followed by the matmul's backward. chunk_size: rows per
+// chunk (>= 1); absent: default_linear_chunk_rows().
+struct LinearCrossEntropyOptions {
+  std::optional<Tensor> bias;
+  std::optional<int64_t> ignore_index;
+  std::optional<LossReduction> reduction;  // 'mean' only with goldfish
+  std::optional<Tensor> weights;           // not with goldfish
+  std::optional<GoldfishOptions> goldfish;
+  std::optional<bool> compute_grad;
+  std::optional<double> grad_scale;
+  std::optional<int64_t> chunk_size;
+};
+
+struct LinearCrossEntropyResult {
+  Tensor loss, lse;  // as cross_entropy (with goldfish: as goldfish_loss, lse still returned)
+  std::optional<Tensor> grad_hidden, grad_weight, grad_bias;  // grad_bias only with a bias
+  // with goldfish only
+  std::optional<Tensor> loss_all_tokens, loss_dropped_tokens, supervised_tokens, kept_tokens;
+};
+LinearCrossEntropyResult linear_cross_entropy(const Tensor& hidden, const Tensor& weight, const Tensor& labels,
+                                              const LinearCrossEntropyOptions& options = {});
+
+struct LinearOrpoOptions : OrpoOptions {
+  std::optional<Tensor> bias;
+  std::optional<int64_t> chunk_size;
+};
+
+struct LinearOrpoResult {
+  OrpoResult orpo;  // without grad_chosen_logits / grad_rejected_logits
+  std::optional<Tensor> grad_chosen_hidden, grad_rejected_hidden, grad_weight, grad_bias;
+};
+LinearOrpoResult linear_orpo(const Tensor& chosen_hidden, const Tensor& rejected_hidden, const Tensor& weight,
+                             const Tensor& chosen_labels, const Tensor& rejected_labels,
+                             const LinearOrpoOptions& options = {});
+
+// The default rows per chunk for `rows` rows of a vocabulary of V on `device`
+// (docs/api.md "Choices where the contract is silent"):
+//   CPU: as many rows as keep a chunk of logits and its gradient within
+//        kLinearCpuChunkBytes (a cache-sized block), but at least
+//        kLinearCpuMinRows: the chunk's GEMMs against the whole weight need
+//        that many rows to be compute-bound (with fewer, every chunk streams
+//        the weight from memory again: 1.7× slower than the unfused path at
+//        64 rows, N 2048 × d 1024 × V 32 000, bench/RESULTS.md).
+//   CUDA: the chunk's logits and gradient within 1/16 of the free memory
+//        and kLinearCudaChunkBytes.
+// Never more than `rows`, at least 1.
+constexpr int64_t kLinearCpuChunkBytes = int64_t(4) << 20;
+constexpr int64_t kLinearCpuMinRows = 256;
+constexpr int64_t kLinearCudaChunkBytes = int64_t(512) << 20;
+int64_t default_linear_chunk_rows(const Device& device, int64_t rows, int64_t V, DType dtype, bool with_grad);
+
 // labels[..., t] = input_ids[..., t + 1]; ignore_index (fits int32) at the last position.
 Tensor shift_labels(const Tensor& input_ids, std::optional<int64_t> ignore_index = std::nullopt);
 

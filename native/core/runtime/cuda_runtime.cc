@@ -265,6 +265,15 @@ std::map<int, int64_t> in_use_by_device;
 Stream& cuda_stream(int device_index) { return get_stream(device_index); }
 void* cuda_stream_handle(int device_index) { return get_stream(device_index).handle(); }
 
+uint64_t cuda_free_memory(int device_index) {
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaSetDevice(device_index) != cudaSuccess || cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return free_bytes;
+}
+
 void* cuda_pool_allocate(int device_index, size_t bytes) {
   CudaStream& stream = get_stream(device_index);
   cudaSetDevice(device_index);

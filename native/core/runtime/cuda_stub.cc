@@ -23,5 +23,6 @@ void* cuda_pool_allocate(int, size_t) { throw_type_error("cuda: lmkernels was bu
 void cuda_pool_release(int, void*, size_t) {}
 MemoryStats cuda_pool_stats(int) { return {}; }
 void cuda_pool_empty_cache() {}
+uint64_t cuda_free_memory(int) { return 0; }
 
 }  // namespace lmk

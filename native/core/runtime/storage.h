@@ -3,6 +3,7 @@
 // device's pool only when the last user is done with it.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,5 +58,7 @@ void* cuda_pool_allocate(int device_index, size_t bytes);
 void cuda_pool_release(int device_index, void* data, size_t bytes);
 MemoryStats cuda_pool_stats(int device_index);
 void cuda_pool_empty_cache();
+// Free bytes on CUDA device `device_index` (cudaMemGetInfo; 0 when unknown).
+uint64_t cuda_free_memory(int device_index);
 
 }  // namespace lmk

@@ -54,6 +54,12 @@ struct CeSlot {
 struct CeRowsJob {
   DType dtype = DType::Float32;  // of logits and grad
   int64_t rows = 0, V = 0, T = 1;
+  // The job covers rows [first_row, first_row + rows) of the whole problem:
+  // logits and grad point at row first_row (a chunk of rows, as the losses
+  // from hidden states compute them); every per-row array (labels, weights,
+  // lse, nll, row stats, seq_coef) and the goldfish position use the whole
+  // problem's row index.
+  int64_t first_row = 0;
   int64_t ignore_index = -100;
   int32_t mode = kCeFused;
   const void* logits = nullptr;

@@ -267,8 +267,8 @@ LMK_ALWAYS_INLINE void ce_row(const CeRowsJob& job, int64_t i) {
   using A = compute_t<T>;
   constexpr bool kSameType = std::is_same<T, A>::value;
   const int64_t V = job.V;
-  const T* z = static_cast<const T*>(job.logits) + i * V;
-  T* g = (job.grad && job.mode != kCeStats) ? static_cast<T*>(job.grad) + i * V : nullptr;
+  const T* z = static_cast<const T*>(job.logits) + (i - job.first_row) * V;
+  T* g = (job.grad && job.mode != kCeStats) ? static_cast<T*>(job.grad) + (i - job.first_row) * V : nullptr;
   CeRowLabels<A> labels;
   int label_of_slot[2];
   bool kept[2];
@@ -366,7 +366,8 @@ void ce_rows_cpu(const CeRowsJob& job) {
   if (job.rows == 0) return;
   // About 2^18 entries per parallel chunk, at least one row.
   int64_t grain = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(job.V, 1));
-  parallel_for(job.rows, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(job.rows, grain, [&](int64_t chunk_begin, int64_t chunk_end) {
+    const int64_t begin = job.first_row + chunk_begin, end = job.first_row + chunk_end;
     switch (job.dtype) {
       case DType::Float32: ce_row_range_isa(job, begin, end, static_cast<float*>(nullptr)); break;
       case DType::BFloat16: ce_row_range_isa(job, begin, end, static_cast<bf16*>(nullptr)); break;

@@ -132,9 +132,9 @@ __global__ void __launch_bounds__(kMaxThreads) ce_rows_kernel(CeRowsJob job) {
   const int64_t V = job.V;
   const bool want_grad = job.grad != nullptr && job.mode != kCeStats;
   const int threads = blockDim.x, warps = threads / 32;
-  for (int64_t i = blockIdx.x; i < job.rows; i += gridDim.x) {
-    const T* z = static_cast<const T*>(job.logits) + i * V;
-    T* g = want_grad ? static_cast<T*>(job.grad) + i * V : nullptr;
+  for (int64_t i = job.first_row + blockIdx.x; i < job.first_row + job.rows; i += gridDim.x) {
+    const T* z = static_cast<const T*>(job.logits) + (i - job.first_row) * V;
+    T* g = want_grad ? static_cast<T*>(job.grad) + (i - job.first_row) * V : nullptr;
     if (threadIdx.x == 0) {
       sh.labels = CeRowLabels<float>{};
       ce_row_labels<float>(job, i, want_grad, &sh.labels, sh.label_of_slot, sh.kept);
@@ -255,9 +255,10 @@ template <typename T>
 __global__ void ce_rows_simple_kernel(CeRowsJob job) {
   const int64_t V = job.V;
   const bool want_grad = job.grad != nullptr && job.mode != kCeStats;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < job.rows; i += int64_t(gridDim.x) * blockDim.x) {
-    const T* z = static_cast<const T*>(job.logits) + i * V;
-    T* g = want_grad ? static_cast<T*>(job.grad) + i * V : nullptr;
+  for (int64_t i = job.first_row + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < job.first_row + job.rows;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const T* z = static_cast<const T*>(job.logits) + (i - job.first_row) * V;
+    T* g = want_grad ? static_cast<T*>(job.grad) + (i - job.first_row) * V : nullptr;
     CeRowLabels<float> labels;
     int label_of_slot[2];
     bool kept[2];

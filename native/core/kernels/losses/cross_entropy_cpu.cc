@@ -23,7 +23,7 @@ bool simple_cuda_loss_kernels() { return simple_cuda_kernels.load(); }
 
 size_t cross_entropy_workspace_bytes(const CrossEntropyParams& p) { return cross_entropy_workspace(p, nullptr).bytes; }
 
-void cross_entropy_cpu(const CrossEntropyParams& p) {
+void cross_entropy_count_cpu(const CrossEntropyParams& p) {
   const bool goldfish = p.goldfish.strategy != kGoldfishOff;
   const CrossEntropyWorkspace w = cross_entropy_workspace(p, p.workspace);
   int64_t* counts = w.counts;
@@ -48,9 +48,12 @@ void cross_entropy_cpu(const CrossEntropyParams& p) {
   *p.first_bad_label = first_bad.load();
   counts[0] = supervised.load();
   counts[1] = goldfish ? kept.load() : counts[0];
+}
 
-  ce_rows_cpu(cross_entropy_job(p, w));
+void cross_entropy_finish_cpu(const CrossEntropyParams& p) {
   if (!cross_entropy_reduces(p)) return;
+  const CrossEntropyWorkspace w = cross_entropy_workspace(p, p.workspace);
+  const int64_t* counts = w.counts;
 
   // Fixed-order sums in double.
   const bool f64 = p.dtype == DType::Float64;
@@ -67,6 +70,12 @@ void cross_entropy_cpu(const CrossEntropyParams& p) {
   } else {
     cross_entropy_results<float>(p, counts, sum_kept, sum_dropped);
   }
+}
+
+void cross_entropy_cpu(const CrossEntropyParams& p) {
+  cross_entropy_count_cpu(p);
+  ce_rows_cpu(cross_entropy_job(p, cross_entropy_workspace(p, p.workspace)));
+  cross_entropy_finish_cpu(p);
 }
 
 void goldfish_mask_cpu(const GoldfishMaskParams& p) {

@@ -87,22 +87,27 @@ __global__ void shift_labels_kernel(const int32_t* input_ids, int32_t* labels, i
 
 }  // namespace
 
-void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
+void cross_entropy_count_cuda(const CrossEntropyParams& p, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const CrossEntropyWorkspace w = cross_entropy_workspace(p, p.workspace);
-  int64_t* counts = w.counts;
-
+  int64_t* counts = cross_entropy_workspace(p, p.workspace).counts;
   cuda_check(cudaMemsetAsync(counts, 0, 2 * sizeof(int64_t), s), "losses");
   if (p.rows > 0) {
     count_kernel<<<grid_for(p.rows), kThreads, 0, s>>>(p, reinterpret_cast<unsigned long long*>(counts));
     cuda_check_launch("losses: count");
   }
+}
 
-  ce_rows_cuda(cross_entropy_job(p, w), stream);
-
+void cross_entropy_finish_cuda(const CrossEntropyParams& p, void* stream) {
   if (!cross_entropy_reduces(p)) return;
-  finish_kernel<float><<<1, kThreads, 0, s>>>(p, counts, w.nll, w.nll_dropped);
+  const CrossEntropyWorkspace w = cross_entropy_workspace(p, p.workspace);
+  finish_kernel<float><<<1, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, w.counts, w.nll, w.nll_dropped);
   cuda_check_launch("losses: reduce");
+}
+
+void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
+  cross_entropy_count_cuda(p, stream);
+  ce_rows_cuda(cross_entropy_job(p, cross_entropy_workspace(p, p.workspace)), stream);
+  cross_entropy_finish_cuda(p, stream);
 }
 
 void goldfish_mask_cuda(const GoldfishMaskParams& p, void* stream) {

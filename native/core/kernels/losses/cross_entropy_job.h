@@ -63,6 +63,16 @@ inline CeRowsJob cross_entropy_job(const CrossEntropyParams& p, const CrossEntro
   return job;
 }
 
+// The stages of cross_entropy_cpu / _cuda, for callers that run the row
+// kernel themselves between them (the losses from hidden states, chunk by
+// chunk): the counting pre-pass (counts into the workspace, the first bad
+// label), and the fixed-order reduction of w.nll / w.nll_dropped into the
+// results.
+void cross_entropy_count_cpu(const CrossEntropyParams& p);
+void cross_entropy_finish_cpu(const CrossEntropyParams& p);
+void cross_entropy_count_cuda(const CrossEntropyParams& p, void* stream);
+void cross_entropy_finish_cuda(const CrossEntropyParams& p, void* stream);
+
 // Whether the results need the sums of w.nll (all but reduction 'none' without goldfish).
 inline bool cross_entropy_reduces(const CrossEntropyParams& p) {
   return p.reduction != kLossNone || p.goldfish.strategy != kGoldfishOff;

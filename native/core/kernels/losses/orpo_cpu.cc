@@ -40,12 +40,11 @@ void count_labels(const int32_t* labels, int64_t B, int64_t T, int64_t V, int64_
   *first_bad = first.load();
 }
 
-template <typename Acc, typename Out>
-void orpo_typed(const OrpoParams& p) {
-  const bool with_grad = p.grad_chosen != nullptr;
-  OrpoWorkspace w = orpo_workspace(p, p.workspace, with_grad);
-  const int64_t B = p.B, Tw = p.T_chosen, Tl = p.T_rejected;
+}  // namespace
 
+void orpo_count_cpu(const OrpoParams& p) {
+  OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
+  const int64_t B = p.B, Tw = p.T_chosen, Tl = p.T_rejected;
   count_labels(p.chosen_labels, B, Tw, p.V, p.ignore_index, w.n_chosen, p.first_bad_chosen_label, nullptr);
   count_labels(p.rejected_labels, B, Tl, p.V, p.ignore_index, w.n_rejected, p.first_bad_rejected_label, nullptr);
   count_labels(p.nll_labels, B, Tw, p.V, p.ignore_index, w.n_sft_pair, p.first_bad_nll_label,
@@ -57,35 +56,40 @@ void orpo_typed(const OrpoParams& p) {
     if (w.n_rejected[b] == 0) *p.first_empty_rejected = std::min(*p.first_empty_rejected, b);
   }
   *w.n_sft = n_sft;
-
-  // The row jobs of both sides; stats first.
-  OrpoRowJobs jobs = orpo_stats_jobs(p, w);
-  ce_rows_cpu(jobs.chosen);
-  ce_rows_cpu(jobs.rejected);
-
-  parallel_for(B, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) orpo_sequence<Acc, Out>(p, w, b);
-  });
-  orpo_reduce<Out>(p, w);
-  if (!with_grad) return;
-
-  orpo_to_grad_jobs(p, w, &jobs);
-  ce_rows_cpu(jobs.chosen);
-  ce_rows_cpu(jobs.rejected);
 }
 
-}  // namespace
+void orpo_pairs_cpu(const OrpoParams& p) {
+  OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
+  auto run = [&](auto acc_tag) {
+    using Acc = decltype(acc_tag);
+    parallel_for(p.B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) orpo_sequence<Acc, Acc>(p, w, b);
+    });
+    orpo_reduce<Acc>(p, w);
+  };
+  if (p.dtype == DType::Float64) {
+    run(double{});
+  } else {
+    run(float{});
+  }
+}
 
 size_t orpo_workspace_bytes(const OrpoParams& params) {
   return orpo_workspace(params, nullptr, params.grad_chosen != nullptr).bytes;
 }
 
 void orpo_cpu(const OrpoParams& p) {
-  if (p.dtype == DType::Float64) {
-    orpo_typed<double, double>(p);
-  } else {
-    orpo_typed<float, float>(p);
-  }
+  OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
+  orpo_count_cpu(p);
+  // The row jobs of both sides; stats first.
+  OrpoRowJobs jobs = orpo_stats_jobs(p, w);
+  ce_rows_cpu(jobs.chosen);
+  ce_rows_cpu(jobs.rejected);
+  orpo_pairs_cpu(p);
+  if (p.grad_chosen == nullptr) return;
+  orpo_to_grad_jobs(p, w, &jobs);
+  ce_rows_cpu(jobs.chosen);
+  ce_rows_cpu(jobs.rejected);
 }
 
 }  // namespace lmk::kernels

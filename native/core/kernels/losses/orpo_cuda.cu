@@ -70,23 +70,26 @@ __global__ void pairs_kernel(const OrpoParams p, OrpoWorkspace w) {
 
 }  // namespace
 
-void orpo_cuda(const OrpoParams& p, void* stream) {
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const bool with_grad = p.grad_chosen != nullptr;
-  OrpoWorkspace w = orpo_workspace(p, p.workspace, with_grad);
-  const int64_t B = p.B;
-
-  count_kernel<<<dim3(static_cast<unsigned>(B), 3), kThreads, 0, s>>>(p, w);
+void orpo_count_cuda(const OrpoParams& p, void* stream) {
+  OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
+  count_kernel<<<dim3(static_cast<unsigned>(p.B), 3), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, w);
   cuda_check_launch("losses.orpo: count");
+}
 
+void orpo_pairs_cuda(const OrpoParams& p, void* stream) {
+  OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
+  pairs_kernel<float, float><<<1, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, w);
+  cuda_check_launch("losses.orpo: pairs");
+}
+
+void orpo_cuda(const OrpoParams& p, void* stream) {
+  OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
+  orpo_count_cuda(p, stream);
   OrpoRowJobs jobs = orpo_stats_jobs(p, w);
   ce_rows_cuda(jobs.chosen, stream);
   ce_rows_cuda(jobs.rejected, stream);
-
-  pairs_kernel<float, float><<<1, kThreads, 0, s>>>(p, w);
-  cuda_check_launch("losses.orpo: pairs");
-  if (!with_grad) return;
-
+  orpo_pairs_cuda(p, stream);
+  if (p.grad_chosen == nullptr) return;
   orpo_to_grad_jobs(p, w, &jobs);
   ce_rows_cuda(jobs.chosen, stream);
   ce_rows_cuda(jobs.rejected, stream);

@@ -166,6 +166,15 @@ inline OrpoRowJobs orpo_stats_jobs(const OrpoParams& p, const OrpoWorkspace& w) 
   return j;
 }
 
+// The stages of orpo_cpu / _cuda around the row passes, for callers that run
+// the row kernel themselves (the losses from hidden states, chunk by chunk):
+// the per-sequence counts and label checks, and the per-pair coefficients
+// with the batch results (after the stats pass).
+void orpo_count_cpu(const OrpoParams& p);
+void orpo_pairs_cpu(const OrpoParams& p);
+void orpo_count_cuda(const OrpoParams& p, void* stream);
+void orpo_pairs_cuda(const OrpoParams& p, void* stream);
+
 // The stats jobs turned into the gradient pass: g = c·(softmax − onehot)
 // from the saved row stats, with the per-pair OR coefficients (coef_*, from
 // orpo_sequence) and, on chosen rows, the SFT mean (1 / n_sft).

@@ -13,7 +13,8 @@
 //   CUDA: cuBLAS (cublasGemmStridedBatchedEx, float32 compute) when it loads,
 //         else our 64x64-tiled shared-memory kernel; a one-thread-per-output
 //         reference kernel is kept for the GPU tests.
-// Accumulation is float32 (float64 for float64) everywhere.
+// Accumulation is float32 (float64 for float64) everywhere; with `accumulate`
+// the old output is added in that type before the one rounding on store.
 #pragma once
 #include <cstdint>
 
@@ -37,6 +38,11 @@ struct MatmulParams {
   const void* a = nullptr;
   const void* b = nullptr;
   void* out = nullptr;
+  // out += op(a)·op(b) instead of out = op(a)·op(b) (BLAS beta = 1).
+  bool accumulate = false;
+  // out holds the compute type (float32; float64 for float64) instead of
+  // dtype: a float32 accumulator for bfloat16/float16 operands.
+  bool out_compute = false;
 };
 
 // Library falls back to Builtin when no library is loaded.

@@ -211,13 +211,15 @@ void pack_b_panel(const Operand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64
   }
 }
 
-// C [M,N] (ldc = N) = A·B for one matrix with our kernel; `parallel` spreads
-// it over the thread pool (else it runs on the calling thread).
+// C [M,N] (ldc = N) = A·B (C += A·B with `accumulate`) for one matrix with
+// our kernel; `parallel` spreads it over the thread pool (else it runs on the
+// calling thread).
 template <typename T, typename S>
-void gemm_builtin(const Operand<T>& a, const Operand<T>& b, S* c, int64_t M, int64_t N, int64_t K, bool parallel) {
+void gemm_builtin(const Operand<T>& a, const Operand<T>& b, S* c, int64_t M, int64_t N, int64_t K, bool parallel,
+                  bool accumulate) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
-    std::fill(c, c + M * N, S(0));
+    if (!accumulate) std::fill(c, c + M * N, S(0));
     return;
   }
   const GemmIsa<S>& isa = isa_for(static_cast<S*>(nullptr));
@@ -263,7 +265,7 @@ void gemm_builtin(const Operand<T>& a, const Operand<T>& b, S* c, int64_t M, int
           blk.kc = kc;
           blk.c = c + i0 * N + jc;
           blk.ldc = N;
-          blk.accumulate = pc > 0;
+          blk.accumulate = accumulate || pc > 0;
           isa.block(blk);
         }
       };
@@ -293,12 +295,16 @@ void matrix_builtin(const MatmulParams& p, int64_t i, bool parallel) {
   using S = compute_t<T>;
   Operand<T> a = operand_a<T>(p, layout_offset(p.batch_layout, 0, i));
   Operand<T> b = operand_b<T>(p, layout_offset(p.batch_layout, 1, i));
-  T* out = static_cast<T*>(p.out) + i * p.M * p.N;
-  if constexpr (std::is_same_v<T, S>) {
-    gemm_builtin<T, S>(a, b, out, p.M, p.N, p.K, parallel);
+  if (std::is_same_v<T, S> || p.out_compute) {
+    S* out = static_cast<S*>(p.out) + i * p.M * p.N;
+    gemm_builtin<T, S>(a, b, out, p.M, p.N, p.K, parallel, p.accumulate);
   } else {
+    T* out = static_cast<T*>(p.out) + i * p.M * p.N;
     std::vector<S> c(static_cast<size_t>(p.M * p.N));
-    gemm_builtin<T, S>(a, b, c.data(), p.M, p.N, p.K, parallel);
+    if (p.accumulate) {
+      for (int64_t e = 0; e < p.M * p.N; ++e) c[e] = load_compute(out, e);
+    }
+    gemm_builtin<T, S>(a, b, c.data(), p.M, p.N, p.K, parallel, p.accumulate);
     for (int64_t e = 0; e < p.M * p.N; ++e) store_compute(out, e, c[e]);
   }
 }
@@ -314,24 +320,37 @@ template <typename T>
 void matrix_openblas(const blas::OpenBlas& lib, const MatmulParams& p, int64_t i) {
   const T* a = static_cast<const T*>(p.a) + layout_offset(p.batch_layout, 0, i);
   const T* b = static_cast<const T*>(p.b) + layout_offset(p.batch_layout, 1, i);
-  T* out = static_cast<T*>(p.out) + i * p.M * p.N;
   const int m = static_cast<int>(p.M), n = static_cast<int>(p.N), k = static_cast<int>(p.K);
   const int ta = p.trans_a ? blas::kCblasTrans : blas::kCblasNoTrans;
   const int tb = p.trans_b ? blas::kCblasTrans : blas::kCblasNoTrans;
   const int lda = p.trans_a ? m : k, ldb = p.trans_b ? k : n;
+  const int64_t offset = i * p.M * p.N;
   if constexpr (std::is_same_v<T, double>) {
-    lib.dgemm(blas::kCblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, out, n);
+    double* out = static_cast<double*>(p.out) + offset;
+    lib.dgemm(blas::kCblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, p.accumulate ? 1.0 : 0.0, out, n);
   } else if constexpr (std::is_same_v<T, float>) {
-    lib.sgemm(blas::kCblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, out, n);
+    float* out = static_cast<float*>(p.out) + offset;
+    lib.sgemm(blas::kCblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, p.accumulate ? 1.0f : 0.0f, out, n);
   } else {
-    std::vector<float> af(static_cast<size_t>(p.M * p.K)), bf(static_cast<size_t>(p.K * p.N)),
-        cf(static_cast<size_t>(p.M * p.N));
+    std::vector<float> af(static_cast<size_t>(p.M * p.K)), bf(static_cast<size_t>(p.K * p.N)), cf;
     parallel_for(p.M * p.K, 1 << 15, [&](int64_t s, int64_t e) { to_compute(a + s, e - s, af.data() + s); });
     parallel_for(p.K * p.N, 1 << 15, [&](int64_t s, int64_t e) { to_compute(b + s, e - s, bf.data() + s); });
-    lib.sgemm(blas::kCblasRowMajor, ta, tb, m, n, k, 1.0f, af.data(), lda, bf.data(), ldb, 0.0f, cf.data(), n);
-    parallel_for(p.M * p.N, 1 << 15, [&](int64_t s, int64_t e) {
-      for (int64_t x = s; x < e; ++x) store_compute(out, x, cf[x]);
-    });
+    T* out = static_cast<T*>(p.out) + offset;
+    float* c = p.out_compute ? static_cast<float*>(p.out) + offset : nullptr;
+    if (!c) {
+      cf.resize(static_cast<size_t>(p.M * p.N));
+      c = cf.data();
+      if (p.accumulate) {
+        parallel_for(p.M * p.N, 1 << 15, [&](int64_t s, int64_t e) { to_compute(out + s, e - s, c + s); });
+      }
+    }
+    lib.sgemm(blas::kCblasRowMajor, ta, tb, m, n, k, 1.0f, af.data(), lda, bf.data(), ldb, p.accumulate ? 1.0f : 0.0f,
+              c, n);
+    if (!p.out_compute) {
+      parallel_for(p.M * p.N, 1 << 15, [&](int64_t s, int64_t e) {
+        for (int64_t x = s; x < e; ++x) store_compute(out, x, c[x]);
+      });
+    }
   }
 }
 
@@ -343,7 +362,7 @@ constexpr int64_t kSmallMatrix = 64 * 64 * 64;
 template <typename T>
 void matmul_typed(const MatmulParams& p, GemmKernel kernel) {
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;
-  if (gemv_cpu(p)) return;  // a few rows against a transposed weight: decoding
+  if (!p.accumulate && !p.out_compute && gemv_cpu(p)) return;  // a few rows against a transposed weight: decoding
   const int64_t work = p.M * p.N * std::max<int64_t>(p.K, 1);
   if (p.batch > 1 && work <= kSmallMatrix) {
     parallel_for(p.batch, 1, [&](int64_t begin, int64_t end) {

@@ -12,6 +12,7 @@
 
 #include <climits>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/elementwise/float_dispatch.h"
@@ -41,8 +42,9 @@ OperandStrides strides_of(const MatmulParams& p) {
   return s;
 }
 
-template <typename T>
-__global__ void gemm_tiled_kernel(MatmulParams p, OperandStrides st, const T* a_base, const T* b_base, T* out_base) {
+// Out: T, or the compute type (p.out_compute); p.accumulate adds the old output.
+template <typename T, typename Out>
+__global__ void gemm_tiled_kernel(MatmulParams p, OperandStrides st, const T* a_base, const T* b_base, Out* out_base) {
   __shared__ float as[kTileK][kTile + 1];
   __shared__ float bs[kTileK][kTile + 1];
   const int tx = threadIdx.x % kSub, ty = threadIdx.x / kSub;
@@ -50,7 +52,7 @@ __global__ void gemm_tiled_kernel(MatmulParams p, OperandStrides st, const T* a_
   for (int64_t batch = blockIdx.z; batch < p.batch; batch += gridDim.z) {
     const T* a = a_base + layout_offset(p.batch_layout, 0, batch);
     const T* b = b_base + layout_offset(p.batch_layout, 1, batch);
-    T* out = out_base + batch * p.M * p.N;
+    Out* out = out_base + batch * p.M * p.N;
     float acc[4][4] = {};
     for (int64_t k0 = 0; k0 < p.K; k0 += kTileK) {
       for (int e = threadIdx.x; e < kTile * kTileK; e += kSub * kSub) {
@@ -81,15 +83,19 @@ __global__ void gemm_tiled_kernel(MatmulParams p, OperandStrides st, const T* a_
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         int64_t i = row0 + ty + kSub * r, j = col0 + tx + kSub * c;
-        if (i < p.M && j < p.N) store_compute(out, i * p.N + j, acc[r][c]);
+        if (i < p.M && j < p.N) {
+          float value = acc[r][c];
+          if (p.accumulate) value += load_compute(out, i * p.N + j);
+          store_compute(out, i * p.N + j, value);
+        }
       }
     }
   }
 }
 
-template <typename T>
+template <typename T, typename Out>
 __global__ void gemm_reference_kernel(MatmulParams p, OperandStrides st, const T* a_base, const T* b_base,
-                                      T* out_base) {
+                                      Out* out_base) {
   const int64_t total = p.batch * p.M * p.N;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     int64_t batch = e / (p.M * p.N), ij = e % (p.M * p.N), i = ij / p.N, j = ij % p.N;
@@ -98,6 +104,7 @@ __global__ void gemm_reference_kernel(MatmulParams p, OperandStrides st, const T
     float acc = 0;
     for (int64_t k = 0; k < p.K; ++k)
       acc += load_compute(a, i * st.rsa + k * st.csa) * load_compute(b, k * st.rsb + j * st.csb);
+    if (p.accumulate) acc += load_compute(out_base, e);
     store_compute(out_base, e, acc);
   }
 }
@@ -142,20 +149,21 @@ bool gemm_cublas(const MatmulParams& p, void* handle, cudaStream_t s) {
   if (lib->set_stream(handle, s) != blas::kCublasStatusSuccess)
     throw_runtime_error("ops.matmul: cublasSetStream failed");
   const int type = cuda_type(p.dtype);
-  const size_t es = dtype_size(p.dtype);
+  const int out_type = p.out_compute ? blas::kCudaR32F : type;
+  const size_t es = dtype_size(p.dtype), out_es = p.out_compute ? sizeof(float) : es;
   const int opa = p.trans_a ? blas::kCublasOpT : blas::kCublasOpN;
   const int opb = p.trans_b ? blas::kCublasOpT : blas::kCublasOpN;
   const int lda = static_cast<int>(p.trans_a ? p.M : p.K);
   const int ldb = static_cast<int>(p.trans_b ? p.K : p.N);
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
   for (int64_t o = 0; o < outer; ++o) {
     const int64_t first = o * inner;
     const char* a = static_cast<const char*>(p.a) + layout_offset(L, 0, first) * es;
     const char* b = static_cast<const char*>(p.b) + layout_offset(L, 1, first) * es;
-    char* c = static_cast<char*>(p.out) + first * p.M * p.N * es;
+    char* c = static_cast<char*>(p.out) + first * p.M * p.N * out_es;
     int status = lib->gemm_strided_batched_ex(
         handle, opb, opa, static_cast<int>(p.N), static_cast<int>(p.M), static_cast<int>(p.K), &alpha, b, type, ldb,
-        stride_b, a, type, lda, stride_a, &beta, c, type, static_cast<int>(p.N), p.M * p.N, static_cast<int>(inner),
+        stride_b, a, type, lda, stride_a, &beta, c, out_type, static_cast<int>(p.N), p.M * p.N, static_cast<int>(inner),
         blas::kCublasCompute32F, blas::kCublasGemmDefault);
     if (status != blas::kCublasStatusSuccess) {
       throw_runtime_error("ops.matmul: cublasGemmStridedBatchedEx failed with status ", status);
@@ -179,8 +187,10 @@ void matmul_cuda(const MatmulParams& p, GemmKernel kernel, void* stream) {
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   if (p.K == 0) {
-    cuda_check(cudaMemsetAsync(p.out, 0, static_cast<size_t>(p.batch * p.M * p.N) * dtype_size(p.dtype), s),
-               "ops.matmul");
+    const size_t out_size = p.out_compute ? sizeof(float) : dtype_size(p.dtype);
+    if (!p.accumulate) {
+      cuda_check(cudaMemsetAsync(p.out, 0, static_cast<size_t>(p.batch * p.M * p.N) * out_size, s), "ops.matmul");
+    }
     return;
   }
   if (kernel == GemmKernel::Library && cublas_usable()) {
@@ -194,17 +204,24 @@ void matmul_cuda(const MatmulParams& p, GemmKernel kernel, void* stream) {
     using T = typename decltype(tag)::type;
     const T* a = static_cast<const T*>(p.a);
     const T* b = static_cast<const T*>(p.b);
-    T* out = static_cast<T*>(p.out);
-    if (kernel == GemmKernel::Reference) {
-      int64_t total = p.batch * p.M * p.N;
-      int64_t blocks = (total + 255) / 256;
-      gemm_reference_kernel<T>
-          <<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, s>>>(p, st, a, b, out);
+    auto launch = [&](auto* out) {
+      using Out = std::remove_pointer_t<decltype(out)>;
+      if (kernel == GemmKernel::Reference) {
+        int64_t total = p.batch * p.M * p.N;
+        int64_t blocks = (total + 255) / 256;
+        gemm_reference_kernel<T, Out>
+            <<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, s>>>(p, st, a, b, out);
+      } else {
+        dim3 grid(static_cast<unsigned>((p.N + kTile - 1) / kTile), static_cast<unsigned>((p.M + kTile - 1) / kTile),
+                  static_cast<unsigned>(p.batch < 65535 ? p.batch : 65535));
+        if (grid.y > 65535) throw_range_error("ops.matmul: M = ", p.M, " is too large for the CUDA kernel");
+        gemm_tiled_kernel<T, Out><<<grid, kSub * kSub, 0, s>>>(p, st, a, b, out);
+      }
+    };
+    if (p.out_compute) {
+      launch(static_cast<float*>(p.out));
     } else {
-      dim3 grid(static_cast<unsigned>((p.N + kTile - 1) / kTile), static_cast<unsigned>((p.M + kTile - 1) / kTile),
-                static_cast<unsigned>(p.batch < 65535 ? p.batch : 65535));
-      if (grid.y > 65535) throw_range_error("ops.matmul: M = ", p.M, " is too large for the CUDA kernel");
-      gemm_tiled_kernel<T><<<grid, kSub * kSub, 0, s>>>(p, st, a, b, out);
+      launch(static_cast<T*>(p.out));
     }
   });
   cuda_check_launch("ops.matmul");
