@@ -120,7 +120,10 @@ describe('dist in a process a launcher started', () => {
   });
 
   it.runIf(mpirun)("rejects backend 'nccl' where there is no CUDA device or no NCCL, saying which", () => {
-    const r = initIn({ OMPI_COMM_WORLD_SIZE: '2', LMK_NCCL_LIBRARY: '/nonexistent/libnccl.so.2' }, "{ backend: 'nccl' }");
+    const r = initIn(
+      { OMPI_COMM_WORLD_SIZE: '2', LMK_NCCL_LIBRARY: '/nonexistent/libnccl.so.2' },
+      "{ backend: 'nccl' }",
+    );
     expect(r.status).toBe(3);
     expect(r.out).toContain("Error: dist.init: backend 'nccl' needs a CUDA device and NCCL 2 (libnccl.so.2): ");
     expect(r.out).toMatch(/no CUDA device: |NCCL cannot be opened: \/nonexistent\/libnccl\.so\.2/);
