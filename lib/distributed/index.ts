@@ -38,11 +38,6 @@ function finalizeOnCleanExit(): void {
   });
 }
 
-function world(): DistWorld {
-  const w = native().distWorld();
-  return { rank: w.rank, worldSize: w.worldSize, localRank: w.localRank, backend: w.backend };
-}
-
 /**
  * Joins the world. In a process an MPI launcher started (mpirun, `npx
  * lmkernels launch`), opens MPI (Open MPI >= 4, libmpi.so.40) and, for CUDA
@@ -52,9 +47,11 @@ function world(): DistWorld {
 export async function init(opts?: DistInitOptions): Promise<DistWorld> {
   const o = checkOptions(opts, 'dist.init', ['backend']);
   await native().distInit({ backend: o.backend as string | undefined });
-  const w = world();
+  const w = native().distWorld();
+  // Two init() calls at once share one start; the first reports its failure.
+  if (!w.initialized) throw new Error('dist.init: the world did not start (an earlier dist.init() call reported why)');
   if (w.backend !== 'none') finalizeOnCleanExit();
-  return w;
+  return { rank: w.rank, worldSize: w.worldSize, localRank: w.localRank, backend: w.backend };
 }
 
 /** This process's rank (0 before dist.init). */

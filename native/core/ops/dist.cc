@@ -26,8 +26,9 @@ const Device kCpu{DeviceKind::CPU, 0};
 
 enum class Phase { Off, Starting, Ready, Finalized };
 
-// The world, written by dist_init's task on the CPU worker and read on the
-// JS thread; phase changes only on the JS thread except for a failed start.
+// The world. The calling thread moves the phase Off -> Starting (dist.init)
+// and Ready -> Off or Finalized (dist.finalize); dist.init's task on the CPU
+// worker moves Starting -> Ready (with the world) or back to Off.
 struct WorldState {
   std::mutex mutex;
   Phase phase = Phase::Off;
