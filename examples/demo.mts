@@ -5,18 +5,25 @@
 // with lmk.generate.
 //
 //   npm run demo -- [--model rwkv4|fam] [--loss ce|goldfish] [--steps N]
-//                   [--device cpu|cuda] [--seed S] [--help]
+//                   [--device cpu|cuda] [--seed S] [--procs N] [--help]
 //   (or npx tsx examples/demo.mts [options]: tsx runs TypeScript directly)
+//
+// --procs N trains data-parallel on N processes (it relaunches itself with
+// `lmkernels launch -n N`, i.e. Open MPI's mpirun): each rank takes its share
+// (lmk.dist.shardIndices) of a global batch of N × --batch windows, gradients
+// are averaged by lmk.dist.syncGradients, and rank 0 alone prints and writes.
 //
 // Everything is seeded: the same seed gives the same batches, the same
 // initial weights and (on the CPU, whose kernels are deterministic) the same
 // loss curve and the same sample.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as lmk from 'lmkernels';
 import { integerFlag, numberFlag, parseFlags, usageError } from './lib/cli.mts';
-import { SHAKESPEARE, loadBytes, splitHoldout, randomBatch, evalBatches } from './lib/data.mts';
+import { SHAKESPEARE, loadBytes, splitHoldout, randomBatch, evalBatches, type Batch } from './lib/data.mts';
 import { Rng } from './lib/rng.mts';
 import { ProgressBar } from './lib/progress.mts';
 import { terminalPlot, writeSvg, ema, type Point } from './lib/plot.mts';
@@ -60,6 +67,8 @@ tokenizer_config.json whose ids are the bytes), which
   --sample-bytes N       bytes to generate (default ${DEFAULTS.sampleBytes})
   --temperature X        sampling temperature (default 0.8; 0 = greedy)
   --out DIR              output directory (default runs/<timestamp>)
+  --procs N              data-parallel on N processes through \`npx lmkernels launch -n N\` (Open MPI's
+                         mpirun); --batch is per process, rank 0 prints and writes (default 1)
   --tiny                 a tiny model and run (for tests): d ${TINY.dModel}, ${TINY.layers} layers, batch ${TINY.batch}, seq ${TINY.seqLen}
   --help                 this text
 `;
@@ -91,6 +100,7 @@ function parse(argv: string[]) {
       'sample-bytes': { type: 'string' },
       temperature: { type: 'string', default: '0.8' },
       out: { type: 'string' },
+      procs: { type: 'string' },
       tiny: { type: 'boolean', default: false },
     },
     argv,
@@ -106,7 +116,8 @@ function parse(argv: string[]) {
     | 'lr'
     | 'eval-every'
     | 'sample-bytes'
-    | 'temperature';
+    | 'temperature'
+    | 'procs';
   const int = (name: Numeric, fallback: number, min = 1) => integerFlag('demo', name, values[name], fallback, min);
   const num = (name: Numeric, fallback: number, min = 0) => numberFlag('demo', name, values[name], fallback, min);
   const model = values.model;
@@ -130,6 +141,7 @@ function parse(argv: string[]) {
     temperature: num('temperature', 0.8),
     out: values.out,
     tiny: values.tiny,
+    procs: int('procs', 1),
   };
   if (opts.prompt.length === 0) fail('--prompt must not be empty');
   let device: 'cpu' | `cuda:${number}`;
@@ -149,6 +161,26 @@ function parse(argv: string[]) {
   return { ...opts, device };
 }
 
+/** The rows `rows` of a batch (this rank's share of the global batch). */
+function selectRows(batch: Batch, rows: Int32Array): Batch {
+  const T = batch.shape[1];
+  const pick = (a: Int32Array) => {
+    const out = new Int32Array(rows.length * T);
+    rows.forEach((r, i) => out.set(a.subarray(r * T, (r + 1) * T), i * T));
+    return out;
+  };
+  return { inputs: pick(batch.inputs), labels: pick(batch.labels), shape: [rows.length, T] };
+}
+
+/** Runs this demo again on `procs` processes through `lmkernels launch` and exits with its status. */
+function relaunch(procs: number, argv: string[]): never {
+  const cli = join(dirname(createRequire(import.meta.url).resolve('lmkernels/package.json')), 'dist', 'cjs', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'launch', '-n', String(procs), fileURLToPath(import.meta.url), ...argv], {
+    stdio: 'inherit',
+  });
+  process.exit(r.status ?? 1);
+}
+
 const fmtLoss = (v: number) => v.toFixed(4);
 const bits = (nats: number) => nats / Math.LN2;
 
@@ -159,7 +191,20 @@ const bits = (nats: number) => nats / Math.LN2;
 export async function main(argv: string[]): Promise<{ model: LanguageModel; out: string }> {
   const opts = parse(argv);
   const wallStart = performance.now();
-  const out = opts.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
+  if (opts.procs > 1 && process.env.OMPI_COMM_WORLD_SIZE === undefined) relaunch(opts.procs, argv);
+  // A world of one unless a launcher started this process.
+  const world = await lmk.dist.init();
+  const W = world.worldSize;
+  const log = world.rank === 0 ? console.log : () => {};
+  if (W > 1 && opts.device.startsWith('cuda')) {
+    opts.device = `cuda:${world.localRank % lmk.backendInfo().cuda.devices.length}`;
+  }
+  // Every rank names the same directory (rank 0 writes it): the timestamp of rank 0.
+  const stamp = lmk.tensor([Date.now()], { dtype: 'float64' });
+  if (W > 1) lmk.dist.broadcast(stamp);
+  const startedAt = new Date((await stamp.data())[0]!);
+  stamp.dispose();
+  const out = opts.out ?? join('runs', startedAt.toISOString().replace(/[:.]/g, '-'));
   const corpus = loadBytes(SHAKESPEARE);
   const { train: trainBytes, val: valBytes } = splitHoldout(corpus, 0.1);
   const T = opts.seqLen,
@@ -191,17 +236,17 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
     opts.device === 'cpu'
       ? `cpu (${info.cpu.threads} threads)`
       : `${opts.device} (${info.cuda.devices?.[Number(opts.device.split(':')[1])]?.name ?? 'GPU'})`;
-  console.log(
+  log(
     `lmkernels ${info.version} demo: byte-level ${opts.model === 'rwkv4' ? 'RWKV-4' : 'TransformerFAM'} language model`,
   );
-  console.log(
+  log(
     `  model   d ${opts.dModel}, ${opts.layers} layers, ${(parameterCount(model) / 1e6).toFixed(2)}M parameters, seed ${opts.seed}`,
   );
-  console.log(
+  log(
     `  data    ${relative(process.cwd(), SHAKESPEARE)}: ${trainBytes.length.toLocaleString('en')} bytes for training, ${valBytes.length.toLocaleString('en')} held out`,
   );
-  console.log(
-    `  train   ${opts.steps} steps of ${B}×${T} bytes, AdamW (peak lr ${opts.lr}, cosine), ${lossName}, on ${where}`,
+  log(
+    `  train   ${opts.steps} steps of ${W > 1 ? `${W} ranks × ` : ''}${B}×${T} bytes, AdamW (peak lr ${opts.lr}, cosine), ${lossName}, on ${where}${W > 1 ? ' each (Open MPI, gradients averaged by dist.syncGradients)' : ''}`,
   );
 
   const optimizer = new lmk.optim.AdamW(model.parameters(), { lr: opts.lr, weightDecay: 0.01 });
@@ -212,7 +257,13 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
     totalSteps: opts.steps,
   });
   const rng = new Rng(opts.seed);
-  const bar = new ProgressBar(opts.steps, { label: '  ' });
+  // This rank's rows of each global batch of W × B windows (every rank draws the same windows).
+  const mine = lmk.dist.shardIndices(W * B, { shuffle: false });
+  const nextBatch = (): Batch => {
+    const all = randomBatch(trainBytes, W * B, T, rng);
+    return W === 1 ? all : selectRows(all, mine);
+  };
+  const bar = world.rank === 0 ? new ProgressBar(opts.steps, { label: '  ' }) : null;
   const smooth = { m: 0, w: 0 };
   const result = await train({
     model,
@@ -221,20 +272,26 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
     loss: opts.loss,
     device: opts.device,
     steps: opts.steps,
-    nextBatch: () => randomBatch(trainBytes, B, T, rng),
+    nextBatch,
+    distributed: W > 1,
     evalEvery: opts.evalEvery,
     evalFn: () => evaluate(model, valSet, opts.device),
     onStep: ({ step, loss, tokens, seconds, val }) => {
       smooth.m = 0.9 * smooth.m + 0.1 * loss;
       smooth.w = 0.9 * smooth.w + 0.1;
-      bar.update(step, {
+      bar?.update(step, {
         'loss (ema)': fmtLoss(smooth.m / smooth.w),
         val: val ? fmtLoss(val[1]) : '-',
-        'tok/s': String(Math.round(tokens / Math.max(seconds, 1e-9))),
+        'tok/s': String(Math.round((W * tokens) / Math.max(seconds, 1e-9))),
       });
     },
   });
-  bar.finish();
+  bar?.finish();
+  if (world.rank !== 0) {
+    // Rank 0 alone draws, writes and samples; the model is the same on every rank.
+    optimizer.dispose();
+    return { model, out };
+  }
 
   // The curve, in the terminal and as SVG.
   const steps = result.losses.map((_, i) => i + 1);
@@ -242,8 +299,8 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
   const smoothed = ema(result.losses, 0.9);
   const smoothPoints = steps.map((s, i): Point => [s, smoothed[i]!]);
   const objectiveName = opts.loss === 'ce' ? 'train' : 'train (goldfish)';
-  console.log();
-  console.log(
+  log();
+  log(
     terminalPlot(
       [
         { name: `${objectiveName} loss`, points: trainPoints },
@@ -252,7 +309,7 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
       { title: '  loss (nats per byte) by step', xLabel: 'step' },
     ),
   );
-  console.log();
+  log();
 
   mkdirSync(out, { recursive: true });
   const title = `byte-level ${opts.model === 'rwkv4' ? 'RWKV-4' : 'TransformerFAM'} on Shakespeare: ${lossName}, d ${opts.dModel}, ${opts.layers} layers, seed ${opts.seed}`;
@@ -274,13 +331,13 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
   const marks = [
     ...new Set([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1].map((f) => Math.max(1, Math.round(f * opts.steps)))),
   ];
-  console.log(`  train loss by step: ${marks.map((s) => `${s}: ${fmtLoss(result.losses[s - 1]!)}`).join('  ')}`);
-  console.log(
+  log(`  train loss by step: ${marks.map((s) => `${s}: ${fmtLoss(result.losses[s - 1]!)}`).join('  ')}`);
+  log(
     `  train loss ${fmtLoss(finalTrain)} (mean of the last ${tail} steps${opts.loss === 'goldfish' ? `; ${fmtLoss(finalAll)} over all tokens` : ''}), ` +
       `validation ${fmtLoss(finalVal)} nats/byte = ${bits(finalVal).toFixed(3)} bits/byte (on ${valTokens.toLocaleString('en')} held-out bytes; ${fmtLoss(result.val[0]![1])} before training)`,
   );
-  console.log(
-    `  ${result.tokens.toLocaleString('en')} bytes in ${result.seconds.toFixed(1)} s of training = ${Math.round(result.tokens / result.seconds)} tok/s (+ ${result.evalSeconds.toFixed(1)} s of validation)`,
+  log(
+    `  ${(W * result.tokens).toLocaleString('en')} bytes in ${result.seconds.toFixed(1)} s of training = ${Math.round((W * result.tokens) / result.seconds)} tok/s${W > 1 ? ` on ${W} ranks` : ''} (+ ${result.evalSeconds.toFixed(1)} s of validation)`,
   );
 
   const metadata = {
@@ -312,7 +369,8 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
         val: result.val,
         trainSeconds: result.seconds,
         evalSeconds: result.evalSeconds,
-        tokens: result.tokens,
+        tokens: W * result.tokens,
+        ranks: W,
       },
       null,
       1,
@@ -330,32 +388,32 @@ export async function main(argv: string[]): Promise<{ model: LanguageModel; out:
     const seconds = (performance.now() - t0) / 1000;
     const how =
       model instanceof lmk.nn.RWKV4Model ? 'recurrent step decoding' : 'KV-cache decoding with the FAM block state';
-    console.log(
+    log(
       `\n  sample (${opts.sampleBytes} bytes, temperature ${opts.temperature}, seed ${opts.seed}, ${how}, ${seconds.toFixed(1)} s):`,
     );
-    console.log('  ' + '─'.repeat(60));
+    log('  ' + '─'.repeat(60));
     const text = opts.prompt + tokenizer.decode(ids);
     // Control bytes (an undertrained model emits some) are shown as U+FFFD so they cannot drive the terminal.
     // eslint-disable-next-line no-control-regex -- matching control bytes is the point
     const shown = text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '\ufffd');
-    console.log(
+    log(
       shown
         .split('\n')
         .map((l) => `  ${l}`)
         .join('\n'),
     );
-    console.log('  ' + '─'.repeat(60));
+    log('  ' + '─'.repeat(60));
     writeFileSync(join(out, 'sample.txt'), text);
   }
-  console.log(`\n  wrote ${out}/: loss.svg, metrics.json, sample.txt, and the model as a Hugging Face directory`);
-  console.log('  (config.json, model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json)');
+  log(`\n  wrote ${out}/: loss.svg, metrics.json, sample.txt, and the model as a Hugging Face directory`);
+  log('  (config.json, model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json)');
   // config.json records a FAM model's settings, so hub.loadModel and the commands run it as trained.
-  console.log(`  sample from it:  npx lmkernels generate --model ${out} --prompt "ROMEO:"`);
-  console.log(
+  log(`  sample from it:  npx lmkernels generate --model ${out} --prompt "ROMEO:"`);
+  log(
     `  fine-tune it:    npx lmkernels finetune --model ${out} --data examples/data/antonym-pairs.jsonl --method orpo \\\n` +
       `                       --out ${out}-orpo --lr 3e-3 --epochs 6 --batch 16`,
   );
-  console.log(`  total ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
+  log(`  total ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
   optimizer.dispose();
   return { model, out };
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// `npx lmkernels <command>`: doctor, generate, finetune (one file per command under lib/cli/).
+// `npx lmkernels <command>`: doctor, generate, finetune, launch (one file per command under lib/cli/).
 import { doctor } from './cli/doctor';
 import { finetune, FINETUNE_USAGE } from './cli/finetune';
 import { generate, GENERATE_USAGE } from './cli/generate';
+import { launch, LAUNCH_USAGE } from './cli/launch';
 import { UsageError } from './cli/args';
 
 const USAGE = `usage: lmkernels <command> [options]
@@ -10,10 +11,13 @@ const USAGE = `usage: lmkernels <command> [options]
   doctor     print what the backend found (CPU threads, GEMM, CUDA devices)
   generate   continue a prompt with a Hugging Face model directory; --help for its options
   finetune   fine-tune a Hugging Face model directory (sft, goldfish, orpo); --help for its options
+  launch     run a script (or another command) on N processes with Open MPI's mpirun
 
 ${GENERATE_USAGE}
 
-${FINETUNE_USAGE}`;
+${FINETUNE_USAGE}
+
+${LAUNCH_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -24,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
       return generate(rest);
     case 'finetune':
       return finetune(rest);
+    case 'launch':
+      return launch(rest);
     case undefined:
     case '--help':
     case '-h':

@@ -51,4 +51,6 @@ export type {
 export type { FamModelOptions, FamState } from './training';
 export type { Tokenizer, ChatMessage } from './hub/index';
 export * as data from './data/index';
+export * as dist from './distributed/index';
+export type { DistBackend, DistInitOptions, DistReduceOp, DistWorld } from './distributed/index';
 export type { PreferenceTokens, TextTokens } from './data/index';

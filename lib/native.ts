@@ -46,6 +46,19 @@ export interface NativeGemmInfo {
   cpuIsa: string;
 }
 
+/** The process world as dist.init left it (distWorld). */
+export interface NativeDistWorld {
+  initialized: boolean;
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  backend: 'none' | 'mpi' | 'nccl';
+  /** MPI's version line when MPI runs, else ''. */
+  library: string;
+  /** The MPI launcher's variable found in the environment, or ''. */
+  launcher: string;
+}
+
 export type HostArray = Float64Array | Float32Array | Int32Array;
 
 type H = NativeHandle;
@@ -292,6 +305,20 @@ export interface NativeAddon {
   adamwOptions(o: Partial<NativeAdamwHyper>): NativeAdamwHyper;
   denseAdamwStep(o: NativeAdamwHyper & { param: H; grad: H; expAvg: H; expAvgSq: H; step: number }): void;
   denseGradNormClip(o: { grads: H[]; maxNorm: number }): { norm: T };
+
+  // ---- dist (dist_binding.cc) ----
+  distInit(o: { backend?: string }): Promise<void>;
+  distWorld(): NativeDistWorld;
+  /** The collective libraries that open here: their names, or '' and why not. */
+  distLibraries(): { mpi: string; mpiMissing: string; nccl: string; ncclMissing: string };
+  distFinalize(): Promise<void>;
+  /** Blocks until MPI is finalized when it runs (process exit). */
+  distShutdown(): void;
+  distAllReduce(o: { t: H; op?: string }): void;
+  distBroadcast(o: { t: H; root?: number }): void;
+  distAllGather(o: { input: H; output: H }): void;
+  distReduceScatter(o: { input: H; output: H; op?: string }): void;
+  distBarrier(): Promise<void>;
 }
 
 // Every key of NativeAddon exactly once: `satisfies` rejects a missing or an
@@ -363,6 +390,16 @@ const entryPoints = {
   adamwOptions: true,
   denseAdamwStep: true,
   denseGradNormClip: true,
+  distInit: true,
+  distWorld: true,
+  distLibraries: true,
+  distFinalize: true,
+  distShutdown: true,
+  distAllReduce: true,
+  distBroadcast: true,
+  distAllGather: true,
+  distReduceScatter: true,
+  distBarrier: true,
 } as const satisfies Record<keyof NativeAddon, true>;
 
 /** The names of every native entry point, sorted. */

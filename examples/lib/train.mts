@@ -181,6 +181,12 @@ export interface TrainOptions {
   /** The validation loss; also run before the first step and after the last. */
   evalFn?: () => Promise<number>;
   onStep?: (info: StepInfo) => void;
+  /**
+   * Data parallel (launched on several ranks, after lmk.dist.init): gradients averaged over the
+   * ranks by lmk.dist.syncGradients before clipping, and each step's loss the mean over the ranks
+   * (the loss of the whole batch). Every rank calls train with the same options.
+   */
+  distributed?: boolean;
 }
 
 export interface TrainResult {
@@ -215,6 +221,7 @@ export async function train({
   evalEvery = 0,
   evalFn,
   onStep,
+  distributed = false,
 }: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
   const losses: number[] = [],
@@ -261,6 +268,11 @@ export async function train({
       const { inputs, labels } = batchTensors(batch, device);
       const r = objective(loss, model, inputs, labels, { goldfish, path: lossPath });
       r.loss.backward();
+      if (distributed) {
+        lmk.dist.syncGradients(params);
+        // The losses (backward is done), averaged in place: every rank reports the whole batch's.
+        for (const t of r.all === r.loss ? [r.loss] : [r.loss, r.all]) lmk.dist.allReduce(t, { op: 'mean' });
+      }
       if (clip > 0) lmk.clipGradNorm(params, clip);
       optimizer.step();
       optimizer.zeroGrad();

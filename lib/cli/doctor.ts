@@ -1,6 +1,7 @@
 // `npx lmkernels doctor`: what the backend found on this machine.
 import { backendInfo } from '../backend';
 import { defaultDevice } from '../device';
+import { native } from '../native';
 
 function formatBytes(n: number): string {
   return `${(n / 2 ** 30).toFixed(1)} GiB`;
@@ -40,6 +41,10 @@ export function doctor(): number {
   }
   rows.push(['gemm (cpu)', info.gemm.cpu + (info.gemm.cpuLibrary ? ` (${info.gemm.cpuLibrary})` : '')]);
   rows.push(['gemm (cuda)', info.gemm.cuda]);
+  // The collective libraries dist opens at run time (docs/api.md "Distributed").
+  const libraries = native().distLibraries();
+  rows.push(['mpi', libraries.mpi || 'not found (apt-get install openmpi-bin libopenmpi-dev)']);
+  rows.push(['nccl', libraries.nccl || 'not found (only needed for CUDA tensors on several GPUs)']);
   rows.push(['default device', defaultDevice().toString()]);
   console.log('lmkernels doctor\n' + table(rows));
   return 0;

@@ -1,6 +1,7 @@
 // `npx lmkernels finetune`: options from the command line into lib/finetune (README.md "Fine-tuning").
 import { FINETUNE_DEFAULTS, defaultLearningRate, type FinetuneMethod, type FinetuneOptions } from '../finetune/options';
 import { runFinetune } from '../finetune/run';
+import { rank } from '../distributed/index';
 import { UsageError, numberFlag, parse, requiredFlag } from './args';
 
 export const FINETUNE_USAGE = `usage: lmkernels finetune --model DIR --data FILE.jsonl --method sft|orpo|goldfish --out DIR
@@ -88,6 +89,7 @@ export async function finetune(argv: string[]): Promise<number> {
     ...(v.dtype !== undefined ? { dtype: v.dtype as FinetuneOptions['dtype'] } : {}),
   };
   const result = await runFinetune(options);
+  if (rank() !== 0) return 0; // launched on several ranks: rank 0 reports
   const evaluation = result.evaluation
     ? '; evaluation: ' +
       Object.entries(result.evaluation)

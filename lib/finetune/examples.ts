@@ -3,8 +3,11 @@
 import { jsonlLines } from '../data/jsonl';
 import { IGNORE_INDEX, tokenizePreference, tokenizeText } from '../data/tokenize';
 import type { Tokenizer } from '../hub/tokenizer';
-import { mulberry32 } from '../generate';
+import { permutation, streamSeed } from '../data/order';
+import { shardIndices } from '../distributed/shard';
 import type { FinetuneMethod } from './options';
+
+export { streamSeed } from '../data/order';
 
 export interface PreferenceExample {
   kind: 'preference';
@@ -75,22 +78,6 @@ export async function loadExamples(
   return { examples, skipped };
 }
 
-/** The seed of stream `stream` (0: the evaluation split, e + 1: the order of epoch e) for a run seed. */
-export function streamSeed(seed: number, stream: number): number {
-  return (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(stream + 1, 0x85ebca6b)) >>> 0;
-}
-
-/** A Fisher–Yates permutation of 0..n-1 from mulberry32(seed). */
-export function permutation(n: number, seed: number): Int32Array {
-  const random = mulberry32(seed);
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
-}
-
 /** Held-out rows: a tenth of the data (at most 1000), none below 10 rows. */
 export function evalCount(n: number): number {
   return n < 10 ? 0 : Math.min(1000, Math.floor(n / 10));
@@ -109,23 +96,35 @@ export function splitExamples(examples: Example[], seed: number): { train: Examp
  * The training rows as one stream: epoch e visits every row once in the order
  * permutation(n, streamSeed(seed, e + 1)); position g of the stream is row g mod n of epoch
  * floor(g / n). A checkpoint records g, so a resumed run reads the same rows in the same order.
+ *
+ * Data parallel (worldSize W > 1): rank r's stream is its share of each epoch's order
+ * (dist.shardIndices: positions r, r + W, ... of it), floor(n / W) rows per epoch on every rank
+ * so that the ranks stay in step (the n mod W rows left over differ from epoch to epoch). Step k
+ * of W ranks with batch b then reads the rows of step k of one process with batch W·b.
  */
 export class TrainingStream {
   private cachedEpoch = -1;
   private order: Int32Array = new Int32Array(0);
+  /** Rows per epoch of this rank's stream. */
+  readonly perEpoch: number;
 
   constructor(
     readonly rows: Example[],
     readonly seed: number,
-  ) {}
+    readonly world: { rank: number; worldSize: number } = { rank: 0, worldSize: 1 },
+  ) {
+    this.perEpoch = Math.floor(rows.length / world.worldSize);
+    if (this.perEpoch === 0) {
+      throw new RangeError(`finetune: ${rows.length} training rows cannot be shared by ${world.worldSize} ranks`);
+    }
+  }
 
   at(position: number): Example {
-    const n = this.rows.length;
-    const epoch = Math.floor(position / n);
+    const epoch = Math.floor(position / this.perEpoch);
     if (epoch !== this.cachedEpoch) {
-      this.order = permutation(n, streamSeed(this.seed, epoch + 1));
+      this.order = shardIndices(this.rows.length, { epoch, seed: this.seed, ...this.world });
       this.cachedEpoch = epoch;
     }
-    return this.rows[this.order[position % n]!]!;
+    return this.rows[this.order[position % this.perEpoch]!]!;
   }
 }

@@ -1,9 +1,16 @@
 // `lmkernels finetune`: the training loop (README.md "Fine-tuning"). AdamW (no weight decay,
 // gradients clipped to norm 1, as transformers' Trainer), learning rate decayed linearly to 0,
 // an evaluation split, checkpoints that --resume continues bit for bit.
+//
+// Launched on W ranks (`lmkernels launch -n W finetune ...`): each rank reads its share of the
+// training rows (TrainingStream over dist.shardIndices), --batch rows per micro-batch per rank,
+// gradients averaged by dist.syncGradients before clipping, so a step is one step of a batch of
+// W × batch × grad-accum rows; every rank evaluates (the same weights, the same numbers); rank 0
+// alone prints, writes checkpoints and the final files. A run resumes on as many ranks as began it.
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs, existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { Writable } from 'node:stream';
 import * as lmk from '../index';
 import type { Tensor } from '../tensor';
 import type { CausalLM } from '../hub/models';
@@ -113,8 +120,13 @@ export async function runFinetune(
   given: FinetuneOptions,
   { resume = false, log = process.stderr }: { resume?: boolean; log?: NodeJS.WriteStream } = {},
 ): Promise<FinetuneResult> {
+  const world = await lmk.dist.init();
+  const W = world.worldSize;
+  const isRank0 = world.rank === 0;
+  // Rank 0 alone reports.
+  if (!isRank0) log = new Writable({ write: (_chunk, _encoding, done) => done() }) as unknown as NodeJS.WriteStream;
   const checkpoints = path.join(given.out, 'checkpoints');
-  await removeTemporaries(checkpoints);
+  if (isRank0) await removeTemporaries(checkpoints);
   const saved = await completeCheckpoints(checkpoints);
   let options = given;
   let resumeFrom: number | undefined;
@@ -124,6 +136,14 @@ export async function runFinetune(
     const state = await readCheckpointState(checkpoints, resumeFrom);
     if (state.format !== STATE_FORMAT) throw new Error(`finetune --resume: ${checkpoints} is not a finetune run`);
     options = { ...(state.options as FinetuneOptions), out: given.out };
+    const savedWorld = (state.worldSize as number | undefined) ?? 1;
+    if (savedWorld !== W) {
+      throw new Error(
+        `finetune --resume: ${checkpoints} was written by a run on ${savedWorld} rank${savedWorld > 1 ? 's' : ''}; ` +
+          `resume it on as many (each rank's share of the data depends on it)` +
+          (savedWorld > 1 ? `: lmkernels launch -n ${savedWorld} finetune --resume --out ${given.out}` : ''),
+      );
+    }
     const digest = await fileDigest(options.data);
     if (digest !== state.dataSha256) {
       throw new Error(
@@ -153,11 +173,12 @@ export async function runFinetune(
     const { examples, skipped } = await loadExamples(options.data, tokenizer, options.method, options.maxLength);
     const { train, evaluation } = splitExamples(examples, options.seed);
     if (train.length === 0) throw new RangeError(`finetune: ${options.data} leaves no row for training`);
+    // Rows per step on this rank; the step trains on W times as many.
     const rowsPerStep = options.batch * options.gradAccum;
-    const totalSteps = options.steps > 0 ? options.steps : Math.ceil((options.epochs * train.length) / rowsPerStep);
+    const stream = new TrainingStream(train, options.seed, { rank: world.rank, worldSize: W });
+    const totalSteps = options.steps > 0 ? options.steps : Math.ceil((options.epochs * stream.perEpoch) / rowsPerStep);
     const saveEvery = options.saveEvery > 0 ? options.saveEvery : Math.max(1, Math.ceil(totalSteps / 10));
     const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
-    const stream = new TrainingStream(train, options.seed);
     const params = trainableParameters(model).map(([, p]) => p);
     const optimizer = new lmk.optim.AdamW(params, { lr: options.lr, weightDecay: 0 });
     const run: RunState = { step: 0, losses: [], evaluations: [], tokens: 0 };
@@ -174,9 +195,10 @@ export async function runFinetune(
     log.write(
       `finetune: ${options.method} on ${train.length} rows (${evaluation.length} held out for evaluation` +
         `${skipped ? `, ${skipped} skipped: nothing left to supervise` : ''}), ${totalSteps} steps of ` +
-        `${options.batch}×${options.gradAccum} rows, ${params.length} trainable tensors on ${device}\n`,
+        `${W > 1 ? `${W} ranks × ` : ''}${options.batch}×${options.gradAccum} rows, ${params.length} trainable tensors on ${device}` +
+        `${W > 1 ? ' each (gradients averaged by dist.syncGradients)' : ''}\n`,
     );
-    if (run.step === 0 && evaluation.length > 0) {
+    if (run.step === 0 && evaluation.length > 0 && isRank0) {
       const metrics = await evaluate(model, options, evaluation, padId, device);
       run.evaluations.push({ step: 0, metrics });
       log.write(`finetune: evaluation at step 0: ${formatMetrics(metrics)}\n`);
@@ -188,6 +210,7 @@ export async function runFinetune(
     while (run.step < totalSteps) {
       optimizer.lr = options.lr * (1 - run.step / totalSteps);
       let stepLoss = 0;
+      let tokensThisStep = 0;
       for (let micro = 0; micro < options.gradAccum; micro++) {
         const first = (run.step * options.gradAccum + micro) * options.batch;
         const rows = Array.from({ length: options.batch }, (_, i) => stream.at(first + i));
@@ -210,7 +233,19 @@ export async function runFinetune(
         }
         stepLoss += value / options.gradAccum;
         tokensThisProcess += batch.tokens;
+        tokensThisStep += batch.tokens;
         run.tokens += batch.tokens;
+      }
+      if (W > 1) {
+        lmk.dist.syncGradients(params);
+        // The step's loss and tokens over every rank.
+        const totals = lmk.tensor([stepLoss, tokensThisStep], { dtype: 'float64' });
+        lmk.dist.allReduce(totals, { op: 'sum' });
+        const [lossSum, tokens] = await totals.data();
+        totals.dispose();
+        stepLoss = lossSum! / W;
+        run.tokens += tokens! - tokensThisStep;
+        tokensThisProcess += tokens! - tokensThisStep;
       }
       lmk.tidy(() => lmk.clipGradNorm(params, 1.0));
       optimizer.step();
@@ -219,7 +254,7 @@ export async function runFinetune(
       run.losses.push([run.step, stepLoss]);
       bar.update(run.step, stepLoss, tokensThisProcess / ((performance.now() - started) / 1000));
 
-      if (run.step % saveEvery === 0 || run.step === totalSteps) {
+      if ((run.step % saveEvery === 0 || run.step === totalSteps) && isRank0) {
         if (evaluation.length > 0) {
           const metrics = await evaluate(model, options, evaluation, padId, device);
           run.evaluations.push({ step: run.step, metrics });
@@ -242,12 +277,21 @@ export async function runFinetune(
               epochSeed: streamSeed(options.seed, Math.floor((run.step * rowsPerStep) / train.length) + 1),
             },
             run,
+            worldSize: W,
           },
         });
       }
     }
     bar.finish();
     optimizer.dispose();
+    if (!isRank0) {
+      return {
+        steps: totalSteps,
+        finalLoss: run.losses[run.losses.length - 1]?.[1] ?? NaN,
+        evaluation: undefined,
+        out: options.out,
+      };
+    }
 
     await fs.mkdir(options.out, { recursive: true });
     if (options.lora > 0) await lmk.hub.saveAdapter(model, options.out);

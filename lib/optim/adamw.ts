@@ -3,6 +3,7 @@
 // kernel per parameter; moments are float32 (float64 for float64 params).
 import { zeros } from '../creation';
 import { native } from '../native';
+import type { NativeAdamwHyper } from '../native';
 import { Tensor, checkTensor } from '../tensor';
 import { keep } from '../scope';
 import { checkOptions, describe } from '../validate';
@@ -22,39 +23,78 @@ interface ParamState {
   step: number;
 }
 
-export class AdamW {
+/**
+ * The checked hyperparameters of an AdamW-style optimizer named fn (torch.optim.AdamW's defaults),
+ * after checking that params is a non-empty array of Tensors.
+ */
+export function adamwHyperparameters(params: Tensor[], opts: AdamWOptions, fn: string): NativeAdamwHyper {
+  if (!Array.isArray(params) || params.length === 0)
+    throw new TypeError(`${fn}: params must be a non-empty array of Tensors`);
+  params.forEach((p, i) => checkTensor(p, fn, `params[${i}]`));
+  checkOptions(opts, fn, ['lr', 'betas', 'eps', 'weightDecay']);
+  if (opts === undefined) throw new TypeError(`${fn}: options { lr } are required`);
+  const { betas } = opts;
+  if (betas !== undefined && (!Array.isArray(betas) || betas.length !== 2)) {
+    throw new TypeError(`${fn}: betas must be an array of two numbers, got ${describe(betas)}`);
+  }
+  // The core checks the values and supplies the defaults (torch.optim.AdamW's).
+  return native().adamwOptions({
+    lr: opts.lr,
+    beta1: betas?.[0],
+    beta2: betas?.[1],
+    eps: opts.eps,
+    weightDecay: opts.weightDecay,
+  });
+}
+
+/** The step counts of an AdamW state dict's metadata, one per parameter (RangeError naming fn). */
+export function stateDictSteps(
+  sd: { tensors: Record<string, Tensor>; metadata: Record<string, string> },
+  parameters: number,
+  fn: string,
+): number[] {
+  const stepsText = sd?.metadata?.['optim.AdamW.steps'];
+  if (!stepsText) throw new RangeError(`${fn}: metadata 'optim.AdamW.steps' is missing`);
+  const steps = JSON.parse(stepsText) as number[];
+  if (steps.length !== parameters) {
+    throw new RangeError(`${fn}: state has ${steps.length} parameters, the optimizer has ${parameters}`);
+  }
+  return steps;
+}
+
+/** What AdamW and ZeroAdamW share: the checked hyperparameters and zeroGrad. */
+export abstract class AdamWBase {
   lr: number;
   readonly betas: [number, number];
   readonly eps: number;
   readonly weightDecay: number;
-  private readonly state = new Map<Tensor, ParamState>();
 
   constructor(
     readonly params: Tensor[],
     opts: AdamWOptions,
+    fn: string,
   ) {
-    const fn = 'optim.AdamW';
-    if (!Array.isArray(params) || params.length === 0)
-      throw new TypeError(`${fn}: params must be a non-empty array of Tensors`);
-    params.forEach((p, i) => checkTensor(p, fn, `params[${i}]`));
-    checkOptions(opts, fn, ['lr', 'betas', 'eps', 'weightDecay']);
-    if (opts === undefined) throw new TypeError(`${fn}: options { lr } are required`);
-    const { betas } = opts;
-    if (betas !== undefined && (!Array.isArray(betas) || betas.length !== 2)) {
-      throw new TypeError(`${fn}: betas must be an array of two numbers, got ${describe(betas)}`);
-    }
-    // The core checks the values and supplies the defaults (torch.optim.AdamW's).
-    const h = native().adamwOptions({
-      lr: opts.lr,
-      beta1: betas?.[0],
-      beta2: betas?.[1],
-      eps: opts.eps,
-      weightDecay: opts.weightDecay,
-    });
+    const h = adamwHyperparameters(params, opts, fn);
     this.lr = h.lr;
     this.betas = [h.beta1, h.beta2];
     this.eps = h.eps;
     this.weightDecay = h.weightDecay;
+  }
+
+  /** Drops the gradients (PyTorch's set_to_none=True). */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+}
+
+export class AdamW extends AdamWBase {
+  private readonly state = new Map<Tensor, ParamState>();
+
+  constructor(params: Tensor[], opts: AdamWOptions) {
+    super(params, opts, 'optim.AdamW');
   }
 
   private stateFor(p: Tensor): ParamState {
@@ -94,14 +134,6 @@ export class AdamW {
     });
   }
 
-  /** Drops the gradients (PyTorch's set_to_none=True). */
-  zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
-    }
-  }
-
   /** Moments and step counts for a checkpoint: tensors named 'state.<i>.exp_avg' / 'exp_avg_sq', steps in metadata. */
   stateDict(): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
     const tensors: Record<string, Tensor> = {};
@@ -119,12 +151,7 @@ export class AdamW {
 
   loadStateDict(sd: { tensors: Record<string, Tensor>; metadata: Record<string, string> }): void {
     const fn = 'optim.AdamW.loadStateDict';
-    const stepsText = sd?.metadata?.['optim.AdamW.steps'];
-    if (!stepsText) throw new RangeError(`${fn}: metadata 'optim.AdamW.steps' is missing`);
-    const steps = JSON.parse(stepsText) as number[];
-    if (steps.length !== this.params.length) {
-      throw new RangeError(`${fn}: state has ${steps.length} parameters, the optimizer has ${this.params.length}`);
-    }
+    const steps = stateDictSteps(sd, this.params.length, fn);
     const missing: string[] = [];
     this.params.forEach((p, i) => {
       if (steps[i] === 0) return;

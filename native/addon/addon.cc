@@ -78,6 +78,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_fam_bindings(env, exports);
   register_losses_bindings(env, exports);
   register_dense_bindings(env, exports);
+  register_dist_bindings(env, exports);
   return exports;
 }
 

@@ -11,5 +11,6 @@ void register_wkv4_bindings(Napi::Env env, Napi::Object exports);
 void register_fam_bindings(Napi::Env env, Napi::Object exports);
 void register_losses_bindings(Napi::Env env, Napi::Object exports);
 void register_dense_bindings(Napi::Env env, Napi::Object exports);
+void register_dist_bindings(Napi::Env env, Napi::Object exports);
 
 }  // namespace lmk::addon

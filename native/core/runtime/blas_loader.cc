@@ -1,71 +1,38 @@
 #include "runtime/blas_loader.h"
 
-#include <dlfcn.h>
-
-#include <mutex>
-
+#include "runtime/dynamic_library.h"
 #include "runtime/thread_pool.h"
 
 namespace lmk::blas {
-namespace {
-
-void* open_first(std::initializer_list<const char*> names, std::string* loaded) {
-  for (const char* name : names) {
-    // RTLD_LOCAL: the library's symbols stay out of the global namespace.
-    if (void* handle = dlopen(name, RTLD_NOW | RTLD_LOCAL)) {
-      *loaded = name;
-      return handle;
-    }
-  }
-  return nullptr;
-}
-
-template <typename Fn>
-bool find(void* handle, const char* name, Fn* out) {
-  *out = reinterpret_cast<Fn>(dlsym(handle, name));
-  return *out != nullptr;
-}
-
-}  // namespace
 
 const OpenBlas* openblas() {
-  static OpenBlas library;
-  static const OpenBlas* result = nullptr;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* handle = open_first({"libopenblas.so.0", "libopenblas.so"}, &library.library);
-    if (!handle) return;
-    if (!find(handle, "cblas_sgemm", &library.sgemm) || !find(handle, "cblas_dgemm", &library.dgemm)) {
-      dlclose(handle);
-      return;
-    }
+  return load_once<OpenBlas>(nullptr, [](OpenBlas& library, std::string*) {
+    DynamicLibrary lib = DynamicLibrary::open_first({"libopenblas.so.0", "libopenblas.so"});
+    if (!lib || !lib.find("cblas_sgemm", &library.sgemm) || !lib.find("cblas_dgemm", &library.dgemm)) return false;
+    library.library = lib.name();
     void (*set_num_threads)(int) = nullptr;
-    if (find(handle, "openblas_set_num_threads", &set_num_threads)) set_num_threads(thread_pool_size());
+    if (lib.find("openblas_set_num_threads", &set_num_threads)) set_num_threads(thread_pool_size());
     char* (*get_config)() = nullptr;
-    if (find(handle, "openblas_get_config", &get_config)) {
+    if (lib.find("openblas_get_config", &get_config)) {
       if (const char* config = get_config()) library.config = config;
     }
-    result = &library;  // the handle stays open for the life of the process
+    lib.keep_forever();
+    return true;
   });
-  return result;
 }
 
 const Cublas* cublas() {
-  static Cublas library;
-  static const Cublas* result = nullptr;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* handle = open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so"}, &library.library);
-    if (!handle) return;
-    if (!find(handle, "cublasCreate_v2", &library.create) || !find(handle, "cublasDestroy_v2", &library.destroy) ||
-        !find(handle, "cublasSetStream_v2", &library.set_stream) ||
-        !find(handle, "cublasGemmStridedBatchedEx", &library.gemm_strided_batched_ex)) {
-      dlclose(handle);
-      return;
+  return load_once<Cublas>(nullptr, [](Cublas& library, std::string*) {
+    DynamicLibrary lib = DynamicLibrary::open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so"});
+    if (!lib || !lib.find("cublasCreate_v2", &library.create) || !lib.find("cublasDestroy_v2", &library.destroy) ||
+        !lib.find("cublasSetStream_v2", &library.set_stream) ||
+        !lib.find("cublasGemmStridedBatchedEx", &library.gemm_strided_batched_ex)) {
+      return false;
     }
-    result = &library;
+    library.library = lib.name();
+    lib.keep_forever();
+    return true;
   });
-  return result;
 }
 
 }  // namespace lmk::blas
