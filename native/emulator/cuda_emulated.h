@@ -21,6 +21,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -178,6 +179,17 @@ inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 template <typename T>
 inline T __ldg(const T* address) {
   return *address;
+}
+
+// ---- CUDA-only math: the host's correctly rounded functions (GPU numerics
+// such as rsqrtf's 2 ulp are out of the emulator's sight) -----------------------------
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
+
+// The runtime's typed overload (cuda_runtime.h has it for nvcc only).
+template <typename... KernelArgs>
+cudaError_t cudaFuncSetAttribute(void (*kernel)(KernelArgs...), cudaFuncAttribute attr, int value) {
+  return ::cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), attr, value);
 }
 
 // ---- reinterpreting intrinsics ------------------------------------------------------------
