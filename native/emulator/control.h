@@ -41,6 +41,12 @@ std::vector<KernelStats> launch_stats();
 // the file LMK_EMU_STATS names when it is not "1").
 void print_launch_stats();
 
+// Output digests for comparing runs in different thread orders: with
+// LMK_EMU_DIGEST=FILE, every device-to-host copy appends a line
+// "PROGRAM:LABEL COPY BYTES FNV1A64" to FILE. The test harness sets the label
+// to the running test's name.
+void set_digest_label(const char* label);
+
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes).
 void set_max_dynamic_shared_bytes(const void* kernel, int bytes);
 constexpr int kDefaultDynamicSharedBytes = 48 * 1024;

@@ -25,6 +25,7 @@
 #include "emulator/launch.h"
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define LMK_EMU_ASAN 1
 #endif
@@ -244,7 +245,10 @@ struct InternalAccesses {
   }
 };
 #else
-struct InternalAccesses {};
+struct InternalAccesses {
+  InternalAccesses() {}  // user-provided: no unused-variable warning
+  ~InternalAccesses() {}
+};
 #endif
 
 #if defined(LMK_EMU_TSAN)
@@ -315,9 +319,11 @@ void fiber_main(void* argument) {
       g_run->failed_thread = self->thread_idx;
     }
   }
-  InternalAccesses internal;
-  tsan_release(g_run->sync_words.get() + 1);  // ... and its threads before what follows it
-  self->state = State::Done;
+  {
+    InternalAccesses internal;  // closed before the last switch: the TSan context is reused
+    tsan_release(g_run->sync_words.get() + 1);  // ... and its threads before what follows it
+    self->state = State::Done;
+  }
   yield_to_scheduler(self, true);
   std::abort();  // a finished fiber is never resumed
 }
@@ -412,6 +418,32 @@ void try_complete_warp_collective(std::vector<Fiber>& fibers, unsigned threads, 
 }
 
 uint64_t g_launch_counter = 0;
+bool g_stacks_dirty = false;
+
+// TSan contexts, one per thread index, made once: blocks are ordered one
+// after another anyway (below), so reusing them hides nothing.
+#if defined(LMK_EMU_TSAN)
+void* g_tsan_contexts[kMaxThreadsPerBlock] = {};
+#endif
+void* tsan_fiber_of(unsigned thread) {
+#if defined(LMK_EMU_TSAN)
+  if (!g_tsan_contexts[thread]) g_tsan_contexts[thread] = __tsan_create_fiber(0);
+  return g_tsan_contexts[thread];
+#else
+  (void)thread;
+  return nullptr;
+#endif
+}
+// After a failed launch: threads abandoned mid-way may hold TSan ignore
+// scopes open; start from fresh contexts.
+void drop_tsan_fibers() {
+#if defined(LMK_EMU_TSAN)
+  for (void*& context : g_tsan_contexts) {
+    if (context) __tsan_destroy_fiber(context);
+    context = nullptr;
+  }
+#endif
+}
 
 // Runs one block to completion; returns false with g_run->failure set when a
 // diagnostic stopped it.
@@ -426,10 +458,15 @@ bool run_block(BlockRun& run, uint64_t block_salt) {
     f.linear = t;
     f.stack = stack_of(t);
     prepare_fiber(f.context, f.stack, stack_bytes(), &fiber_main, &f);
-#if defined(LMK_EMU_TSAN)
-    f.tsan_fiber = __tsan_create_fiber(0);
-#endif
+    f.tsan_fiber = tsan_fiber_of(t);
   }
+#if defined(LMK_EMU_ASAN)
+  // Frames of threads abandoned by a failed launch left their redzones behind.
+  if (g_stacks_dirty) {
+    for (unsigned t = 0; t < kMaxThreadsPerBlock; ++t) __asan_unpoison_memory_region(stack_of(t), stack_bytes());
+    g_stacks_dirty = false;
+  }
+#endif
   if (detail::g_dynamic_shared) std::memset(detail::g_dynamic_shared, kSharedPoison, run.launch->shared_bytes);
   tsan_release(run.sync_words.get());
 
@@ -501,7 +538,6 @@ bool run_block(BlockRun& run, uint64_t block_salt) {
     for (unsigned t = 0; t < n; ++t) fibers[t].state = State::Runnable;
   }
 #if defined(LMK_EMU_TSAN)
-  for (unsigned t = 0; t < n; ++t) __tsan_destroy_fiber(fibers[t].tsan_fiber);
   // Blocks run one after another and reuse the static shared memory: order
   // each block after the previous one (cross-block races are left to the
   // order variation).
@@ -682,6 +718,8 @@ void run_launch(const KernelLaunch& launch) {
     run.failure.clear();
     if (!run_block(run, launch_number * 0x9e3779b97f4a7c15ull + b)) {
       std::string message = describe_block_failure(launch, run);
+      g_stacks_dirty = true;
+      drop_tsan_fibers();
       g_run = nullptr;
       detail::g_dynamic_shared = nullptr;
       report(cudaErrorLaunchFailure, message);

@@ -100,6 +100,18 @@ KernelName kernel_name(const void* kernel) {
 
 std::string kernel_family(const KernelName& name) {
   std::string file = name.file;
+  if (file == "?") {
+    // A kernel with external linkage has no STT_FILE: use its namespace
+    // below lmk::kernels (lmk::kernels::fam_cuda::dq_kernel -> fam).
+    const std::string prefix = "lmk::kernels::";
+    size_t at = name.name.find(prefix);
+    if (at != std::string::npos) {
+      size_t begin = at + prefix.size(), end = name.name.find("::", begin);
+      if (end != std::string::npos && name.name.find_first_of("(<", begin) > end) {
+        file = name.name.substr(begin, end - begin);
+      }
+    }
+  }
   size_t slash = file.rfind('/');
   if (slash != std::string::npos) file = file.substr(slash + 1);
   size_t cuda = file.find("_cuda");

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#if defined(LMK_CUDA_EMULATED)
+#include "emulator/control.h"
+#endif
+
 namespace lmk_test {
 
 struct TestCase {
@@ -88,12 +92,21 @@ double relative_error(const A& out, const B& ref) {
     if (!lmk_threw) lmk_test::fail(__FILE__, __LINE__, "expected " #expr " to throw");                    \
   } while (0)
 
+// Emulated CUDA: outputs copied to the host are digested per test, so that
+// runs in different thread orders can be compared (scripts/test-cpp.sh emulate).
+#if defined(LMK_CUDA_EMULATED)
+#define LMK_TEST_LABEL(name) lmk::emulator::set_digest_label(name)
+#else
+#define LMK_TEST_LABEL(name) (void)(name)
+#endif
+
 #define LMK_TEST_MAIN()                                                            \
   int main() {                                                                     \
     int passed = 0, failed = 0;                                                    \
     for (auto& t : lmk_test::registry()) {                                         \
       int before = lmk_test::failures();                                           \
       std::printf("[ RUN  ] %s\n", t.name);                                        \
+      LMK_TEST_LABEL(t.name);                                                      \
       try {                                                                        \
         t.fn();                                                                    \
       } catch (const std::exception& e) {                                          \

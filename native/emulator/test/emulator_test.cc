@@ -418,6 +418,7 @@ TEST(launch_statistics_count_each_kernel) {
   CHECK(found);
   CHECK(lmk::emulator::kernel_family({"x", "reduce_cuda.cu"}) == "reduce");
   CHECK(lmk::emulator::kernel_family({"x", "fam_cuda_d128.cu"}) == "fam");
+  CHECK(lmk::emulator::kernel_family({"void lmk::kernels::fam_cuda::dq_kernel<64>(int)", "?"}) == "fam");
 }
 
 LMK_TEST_MAIN()
