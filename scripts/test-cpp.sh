@@ -40,6 +40,19 @@ run_emulated() {
     LMK_EMU_STATS="$PWD/$dir/emulation/launches-$name.txt" ctest --test-dir "$dir" --output-on-failure -E '^math_test$'
 }
 
+# Every kernel family must have launched (the tests' CUDA cases ran, none skipped).
+check_families() {
+  local missing=()
+  for family in ce_rows copy creation cross_entropy elementwise embedding fam index_check matmul norm optim orpo \
+    reduce rope shape wkv4; do
+    cat "$@" | awk -v f="$family" '$1 == f { found = 1 } END { exit !found }' || missing+=("$family")
+  done
+  if ((${#missing[@]})); then
+    echo "no CUDA launch of kernel families: ${missing[*]} (were the CUDA cases skipped?)"
+    return 1
+  fi
+}
+
 # The outputs must not depend on the order in which threads and blocks run.
 compare_digests() {
   local dir="$1" reference="$2"
@@ -82,15 +95,18 @@ if wants emulate; then
   # Few blocks per launch, so grid-stride loops and multi-row blocks loop.
   run_emulated build-emulate capped "random:$seed" LMK_TEST_GRID_CAP=3
   print_launches "release build, 4 runs" build-emulate/emulation/launches-*.txt
+  check_families build-emulate/emulation/launches-*.txt
 fi
 if wants emulate-asan; then
   configure_emulated build-emulate-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMK_SANITIZE=ON
   run_emulated build-emulate-asan random "random:$seed" "${asan_env[@]}" LMK_TEST_GRID_CAP=3 LMK_TEST_TRIM_LARGE=1
   print_launches "ASan/UBSan build" build-emulate-asan/emulation/launches-*.txt
+  check_families build-emulate-asan/emulation/launches-*.txt
 fi
 if wants emulate-tsan; then
   configure_emulated build-emulate-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMK_TSAN=ON
+  # The tests' CUDA cases only (LMK_TEST_FILTER): the kernels are what is checked here.
   run_emulated build-emulate-tsan random "random:$seed" TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    LMK_TEST_TRIM_LARGE=1
+    LMK_TEST_TRIM_LARGE=1 LMK_TEST_FILTER=cuda LMK_NUM_THREADS=2
   print_launches "ThreadSanitizer build" build-emulate-tsan/emulation/launches-*.txt
 fi

@@ -1,8 +1,11 @@
 // A minimal test harness: TEST(name) registers a function, CHECK* record
-// failures with file:line, main() runs everything and prints a summary line.
+// failures with file:line, main() runs everything (or the tests whose name
+// contains LMK_TEST_FILTER) and prints a summary line.
 #pragma once
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -103,7 +106,9 @@ double relative_error(const A& out, const B& ref) {
 #define LMK_TEST_MAIN()                                                            \
   int main() {                                                                     \
     int passed = 0, failed = 0;                                                    \
+    const char* filter = std::getenv("LMK_TEST_FILTER");                           \
     for (auto& t : lmk_test::registry()) {                                         \
+      if (filter && !std::strstr(t.name, filter)) continue;                        \
       int before = lmk_test::failures();                                           \
       std::printf("[ RUN  ] %s\n", t.name);                                        \
       LMK_TEST_LABEL(t.name);                                                      \
