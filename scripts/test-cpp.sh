@@ -108,5 +108,13 @@ if wants emulate-tsan; then
   # The tests' CUDA cases only (LMK_TEST_FILTER): the kernels are what is checked here.
   run_emulated build-emulate-tsan random "random:$seed" TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     LMK_TEST_TRIM_LARGE=1 LMK_TEST_FILTER=cuda LMK_NUM_THREADS=2
+  # ... and it must see a missing barrier: the emulator's own racy kernel.
+  if LMK_EMU_EXPECT_RACE=1 LMK_TEST_FILTER=a_missing_barrier TSAN_OPTIONS=halt_on_error=1 \
+    build-emulate-tsan/emulator_test >build-emulate-tsan/emulation/expected-race.txt 2>&1 ||
+    ! grep -q "ThreadSanitizer: data race" build-emulate-tsan/emulation/expected-race.txt; then
+    echo "ThreadSanitizer did not report the race of a kernel without its barrier"
+    exit 1
+  fi
+  echo "ThreadSanitizer reports the race of a kernel without its barrier, as it must"
   print_launches "ThreadSanitizer build" build-emulate-tsan/emulation/launches-*.txt
 fi

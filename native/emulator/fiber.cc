@@ -8,6 +8,14 @@
 #include <cstdint>
 #include <cstdlib>
 
+// The saved contexts pass between fibers that ThreadSanitizer treats as
+// unsynchronised threads: not instrumented.
+#if defined(__SANITIZE_THREAD__)
+#define LMK_EMU_NO_TSAN __attribute__((no_sanitize_thread))
+#else
+#define LMK_EMU_NO_TSAN
+#endif
+
 namespace lmk::emulator {
 
 #if defined(LMK_EMU_ASM_SWITCH)
@@ -53,7 +61,8 @@ lmk_emu_fiber_start:
   .size lmk_emu_fiber_start, .-lmk_emu_fiber_start
 )");
 
-void prepare_fiber(FiberContext& context, char* stack, size_t size, void (*entry)(void*), void* argument) {
+LMK_EMU_NO_TSAN void prepare_fiber(FiberContext& context, char* stack, size_t size, void (*entry)(void*),
+                                   void* argument) {
   auto top = reinterpret_cast<uintptr_t>(stack + size) & ~uintptr_t(15);
   // From the saved stack pointer up: r15 r14 r13 r12 rbx rbp, return address.
   // After `ret` the stack pointer is top - 16, 16-byte aligned.
@@ -68,7 +77,7 @@ void prepare_fiber(FiberContext& context, char* stack, size_t size, void (*entry
   context.stack_pointer = slots;
 }
 
-void switch_fiber(FiberContext& from, FiberContext& to) { lmk_emu_switch(&from.stack_pointer, to.stack_pointer); }
+LMK_EMU_NO_TSAN void switch_fiber(FiberContext& from, FiberContext& to) { lmk_emu_switch(&from.stack_pointer, to.stack_pointer); }
 
 #else
 
@@ -84,7 +93,8 @@ void start_from_ucontext(int entry_high, int entry_low, int argument_high, int a
 }
 }  // namespace
 
-void prepare_fiber(FiberContext& context, char* stack, size_t size, void (*entry)(void*), void* argument) {
+LMK_EMU_NO_TSAN void prepare_fiber(FiberContext& context, char* stack, size_t size, void (*entry)(void*),
+                                   void* argument) {
   getcontext(&context.context);
   context.context.uc_stack.ss_sp = stack;
   context.context.uc_stack.ss_size = size;
@@ -96,7 +106,7 @@ void prepare_fiber(FiberContext& context, char* stack, size_t size, void (*entry
               static_cast<int>(static_cast<uint64_t>(a) >> 32), static_cast<int>(a & 0xffffffffu));
 }
 
-void switch_fiber(FiberContext& from, FiberContext& to) { swapcontext(&from.context, &to.context); }
+LMK_EMU_NO_TSAN void switch_fiber(FiberContext& from, FiberContext& to) { swapcontext(&from.context, &to.context); }
 
 #endif
 

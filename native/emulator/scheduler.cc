@@ -261,8 +261,18 @@ void tsan_acquire(char*) {}
 char* barrier_word(unsigned parity) { return g_run->sync_words.get() + 2 + parity; }
 char* warp_word(unsigned warp, unsigned parity) { return g_run->sync_words.get() + 4 + 2 * warp + parity; }
 
+// Not instrumented for ThreadSanitizer: these run on the fibers, read the
+// scheduler's state, and never return from the fiber's first frame (an
+// instrumented fiber_main would leave an entry on the reused TSan context's
+// shadow stack per block).
+#if defined(LMK_EMU_TSAN)
+#define LMK_EMU_NO_TSAN __attribute__((no_sanitize_thread))
+#else
+#define LMK_EMU_NO_TSAN
+#endif
+
 // Fiber -> scheduler.
-void yield_to_scheduler(Fiber* self, bool finished) {
+LMK_EMU_NO_TSAN void yield_to_scheduler(Fiber* self, bool finished) {
 #if defined(LMK_EMU_ASAN)
   __sanitizer_start_switch_fiber(finished ? nullptr : &self->asan_fake_stack, g_run->asan_main_bottom,
                                  g_run->asan_main_size);
@@ -280,20 +290,21 @@ void yield_to_scheduler(Fiber* self, bool finished) {
 // Scheduler -> fiber.
 void resume(Fiber* fiber) {
   set_current_fiber(fiber);
+  FiberContext& scheduler = g_run->scheduler;  // read before TSan's switch: ours, not the fiber's
 #if defined(LMK_EMU_ASAN)
   __sanitizer_start_switch_fiber(&g_run->asan_main_fake_stack, fiber->stack, stack_bytes());
 #endif
 #if defined(LMK_EMU_TSAN)
   __tsan_switch_to_fiber(fiber->tsan_fiber, __tsan_switch_to_fiber_no_sync);
 #endif
-  switch_fiber(g_run->scheduler, fiber->context);
+  switch_fiber(scheduler, fiber->context);
 #if defined(LMK_EMU_ASAN)
   __sanitizer_finish_switch_fiber(g_run->asan_main_fake_stack, nullptr, nullptr);
 #endif
   set_current_fiber(nullptr);
 }
 
-void fiber_main(void* argument) {
+LMK_EMU_NO_TSAN void fiber_main(void* argument) {
   Fiber* self = static_cast<Fiber*>(argument);
   const KernelLaunch* launch;
   {
