@@ -19,6 +19,15 @@ seed="${LMK_EMU_SEED:-1}"
 asan_env=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
 
 wants() { [[ "$what" == "$1" || "$what" == all ]]; }
+# The emulated builds need the CUDA headers (not nvcc); `all` skips them, loudly, without.
+cuda_headers=$(ls {"${CUDA_PATH:-/usr/local/cuda}","${CUDA_HOME:-/usr/local/cuda}"}/include/cuda_runtime_api.h 2>/dev/null | head -1 || true)
+wants_emulated() {
+  wants "$1" || return 1
+  if [[ -z "$cuda_headers" && "$what" == all ]]; then
+    echo "=== $1: SKIPPED, no CUDA headers (cuda_runtime_api.h) under \$CUDA_PATH or /usr/local/cuda"
+    return 1
+  fi
+}
 
 # Sums the per-kernel launch counts (LMK_EMU_STATS files) by kernel family.
 print_launches() {
@@ -86,7 +95,7 @@ if wants asan; then
   cmake --build build-asan -j "$jobs"
   env "${asan_env[@]}" ctest --test-dir build-asan --output-on-failure
 fi
-if wants emulate; then
+if wants_emulated emulate; then
   configure_emulated build-emulate -DCMAKE_BUILD_TYPE=Release
   run_emulated build-emulate forward forward
   run_emulated build-emulate reverse reverse
@@ -97,13 +106,13 @@ if wants emulate; then
   print_launches "release build, 4 runs" build-emulate/emulation/launches-*.txt
   check_families build-emulate/emulation/launches-*.txt
 fi
-if wants emulate-asan; then
+if wants_emulated emulate-asan; then
   configure_emulated build-emulate-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMK_SANITIZE=ON
   run_emulated build-emulate-asan random "random:$seed" "${asan_env[@]}" LMK_TEST_GRID_CAP=3 LMK_TEST_TRIM_LARGE=1
   print_launches "ASan/UBSan build" build-emulate-asan/emulation/launches-*.txt
   check_families build-emulate-asan/emulation/launches-*.txt
 fi
-if wants emulate-tsan; then
+if wants_emulated emulate-tsan; then
   configure_emulated build-emulate-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMK_TSAN=ON
   # The tests' CUDA cases only (LMK_TEST_FILTER): the kernels are what is checked here.
   run_emulated build-emulate-tsan random "random:$seed" TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
