@@ -1,6 +1,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/copy/copy.h"
+#include "kernels/cuda_launch.cuh"
 #include "math/convert.h"
 #include "runtime/cuda_check.h"
 #include "runtime/dispatch.h"
@@ -31,7 +32,7 @@ void convert_cuda(const void* src, DType src_dtype, void* dst, DType dst_dtype, 
     using S = typename decltype(src_tag)::type;
     dispatch_dtype(dst_dtype, [&](auto dst_tag) {
       using D = typename decltype(dst_tag)::type;
-      convert_kernel<S, D><<<grid, 256, 0, s>>>(static_cast<const S*>(src), static_cast<D*>(dst), n);
+      launch(convert_kernel<S, D>, grid, 256, 0, s, static_cast<const S*>(src), static_cast<D*>(dst), n);
     });
   });
   cuda_check_launch("convert");

@@ -4,6 +4,7 @@
 // fixed order, in double. Also the goldfish mask and shiftLabels.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/cross_entropy_job.h"
 #include "kernels/losses/losses.h"
@@ -94,20 +95,20 @@ void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
 
   cuda_check(cudaMemsetAsync(counts, 0, 2 * sizeof(int64_t), s), "losses");
   if (p.rows > 0) {
-    count_kernel<<<grid_for(p.rows), kThreads, 0, s>>>(p, reinterpret_cast<unsigned long long*>(counts));
+    launch(count_kernel, grid_for(p.rows), kThreads, 0, s, p, reinterpret_cast<unsigned long long*>(counts));
     cuda_check_launch("losses: count");
   }
 
   ce_rows_cuda(cross_entropy_job(p, w), stream);
 
   if (!cross_entropy_reduces(p)) return;
-  finish_kernel<float><<<1, kThreads, 0, s>>>(p, counts, w.nll, w.nll_dropped);
+  launch(finish_kernel<float>, 1, kThreads, 0, s, p, counts, w.nll, w.nll_dropped);
   cuda_check_launch("losses: reduce");
 }
 
 void goldfish_mask_cuda(const GoldfishMaskParams& p, void* stream) {
   if (p.rows == 0) return;
-  goldfish_mask_kernel<<<grid_for(p.rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
+  launch(goldfish_mask_kernel, grid_for(p.rows), kThreads, 0, static_cast<cudaStream_t>(stream), p);
   cuda_check_launch("losses.goldfishMask");
 }
 
@@ -115,8 +116,8 @@ void shift_labels_cuda(const int32_t* input_ids, int32_t* labels, int64_t rows, 
                        void* stream) {
   int64_t n = rows * T;
   if (n == 0) return;
-  shift_labels_kernel<<<grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(input_ids, labels, n, T,
-                                                                                       ignore_index);
+  launch(shift_labels_kernel, grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), input_ids, labels, n, T,
+         ignore_index);
   cuda_check_launch("losses.shiftLabels");
 }
 

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/matmul/matmul.h"
 #include "math/compute_type.h"
@@ -198,13 +199,13 @@ void matmul_cuda(const MatmulParams& p, GemmKernel kernel, void* stream) {
     if (kernel == GemmKernel::Reference) {
       int64_t total = p.batch * p.M * p.N;
       int64_t blocks = (total + 255) / 256;
-      gemm_reference_kernel<T>
-          <<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, s>>>(p, st, a, b, out);
+      launch(gemm_reference_kernel<T>, static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, s, p, st,
+             a, b, out);
     } else {
       dim3 grid(static_cast<unsigned>((p.N + kTile - 1) / kTile), static_cast<unsigned>((p.M + kTile - 1) / kTile),
                 static_cast<unsigned>(p.batch < 65535 ? p.batch : 65535));
       if (grid.y > 65535) throw_range_error("ops.matmul: M = ", p.M, " is too large for the CUDA kernel");
-      gemm_tiled_kernel<T><<<grid, kSub * kSub, 0, s>>>(p, st, a, b, out);
+      launch(gemm_tiled_kernel<T>, grid, kSub * kSub, 0, s, p, st, a, b, out);
     }
   });
   cuda_check_launch("ops.matmul");

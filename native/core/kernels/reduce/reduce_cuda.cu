@@ -6,6 +6,7 @@
 // thread per output.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/reduce/reduce.h"
 #include "math/compute_type.h"
@@ -96,13 +97,13 @@ void sum_cuda(const SumParams& p, void* stream) {
   float* partial = static_cast<float*>(p.workspace);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    sum_chunks_kernel<T>
-        <<<grid, kThreads, 0, s>>>(static_cast<const T*>(p.x), p.O, p.R, p.I, plan, static_cast<T*>(p.out), partial);
+    launch(sum_chunks_kernel<T>, grid, kThreads, 0, s, static_cast<const T*>(p.x), p.O, p.R, p.I, plan,
+           static_cast<T*>(p.out), partial);
     if (plan.chunks > 1) {
       int64_t n = p.O * p.I;
       int64_t blocks = (n + kThreads - 1) / kThreads;
-      sum_partials_kernel<T><<<static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks), kThreads, 0, s>>>(
-          partial, p.O, p.I, plan.chunks, static_cast<T*>(p.out));
+      launch(sum_partials_kernel<T>, static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks), kThreads, 0, s,
+             partial, p.O, p.I, plan.chunks, static_cast<T*>(p.out));
     }
   });
   cuda_check_launch("sum");

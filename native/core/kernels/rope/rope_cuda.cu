@@ -2,6 +2,7 @@
 // double as on the CPU.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/rope/rope.h"
 #include "math/compute_type.h"
@@ -43,7 +44,7 @@ void rope_cuda(const RopeParams& p, void* stream) {
   unsigned grid = static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    rope_kernel<T><<<grid, kThreads, 0, s>>>(p, static_cast<const T*>(p.x), static_cast<T*>(p.out));
+    launch(rope_kernel<T>, grid, kThreads, 0, s, p, static_cast<const T*>(p.x), static_cast<T*>(p.out));
   });
   cuda_check_launch("rope");
 }

@@ -17,6 +17,7 @@
 // kernel sums them over b in a fixed order (no atomics, deterministic).
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/wkv4/wkv4.h"
 #include "math/compute_type.h"
 #include "math/half.h"
@@ -312,7 +313,7 @@ void launch_serial_forward(const Wkv4Params& params, cudaStream_t stream, const 
   const int64_t n = params.B * params.C;
   if (n == 0) return;
   dispatch_cuda_dtype(params.dtype, what, [&](auto tag) {
-    wkv4_forward_kernel<decltype(tag)><<<blocks_for(n, kThreads), kThreads, 0, stream>>>(params);
+    launch(wkv4_forward_kernel<decltype(tag)>, blocks_for(n, kThreads), kThreads, 0, stream, params);
   });
   cuda_check_launch(what);
 }
@@ -329,10 +330,11 @@ void launch_chunked_forward(const Wkv4Params& params, cudaStream_t stream, int64
   dispatch_cuda_dtype(params.dtype, what, [&](auto tag) {
     using T = decltype(tag);
     if (lay.chunks > 1) {
-      wkv4_chunk_summary_kernel<T><<<blocks_for(bc * (lay.chunks - 1), kThreads), kThreads, 0, stream>>>(params, lay);
+      launch(wkv4_chunk_summary_kernel<T>, blocks_for(bc * (lay.chunks - 1), kThreads), kThreads, 0, stream, params,
+             lay);
     }
-    wkv4_chunk_scan_kernel<float><<<blocks_for(bc, kThreads), kThreads, 0, stream>>>(params, lay);
-    wkv4_chunk_output_kernel<T><<<blocks_for(bc * lay.chunks, kThreads), kThreads, 0, stream>>>(params, lay);
+    launch(wkv4_chunk_scan_kernel<float>, blocks_for(bc, kThreads), kThreads, 0, stream, params, lay);
+    launch(wkv4_chunk_output_kernel<T>, blocks_for(bc * lay.chunks, kThreads), kThreads, 0, stream, params, lay);
   });
   cudaError_t launched = cudaGetLastError();
   cudaFreeAsync(scratch, stream);  // stream-ordered: after the kernels
@@ -389,11 +391,11 @@ void wkv4_backward_cuda(const Wkv4Params& params, void* stream) {
   const int64_t n = params.B * params.C;
   auto s = static_cast<cudaStream_t>(stream);
   dispatch_cuda_dtype(params.dtype, "wkv4.backward", [&](auto tag) {
-    if (n > 0) wkv4_backward_kernel<decltype(tag)><<<blocks_for(n, kThreads), kThreads, 0, s>>>(params);
+    if (n > 0) launch(wkv4_backward_kernel<decltype(tag)>, blocks_for(n, kThreads), kThreads, 0, s, params);
   });
   cuda_check_launch("wkv4.backward");
   if (params.C > 0) {
-    wkv4_reduce_kernel<float><<<blocks_for(params.C, kThreads), kThreads, 0, s>>>(params);
+    launch(wkv4_reduce_kernel<float>, blocks_for(params.C, kThreads), kThreads, 0, s, params);
     cuda_check_launch("wkv4.backward");
   }
 }
