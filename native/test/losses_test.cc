@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/losses/losses.h"
+#include "kernels/test_hooks.h"
 #include "math/goldfish_hash.h"
 #include "math/half.h"
 #include "math/log1mexp.h"
@@ -652,7 +653,8 @@ TEST(cuda_matches_cpu_when_present) {
   }
   Device gpu{DeviceKind::CUDA, 0};
   for (bool simple : {false, true}) {
-    kernels::set_simple_cuda_loss_kernels(simple);
+    kernels::ScopedKernelVariant variant(kernels::KernelFamily::Losses,
+                                         simple ? kernels::KernelVariant::Reference : kernels::KernelVariant::Default);
     for (DType dtype : {DType::Float32, DType::BFloat16, DType::Float16}) {
       for (int64_t V : {int64_t(1), int64_t(37), int64_t(4099), int64_t(32003)}) {
         const int64_t B = 3, T = 17;
@@ -699,7 +701,6 @@ TEST(cuda_matches_cpu_when_present) {
     CHECK_THROWS_KIND(read<float>(bad.loss), ErrorKind::Range, "at flat index 1");
     cuda_stream(0).synchronize();
   }
-  kernels::set_simple_cuda_loss_kernels(false);
   auto shifted = read<int32_t>(ops::shift_labels(labels_of({1, 2, 3, 4}, {2, 2}, gpu)));
   CHECK((shifted == std::vector<int32_t>{2, -100, 4, -100}));
 }

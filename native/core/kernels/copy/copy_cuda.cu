@@ -1,6 +1,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/copy/copy.h"
+#include "kernels/cuda_grid.h"
 #include "kernels/cuda_launch.cuh"
 #include "math/convert.h"
 #include "runtime/cuda_check.h"
@@ -27,7 +28,7 @@ void convert_cuda(const void* src, DType src_dtype, void* dst, DType dst_dtype, 
     return;
   }
   int64_t blocks = (n + 255) / 256;
-  unsigned grid = static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
+  unsigned grid = looping_grid(blocks, 65535 * 8);
   dispatch_dtype(src_dtype, [&](auto src_tag) {
     using S = typename decltype(src_tag)::type;
     dispatch_dtype(dst_dtype, [&](auto dst_tag) {

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda_grid.h"
 #include "kernels/cuda_launch.cuh"
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
@@ -558,7 +559,8 @@ struct TiledFam {
     }
   }
 
-  static unsigned rows_grid(int64_t rows) { return static_cast<unsigned>(rows < 65535 ? rows : 65535); }
+  // Blocks along y walk the (batch, head) rows.
+  static unsigned rows_grid(int64_t rows) { return looping_grid(rows, 65535); }
 
   static void forward(const FamParams& p, cudaStream_t stream) {
     const int D = static_cast<int>(p.head_dim);

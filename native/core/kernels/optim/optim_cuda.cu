@@ -113,7 +113,7 @@ void grad_clip_cuda(const GradClipParams& p, void* stream) {
     for (size_t t = 0; t < p.grads.size(); ++t) {
       int64_t chunks = (p.sizes[t] + kChunk - 1) / kChunk;
       if (chunks > 0) {
-        unsigned grid = static_cast<unsigned>(chunks < 65535 ? chunks : 65535);
+        unsigned grid = looping_grid(chunks, 65535);
         launch(sum_squares_kernel<T>, grid, kThreads, 0, s, static_cast<const T*>(p.grads[t]), p.sizes[t],
                slots + offset);
       }

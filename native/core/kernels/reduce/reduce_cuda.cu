@@ -6,6 +6,7 @@
 // thread per output.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
 #include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/reduce/reduce.h"
@@ -93,7 +94,7 @@ void sum_cuda(const SumParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   Plan plan = plan_for(p);
   int64_t items = p.O * plan.chunks * plan.iblocks;
-  unsigned grid = static_cast<unsigned>(items < kMaxBlocks ? items : kMaxBlocks);
+  unsigned grid = looping_grid(items, kMaxBlocks);
   float* partial = static_cast<float*>(p.workspace);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -102,8 +103,8 @@ void sum_cuda(const SumParams& p, void* stream) {
     if (plan.chunks > 1) {
       int64_t n = p.O * p.I;
       int64_t blocks = (n + kThreads - 1) / kThreads;
-      launch(sum_partials_kernel<T>, static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks), kThreads, 0, s,
-             partial, p.O, p.I, plan.chunks, static_cast<T*>(p.out));
+      launch(sum_partials_kernel<T>, looping_grid(blocks, kMaxBlocks), kThreads, 0, s, partial, p.O, p.I, plan.chunks,
+             static_cast<T*>(p.out));
     }
   });
   cuda_check_launch("sum");
