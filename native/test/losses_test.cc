@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/losses/losses.h"
+#include "kernels/test_hooks.h"
 #include "math/goldfish_hash.h"
 #include "math/half.h"
 #include "math/log1mexp.h"
@@ -653,7 +654,8 @@ TEST(cuda_matches_cpu_when_present) {
   }
   Device gpu{DeviceKind::CUDA, 0};
   for (bool simple : {false, true}) {
-    kernels::set_simple_cuda_loss_kernels(simple);
+    kernels::ScopedKernelVariant variant(kernels::KernelFamily::Losses,
+                                         simple ? kernels::KernelVariant::Reference : kernels::KernelVariant::Default);
     for (DType dtype : {DType::Float32, DType::BFloat16, DType::Float16}) {
       for (int64_t V : {int64_t(1), int64_t(37), int64_t(4099), int64_t(32003)}) {
         // Sanitizer builds of the emulated CUDA backend are ~20x slower: there
@@ -703,7 +705,6 @@ TEST(cuda_matches_cpu_when_present) {
     CHECK_THROWS_KIND(read<float>(bad.loss), ErrorKind::Range, "at flat index 1");
     cuda_stream(0).synchronize();
   }
-  kernels::set_simple_cuda_loss_kernels(false);
   auto shifted = read<int32_t>(ops::shift_labels(labels_of({1, 2, 3, 4}, {2, 2}, gpu)));
   CHECK((shifted == std::vector<int32_t>{2, -100, 4, -100}));
 }

@@ -6,6 +6,7 @@
 // No host synchronisation anywhere.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
 #include "kernels/losses/orpo_math.h"
@@ -76,14 +77,14 @@ void orpo_cuda(const OrpoParams& p, void* stream) {
   OrpoWorkspace w = orpo_workspace(p, p.workspace, with_grad);
   const int64_t B = p.B;
 
-  count_kernel<<<dim3(static_cast<unsigned>(B), 3), kThreads, 0, s>>>(p, w);
+  launch(count_kernel, dim3(static_cast<unsigned>(B), 3), kThreads, 0, s, p, w);
   cuda_check_launch("losses.orpo: count");
 
   OrpoRowJobs jobs = orpo_stats_jobs(p, w);
   ce_rows_cuda(jobs.chosen, stream);
   ce_rows_cuda(jobs.rejected, stream);
 
-  pairs_kernel<float, float><<<1, kThreads, 0, s>>>(p, w);
+  launch(pairs_kernel<float, float>, 1, kThreads, 0, s, p, w);
   cuda_check_launch("losses.orpo: pairs");
   if (!with_grad) return;
 
