@@ -210,12 +210,12 @@ LMK_EMU_ATOMIC_ADD(float)
 LMK_EMU_ATOMIC_ADD(double)
 #undef LMK_EMU_ATOMIC_ADD
 #define LMK_EMU_ATOMIC_MIN_MAX(T)                                                                            \
-  inline T atomicMin(T* address, T value) { return ::lmk::emulator::atomic_update(address, value, true); }  \
-  inline T atomicMax(T* address, T value) { return ::lmk::emulator::atomic_update(address, value, false); } \
+  inline T atomicMin(T* address, T value) { return ::lmk::emulator::atomic_update(address, value, true); }   \
+  inline T atomicMax(T* address, T value) { return ::lmk::emulator::atomic_update(address, value, false); }  \
   inline T atomicExch(T* address, T value) { return __atomic_exchange_n(address, value, __ATOMIC_RELAXED); } \
-  inline T atomicCAS(T* address, T compare, T value) {                                                      \
-    __atomic_compare_exchange_n(address, &compare, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);         \
-    return compare;                                                                                         \
+  inline T atomicCAS(T* address, T compare, T value) {                                                       \
+    __atomic_compare_exchange_n(address, &compare, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);        \
+    return compare;                                                                                          \
   }
 LMK_EMU_ATOMIC_MIN_MAX(int)
 LMK_EMU_ATOMIC_MIN_MAX(unsigned)

@@ -67,17 +67,19 @@ LMK_EMU_NO_TSAN void prepare_fiber(FiberContext& context, char* stack, size_t si
   // From the saved stack pointer up: r15 r14 r13 r12 rbx rbp, return address.
   // After `ret` the stack pointer is top - 16, 16-byte aligned.
   auto* slots = reinterpret_cast<uintptr_t*>(top - 24 - 6 * 8);
-  slots[0] = 0;                                          // r15
-  slots[1] = 0;                                          // r14
-  slots[2] = reinterpret_cast<uintptr_t>(entry);         // r13
-  slots[3] = reinterpret_cast<uintptr_t>(argument);      // r12
-  slots[4] = 0;                                          // rbx
-  slots[5] = 0;                                          // rbp: ends frame-pointer walks
+  slots[0] = 0;                                      // r15
+  slots[1] = 0;                                      // r14
+  slots[2] = reinterpret_cast<uintptr_t>(entry);     // r13
+  slots[3] = reinterpret_cast<uintptr_t>(argument);  // r12
+  slots[4] = 0;                                      // rbx
+  slots[5] = 0;                                      // rbp: ends frame-pointer walks
   slots[6] = reinterpret_cast<uintptr_t>(&lmk_emu_fiber_start);
   context.stack_pointer = slots;
 }
 
-LMK_EMU_NO_TSAN void switch_fiber(FiberContext& from, FiberContext& to) { lmk_emu_switch(&from.stack_pointer, to.stack_pointer); }
+LMK_EMU_NO_TSAN void switch_fiber(FiberContext& from, FiberContext& to) {
+  lmk_emu_switch(&from.stack_pointer, to.stack_pointer);
+}
 
 #else
 

@@ -33,7 +33,7 @@ namespace {
 
 constexpr int kRuntimeVersion = CUDART_VERSION;
 constexpr unsigned char kAllocationPoison = 0xFF;  // NaN in float formats: unwritten memory shows up
-constexpr size_t kAllocationAlignment = 256;        // cudaMalloc's alignment
+constexpr size_t kAllocationAlignment = 256;       // cudaMalloc's alignment
 
 thread_local cudaError_t t_last_error = cudaSuccess;
 thread_local std::string t_message;

@@ -331,7 +331,7 @@ LMK_EMU_NO_TSAN void fiber_main(void* argument) {
     }
   }
   {
-    InternalAccesses internal;  // closed before the last switch: the TSan context is reused
+    InternalAccesses internal;                  // closed before the last switch: the TSan context is reused
     tsan_release(g_run->sync_words.get() + 1);  // ... and its threads before what follows it
     self->state = State::Done;
   }
@@ -352,7 +352,8 @@ std::string thread_name(const Fiber& f) { return "thread " + triple(f.thread_idx
 void try_complete_warp_collective(std::vector<Fiber>& fibers, unsigned threads, Fiber& first) {
   const unsigned warp = first.linear / kWarpSize;
   const unsigned base = warp * kWarpSize;
-  const std::string what = std::string(op_name(first.op)) + " at " + where(first.site) + " with mask " + hex(first.mask);
+  const std::string what =
+      std::string(op_name(first.op)) + " at " + where(first.site) + " with mask " + hex(first.mask);
   for (unsigned lane = 0; lane < kWarpSize; ++lane) {
     if (!((first.mask >> lane) & 1)) continue;
     if (base + lane >= threads) {
@@ -362,8 +363,8 @@ void try_complete_warp_collective(std::vector<Fiber>& fibers, unsigned threads, 
     }
     const Fiber& other = fibers[base + lane];
     if (other.state == State::Done) {
-      fail(&first, what + " waits for lane " + std::to_string(lane) + " (" + thread_name(other) +
-                       "), which has exited");
+      fail(&first,
+           what + " waits for lane " + std::to_string(lane) + " (" + thread_name(other) + "), which has exited");
       return;
     }
     if (other.state == State::AtBarrier) {
@@ -622,8 +623,8 @@ uint64_t warp_collective(Site site, WarpOp op, unsigned mask, uint64_t value, in
   const unsigned lane = self->linear % kWarpSize;
   const std::string what = std::string(op_name(op)) + " at " + where(site);
   if (!((mask >> lane) & 1)) {
-    fail_in_kernel((what + ": the mask " + hex(mask) + " does not include the calling lane " + std::to_string(lane))
-                       .c_str());
+    fail_in_kernel(
+        (what + ": the mask " + hex(mask) + " does not include the calling lane " + std::to_string(lane)).c_str());
   }
   if (width < 1 || width > kWarpSize || (width & (width - 1)) != 0) {
     fail_in_kernel((what + ": width " + std::to_string(width) + " is not a power of two up to 32").c_str());
@@ -722,9 +723,9 @@ void run_launch(const KernelLaunch& launch) {
     uint64_t b = setting.order == ThreadOrder::Forward   ? i
                  : setting.order == ThreadOrder::Reverse ? blocks - 1 - i
                                                          : block_order[i];
-    detail::g_block_idx = uint3{static_cast<unsigned>(b % launch.grid.x),
-                                static_cast<unsigned>((b / launch.grid.x) % launch.grid.y),
-                                static_cast<unsigned>(b / (uint64_t(launch.grid.x) * launch.grid.y))};
+    detail::g_block_idx =
+        uint3{static_cast<unsigned>(b % launch.grid.x), static_cast<unsigned>((b / launch.grid.x) % launch.grid.y),
+              static_cast<unsigned>(b / (uint64_t(launch.grid.x) * launch.grid.y))};
     run.sync_words.reset(new char[4 + 2 * ((threads + kWarpSize - 1) / kWarpSize)]);
     run.failure.clear();
     if (!run_block(run, launch_number * 0x9e3779b97f4a7c15ull + b)) {

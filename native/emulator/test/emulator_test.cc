@@ -38,9 +38,9 @@ std::string launch_error() {
   return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
 }
 
-#define CHECK_LAUNCH_OK()                                               \
-  do {                                                                  \
-    std::string lmk_error = launch_error();                             \
+#define CHECK_LAUNCH_OK()                                                  \
+  do {                                                                     \
+    std::string lmk_error = launch_error();                                \
     if (!lmk_error.empty()) lmk_test::fail(__FILE__, __LINE__, lmk_error); \
   } while (0)
 
@@ -116,9 +116,7 @@ __global__ void read_unwritten_dynamic_shared(unsigned* out) {
   smem[1] = 7;  // the next block must see the poison again
 }
 
-__global__ void record_order(unsigned* counter, unsigned* order) {
-  order[atomicAdd(counter, 1u)] = threadIdx.x;
-}
+__global__ void record_order(unsigned* counter, unsigned* order) { order[atomicAdd(counter, 1u)] = threadIdx.x; }
 
 // ---- kernels with bugs for the diagnostics ---------------------------------------------
 __global__ void divergent_barrier(int* out) {
@@ -402,7 +400,9 @@ TEST(runtime_api_is_synchronous_host_memory) {
   for (int i = 0; i < 16; ++i) host[i] = i;
   CHECK_EQ(cudaMemcpyAsync(p, host, sizeof(host), cudaMemcpyHostToDevice, stream), cudaSuccess);
   int called = 0;
-  CHECK_EQ(cudaLaunchHostFunc(stream, [](void* c) { ++*static_cast<int*>(c); }, &called), cudaSuccess);
+  CHECK_EQ(cudaLaunchHostFunc(
+               stream, [](void* c) { ++*static_cast<int*>(c); }, &called),
+           cudaSuccess);
   CHECK_EQ(called, 1);
   CHECK_EQ(static_cast<int*>(p)[15], 15);
   cudaEvent_t event;
