@@ -311,43 +311,34 @@ TEST(thread_orders_are_forward_reverse_and_seeded_random) {
 }
 
 TEST(diagnostics_name_the_kernel_block_and_thread) {
+  struct Case {
+    void (*kernel)(int*);
+    unsigned threads;
+    std::vector<std::string> fragments;
+  };
+  const Case cases[] = {
+      {divergent_barrier,
+       64,
+       {"cudaErrorLaunchFailure", "divergent_barrier", "(emulator_test.cc)", "block (1,0,0)", "divergent __syncthreads",
+        "emulator/test/emulator_test.cc:"}},
+      {exit_before_barrier, 32, {"thread (3,0,0) exited while 31 threads wait at __syncthreads"}},
+      {mask_without_caller, 32, {"mask_without_caller", "does not include the calling lane"}},
+      {mask_mismatch, 32, {"divergent warp collective", "0x0000ffff"}},
+      {read_outside_mask, 32, {"reads lane 16, outside the mask 0x0000ffff"}},
+      {shuffle_against_barrier, 32, {"deadlock", "waits at __syncthreads"}},
+      {partial_warp_full_mask, 48, {"does not exist (the block has 48 threads)"}},
+  };
   std::vector<int> out(64, 0);
-  launch(divergent_barrier, dim3(2), dim3(64), 0, nullptr, out.data());
-  std::string e = launch_error();
-  CHECK(contains(e, "cudaErrorLaunchFailure"));
-  CHECK(contains(e, "divergent_barrier"));
-  CHECK(contains(e, "divergent __syncthreads"));
-  CHECK(contains(e, "block (0,0,0)"));
-  CHECK(contains(e, "emulator_test.cc:"));
-  CHECK(contains(e, "emulator_test.cc"));  // the kernel's file from the symbol table
-
-  launch(exit_before_barrier, dim3(1), dim3(32), 0, nullptr, out.data());
-  e = launch_error();
-  CHECK(contains(e, "thread (3,0,0) exited while 31 threads wait at __syncthreads"));
-
-  launch(mask_without_caller, dim3(1), dim3(32), 0, nullptr, out.data());
-  e = launch_error();
-  CHECK(contains(e, "mask_without_caller"));
-  CHECK(contains(e, "does not include the calling lane"));
-
-  launch(mask_mismatch, dim3(1), dim3(32), 0, nullptr, out.data());
-  e = launch_error();
-  CHECK(contains(e, "divergent warp collective"));
-  CHECK(contains(e, "0x0000ffff"));
-
-  launch(read_outside_mask, dim3(1), dim3(32), 0, nullptr, out.data());
-  e = launch_error();
-  CHECK(contains(e, "reads lane 16, outside the mask 0x0000ffff"));
-
-  launch(shuffle_against_barrier, dim3(1), dim3(32), 0, nullptr, out.data());
-  e = launch_error();
-  CHECK(contains(e, "deadlock"));
-  CHECK(contains(e, "waits at __syncthreads"));
-
-  launch(partial_warp_full_mask, dim3(1), dim3(48), 0, nullptr, out.data());
-  e = launch_error();
-  CHECK(contains(e, "does not exist (the block has 48 threads)"));
-
+  for (const Case& c : cases) {
+    // Block 1 runs first in reverse order: the diagnostic names the block that failed.
+    set_thread_order(ThreadOrder::Reverse);
+    launch(c.kernel, dim3(2), dim3(c.threads), 0, nullptr, out.data());
+    set_thread_order(ThreadOrder::Forward);
+    const std::string e = launch_error();
+    for (const std::string& fragment : c.fragments) {
+      if (!contains(e, fragment)) lmk_test::fail(__FILE__, __LINE__, "'" + fragment + "' missing from: " + e);
+    }
+  }
   // A failed launch leaves no error behind for the next one.
   launch(write_indices, dim3(1), dim3(8), 0, nullptr, reinterpret_cast<unsigned*>(out.data()));
   CHECK_LAUNCH_OK();
