@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/matmul/matmul.h"
+#include "kernels/test_hooks.h"
 #include "ops/matmul.h"
 #include "ops/tensor_ops.h"
 #include "runtime/blas_loader.h"
@@ -150,7 +151,10 @@ int main(int argc, char** argv) {
         Inputs in = make_inputs(n, n, n, dt, gpu);
         if (info.cuda == "cublas") ok = bench("cublas", kernels::GemmKernel::Library, gpu, in, 10) && ok;
         ok = bench("builtin", kernels::GemmKernel::Builtin, gpu, in, 10) && ok;
-        if (n == 1024) ok = bench("reference", kernels::GemmKernel::Reference, gpu, in, 3) && ok;
+        if (n == 1024) {
+          kernels::ScopedKernelVariant reference(kernels::KernelFamily::Matmul, kernels::KernelVariant::Reference);
+          ok = bench("reference", kernels::GemmKernel::Builtin, gpu, in, 3) && ok;
+        }
       }
     }
   } else if (!cuda_info().available) {

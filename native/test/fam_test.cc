@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/test_hooks.h"
 #include "math/fam_mask.h"
 #include "math/half.h"
 #include "ops/fam.h"
@@ -215,10 +216,15 @@ static ops::FamBlockAttentionArgs block_args(const Problem& p, DType dtype, cons
   return a;
 }
 
+// The CUDA kernels a run uses: the tiled ones, or the simple reference ones.
+static kernels::KernelVariant fam_variant(bool reference_kernel) {
+  return reference_kernel ? kernels::KernelVariant::Reference : kernels::KernelVariant::Default;
+}
+
 static Run run_block(const Problem& p, DType dtype, const Device& device = kCpu, bool backward = true,
                      bool reference_kernel = false) {
+  kernels::ScopedKernelVariant variant(kernels::KernelFamily::Fam, fam_variant(reference_kernel));
   ops::FamBlockAttentionArgs a = block_args(p, dtype, device);
-  a.cuda_reference = reference_kernel;
   ops::FamAttentionResult f = ops::fam_block_attention(a);
   Run r;
   r.out = read_doubles(f.out);
@@ -494,13 +500,13 @@ static MemoryProblem random_memory(MemoryProblem p, uint32_t seed) {
 
 static std::vector<std::vector<double>> run_memory(const MemoryProblem& p, DType dtype, const Device& device,
                                                    bool backward, bool reference_kernel = false) {
+  kernels::ScopedKernelVariant variant(kernels::KernelFamily::Fam, fam_variant(reference_kernel));
   ops::FamMemoryAttentionBackwardArgs a;
   a.fam_q = make(p.fq, {p.B, p.H, p.F, p.D}, dtype, device);
   a.fam_k = make(p.fk, {p.B, p.Hkv, p.F, p.D}, dtype, device);
   a.fam_v = make(p.fv, {p.B, p.Hkv, p.F, p.D}, dtype, device);
   a.block_k = make(p.bk, {p.B, p.Hkv, p.Lb, p.D}, dtype, device);
   a.block_v = make(p.bv, {p.B, p.Hkv, p.Lb, p.D}, dtype, device);
-  a.cuda_reference = reference_kernel;
   ops::FamAttentionResult f = ops::fam_memory_attention(a);
   std::vector<std::vector<double>> r{read_doubles(f.out), read_doubles(f.lse)};
   if (!backward) return r;

@@ -5,6 +5,8 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/test_hooks.h"
 #include "math/half.h"
 #include "ops/tensor_ops.h"
 #include "runtime/stream.h"
@@ -138,6 +140,38 @@ TEST(cuda_matches_cpu_when_present) {
   CHECK_THROWS_KIND(cuda_stream(0).synchronize(), ErrorKind::Range, "at flat index 1");
   cuda_stream(0).synchronize();
   CHECK_THROWS_KIND(read<int32_t>(checked), ErrorKind::Range, "flat index 1");
+}
+
+TEST(test_hooks_cap_looping_grids_and_pick_variants) {
+  using kernels::KernelFamily;
+  using kernels::KernelVariant;
+  const int before = kernels::test_grid_cap();
+  {
+    kernels::ScopedGridCap cap(3);
+    CHECK_EQ(kernels::looping_grid(100, 65535), 3u);
+    CHECK_EQ(kernels::looping_grid(2, 65535), 2u);
+    CHECK_EQ(kernels::grid_for(int64_t(1) << 20), 3u);
+  }
+  CHECK_EQ(kernels::test_grid_cap(), before);
+  {
+    kernels::ScopedGridCap off(0);
+    CHECK_EQ(kernels::looping_grid(100, 65535), 100u);
+    CHECK_EQ(kernels::looping_grid(100000, 65535), 65535u);
+    CHECK_EQ(kernels::looping_grid(0, 65535), 1u);
+    CHECK_EQ(kernels::grid_for(1000), 4u);
+  }
+  CHECK_THROWS_KIND(kernels::set_test_grid_cap(-1), ErrorKind::Range, "block count >= 0");
+  {
+    kernels::ScopedKernelVariant chunked(KernelFamily::Wkv4Forward, KernelVariant::Chunked);
+    CHECK(kernels::test_kernel_variant(KernelFamily::Wkv4Forward) == KernelVariant::Chunked);
+    CHECK(kernels::test_kernel_variant(KernelFamily::Fam) == KernelVariant::Default);
+  }
+  CHECK(kernels::test_kernel_variant(KernelFamily::Wkv4Forward) == KernelVariant::Default);
+  CHECK_THROWS_KIND(kernels::set_test_kernel_variant(KernelFamily::Fam, KernelVariant::Chunked), ErrorKind::Type,
+                    "fam has no variant Chunked");
+  CHECK_THROWS_KIND(kernels::set_test_kernel_variant(KernelFamily::Wkv4Forward, KernelVariant::Reference),
+                    ErrorKind::Type, "wkv4 forward has no variant Reference");
+  CHECK(kernels::test_kernel_variant(KernelFamily::Fam) == KernelVariant::Default);
 }
 
 LMK_TEST_MAIN()

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/test_hooks.h"
 #include "kernels/wkv4/wkv4.h"
 #include "math/half.h"
 #include "math/wkv4.h"
@@ -918,42 +919,20 @@ TEST(cuda_matches_cpu) {
                         (what + " backward").c_str());
     }
   }
-#ifdef LMK_WITH_CUDA
-  // Both forward versions on the same inputs, whatever Auto would pick.
+  // Both forward versions on the same inputs, whatever the default would pick.
   for (auto& [name, raw] : cases) {
     Case c = rounded(raw, DType::Float32);
     Forward cpu = run_forward(c, DType::Float32, kCpu);
-    for (auto variant : {kernels::Wkv4CudaForward::Serial, kernels::Wkv4CudaForward::Chunked}) {
-      Tensor td = make(c.td, {c.C}, DType::Float32, kCuda), tf = make(c.tf, {c.C}, DType::Float32, kCuda);
-      Tensor k = make(c.k, {c.B, c.T, c.C}, DType::Float32, kCuda),
-             v = make(c.v, {c.B, c.T, c.C}, DType::Float32, kCuda);
-      std::optional<Tensor> state;
-      if (c.has_state()) state = make(c.state, {c.B, 3, c.C}, DType::Float32, kCuda);
-      Tensor y = ops::empty({c.B, c.T, c.C}, DType::Float32, kCuda),
-             state_out = ops::empty({c.B, 3, c.C}, DType::Float32, kCuda);
-      kernels::Wkv4Params p;
-      p.dtype = DType::Float32;
-      p.B = c.B;
-      p.T = c.T;
-      p.C = c.C;
-      p.time_decay = td.data();
-      p.time_first = tf.data();
-      p.k = k.data();
-      p.v = v.data();
-      p.state_in = state ? state->data() : nullptr;
-      p.y = y.data();
-      p.state_out = state_out.data();
-      stream_for(kCuda).synchronize();  // inputs in place
-      kernels::wkv4_forward_cuda_variant(p, cuda_stream_handle(0), variant);
-      Forward gpu{read(y), read(state_out)};
+    for (auto variant : {kernels::KernelVariant::Serial, kernels::KernelVariant::Chunked}) {
+      kernels::ScopedKernelVariant forced(kernels::KernelFamily::Wkv4Forward, variant);
+      Forward gpu = run_forward(c, DType::Float32, kCuda);
       double e_y = relative_error(gpu.y, cpu.y), e_s = relative_error(gpu.state, cpu.state);
       std::printf("    %s forward version %s: y %.2e state %.2e\n", name.c_str(),
-                  variant == kernels::Wkv4CudaForward::Serial ? "serial" : "chunked", e_y, e_s);
+                  variant == kernels::KernelVariant::Serial ? "serial" : "chunked", e_y, e_s);
       CHECK_LE(e_y, 1e-5);
       CHECK_LE(e_s, 1e-5);
     }
   }
-#endif
   // step on CUDA == step on the CPU
   Case c = random_case(4, 1, 300, true, false, 208);
   ops::Wkv4StepArgs args[2];

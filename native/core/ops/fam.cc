@@ -122,26 +122,18 @@ kernels::FamParams block_params(const FamBlockAttentionArgs& a, const BlockShape
   p.mask.key_count = s.T;
   p.mask.causal = true;
   p.scale = s.scale;
-  p.use_reference = a.cuda_reference;
   return p;
 }
 
 // Queues the forward or backward kernel (CPU, or CUDA: tiled, or the simple
-// reference kernels when the params ask for them).
+// reference kernels where the tiled ones do not fit or a test asks for them).
 void enqueue_forward(OpTask& task, const kernels::FamParams& p) {
-  task.enqueue(
-      [p] { kernels::fam_forward_cpu(p); },
-      [p](void* s) {
-        LMK_CUDA_CALL(p.use_reference ? kernels::fam_forward_cuda_reference(p, s) : kernels::fam_forward_cuda(p, s));
-      });
+  task.enqueue([p] { kernels::fam_forward_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::fam_forward_cuda(p, s)); });
 }
 
 void enqueue_backward(OpTask& task, const kernels::FamParams& p) {
-  task.enqueue(
-      [p] { kernels::fam_backward_cpu(p); },
-      [p](void* s) {
-        LMK_CUDA_CALL(p.use_reference ? kernels::fam_backward_cuda_reference(p, s) : kernels::fam_backward_cuda(p, s));
-      });
+  task.enqueue([p] { kernels::fam_backward_cpu(p); },
+               [p](void* s) { LMK_CUDA_CALL(kernels::fam_backward_cuda(p, s)); });
 }
 
 // ---- memoryAttention -------------------------------------------------------------
@@ -196,7 +188,6 @@ kernels::FamParams memory_params(const FamMemoryAttentionArgs& a, const MemorySh
   p.mask.key_count = s.Lb;
   p.mask.causal = false;
   p.scale = s.scale;
-  p.use_reference = a.cuda_reference;
   return p;
 }
 

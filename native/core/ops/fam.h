@@ -21,7 +21,6 @@ struct FamBlockAttentionArgs {
   int64_t block_size = 0;       // L >= 1
   int64_t memory_blocks = 0;    // m >= 0 (more than the blocks available is fine)
   std::optional<double> scale;  // default 1/sqrt(D); finite
-  bool cuda_reference = false;  // tests: the simple CUDA kernels instead of the tiled ones
 };
 
 struct FamAttentionResult {
@@ -49,7 +48,6 @@ struct FamMemoryAttentionArgs {
   Tensor fam_k, fam_v;      // [B,Hkv,F,D]
   Tensor block_k, block_v;  // [B,Hkv,L',D]
   std::optional<double> scale;
-  bool cuda_reference = false;
 };
 
 FamAttentionResult fam_memory_attention(const FamMemoryAttentionArgs& args);

@@ -85,6 +85,13 @@ Wkv4ForwardResult wkv4_forward(const Wkv4ForwardArgs& args) {
   p.state_in = state ? state->data() : nullptr;
   p.y = out.y.data();
   p.state_out = out.state.data();
+#ifdef LMK_WITH_CUDA
+  // The chunked CUDA forward keeps per-chunk states in scratch.
+  if (c.device.is_cuda()) {
+    const size_t workspace_bytes = kernels::wkv4_forward_workspace_bytes_cuda(p);
+    if (workspace_bytes > 0) p.workspace = task.workspace(workspace_bytes);
+  }
+#endif
   task.enqueue([p] { kernels::wkv4_forward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::wkv4_forward_cuda(p, s)); });
   return out;

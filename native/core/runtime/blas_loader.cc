@@ -23,6 +23,10 @@ const OpenBlas* openblas() {
 
 const Cublas* cublas() {
   return load_once<Cublas>(nullptr, [](Cublas& library, std::string*) {
+#if defined(LMK_CUDA_EMULATED)
+    // The emulated device's memory is host memory: a real cuBLAS cannot use it.
+    return false;
+#endif
     DynamicLibrary lib = DynamicLibrary::open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so"});
     if (!lib || !lib.find("cublasCreate_v2", &library.create) || !lib.find("cublasDestroy_v2", &library.destroy) ||
         !lib.find("cublasSetStream_v2", &library.set_stream) ||

@@ -1,6 +1,8 @@
 #include <cuda_runtime.h>
 
 #include "kernels/copy/copy.h"
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "math/convert.h"
 #include "runtime/cuda_check.h"
 #include "runtime/dispatch.h"
@@ -26,12 +28,12 @@ void convert_cuda(const void* src, DType src_dtype, void* dst, DType dst_dtype, 
     return;
   }
   int64_t blocks = (n + 255) / 256;
-  unsigned grid = static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
+  unsigned grid = looping_grid(blocks, 65535 * 8);
   dispatch_dtype(src_dtype, [&](auto src_tag) {
     using S = typename decltype(src_tag)::type;
     dispatch_dtype(dst_dtype, [&](auto dst_tag) {
       using D = typename decltype(dst_tag)::type;
-      convert_kernel<S, D><<<grid, 256, 0, s>>>(static_cast<const S*>(src), static_cast<D*>(dst), n);
+      launch(convert_kernel<S, D>, grid, 256, 0, s, static_cast<const S*>(src), static_cast<D*>(dst), n);
     });
   });
   cuda_check_launch("convert");

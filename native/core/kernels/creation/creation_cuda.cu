@@ -5,6 +5,7 @@
 #include "kernels/creation/creation.h"
 #include "kernels/creation/random_value.h"
 #include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "math/convert.h"
 #include "runtime/cuda_check.h"
 #include "runtime/dispatch.h"
@@ -43,7 +44,8 @@ void fill_cuda(void* data, DType dtype, int64_t n, double value, void* stream) {
     using T = typename decltype(tag)::type;
     T element;
     store_from_double(&element, 0, value);
-    fill_kernel<T><<<grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<T*>(data), n, element);
+    launch(fill_kernel<T>, grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), static_cast<T*>(data), n,
+           element);
   });
   cuda_check_launch("fill");
 }
@@ -52,7 +54,7 @@ void arange_cuda(void* data, DType dtype, int64_t n, void* stream) {
   if (n == 0) return;
   dispatch_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    arange_kernel<T><<<grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<T*>(data), n);
+    launch(arange_kernel<T>, grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), static_cast<T*>(data), n);
   });
   cuda_check_launch("arange");
 }
@@ -61,7 +63,8 @@ void random_cuda(void* data, DType dtype, int64_t n, const RandomParams& params,
   if (n == 0) return;
   dispatch_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    random_kernel<T><<<grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<T*>(data), n, params);
+    launch(random_kernel<T>, grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), static_cast<T*>(data), n,
+           params);
   });
   cuda_check_launch("random");
 }

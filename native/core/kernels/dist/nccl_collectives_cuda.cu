@@ -5,6 +5,7 @@
 
 #include "kernels/copy/copy.h"
 #include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/dist/nccl_collectives.h"
 #include "runtime/cuda_check.h"
 #include "runtime/error.h"
@@ -63,9 +64,11 @@ __global__ void divide_kernel(T* x, int64_t n, T divisor) {
 void divide_cuda(void* x, DType dtype, int64_t n, int divisor, cudaStream_t s) {
   if (n == 0) return;
   if (dtype == DType::Float64) {
-    divide_kernel<<<grid_for(n), kGridThreads, 0, s>>>(static_cast<double*>(x), n, static_cast<double>(divisor));
+    launch(divide_kernel<double>, grid_for(n), kGridThreads, 0, s, static_cast<double*>(x), n,
+           static_cast<double>(divisor));
   } else {
-    divide_kernel<<<grid_for(n), kGridThreads, 0, s>>>(static_cast<float*>(x), n, static_cast<float>(divisor));
+    launch(divide_kernel<float>, grid_for(n), kGridThreads, 0, s, static_cast<float*>(x), n,
+           static_cast<float>(divisor));
   }
   cuda_check_launch("dist mean");
 }

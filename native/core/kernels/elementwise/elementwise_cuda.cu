@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/elementwise/float_dispatch.h"
 #include "math/compute_type.h"
@@ -66,32 +67,31 @@ __global__ void axpy_kernel(int64_t n, compute_t<T> alpha, T* target, const T* s
 
 template <typename T, BinaryOp Op>
 void launch_binary(const BinaryParams& p, int64_t n, cudaStream_t s) {
-  binary_kernel<T, Op><<<grid_for(n), kThreads, 0, s>>>(p.layout, n, static_cast<const T*>(p.a),
-                                                        static_cast<const T*>(p.b), static_cast<T*>(p.out));
+  launch(binary_kernel<T, Op>, grid_for(n), kThreads, 0, s, p.layout, n, static_cast<const T*>(p.a),
+         static_cast<const T*>(p.b), static_cast<T*>(p.out));
 }
 
 template <typename T, BinaryOp Op>
 void launch_binary_backward(const BinaryBackwardParams& p, int64_t n, cudaStream_t s) {
-  binary_backward_kernel<T, Op>
-      <<<grid_for(n), kThreads, 0, s>>>(p.layout, n, static_cast<const T*>(p.a), static_cast<const T*>(p.b),
-                                        static_cast<const T*>(p.gy), static_cast<T*>(p.ga), static_cast<T*>(p.gb));
+  launch(binary_backward_kernel<T, Op>, grid_for(n), kThreads, 0, s, p.layout, n, static_cast<const T*>(p.a),
+         static_cast<const T*>(p.b), static_cast<const T*>(p.gy), static_cast<T*>(p.ga), static_cast<T*>(p.gb));
 }
 
 template <typename T, ScalarOp Op>
 void launch_scalar(const ScalarParams& p, cudaStream_t s) {
-  scalar_kernel<T, Op><<<grid_for(p.n), kThreads, 0, s>>>(p.n, static_cast<const T*>(p.x),
-                                                          static_cast<compute_t<T>>(p.s), static_cast<T*>(p.out));
+  launch(scalar_kernel<T, Op>, grid_for(p.n), kThreads, 0, s, p.n, static_cast<const T*>(p.x),
+         static_cast<compute_t<T>>(p.s), static_cast<T*>(p.out));
 }
 
 template <typename T, UnaryOp Op>
 void launch_unary(const UnaryParams& p, cudaStream_t s) {
-  unary_kernel<T, Op><<<grid_for(p.n), kThreads, 0, s>>>(p.n, static_cast<const T*>(p.x), static_cast<T*>(p.out));
+  launch(unary_kernel<T, Op>, grid_for(p.n), kThreads, 0, s, p.n, static_cast<const T*>(p.x), static_cast<T*>(p.out));
 }
 
 template <typename T, UnaryOp Op>
 void launch_unary_backward(const UnaryBackwardParams& p, cudaStream_t s) {
-  unary_backward_kernel<T, Op><<<grid_for(p.n), kThreads, 0, s>>>(
-      p.n, static_cast<const T*>(p.x), static_cast<const T*>(p.y), static_cast<const T*>(p.gy), static_cast<T*>(p.gx));
+  launch(unary_backward_kernel<T, Op>, grid_for(p.n), kThreads, 0, s, p.n, static_cast<const T*>(p.x),
+         static_cast<const T*>(p.y), static_cast<const T*>(p.gy), static_cast<T*>(p.gx));
 }
 
 }  // namespace
@@ -144,8 +144,8 @@ void axpy_cuda(const AxpyParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    axpy_kernel<T><<<grid_for(p.n), kThreads, 0, s>>>(p.n, static_cast<float>(p.alpha), static_cast<T*>(p.target),
-                                                      static_cast<const T*>(p.src));
+    launch(axpy_kernel<T>, grid_for(p.n), kThreads, 0, s, p.n, static_cast<float>(p.alpha), static_cast<T*>(p.target),
+           static_cast<const T*>(p.src));
   });
   cuda_check_launch("addInPlace_");
 }

@@ -6,6 +6,7 @@
 
 #include "kernels/checks/index_check.h"
 #include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/embedding/embedding.h"
 #include "math/compute_type.h"
@@ -70,8 +71,8 @@ void embedding_forward_cuda(const EmbeddingParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_kernel<T>
-        <<<grid_for(p.n * p.D), kThreads, 0, s>>>(p, static_cast<const T*>(p.weight), static_cast<T*>(p.out));
+    launch(forward_kernel<T>, grid_for(p.n * p.D), kThreads, 0, s, p, static_cast<const T*>(p.weight),
+           static_cast<T*>(p.out));
   });
   cuda_check_launch("embedding");
 }
@@ -85,12 +86,12 @@ void embedding_backward_cuda(const EmbeddingParams& p, void* stream) {
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.D > 0) {
-      backward_columns_kernel<T><<<grid_for(p.D), kThreads, 0, s>>>(p, static_cast<const T*>(p.gout), acc);
+      launch(backward_columns_kernel<T>, grid_for(p.D), kThreads, 0, s, p, static_cast<const T*>(p.gout), acc);
     } else {
       index_check_cuda(p.ids, p.n, p.V, p.first_bad_index, stream);  // no columns, ids still checked
     }
     if (!std::is_same_v<T, float> && total > 0) {
-      round_kernel<T><<<grid_for(total), kThreads, 0, s>>>(total, acc, static_cast<T*>(p.gweight));
+      launch(round_kernel<T>, grid_for(total), kThreads, 0, s, total, acc, static_cast<T*>(p.gweight));
     }
   });
   cuda_check_launch("embeddingBackward");

@@ -55,7 +55,6 @@ struct FamParams {
   int64_t fam_blocks = 0;  // NF: FAM blocks in fam_k (NB, or 1 for memory attention)
   FamMask mask;            // mask.key_count = Tk
   double scale = 1.0;
-  bool use_reference = false;  // CUDA only: the simple one-thread-per-row kernels (tests)
 };
 
 constexpr int64_t kFamMaxHeadDim = 256;
@@ -89,8 +88,9 @@ inline DType fam_stat_dtype(DType dtype) { return dtype == DType::Float64 ? DTyp
 void fam_forward_cpu(const FamParams& p);
 void fam_backward_cpu(const FamParams& p);
 
-// CUDA (fam_cuda.cu); `stream` is a cudaStream_t. p.use_reference picks the
-// simple kernels (fam_cuda_reference.cu).
+// CUDA (fam_cuda.cu); `stream` is a cudaStream_t. The tiled kernels when their
+// shared memory fits the device, else the simple ones (fam_cuda_reference.cu),
+// which tests also select with KernelVariant::Reference (kernels/test_hooks.h).
 void fam_forward_cuda(const FamParams& p, void* stream);
 void fam_backward_cuda(const FamParams& p, void* stream);
 void fam_forward_cuda_reference(const FamParams& p, void* stream);

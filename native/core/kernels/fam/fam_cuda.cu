@@ -1,13 +1,14 @@
 // TransformerFAM attention on CUDA: picks the tiled kernels for the head dim
 // (64, 128, or the generic path for any D <= 256) when their shared memory
 // fits the device, else the simple kernels (fam_cuda_reference.cu), which
-// also serve tests through FamParams::use_reference.
+// tests also select (KernelVariant::Reference, kernels/test_hooks.h).
 #include <cuda_runtime.h>
 
 #include <mutex>
 
 #include "kernels/fam/fam.h"
 #include "kernels/fam/fam_cuda_tiled.cuh"
+#include "kernels/test_hooks.h"
 #include "runtime/cuda_check.h"
 
 namespace lmk::kernels {
@@ -37,16 +38,18 @@ bool run_tiled(const FamParams& p, cudaStream_t stream, bool backward) {
   return fam_cuda::fam_tiled_generic(p, stream, backward, limit);
 }
 
+bool reference_wanted() { return test_kernel_variant(KernelFamily::Fam) == KernelVariant::Reference; }
+
 }  // namespace
 
 void fam_forward_cuda(const FamParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  if (p.use_reference || !run_tiled(p, s, false)) fam_forward_cuda_reference(p, stream);
+  if (reference_wanted() || !run_tiled(p, s, false)) fam_forward_cuda_reference(p, stream);
 }
 
 void fam_backward_cuda(const FamParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  if (p.use_reference || !run_tiled(p, s, true)) fam_backward_cuda_reference(p, stream);
+  if (reference_wanted() || !run_tiled(p, s, true)) fam_backward_cuda_reference(p, stream);
 }
 
 }  // namespace lmk::kernels

@@ -6,6 +6,7 @@
 // fallback when a tiled kernel's shared memory does not fit the device.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
 #include "math/compute_type.h"
@@ -158,7 +159,7 @@ void fam_forward_cuda_reference(const FamParams& p, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   int64_t rows = s.B * s.H * s.Tq;
   if (rows == 0) return;
-  forward_reference_kernel<<<blocks_for(rows), kThreads, 0, st>>>(p);
+  launch(forward_reference_kernel, blocks_for(rows), kThreads, 0, st, p);
   cuda_check_launch("fam: reference forward kernel");
 }
 
@@ -167,17 +168,17 @@ void fam_backward_cuda_reference(const FamParams& p, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   int64_t rows = s.B * s.H * s.Tq;
   if (rows > 0) {
-    dq_reference_kernel<<<blocks_for(rows), kThreads, 0, st>>>(p);
+    launch(dq_reference_kernel, blocks_for(rows), kThreads, 0, st, p);
     cuda_check_launch("fam: reference dq kernel");
   }
   int64_t keys = s.B * s.Hkv * s.Tk;
   if (keys > 0) {
-    dkv_reference_kernel<<<blocks_for(keys), kThreads, 0, st>>>(p);
+    launch(dkv_reference_kernel, blocks_for(keys), kThreads, 0, st, p);
     cuda_check_launch("fam: reference dkv kernel");
   }
   int64_t fam_keys = s.B * s.Hkv * s.NF * s.F;
   if (fam_keys > 0) {
-    dfam_reference_kernel<<<blocks_for(fam_keys), kThreads, 0, st>>>(p);
+    launch(dfam_reference_kernel, blocks_for(fam_keys), kThreads, 0, st, p);
     cuda_check_launch("fam: reference dfam kernel");
   }
 }

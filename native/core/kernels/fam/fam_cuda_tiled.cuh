@@ -28,6 +28,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/fam/fam.h"
 #include "math/attention_math.h"
 #include "math/compute_type.h"
@@ -83,7 +85,7 @@ __global__ void __launch_bounds__(kThreads)
   const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
-  extern __shared__ float smem[];
+  LMK_DYNAMIC_SHARED(float, smem);
   float* sQ = smem;          // BQ × ld, scaled q
   float* sK = sQ + BQ * ld;  // BK × ld; then P (BQ × (BK+1))
   const int k_region = BK * ld > BQ * (BK + 1) ? BK * ld : BQ * (BK + 1);
@@ -230,7 +232,7 @@ __global__ void __launch_bounds__(kThreads, kMaxD > 128 ? 2 : 1)
   const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
-  extern __shared__ float smem[];
+  LMK_DYNAMIC_SHARED(float, smem);
   float* sQ = smem;          // BQ × ld, scaled q
   float* sG = sQ + BQ * ld;  // BQ × ld, gOut
   float* sK = sG + BQ * ld;  // BK × ld
@@ -376,7 +378,7 @@ __global__ void __launch_bounds__(kThreads)
   const FamLayout L(p);
   const int D = kFixedD ? kMaxD : static_cast<int>(L.D);
   const int ld = D + 1;
-  extern __shared__ float smem[];
+  LMK_DYNAMIC_SHARED(float, smem);
   float* sK = smem;                // BK × ld
   float* sV = sK + BK * ld;        // BK × ld
   float* sQ = sV + BK * ld;        // BQ × ld, scaled q
@@ -557,7 +559,8 @@ struct TiledFam {
     }
   }
 
-  static unsigned rows_grid(int64_t rows) { return static_cast<unsigned>(rows < 65535 ? rows : 65535); }
+  // Blocks along y walk the (batch, head) rows.
+  static unsigned rows_grid(int64_t rows) { return looping_grid(rows, 65535); }
 
   static void forward(const FamParams& p, cudaStream_t stream) {
     const int D = static_cast<int>(p.head_dim);
@@ -569,7 +572,7 @@ struct TiledFam {
     size_t smem = forward_smem(D);
     prepare(kernel, smem);
     dim3 grid(static_cast<unsigned>(tiles), rows_grid(p.batch * p.heads));
-    kernel<<<grid, kThreads, smem, stream>>>(p, tiles_per_block, tiles);
+    launch(kernel, grid, kThreads, smem, stream, p, tiles_per_block, tiles);
     cuda_check_launch("fam: forward kernel");
   }
 
@@ -583,7 +586,7 @@ struct TiledFam {
       size_t smem = dq_smem(D);
       prepare(kernel, smem);
       dim3 grid(static_cast<unsigned>(tiles), rows_grid(p.batch * p.heads));
-      kernel<<<grid, kThreads, smem, stream>>>(p, tiles_per_block, tiles);
+      launch(kernel, grid, kThreads, smem, stream, p, tiles_per_block, tiles);
       cuda_check_launch("fam: dq kernel");
     }
     int64_t F = p.fam_k ? p.fam_len : 0;
@@ -595,7 +598,7 @@ struct TiledFam {
       size_t smem = dkv_smem(D);
       prepare(kernel, smem);
       dim3 grid(static_cast<unsigned>(key_tiles), rows_grid(p.batch * p.kv_heads));
-      kernel<<<grid, kThreads, smem, stream>>>(p, seq_tiles, fam_tiles);
+      launch(kernel, grid, kThreads, smem, stream, p, seq_tiles, fam_tiles);
       cuda_check_launch("fam: dkv kernel");
     }
   }

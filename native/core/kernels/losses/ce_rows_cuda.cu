@@ -3,7 +3,8 @@
 //
 //   ce_rows_simple_kernel — one thread per row, plain loops (max, sum of
 //     exponentials without the labels, gradient): obviously correct, slow;
-//     the GPU tests compare it with the fast one and with the CPU.
+//     the GPU tests compare it with the fast one and with the CPU
+//     (KernelVariant::Reference, kernels/test_hooks.h).
 //   ce_rows_kernel — one block per row (256 or 1024 threads). Stats: each thread walks
 //     the row in 16-byte packs (4 float32 or 8 bfloat16/float16 entries,
 //     after a scalar head up to 16-byte alignment) keeping an online (max,
@@ -18,8 +19,11 @@
 // an L2 hit), the gradient written once.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
+#include "kernels/test_hooks.h"
 #include "math/compute_type.h"
 #include "math/half.h"
 #include "math/log_sum_exp.h"
@@ -313,13 +317,12 @@ __global__ void ce_rows_simple_kernel(CeRowsJob job) {
 }
 
 template <typename T>
-void launch(const CeRowsJob& job, cudaStream_t stream) {
-  if (simple_cuda_loss_kernels()) {
+void launch_rows(const CeRowsJob& job, cudaStream_t stream) {
+  if (test_kernel_variant(KernelFamily::Losses) == KernelVariant::Reference) {
     int64_t blocks = (job.rows + 127) / 128;
-    ce_rows_simple_kernel<T><<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 128, 0, stream>>>(job);
+    launch(ce_rows_simple_kernel<T>, looping_grid(blocks, 65535), 128, 0, stream, job);
   } else {
-    int64_t blocks = job.rows < (int64_t(1) << 20) ? job.rows : (int64_t(1) << 20);
-    ce_rows_kernel<T><<<static_cast<unsigned>(blocks), threads_for(job.V), 0, stream>>>(job);
+    launch(ce_rows_kernel<T>, looping_grid(job.rows, int64_t(1) << 20), threads_for(job.V), 0, stream, job);
   }
 }
 
@@ -329,9 +332,9 @@ void ce_rows_cuda(const CeRowsJob& job, void* stream) {
   if (job.rows == 0) return;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (job.dtype) {
-    case DType::Float32: launch<float>(job, s); break;
-    case DType::BFloat16: launch<bf16>(job, s); break;
-    case DType::Float16: launch<f16>(job, s); break;
+    case DType::Float32: launch_rows<float>(job, s); break;
+    case DType::BFloat16: launch_rows<bf16>(job, s); break;
+    case DType::Float16: launch_rows<f16>(job, s); break;
     default: throw_type_error("cross-entropy rows: float64 is CPU-only");
   }
   cuda_check_launch("cross-entropy rows");

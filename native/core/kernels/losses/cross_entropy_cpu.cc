@@ -1,7 +1,7 @@
 // Cross-entropy and goldfish loss on the CPU (kernels/losses/losses.h): a
 // counting pre-pass over the labels, the fused row kernel (ce_rows_cpu.cc),
 // and a reduction of the per-row losses in row order, in double. Also the
-// goldfish mask and shiftLabels, and the test switch for the CUDA kernels.
+// goldfish mask and shiftLabels.
 #include <algorithm>
 #include <atomic>
 
@@ -12,14 +12,6 @@
 #include "runtime/thread_pool.h"
 
 namespace lmk::kernels {
-namespace {
-
-std::atomic<bool> simple_cuda_kernels{false};
-
-}  // namespace
-
-void set_simple_cuda_loss_kernels(bool simple) { simple_cuda_kernels.store(simple); }
-bool simple_cuda_loss_kernels() { return simple_cuda_kernels.load(); }
 
 size_t cross_entropy_workspace_bytes(const CrossEntropyParams& p) { return cross_entropy_workspace(p, nullptr).bytes; }
 

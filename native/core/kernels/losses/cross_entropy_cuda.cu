@@ -4,6 +4,8 @@
 // fixed order, in double. Also the goldfish mask and shiftLabels.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/cross_entropy_job.h"
 #include "kernels/losses/losses.h"
@@ -14,10 +16,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096);
-}
+// Grid-stride loops over n rows or labels, at most 4096 blocks.
+unsigned rows_grid(int64_t n) { return looping_grid((n + kThreads - 1) / kThreads, 4096); }
 
 // counts[0] += supervised tokens, counts[1] += kept ones; first bad label.
 __global__ void count_kernel(const CrossEntropyParams p, unsigned long long* counts) {
@@ -92,7 +92,7 @@ void cross_entropy_count_cuda(const CrossEntropyParams& p, void* stream) {
   int64_t* counts = cross_entropy_workspace(p, p.workspace).counts;
   cuda_check(cudaMemsetAsync(counts, 0, 2 * sizeof(int64_t), s), "losses");
   if (p.rows > 0) {
-    count_kernel<<<grid_for(p.rows), kThreads, 0, s>>>(p, reinterpret_cast<unsigned long long*>(counts));
+    launch(count_kernel, rows_grid(p.rows), kThreads, 0, s, p, reinterpret_cast<unsigned long long*>(counts));
     cuda_check_launch("losses: count");
   }
 }
@@ -100,7 +100,7 @@ void cross_entropy_count_cuda(const CrossEntropyParams& p, void* stream) {
 void cross_entropy_finish_cuda(const CrossEntropyParams& p, void* stream) {
   if (!cross_entropy_reduces(p)) return;
   const CrossEntropyWorkspace w = cross_entropy_workspace(p, p.workspace);
-  finish_kernel<float><<<1, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, w.counts, w.nll, w.nll_dropped);
+  launch(finish_kernel<float>, 1, kThreads, 0, static_cast<cudaStream_t>(stream), p, w.counts, w.nll, w.nll_dropped);
   cuda_check_launch("losses: reduce");
 }
 
@@ -112,7 +112,7 @@ void cross_entropy_cuda(const CrossEntropyParams& p, void* stream) {
 
 void goldfish_mask_cuda(const GoldfishMaskParams& p, void* stream) {
   if (p.rows == 0) return;
-  goldfish_mask_kernel<<<grid_for(p.rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
+  launch(goldfish_mask_kernel, rows_grid(p.rows), kThreads, 0, static_cast<cudaStream_t>(stream), p);
   cuda_check_launch("losses.goldfishMask");
 }
 
@@ -120,8 +120,8 @@ void shift_labels_cuda(const int32_t* input_ids, int32_t* labels, int64_t rows, 
                        void* stream) {
   int64_t n = rows * T;
   if (n == 0) return;
-  shift_labels_kernel<<<grid_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(input_ids, labels, n, T,
-                                                                                       ignore_index);
+  launch(shift_labels_kernel, rows_grid(n), kThreads, 0, static_cast<cudaStream_t>(stream), input_ids, labels, n, T,
+         ignore_index);
   cuda_check_launch("losses.shiftLabels");
 }
 

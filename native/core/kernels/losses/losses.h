@@ -119,9 +119,4 @@ void shift_labels_cpu(const int32_t* input_ids, int32_t* labels, int64_t rows, i
 void shift_labels_cuda(const int32_t* input_ids, int32_t* labels, int64_t rows, int64_t T, int32_t ignore_index,
                        void* stream);
 
-// For tests and benchmarks: makes the CUDA loss kernels use their simple
-// reference versions (one thread per row, plain loops) instead of the fast ones.
-void set_simple_cuda_loss_kernels(bool simple);
-bool simple_cuda_loss_kernels();
-
 }  // namespace lmk::kernels

@@ -6,6 +6,7 @@
 // No host synchronisation anywhere.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
 #include "kernels/losses/ce_rows.h"
 #include "kernels/losses/losses.h"
 #include "kernels/losses/orpo_math.h"
@@ -72,13 +73,13 @@ __global__ void pairs_kernel(const OrpoParams p, OrpoWorkspace w) {
 
 void orpo_count_cuda(const OrpoParams& p, void* stream) {
   OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
-  count_kernel<<<dim3(static_cast<unsigned>(p.B), 3), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, w);
+  launch(count_kernel, dim3(static_cast<unsigned>(p.B), 3), kThreads, 0, static_cast<cudaStream_t>(stream), p, w);
   cuda_check_launch("losses.orpo: count");
 }
 
 void orpo_pairs_cuda(const OrpoParams& p, void* stream) {
   OrpoWorkspace w = orpo_workspace(p, p.workspace, p.grad_chosen != nullptr);
-  pairs_kernel<float, float><<<1, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, w);
+  launch(pairs_kernel<float, float>, 1, kThreads, 0, static_cast<cudaStream_t>(stream), p, w);
   cuda_check_launch("losses.orpo: pairs");
 }
 

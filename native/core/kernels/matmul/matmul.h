@@ -12,7 +12,8 @@
 //         (OpenBLAS: whole matrices first) and rounded once on store.
 //   CUDA: cuBLAS (cublasGemmStridedBatchedEx, float32 compute) when it loads,
 //         else our 64x64-tiled shared-memory kernel; a one-thread-per-output
-//         reference kernel is kept for the GPU tests.
+//         reference kernel is kept for the GPU tests (selected only through
+//         kernels/test_hooks.h, KernelFamily::Matmul).
 // Accumulation is float32 (float64 for float64) everywhere; with `accumulate`
 // the old output is added in that type before the one rounding on store.
 #pragma once
@@ -26,7 +27,6 @@ namespace lmk::kernels {
 enum class GemmKernel : int32_t {
   Library = 0,  // OpenBLAS on the CPU, cuBLAS on CUDA
   Builtin,      // our blocked (CPU) / tiled (CUDA) kernel
-  Reference,    // CUDA: one thread per output element; CPU: same as Builtin
 };
 
 struct MatmulParams {

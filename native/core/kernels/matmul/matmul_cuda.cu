@@ -7,7 +7,8 @@
 //           outputs (rows ty+16r, columns tx+16c), k in steps of 16 through
 //           shared memory; out-of-range elements load as 0.
 //   reference: one thread per output element, the k loop in order — slow and
-//           obviously correct, for the GPU tests.
+//           obviously correct, for the GPU tests (KernelVariant::Reference,
+//           kernels/test_hooks.h).
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -15,6 +16,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/matmul/matmul.h"
 #include "math/compute_type.h"
@@ -193,7 +196,8 @@ void matmul_cuda(const MatmulParams& p, GemmKernel kernel, void* stream) {
     }
     return;
   }
-  if (kernel == GemmKernel::Library && cublas_usable()) {
+  const bool reference = test_kernel_variant(KernelFamily::Matmul) == KernelVariant::Reference;
+  if (!reference && kernel == GemmKernel::Library && cublas_usable()) {
     int device = 0;
     cuda_check(cudaGetDevice(&device), "ops.matmul");
     void* handle = cublas_handle(device);
@@ -204,24 +208,24 @@ void matmul_cuda(const MatmulParams& p, GemmKernel kernel, void* stream) {
     using T = typename decltype(tag)::type;
     const T* a = static_cast<const T*>(p.a);
     const T* b = static_cast<const T*>(p.b);
-    auto launch = [&](auto* out) {
+    // Out: T, or float when the caller asked for float32 output (out_compute).
+    auto launch_for = [&](auto* out) {
       using Out = std::remove_pointer_t<decltype(out)>;
-      if (kernel == GemmKernel::Reference) {
+      if (reference) {
         int64_t total = p.batch * p.M * p.N;
-        int64_t blocks = (total + 255) / 256;
-        gemm_reference_kernel<T, Out>
-            <<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, s>>>(p, st, a, b, out);
+        launch(gemm_reference_kernel<T, Out>, looping_grid((total + 255) / 256, 65535 * 8), 256, 0, s, p, st, a, b,
+               out);
       } else {
         dim3 grid(static_cast<unsigned>((p.N + kTile - 1) / kTile), static_cast<unsigned>((p.M + kTile - 1) / kTile),
-                  static_cast<unsigned>(p.batch < 65535 ? p.batch : 65535));
+                  looping_grid(p.batch, 65535));  // blocks along z walk the batches
         if (grid.y > 65535) throw_range_error("ops.matmul: M = ", p.M, " is too large for the CUDA kernel");
-        gemm_tiled_kernel<T, Out><<<grid, kSub * kSub, 0, s>>>(p, st, a, b, out);
+        launch(gemm_tiled_kernel<T, Out>, grid, kSub * kSub, 0, s, p, st, a, b, out);
       }
     };
     if (p.out_compute) {
-      launch(static_cast<float*>(p.out));
+      launch_for(static_cast<float*>(p.out));
     } else {
-      launch(static_cast<T*>(p.out));
+      launch_for(static_cast<T*>(p.out));
     }
   });
   cuda_check_launch("ops.matmul");

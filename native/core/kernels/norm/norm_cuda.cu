@@ -4,6 +4,8 @@
 // per column walks the rows in order. Float arithmetic as on the CPU.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/norm/norm.h"
 #include "math/compute_type.h"
@@ -112,9 +114,7 @@ __global__ void norm_backward_params_kernel(NormParams p) {
   }
 }
 
-unsigned row_grid(int64_t rows) {
-  return static_cast<unsigned>(rows < kMaxBlocks ? (rows > 0 ? rows : 1) : kMaxBlocks);
-}
+unsigned row_grid(int64_t rows) { return looping_grid(rows, kMaxBlocks); }
 
 }  // namespace
 
@@ -122,7 +122,7 @@ void norm_forward_cuda(const NormParams& p, void* stream) {
   if (p.rows == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   dispatch_float<false>(p.dtype, [&](auto tag) {
-    norm_forward_kernel<typename decltype(tag)::type><<<row_grid(p.rows), kThreads, 0, s>>>(p);
+    launch(norm_forward_kernel<typename decltype(tag)::type>, row_grid(p.rows), kThreads, 0, s, p);
   });
   cuda_check_launch("norm forward");
 }
@@ -131,10 +131,10 @@ void norm_backward_cuda(const NormParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    if (p.rows > 0) norm_backward_rows_kernel<T><<<row_grid(p.rows), kThreads, 0, s>>>(p);
+    if (p.rows > 0) launch(norm_backward_rows_kernel<T>, row_grid(p.rows), kThreads, 0, s, p);
     if ((p.gweight || p.gbias) && p.C > 0) {
-      int64_t blocks = (p.C + kThreads - 1) / kThreads;
-      norm_backward_params_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(p);
+      launch(norm_backward_params_kernel<T>, looping_grid((p.C + kThreads - 1) / kThreads, INT32_MAX), kThreads, 0, s,
+             p);
     }
   });
   cuda_check_launch("norm backward");

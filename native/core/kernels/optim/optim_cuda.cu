@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/optim/optim.h"
 #include "math/adamw_math.h"
@@ -87,11 +88,11 @@ void adamw_cuda(const AdamwParams& p, void* stream) {
     T* param = static_cast<T*>(p.param);
     const T* grad = static_cast<const T*>(p.grad);
     if (p.moment_dtype == p.param_dtype) {
-      adamw_kernel<T, T><<<grid_for(p.n), kThreads, 0, s>>>(p.n, sc, param, grad, static_cast<T*>(p.exp_avg),
-                                                            static_cast<T*>(p.exp_avg_sq));
+      launch(adamw_kernel<T, T>, grid_for(p.n), kThreads, 0, s, p.n, sc, param, grad, static_cast<T*>(p.exp_avg),
+             static_cast<T*>(p.exp_avg_sq));
     } else if constexpr (!std::is_same_v<T, float>) {
-      adamw_kernel<T, float><<<grid_for(p.n), kThreads, 0, s>>>(p.n, sc, param, grad, static_cast<float*>(p.exp_avg),
-                                                                static_cast<float*>(p.exp_avg_sq));
+      launch(adamw_kernel<T, float>, grid_for(p.n), kThreads, 0, s, p.n, sc, param, grad,
+             static_cast<float*>(p.exp_avg), static_cast<float*>(p.exp_avg_sq));
     }
   });
   cuda_check_launch("optim.AdamW.step");
@@ -112,15 +113,17 @@ void grad_clip_cuda(const GradClipParams& p, void* stream) {
     for (size_t t = 0; t < p.grads.size(); ++t) {
       int64_t chunks = (p.sizes[t] + kChunk - 1) / kChunk;
       if (chunks > 0) {
-        unsigned grid = static_cast<unsigned>(chunks < 65535 ? chunks : 65535);
-        sum_squares_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<const T*>(p.grads[t]), p.sizes[t], slots + offset);
+        unsigned grid = looping_grid(chunks, 65535);
+        launch(sum_squares_kernel<T>, grid, kThreads, 0, s, static_cast<const T*>(p.grads[t]), p.sizes[t],
+               slots + offset);
       }
       offset += chunks;
     }
-    finish_norm_kernel<<<1, 1, 0, s>>>(slots, count, static_cast<float>(p.max_norm), static_cast<float*>(p.norm), coef);
+    launch(finish_norm_kernel, 1, 1, 0, s, slots, count, static_cast<float>(p.max_norm), static_cast<float*>(p.norm),
+           coef);
     for (size_t t = 0; t < p.grads.size(); ++t) {
       if (p.sizes[t] > 0)
-        scale_kernel<T><<<grid_for(p.sizes[t]), kThreads, 0, s>>>(static_cast<T*>(p.grads[t]), p.sizes[t], coef);
+        launch(scale_kernel<T>, grid_for(p.sizes[t]), kThreads, 0, s, static_cast<T*>(p.grads[t]), p.sizes[t], coef);
     }
   });
   cuda_check_launch("clipGradNorm");

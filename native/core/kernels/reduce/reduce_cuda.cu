@@ -6,6 +6,8 @@
 // thread per output.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/reduce/reduce.h"
 #include "math/compute_type.h"
@@ -92,17 +94,17 @@ void sum_cuda(const SumParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   Plan plan = plan_for(p);
   int64_t items = p.O * plan.chunks * plan.iblocks;
-  unsigned grid = static_cast<unsigned>(items < kMaxBlocks ? items : kMaxBlocks);
+  unsigned grid = looping_grid(items, kMaxBlocks);
   float* partial = static_cast<float*>(p.workspace);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    sum_chunks_kernel<T>
-        <<<grid, kThreads, 0, s>>>(static_cast<const T*>(p.x), p.O, p.R, p.I, plan, static_cast<T*>(p.out), partial);
+    launch(sum_chunks_kernel<T>, grid, kThreads, 0, s, static_cast<const T*>(p.x), p.O, p.R, p.I, plan,
+           static_cast<T*>(p.out), partial);
     if (plan.chunks > 1) {
       int64_t n = p.O * p.I;
       int64_t blocks = (n + kThreads - 1) / kThreads;
-      sum_partials_kernel<T><<<static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks), kThreads, 0, s>>>(
-          partial, p.O, p.I, plan.chunks, static_cast<T*>(p.out));
+      launch(sum_partials_kernel<T>, looping_grid(blocks, kMaxBlocks), kThreads, 0, s, partial, p.O, p.I, plan.chunks,
+             static_cast<T*>(p.out));
     }
   });
   cuda_check_launch("sum");

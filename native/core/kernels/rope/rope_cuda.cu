@@ -2,6 +2,8 @@
 // double as on the CPU.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/elementwise/float_dispatch.h"
 #include "kernels/rope/rope.h"
 #include "math/compute_type.h"
@@ -40,10 +42,10 @@ void rope_cuda(const RopeParams& p, void* stream) {
   if (pairs == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   int64_t blocks = (pairs + kThreads - 1) / kThreads;
-  unsigned grid = static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
+  unsigned grid = looping_grid(blocks, 65535 * 8);
   dispatch_float<false>(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    rope_kernel<T><<<grid, kThreads, 0, s>>>(p, static_cast<const T*>(p.x), static_cast<T*>(p.out));
+    launch(rope_kernel<T>, grid, kThreads, 0, s, p, static_cast<const T*>(p.x), static_cast<T*>(p.out));
   });
   cuda_check_launch("rope");
 }

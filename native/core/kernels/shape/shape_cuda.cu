@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda_grid.h"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/shape/shape.h"
 #include "runtime/cuda_check.h"
 
@@ -29,14 +30,14 @@ __global__ void block_copy_kernel(int64_t rows, int64_t row_elems, int64_t src_s
 
 template <typename E>
 void launch_strided(const StridedCopyParams& p, int64_t n, cudaStream_t s) {
-  strided_copy_kernel<E>
-      <<<grid_for(n), kThreads, 0, s>>>(p.layout, n, static_cast<const E*>(p.src), static_cast<E*>(p.out));
+  launch(strided_copy_kernel<E>, grid_for(n), kThreads, 0, s, p.layout, n, static_cast<const E*>(p.src),
+         static_cast<E*>(p.out));
 }
 
 template <typename E>
 void launch_block(const BlockCopyParams& p, cudaStream_t s) {
-  block_copy_kernel<E><<<grid_for(p.rows * p.row_elems), kThreads, 0, s>>>(
-      p.rows, p.row_elems, p.src_stride, p.dst_stride, static_cast<const E*>(p.src), static_cast<E*>(p.dst));
+  launch(block_copy_kernel<E>, grid_for(p.rows * p.row_elems), kThreads, 0, s, p.rows, p.row_elems, p.src_stride,
+         p.dst_stride, static_cast<const E*>(p.src), static_cast<E*>(p.dst));
 }
 
 }  // namespace

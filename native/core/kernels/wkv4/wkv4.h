@@ -46,7 +46,9 @@ struct Wkv4Params {
   void* gtime_decay = nullptr;  // [C], summed over B
   void* gtime_first = nullptr;  // [C], summed over B
   void* gstate_out = nullptr;   // [B,3,C] d(loss)/d(input state); nullptr: not wanted
-  void* workspace = nullptr;    // wkv4_backward_workspace_bytes_cpu/_cuda(*this) bytes
+  // Scratch: backward wkv4_backward_workspace_bytes_cpu/_cuda(*this) bytes; CUDA
+  // forward wkv4_forward_workspace_bytes_cuda(*this) bytes (nullptr when 0).
+  void* workspace = nullptr;
 };
 
 // Steps between checkpoints of the backward pass (a tuning constant: results
@@ -67,10 +69,11 @@ void wkv4_step_cpu(const Wkv4Params& params);  // T must be 1; state_in required
 // CUDA: enqueue on `stream` (a cudaStream_t). The forward picks a version:
 // Serial (one thread per (b, c), walking all of T) when B·C fills the GPU or
 // T is short, else Chunked (T split into chunks combined by a scan; see
-// wkv4_cuda.cu). Backward and step are always one thread per (b, c).
-enum class Wkv4CudaForward { Auto, Serial, Chunked };
+// wkv4_cuda.cu), whose per-chunk states live in the workspace. Tests force
+// one with KernelFamily::Wkv4Forward (kernels/test_hooks.h); set it before
+// sizing the workspace. Backward and step are always one thread per (b, c).
+size_t wkv4_forward_workspace_bytes_cuda(const Wkv4Params& params);
 void wkv4_forward_cuda(const Wkv4Params& params, void* stream);
-void wkv4_forward_cuda_variant(const Wkv4Params& params, void* stream, Wkv4CudaForward variant);  // for tests
 void wkv4_backward_cuda(const Wkv4Params& params, void* stream);
 void wkv4_step_cuda(const Wkv4Params& params, void* stream);
 

@@ -17,6 +17,8 @@
 // kernel sums them over b in a fixed order (no atomics, deterministic).
 #include <cuda_runtime.h>
 
+#include "kernels/cuda_launch.cuh"
+#include "kernels/test_hooks.h"
 #include "kernels/wkv4/wkv4.h"
 #include "math/compute_type.h"
 #include "math/half.h"
@@ -312,31 +314,27 @@ void launch_serial_forward(const Wkv4Params& params, cudaStream_t stream, const 
   const int64_t n = params.B * params.C;
   if (n == 0) return;
   dispatch_cuda_dtype(params.dtype, what, [&](auto tag) {
-    wkv4_forward_kernel<decltype(tag)><<<blocks_for(n, kThreads), kThreads, 0, stream>>>(params);
+    launch(wkv4_forward_kernel<decltype(tag)>, blocks_for(n, kThreads), kThreads, 0, stream, params);
   });
   cuda_check_launch(what);
 }
 
+// The chunk states [chunks, kStateParts, B·C] are the caller's workspace
+// (wkv4_forward_workspace_bytes_cuda).
 void launch_chunked_forward(const Wkv4Params& params, cudaStream_t stream, int64_t len, const char* what) {
   const int64_t bc = params.B * params.C;
-  if (bc == 0) return;
-  if (params.T == 0) return launch_serial_forward(params, stream, what);  // just the state
-  ChunkLayout<float> lay{nullptr, (params.T + len - 1) / len, len};
-  const size_t bytes = static_cast<size_t>(lay.chunks * kStateParts * bc) * sizeof(float);
-  void* scratch = nullptr;
-  cuda_check(cudaMallocAsync(&scratch, bytes, stream), what);
-  lay.states = static_cast<float*>(scratch);
+  if (!params.workspace) throw_runtime_error(what, ": the chunked forward was given no workspace");
+  ChunkLayout<float> lay{static_cast<float*>(params.workspace), (params.T + len - 1) / len, len};
   dispatch_cuda_dtype(params.dtype, what, [&](auto tag) {
     using T = decltype(tag);
     if (lay.chunks > 1) {
-      wkv4_chunk_summary_kernel<T><<<blocks_for(bc * (lay.chunks - 1), kThreads), kThreads, 0, stream>>>(params, lay);
+      launch(wkv4_chunk_summary_kernel<T>, blocks_for(bc * (lay.chunks - 1), kThreads), kThreads, 0, stream, params,
+             lay);
     }
-    wkv4_chunk_scan_kernel<float><<<blocks_for(bc, kThreads), kThreads, 0, stream>>>(params, lay);
-    wkv4_chunk_output_kernel<T><<<blocks_for(bc * lay.chunks, kThreads), kThreads, 0, stream>>>(params, lay);
+    launch(wkv4_chunk_scan_kernel<float>, blocks_for(bc, kThreads), kThreads, 0, stream, params, lay);
+    launch(wkv4_chunk_output_kernel<T>, blocks_for(bc * lay.chunks, kThreads), kThreads, 0, stream, params, lay);
   });
-  cudaError_t launched = cudaGetLastError();
-  cudaFreeAsync(scratch, stream);  // stream-ordered: after the kernels
-  cuda_check(launched, what);
+  cuda_check_launch(what);
 }
 
 // Version 1 has one thread per (b, c); below ~kSerialMinThreads of them the
@@ -350,17 +348,14 @@ int64_t chunk_length(int64_t T) {
   return len;
 }
 
-void launch_forward(const Wkv4Params& params, void* stream, Wkv4CudaForward variant, const char* what) {
-  auto s = static_cast<cudaStream_t>(stream);
-  const int64_t len = chunk_length(params.T);
-  if (variant == Wkv4CudaForward::Auto) {
-    bool few_threads = params.B * params.C < kSerialMinThreads;
-    variant = few_threads && params.T >= 4 * len ? Wkv4CudaForward::Chunked : Wkv4CudaForward::Serial;
-  }
-  if (variant == Wkv4CudaForward::Chunked) {
-    launch_chunked_forward(params, s, len, what);
-  } else {
-    launch_serial_forward(params, s, what);
+// Whether the forward runs chunked: by shape, unless a test forces a version.
+// With no (b, c) or T = 0 (just the state) there is nothing to chunk.
+bool forward_is_chunked(const Wkv4Params& params) {
+  if (params.B * params.C == 0 || params.T == 0) return false;
+  switch (test_kernel_variant(KernelFamily::Wkv4Forward)) {
+    case KernelVariant::Serial: return false;
+    case KernelVariant::Chunked: return true;
+    default: return params.B * params.C < kSerialMinThreads && params.T >= 4 * chunk_length(params.T);
   }
 }
 
@@ -373,27 +368,34 @@ size_t wkv4_backward_workspace_bytes_cuda(const Wkv4Params& params) {
   return static_cast<size_t>(2 * bc) * sizeof(double) + static_cast<size_t>(chunks * kStateParts * bc) * acc_size;
 }
 
-void wkv4_forward_cuda(const Wkv4Params& params, void* stream) {
-  launch_forward(params, stream, Wkv4CudaForward::Auto, "wkv4.forward");
+size_t wkv4_forward_workspace_bytes_cuda(const Wkv4Params& params) {
+  if (!forward_is_chunked(params)) return 0;
+  const int64_t len = chunk_length(params.T), chunks = (params.T + len - 1) / len;
+  return static_cast<size_t>(chunks * kStateParts * params.B * params.C) * sizeof(float);
 }
 
-void wkv4_forward_cuda_variant(const Wkv4Params& params, void* stream, Wkv4CudaForward variant) {
-  launch_forward(params, stream, variant, "wkv4.forward");
+void wkv4_forward_cuda(const Wkv4Params& params, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  if (forward_is_chunked(params)) {
+    launch_chunked_forward(params, s, chunk_length(params.T), "wkv4.forward");
+  } else {
+    launch_serial_forward(params, s, "wkv4.forward");
+  }
 }
 
 void wkv4_step_cuda(const Wkv4Params& params, void* stream) {
-  launch_forward(params, stream, Wkv4CudaForward::Serial, "wkv4.step");
+  launch_serial_forward(params, static_cast<cudaStream_t>(stream), "wkv4.step");
 }
 
 void wkv4_backward_cuda(const Wkv4Params& params, void* stream) {
   const int64_t n = params.B * params.C;
   auto s = static_cast<cudaStream_t>(stream);
   dispatch_cuda_dtype(params.dtype, "wkv4.backward", [&](auto tag) {
-    if (n > 0) wkv4_backward_kernel<decltype(tag)><<<blocks_for(n, kThreads), kThreads, 0, s>>>(params);
+    if (n > 0) launch(wkv4_backward_kernel<decltype(tag)>, blocks_for(n, kThreads), kThreads, 0, s, params);
   });
   cuda_check_launch("wkv4.backward");
   if (params.C > 0) {
-    wkv4_reduce_kernel<float><<<blocks_for(params.C, kThreads), kThreads, 0, s>>>(params);
+    launch(wkv4_reduce_kernel<float>, blocks_for(params.C, kThreads), kThreads, 0, s, params);
     cuda_check_launch("wkv4.backward");
   }
 }

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Mutation check of the emulated CUDA tests (docs/cuda.md, "Barrier
+# mutations"): does removing one __syncthreads(), or loosening one bounds
+# guard, make `scripts/test-cpp.sh emulate` fail? Each mutation is applied
+# alone to a scratch git worktree of HEAD under /tmp (never to this tree),
+# the emulated tests are rebuilt (incrementally) and run in the thread orders
+# forward, reverse and random plus a capped-grid run, and a markdown table is
+# printed: location, mutation, caught, by what.
+#
+#   scripts/mutate-cuda.sh [regex]     only the mutations whose location matches
+#
+# A mutation first runs the test binary of its kernel family (fast); only
+# when that passes does the whole suite run, so "no" means no test caught it.
+# Needs the CUDA headers and the emulated build (LMK_CUDA=EMULATE); no GPU.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+filter="${1:-.}"
+scratch="$(mktemp -d /tmp/lmk-mutate.XXXXXX)"
+log_dir="$scratch.logs"
+mkdir -p "$log_dir"
+
+cleanup() {
+  git -C "$repo" worktree remove --force "$scratch" >/dev/null 2>&1 || rm -rf "$scratch"
+  git -C "$repo" worktree prune >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+git worktree add --detach "$scratch" HEAD >/dev/null 2>&1 || {
+  echo "mutate-cuda: cannot create the scratch worktree $scratch" >&2
+  exit 1
+}
+[[ -e "$repo/node_modules" ]] && ln -s "$repo/node_modules" "$scratch/node_modules"
+
+# The loosened bounds guards (off by one): file | text (its first occurrence) |
+# replacement | what it breaks.
+bounds_mutations=(
+  "native/core/kernels/norm/norm_cuda.cu|if (threadIdx.x < width) tree|if (threadIdx.x <= width) tree|block_sum reads tree[2·width], past the tree at width 128"
+  "native/core/kernels/matmul/matmul_cuda.cu|if (i < p.M && j < p.N) store_compute|if (i <= p.M && j < p.N) store_compute|tiled GEMM stores row M (the next batch's row 0, or past the end)"
+  "native/core/kernels/matmul/matmul_cuda.cu|(gi < p.M && gk < p.K)|(gi < p.M && gk <= p.K)|tiled GEMM loads A column K (multiplied by B's zero row K)"
+  "native/core/kernels/fam/fam_cuda_tiled.cuh|tile[r * ld + d] = r < n ?|tile[r * ld + d] = r <= n ?|FAM load_tile loads row n of a partial tile (rows >= n must be 0)"
+  "native/core/kernels/losses/cross_entropy_cuda.cu|i < p.rows; i += int64_t(gridDim.x) * blockDim.x) {|i <= p.rows; i += int64_t(gridDim.x) * blockDim.x) {|cross-entropy count pre-pass reads labels[rows]"
+  "native/core/kernels/wkv4/wkv4_cuda.cu|if (c >= C) return;|if (c > C) return;|WKV4 reduce writes gTimeDecay[C], gTimeFirst[C] (one past the end)"
+  "native/core/kernels/elementwise/elementwise_cuda.cu|i < (n); i += int64_t(gridDim.x)|i <= (n); i += int64_t(gridDim.x)|every elementwise grid-stride loop touches element n"
+)
+
+# The test binary of a kernel file's family.
+family_test() {
+  case "$1" in
+    */fam/*) echo fam_test ;;
+    */losses/*) echo losses_test ;;
+    */wkv4/*) echo wkv4_test ;;
+    *) echo dense_test ;;
+  esac
+}
+
+# Runs the emulated tests in the scratch tree; LMK_EMU_TESTS narrows ctest to a regex.
+run_tests() {
+  local tests="$1" out="$2"
+  (cd "$scratch" && LMK_EMU_TESTS="$tests" LMK_BUILD_JOBS="${LMK_BUILD_JOBS:-2}" timeout 3600 \
+    bash scripts/test-cpp.sh emulate) >"$out" 2>&1
+}
+
+# What failed: the failing tests and the first diagnostic worth quoting.
+caught_by() {
+  local out="$1" tests diag
+  tests=$(sed -n '/The following tests FAILED/,$p' "$out" | grep -oE '[a-z0-9_]+_test' | sort -u | paste -sd, -)
+  diag=$(grep -m1 -E 'differ between thread orders|emulat|divergent|deadlock|AddressSanitizer|runtime error|FAILED [^ ]+:[0-9]+|error:' "$out" |
+    sed -E 's/^[[:space:]]+//; s/\|/\//g' | cut -c1-160)
+  [[ -z "$tests" && -z "$diag" ]] && diag="exit status $3"
+  echo "${tests:+$tests: }$diag"
+}
+
+results=()
+# mutate FILE LOCATION DESCRIPTION APPLY-COMMAND...
+mutate() {
+  local file="$1" location="$2" description="$3"
+  shift 3
+  [[ "$location" =~ $filter ]] || return 0
+  "$@" || {
+    results+=("| $location | $description | (not applied) | the text was not found |")
+    return 0
+  }
+  if git -C "$scratch" diff --quiet -- "$file"; then
+    results+=("| $location | $description | (not applied) | the text was not found |")
+    return 0
+  fi
+  local name out caught="no" by="-" rc
+  name=$(echo "$location" | tr '/:' '__')
+  out="$log_dir/$name.log"
+  run_tests "^$(family_test "$file")\$" "$out"
+  rc=$?
+  if ((rc == 0)); then
+    run_tests "" "$out.all"
+    rc=$?
+    ((rc != 0)) && out="$out.all"
+  fi
+  if ((rc != 0)); then
+    caught="yes"
+    by=$(caught_by "$out" "" "$rc")
+  fi
+  results+=("| $location | $description | $caught | $by |")
+  echo "mutate-cuda: $location: $description: caught $caught ${by:+($by)}" >&2
+  git -C "$scratch" checkout -- "$file"
+}
+
+remove_barrier() { # FILE N: deletes the N-th __syncthreads() of the file
+  N="$2" perl -0pi -e 'my $n = 0; s/__syncthreads\(\);/++$n == $ENV{N} ? "\/* mutation: barrier removed *\/;" : $&/ge' \
+    "$scratch/$1"
+}
+replace_first() { # FILE FROM TO: the first FROM (plain text) becomes TO
+  FROM="$2" TO="$3" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$scratch/$1"
+}
+
+echo "mutate-cuda: baseline (no mutation) in $scratch" >&2
+if ! run_tests "" "$log_dir/baseline.log"; then
+  echo "mutate-cuda: the unmutated emulated tests fail; see $log_dir/baseline.log" >&2
+  tail -20 "$log_dir/baseline.log" >&2
+  exit 1
+fi
+
+while IFS= read -r file; do
+  n=0
+  while IFS=: read -r line _; do
+    n=$((n + 1))
+    mutate "$file" "$file:$line" "\`__syncthreads()\` removed" remove_barrier "$file" "$n"
+  done < <(grep -n '__syncthreads();' "$scratch/$file")
+done < <(cd "$scratch" && git ls-files 'native/core/*.cu' 'native/core/*.cuh' | sort)
+
+for spec in "${bounds_mutations[@]}"; do
+  IFS='|' read -r file from to why <<<"$spec"
+  line=$(grep -nF -m1 -- "$from" "$scratch/$file" | cut -d: -f1)
+  mutate "$file" "$file:${line:-?}" "\`$from\` → \`$to\`: $why" replace_first "$file" "$from" "$to"
+done
+
+echo "| location | mutation | caught | by what |"
+echo "|---|---|---|---|"
+printf '%s\n' "${results[@]}"
+echo "mutate-cuda: logs in $log_dir" >&2
