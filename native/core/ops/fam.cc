@@ -129,6 +129,7 @@ kernels::FamParams block_params(const FamBlockAttentionArgs& a, const BlockShape
 // Queues the forward or backward kernel (CPU, or CUDA: tiled, or the simple
 // reference kernels when the params ask for them).
 void enqueue_forward(OpTask& task, const kernels::FamParams& p) {
+  task.may_run_inline();
   task.enqueue(
       [p] { kernels::fam_forward_cpu(p); },
       [p](void* s) {
@@ -137,6 +138,7 @@ void enqueue_forward(OpTask& task, const kernels::FamParams& p) {
 }
 
 void enqueue_backward(OpTask& task, const kernels::FamParams& p) {
+  task.may_run_inline();
   task.enqueue(
       [p] { kernels::fam_backward_cpu(p); },
       [p](void* s) {

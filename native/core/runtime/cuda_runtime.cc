@@ -116,7 +116,7 @@ class CudaStream final : public Stream {
   cudaMemPool_t pool() const { return pool_; }
 
   void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses,
-               std::vector<StoragePtr> outputs) override {
+               std::vector<StoragePtr> outputs, Placement) override {
     cudaSetDevice(device_.index);
     try {
       run();
