@@ -56,6 +56,8 @@ void init_addon_state(Napi::Env env) {
         gate->open = false;
       });
   state->settler.Unref(env);
+  Napi::Value set_immediate = env.Global().Get("setImmediate");
+  if (set_immediate.IsFunction()) state->set_immediate = Napi::Persistent(set_immediate.As<Napi::Function>());
   env.SetInstanceData<StateHolder>(new StateHolder{std::move(state)});
 }
 
@@ -81,19 +83,27 @@ void SettleTicket::cancel() const { delete pending_; }
 
 void SettleTicket::settle_here_or_wait(Napi::Env env) const {
   AddonState* state = addon_state(env).get();
-  if (pending_->completed_here && std::chrono::steady_clock::now() - state->last_loop_turn < kLoopTurnEvery) {
+  if (!pending_->completed_here) {
+    // complete() may already have posted from another thread: the settle
+    // function runs on this thread only after this returns, so the count is
+    // raised in time.
+    if (state->waiting++ == 0) state->settler.Ref(env);
+    return;
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (now - state->last_loop_turn < kLoopTurnEvery || state->set_immediate.IsEmpty()) {
     settle(env, pending_);
     delete pending_;
     return;
   }
-  // complete() may already have posted from another thread: the settle
-  // function runs on this thread only after this returns, so the count is
-  // raised in time.
-  if (state->waiting++ == 0) state->settler.Ref(env);
-  if (pending_->completed_here) {
-    pending_->completed_here = false;
-    complete();  // through the event loop this time
-  }
+  // Settle after the loop has turned (timers, I/O, finalizers) once.
+  state->last_loop_turn = now;
+  PendingSettle* pending = pending_;
+  state->set_immediate.Call({Napi::Function::New(env, [pending](const Napi::CallbackInfo& info) {
+    addon_state(info.Env())->last_loop_turn = std::chrono::steady_clock::now();
+    settle(info.Env(), pending);
+    delete pending;
+  })});
 }
 
 QueuingHere::QueuingHere(PendingSettle* pending) : previous_(queuing_here) { queuing_here = pending; }

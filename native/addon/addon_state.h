@@ -1,6 +1,6 @@
 // What the addon keeps per Node environment (the main thread and each
 // worker_threads Worker load the addon into an environment of their own):
-// the count of live tensor handles and the one thread-safe function that
+// its table of tensor handles and the one thread-safe function that
 // settles promises (data(), synchronize()) on that environment's JS thread.
 // It is Node-API instance data, never a static, so environments do not see
 // each other's tensors and a worker that exits takes its state with it.
@@ -17,6 +17,7 @@
 
 #include "runtime/dtype.h"
 #include "runtime/error.h"
+#include "tensor_handle.h"
 
 namespace lmk::addon {
 
@@ -47,21 +48,21 @@ struct SettleGate {
 constexpr std::chrono::milliseconds kLoopTurnEvery{10};
 
 struct AddonState {
-  std::atomic<int64_t> live_tensors{0};  // handles created here and not yet released
+  TensorTable tensors;                   // the handles made here (tensor_handle.h)
   SettleFunction settler;                // refed while promises wait, so the loop stays alive
   std::shared_ptr<SettleGate> gate = std::make_shared<SettleGate>();
   int64_t waiting = 0;  // promises not yet settled (JS thread only)
-  // When the settle function last ran, i.e. the event loop last turned as far
-  // as we know (JS thread only): promises settled at once still go through
-  // the loop now and then, so that a loop awaiting only them lets timers,
-  // I/O and finalizers run.
+  // When the event loop last turned, as far as we know (JS thread only): a
+  // promise settled at once waits for a setImmediate now and then, so that a
+  // loop awaiting only such promises lets timers, I/O and finalizers run.
   std::chrono::steady_clock::time_point last_loop_turn = std::chrono::steady_clock::now();
+  Napi::FunctionReference set_immediate;  // the environment's global setImmediate
 };
 
 // Sets up the state of `env`; called once from the module's init.
 void init_addon_state(Napi::Env env);
 
-// The state of `env`. Shared: tensor handles keep it until they are finalized.
+// The state of `env`.
 const std::shared_ptr<AddonState>& addon_state(Napi::Env env);
 
 // A promise to settle from another thread. Made on the JS thread; exactly one
@@ -69,8 +70,8 @@ const std::shared_ptr<AddonState>& addon_state(Napi::Env env);
 // thread, when the work could not be queued) must follow. A ticket completed
 // on the JS thread while its work is being queued (the CPU stream was idle and
 // did the work at once) settles before settle_later returns, without the
-// round trip through the thread-safe function, unless the event loop has not
-// turned for kLoopTurnEvery.
+// round trip through the thread-safe function; after a setImmediate when the
+// event loop has not turned for kLoopTurnEvery.
 class SettleTicket {
  public:
   SettleTicket(Napi::Env env, bool with_data, DType host_dtype);
