@@ -60,7 +60,8 @@ export type HostArray = Float64Array | Float32Array | Int32Array;
 
 type H = NativeHandle;
 type T = NativeTensor;
-type Out = { out: T };
+/** The result of a dense binding with one output: its handle. */
+type Out = T;
 
 /** Options of the goldfish rule as the losses bindings read them. */
 export interface NativeGoldfish {

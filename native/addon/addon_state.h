@@ -48,8 +48,8 @@ struct SettleGate {
 constexpr std::chrono::milliseconds kLoopTurnEvery{10};
 
 struct AddonState {
-  TensorTable tensors;                   // the handles made here (tensor_handle.h)
-  SettleFunction settler;                // refed while promises wait, so the loop stays alive
+  TensorTable tensors;     // the handles made here (tensor_handle.h)
+  SettleFunction settler;  // refed while promises wait, so the loop stays alive
   std::shared_ptr<SettleGate> gate = std::make_shared<SettleGate>();
   int64_t waiting = 0;  // promises not yet settled (JS thread only)
   // When the event loop last turned, as far as we know (JS thread only): a

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "addon_state.h"
 #include "ops/arg_checks.h"
 #include "runtime/dtype.h"
-#include "addon_state.h"
 
 namespace lmk::addon {
 namespace {

@@ -1,11 +1,11 @@
 // Tensor handles, creation, conversion, transfer, read-back and memory.
 #include <cstring>
 
+#include "addon_state.h"
 #include "bindings.h"
 #include "js_convert.h"
 #include "ops/tensor_ops.h"
 #include "runtime/storage.h"
-#include "addon_state.h"
 
 namespace lmk::addon {
 
@@ -14,7 +14,8 @@ namespace {
 // release(handle): drops the handle's reference (dispose, or the GC's
 // FinalizationRegistry); a released or unknown handle is ignored.
 Napi::Value Release(const Napi::CallbackInfo& info) {
-  if (info[0].IsNumber()) addon_state(info.Env())->tensors.release(info.Env(), info[0].As<Napi::Number>().DoubleValue());
+  if (info[0].IsNumber())
+    addon_state(info.Env())->tensors.release(info.Env(), info[0].As<Napi::Number>().DoubleValue());
   return info.Env().Undefined();
 }
 

@@ -8,7 +8,7 @@
 namespace lmk::addon {
 namespace {
 
-constexpr double kSlotsPerGeneration = 4294967296.0;  // 2^32
+constexpr double kSlotsPerGeneration = 4294967296.0;    // 2^32
 constexpr uint32_t kMaxGeneration = uint32_t(1) << 20;  // generation · 2^32 stays below 2^53
 constexpr size_t kFirstMetaSlots = 1024;
 // V8 hears of CPU memory in steps of this much, not tensor by tensor.

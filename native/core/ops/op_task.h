@@ -30,9 +30,16 @@
 
 namespace lmk::ops {
 
+// Where a CPU task that only computes and touches `bytes` may run: on the
+// calling thread when the stream is idle if it is small (OpTask::kInlineBytes).
+Placement compute_placement(size_t bytes);
+
 class OpTask {
  public:
-  OpTask(const char* fn, const Device& device) : fn_(fn), device_(device) {}
+  OpTask(const char* fn, const Device& device) : fn_(fn), device_(device) {
+    uses_.reserve(4);  // most ops: two inputs and an output, no reallocation
+    outputs_.reserve(2);
+  }
   OpTask(const OpTask&) = delete;
   OpTask& operator=(const OpTask&) = delete;
 

@@ -167,8 +167,9 @@ Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape&
   if (n > 0) std::memcpy(staging->data(), data, staging->size());
   void* dst = t.data();
   if (device.is_cpu()) {
-    stream_for(device).enqueue("tensor", [=] { kernels::convert_cpu(staging->data(), host_dtype, dst, dtype, n); },
-                               {t.storage}, {t.storage});
+    stream_for(device).enqueue(
+        "tensor", [=] { kernels::convert_cpu(staging->data(), host_dtype, dst, dtype, n); }, {t.storage}, {t.storage},
+        compute_placement(staging->size() + t.nbytes()));
     return t;
   }
 #ifdef LMK_WITH_CUDA
@@ -342,11 +343,9 @@ void read_to_host(const Tensor& src, ReadDone done, bool raw) {
   if (src.device().is_cpu()) {
     // A small read (after an idle stream) copies on the calling thread; the
     // when_done below then reports at once too.
-    Placement placement = bytes->size() + storage->bytes() <= OpTask::kInlineBytes ? Placement::InlineWhenIdle
-                                                                                    : Placement::Worker;
     stream.enqueue(
         "data", [=] { kernels::convert_cpu(in, src_dtype, bytes->data(), host_dtype, n); }, {storage}, {},
-        placement);
+        compute_placement(bytes->size() + storage->bytes()));
   } else {
 #ifdef LMK_WITH_CUDA
     void* s = stream_handle(src.device());

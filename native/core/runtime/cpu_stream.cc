@@ -29,8 +29,8 @@ class CpuStream final : public Stream {
   CpuStream() : worker_([this] { worker_loop(); }) { worker_.detach(); }
   const Device& device() const override { return device_; }
 
-  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses,
-               std::vector<StoragePtr> outputs, Placement placement) override {
+  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses, std::vector<StoragePtr> outputs,
+               Placement placement) override {
     if (placement == Placement::InlineWhenIdle) {
       InlineTurn turn(*this);
       if (turn.taken) {
@@ -200,8 +200,8 @@ class CpuStream final : public Stream {
   std::mutex queue_mutex_;
   std::condition_variable queue_ready_;
   std::deque<std::function<void()>> queue_;
-  bool busy_ = false;              // a task runs (on the worker or inline)
-  bool worker_sleeping_ = false;   // the worker waits on queue_ready_
+  bool busy_ = false;                   // a task runs (on the worker or inline)
+  bool worker_sleeping_ = false;        // the worker waits on queue_ready_
   std::atomic<bool> can_start_{false};  // !busy_ && !queue_.empty()
   std::mutex error_mutex_;
   std::optional<RecordedError> pending_error_;
