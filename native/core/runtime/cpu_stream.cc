@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "runtime/stream.h"
+#include "runtime/thread_pool.h"
 
 namespace lmk {
 namespace {
@@ -34,6 +35,7 @@ class CpuStream final : public Stream {
     if (placement == Placement::InlineWhenIdle) {
       InlineTurn turn(*this);
       if (turn.taken) {
+        SerialParallelFor serial;  // a small task: waking the pool would cost more
         run_recording_errors(op, run, outputs);
         return;  // the references go with the arguments, after the work
       }
