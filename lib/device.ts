@@ -36,6 +36,11 @@ export function deviceFromName(name: string): Device {
   return name === 'cpu' ? cpuDevice : cudaDevice(Number(name.slice('cuda:'.length)));
 }
 
+/** @internal The Device of a code in the native metadata array: -1 for the CPU, else the CUDA index. */
+export function deviceFromCode(code: number): Device {
+  return code < 0 ? cpuDevice : cudaDevice(code);
+}
+
 /**
  * @internal A device spec as the name the native layer reads: a Device's
  * name, or the string itself (the core parses it and says what is wrong).

@@ -9,16 +9,26 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** A tensor as the addon returns it. */
-export interface NativeTensor {
-  handle: NativeHandle;
-  shape: number[];
-  dtype: string;
-  device: string;
-}
+/**
+ * A handle on a native tensor: a number naming an entry of this thread's
+ * tensor table (native/addon/tensor_handle.h). Its dtype, device and shape
+ * are in the table's metadata array (tensorMeta()).
+ */
+export type NativeHandle = number;
 
-/** An opaque handle on a native tensor (a Napi::External). */
-export type NativeHandle = unknown;
+/** A tensor as the addon returns it: its handle. */
+export type NativeTensor = NativeHandle;
+
+/** The metadata array of this thread's tensor handles (native/addon/tensor_handle.h). */
+export interface NativeTensorMeta {
+  table: ArrayBuffer;
+  /** Numbers per handle: dtype, device (-1 for the CPU, else the CUDA index), rank, then the sizes. */
+  stride: number;
+  /** Sizes kept in the array; a larger rank is read with tensorShape(). */
+  dims: number;
+  /** dtype names by their number in the array. */
+  dtypes: string[];
+}
 
 export interface NativeMemory {
   tensors: number;
@@ -63,7 +73,8 @@ export type HostArray = Float64Array | Float32Array | Int32Array;
 
 type H = NativeHandle;
 type T = NativeTensor;
-type Out = { out: T };
+/** The result of a dense binding with one output: its handle. */
+type Out = T;
 
 /** Options of the goldfish rule as the losses bindings read them. */
 export interface NativeGoldfish {
@@ -168,6 +179,8 @@ export interface NativeAddon {
   // public API accepts anything (the native layer checks their JS type).
   backendInfo(): NativeBackendInfo;
   release(handle: H): void;
+  tensorMeta(): NativeTensorMeta;
+  tensorShape(handle: H): number[];
   empty(o: NativePlacement): T;
   full(o: NativePlacement & { fn: string; value: number }): T;
   arange(o: { n: number; dtype?: string; device: string }): T;
@@ -326,6 +339,8 @@ export interface NativeAddon {
 const entryPoints = {
   backendInfo: true,
   release: true,
+  tensorMeta: true,
+  tensorShape: true,
   empty: true,
   full: true,
   arange: true,

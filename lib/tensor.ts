@@ -1,9 +1,9 @@
 // The Tensor wrapper: owns one native handle, knows its shape/dtype/device,
 // and takes part in tidy scopes. Memory lives until dispose (or tidy, or the
 // GC finalizer as a safety net) AND every queued op using it has finished.
-import { Device, deviceFromName, deviceName, type DeviceSpec } from './device';
+import { Device, deviceFromCode, deviceName, type DeviceSpec } from './device';
 import type { DType } from './dtype';
-import { native, type HostArray, type NativeTensor } from './native';
+import { native, type HostArray, type NativeHandle, type NativeTensor } from './native';
 import { trackTensor, untrackTensor, type Scope } from './scope';
 import { describe } from './validate';
 
@@ -18,6 +18,31 @@ export function installBackward(hook: (root: Tensor, grad: Tensor | undefined) =
   backwardHook = hook;
 }
 
+// This thread's view of the native metadata array (native/addon/tensor_handle.h):
+// dtype, device, rank and sizes of every live handle, by slot.
+let meta = new Float64Array(0);
+let metaStride = 1;
+let metaDims = 0;
+let dtypeNames: readonly string[] = [];
+
+/** The metadata array, read again when the native table has outgrown this view. */
+function metaFor(slot: number): Float64Array {
+  if ((slot + 1) * metaStride > meta.length) {
+    const m = native().tensorMeta();
+    meta = new Float64Array(m.table);
+    metaStride = m.stride;
+    metaDims = m.dims;
+    dtypeNames = m.dtypes;
+  }
+  return meta;
+}
+
+const SLOTS_PER_GENERATION = 2 ** 32; // handle = generation · 2^32 + slot
+
+// The safety net: a tensor the GC collects undisposed releases its handle
+// (a disposed one's handle is stale by then, and release ignores it).
+const collected = new FinalizationRegistry<NativeHandle>((handle) => native().release(handle));
+
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('Symbol.dispose');
 
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- adds [Symbol.dispose] on Node 20
@@ -26,7 +51,7 @@ export class Tensor {
   readonly dtype: DType;
   readonly device: Device;
   readonly numel: number;
-  /** @internal */ _handle: unknown;
+  /** @internal */ _handle: NativeHandle | null;
   /** @internal */ _kept = false;
   /** @internal */ _scope: Scope | null = null;
   /** @internal The op that produced this tensor, when it was recorded for autograd. */
@@ -37,12 +62,26 @@ export class Tensor {
   /** @internal */ _grad: Tensor | null = null;
 
   /** @internal Tensors are made by creation functions and ops, not by `new`. */
-  constructor(t: NativeTensor) {
-    this._handle = t.handle;
-    this.shape = Object.freeze([...t.shape]);
-    this.dtype = t.dtype as DType;
-    this.device = deviceFromName(t.device);
-    this.numel = t.shape.reduce((a, b) => a * b, 1);
+  constructor(handle: NativeTensor) {
+    this._handle = handle;
+    const slot = handle % SLOTS_PER_GENERATION;
+    const m = metaFor(slot);
+    const base = slot * metaStride;
+    this.dtype = dtypeNames[m[base]!] as DType;
+    this.device = deviceFromCode(m[base + 1]!);
+    const rank = m[base + 2]!;
+    let shape: number[];
+    if (rank <= metaDims) {
+      shape = new Array<number>(rank);
+      for (let i = 0; i < rank; i++) shape[i] = m[base + 3 + i]!;
+    } else {
+      shape = native().tensorShape(handle);
+    }
+    let numel = 1;
+    for (let i = 0; i < rank; i++) numel *= shape[i]!;
+    this.shape = Object.freeze(shape);
+    this.numel = numel;
+    collected.register(this, handle, this);
     trackTensor(this);
   }
 
@@ -83,7 +122,7 @@ export class Tensor {
   }
 
   /** @internal The native handle; TypeError naming fn/arg once disposed. */
-  _handleFor(fn: string, arg?: string): unknown {
+  _handleFor(fn: string, arg?: string): NativeHandle {
     if (this._handle === null) throw new TypeError(`${fn}: ${arg ? `${arg} ` : ''}tensor was disposed`);
     return this._handle;
   }
@@ -132,6 +171,7 @@ export class Tensor {
   dispose(): void {
     if (this._handle === null) return;
     native().release(this._handle);
+    collected.unregister(this);
     this._handle = null;
     untrackTensor(this);
   }

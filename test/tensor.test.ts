@@ -163,4 +163,32 @@ describe('ordering', () => {
     expect(Number.isFinite(d[12345])).toBe(true);
     copy.dispose();
   });
+
+  it('reads after small ops settle at once, in order, and a loop awaiting only them still lets timers run', async () => {
+    const a = lmk.full([1], 1),
+      b = lmk.full([1], 2);
+    // In order with the ops around them: each read sees the value written just before.
+    for (let i = 0; i < 100; i++) {
+      const c = lmk.full([1], i);
+      const s = lmk.ops.add(a, c);
+      expect((await s.data())[0]).toBe(1 + i);
+      expect(s.dataSync()[0]).toBe(1 + i);
+      c.dispose();
+      s.dispose();
+    }
+    // These promises settle before the call returns, yet at least every 10 ms
+    // one waits for a setImmediate, so a 1 ms interval keeps firing.
+    let fired = 0;
+    const timer = setInterval(() => fired++, 1);
+    const start = Date.now();
+    while (Date.now() - start < 300) {
+      const s = lmk.ops.add(a, b);
+      await s.data();
+      s.dispose();
+    }
+    clearInterval(timer);
+    expect(fired).toBeGreaterThanOrEqual(5);
+    a.dispose();
+    b.dispose();
+  });
 });

@@ -58,7 +58,7 @@ export function handles(value: unknown, fn: string, arg: string): NativeHandle[]
 export function wrapResult<T>(result: object): T {
   const out: Record<string, Tensor> = {};
   for (const [name, value] of Object.entries(result as Record<string, NativeTensor | undefined>)) {
-    if (value) out[name] = new Tensor(value);
+    if (value !== undefined) out[name] = new Tensor(value);
   }
   return out as T;
 }

@@ -71,7 +71,7 @@ function wrap(t: NativeTensor): Tensor {
 /** a (op) b with NumPy broadcasting; RangeError naming both shapes when they do not broadcast. */
 export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const fn = `ops.${op}`;
-  return wrap(addon().denseBinary({ op, a: handle(a, fn, 'a'), b: handle(b, fn, 'b') }).out);
+  return wrap(addon().denseBinary({ op, a: handle(a, fn, 'a'), b: handle(b, fn, 'b') }));
 }
 
 /**
@@ -92,11 +92,11 @@ export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, gy: Tensor): 
 /** x+s, x*s, x**s, s−x, s/x. */
 export function scalarOp(op: ScalarOp, x: Tensor, s: number): Tensor {
   const fn = `ops.${SCALAR_NAMES[op] ?? op}`;
-  return wrap(addon().denseScalarOp({ op, x: handle(x, fn, 'x'), s }).out);
+  return wrap(addon().denseScalarOp({ op, x: handle(x, fn, 'x'), s }));
 }
 
 export function unary(op: UnaryOp, x: Tensor): Tensor {
-  return wrap(addon().denseUnary({ op, x: handle(x, `ops.${op}`, 'x') }).out);
+  return wrap(addon().denseUnary({ op, x: handle(x, `ops.${op}`, 'x') }));
 }
 
 /**
@@ -112,7 +112,7 @@ export function unaryBackward(op: UnaryOp, x: Tensor | null, y: Tensor | null, g
       x: optionalHandle(x, fn, 'x'),
       y: optionalHandle(y, fn, 'y'),
       gy: handle(gy, fn, 'gy'),
-    }).out,
+    }),
   );
 }
 
@@ -120,17 +120,17 @@ export function unaryBackward(op: UnaryOp, x: Tensor | null, y: Tensor | null, g
 
 /** Σ over dims (negatives allowed; empty = all axes → 0-d unless keepDim). Deterministic. */
 export function sum(x: Tensor, dims: readonly number[], keepDim?: boolean): Tensor {
-  return wrap(addon().denseSum({ x: handle(x, 'ops.sum', 'x'), dims, keepDim }).out);
+  return wrap(addon().denseSum({ x: handle(x, 'ops.sum', 'x'), dims, keepDim }));
 }
 
 /** x summed down to `shape` (the reverse of broadcasting `shape` to x.shape). */
 export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
-  return wrap(addon().denseSumToShape({ x: handle(x, 'ops.sumToShape', 'x'), shape }).out);
+  return wrap(addon().denseSumToShape({ x: handle(x, 'ops.sumToShape', 'x'), shape }));
 }
 
 /** x broadcast to `shape`, materialised (the gradient of a sum). */
 export function expandTo(x: Tensor, shape: readonly number[]): Tensor {
-  return wrap(addon().denseExpandTo({ x: handle(x, 'ops.expandTo', 'x'), shape }).out);
+  return wrap(addon().denseExpandTo({ x: handle(x, 'ops.expandTo', 'x'), shape }));
 }
 
 // ---- matmul ---------------------------------------------------------------------------
@@ -145,7 +145,7 @@ export function matmul(a: Tensor, b: Tensor, opts?: { transA?: boolean; transB?:
   const o = checkOptions(opts, fn, ['transA', 'transB']);
   const transA = o.transA as boolean | undefined,
     transB = o.transB as boolean | undefined;
-  return wrap(addon().denseMatmul({ a: handle(a, fn, 'a'), b: handle(b, fn, 'b'), transA, transB }).out);
+  return wrap(addon().denseMatmul({ a: handle(a, fn, 'a'), b: handle(b, fn, 'b'), transA, transB }));
 }
 
 /** Which GEMM runs on each device kind. */
@@ -164,7 +164,7 @@ export function setGemmBackend(backend: GemmBackend): void {
 /** weight [V, D], ids int32 [...] → [..., D]. An id outside [0, V) rejects at the next sync. */
 export function embedding(weight: Tensor, ids: Tensor): Tensor {
   const fn = 'ops.embedding';
-  return wrap(addon().denseEmbedding({ weight: handle(weight, fn, 'weight'), ids: handle(ids, fn, 'ids') }).out);
+  return wrap(addon().denseEmbedding({ weight: handle(weight, fn, 'weight'), ids: handle(ids, fn, 'ids') }));
 }
 
 /** gOut [..., D] → [numEmbeddings, D]: row v sums, in index order, the gOut rows whose id is v. */
@@ -175,7 +175,7 @@ export function embeddingBackward(gOut: Tensor, ids: Tensor, numEmbeddings: numb
       gOut: handle(gOut, fn, 'gOut'),
       ids: handle(ids, fn, 'ids'),
       numEmbeddings,
-    }).out,
+    }),
   );
 }
 
@@ -278,7 +278,7 @@ export function rope(x: Tensor, positions: Tensor, base?: number, inverse?: bool
       positions: handle(positions, fn, 'positions'),
       base,
       inverse,
-    }).out,
+    }),
   );
 }
 
@@ -286,22 +286,22 @@ export function rope(x: Tensor, positions: Tensor, base?: number, inverse?: bool
 
 /** x [B,T,C] → out[:, t] = x[:, t−1], out[:, 0] = 0 (RWKV's time shift). */
 export function tokenShift(x: Tensor): Tensor {
-  return wrap(addon().denseTokenShift({ x: handle(x, 'ops.tokenShift', 'x') }).out);
+  return wrap(addon().denseTokenShift({ x: handle(x, 'ops.tokenShift', 'x') }));
 }
 
 /** g [B,T,C] → gx[:, t] = g[:, t+1], gx[:, T−1] = 0. */
 export function tokenShiftBackward(g: Tensor): Tensor {
-  return wrap(addon().denseTokenShiftBackward({ g: handle(g, 'ops.tokenShiftBackward', 'g') }).out);
+  return wrap(addon().denseTokenShiftBackward({ g: handle(g, 'ops.tokenShiftBackward', 'g') }));
 }
 
 export function concat(xs: Tensor[], dim: number): Tensor {
-  return wrap(addon().denseConcat({ xs: handles(xs, 'ops.concat', 'xs'), dim }).out);
+  return wrap(addon().denseConcat({ xs: handles(xs, 'ops.concat', 'xs'), dim }));
 }
 
 /** A copy of [start, end) along dim; negative indices count from the end; RangeError when out of range. */
 export function slice(x: Tensor, dim: number, start: number, end: number): Tensor {
   const fn = 'ops.slice';
-  return wrap(addon().denseSlice({ x: handle(x, fn, 'x'), dim, start, end }).out);
+  return wrap(addon().denseSlice({ x: handle(x, fn, 'x'), dim, start, end }));
 }
 
 /** Zeros of inputShape with g placed at [start, end) along dim. */
@@ -313,12 +313,12 @@ export function sliceBackward(
   end: number,
 ): Tensor {
   const fn = 'ops.sliceBackward';
-  return wrap(addon().denseSliceBackward({ g: handle(g, fn, 'g'), inputShape, dim, start, end }).out);
+  return wrap(addon().denseSliceBackward({ g: handle(g, fn, 'g'), inputShape, dim, start, end }));
 }
 
 /** A copy with out.shape[i] = x.shape[dims[i]]; a transpose is a permute. */
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
-  return wrap(addon().densePermute({ x: handle(x, 'ops.permute', 'x'), dims }).out);
+  return wrap(addon().densePermute({ x: handle(x, 'ops.permute', 'x'), dims }));
 }
 
 // ---- in place ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Dense kernels (core/ops: elementwise, reduce, matmul, norm, embedding, rope,
 // shape, optim): each binding takes one options object and returns one object
-// of wrapped tensors. Translation only; every rule and default lives in core/ops.
+// of wrapped tensors (the handle alone when there is one result, `-> out`).
+// Translation only; every rule and default lives in core/ops.
 #include "bindings.h"
 #include "js_convert.h"
 #include "ops/elementwise.h"
@@ -15,11 +16,12 @@
 namespace lmk::addon {
 namespace {
 
-Napi::Object one(Napi::Env env, Tensor t) { return tensors_object(env, {{"out", std::move(t)}}); }
+// A binding with one result returns its handle alone.
+Napi::Value one(Napi::Env env, Tensor t) { return wrap_tensor(env, std::move(t)); }
 
 // ---- elementwise --------------------------------------------------------------
 
-// denseBinary({ op, a, b }) -> { out }
+// denseBinary({ op, a, b }) -> out
 Napi::Value Binary(const Napi::CallbackInfo& info) {
   BinaryOp op = ops::binary_op_from_name(Options(info[0], "binary").string("op"), "binary");
   Options o(info[0], ops::binary_op_fn(op));
@@ -34,21 +36,21 @@ Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
   return tensors_object(info.Env(), {{"ga", g.ga}, {"gb", g.gb}});
 }
 
-// denseScalarOp({ op, x, s }) -> { out }
+// denseScalarOp({ op, x, s }) -> out
 Napi::Value ScalarOpBinding(const Napi::CallbackInfo& info) {
   ScalarOp op = ops::scalar_op_from_name(Options(info[0], "scalarOp").string("op"), "scalarOp");
   Options o(info[0], ops::scalar_op_fn(op));
   return one(info.Env(), ops::scalar_op(op, o.tensor("x"), o.number("s")));
 }
 
-// denseUnary({ op, x }) -> { out }
+// denseUnary({ op, x }) -> out
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   UnaryOp op = ops::unary_op_from_name(Options(info[0], "unary").string("op"), "unary");
   Options o(info[0], ops::unary_op_fn(op));
   return one(info.Env(), ops::unary(op, o.tensor("x")));
 }
 
-// denseUnaryBackward({ op, x?, y?, gy }) -> { out }
+// denseUnaryBackward({ op, x?, y?, gy }) -> out
 Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
   UnaryOp op = ops::unary_op_from_name(Options(info[0], "unaryBackward").string("op"), "unaryBackward");
   Options o(info[0], ops::unary_backward_fn(op));
@@ -78,19 +80,19 @@ Napi::Value CopyInto(const Napi::CallbackInfo& info) {
 
 // ---- reductions -----------------------------------------------------------------
 
-// denseSum({ x, dims, keepDim? }) -> { out }
+// denseSum({ x, dims, keepDim? }) -> out
 Napi::Value Sum(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.sum");
   return one(info.Env(), ops::sum(o.tensor("x"), o.integers("dims"), o.optional_bool("keepDim")));
 }
 
-// denseSumToShape({ x, shape }) -> { out }
+// denseSumToShape({ x, shape }) -> out
 Napi::Value SumToShape(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.sumToShape");
   return one(info.Env(), ops::sum_to_shape(o.tensor("x"), o.integers("shape")));
 }
 
-// denseExpandTo({ x, shape }) -> { out }
+// denseExpandTo({ x, shape }) -> out
 Napi::Value ExpandTo(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.expandTo");
   return one(info.Env(), ops::expand_to(o.tensor("x"), o.integers("shape")));
@@ -98,7 +100,7 @@ Napi::Value ExpandTo(const Napi::CallbackInfo& info) {
 
 // ---- matmul ---------------------------------------------------------------------
 
-// denseMatmul({ a, b, transA?, transB? }) -> { out }
+// denseMatmul({ a, b, transA?, transB? }) -> out
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.matmul");
   return one(info.Env(),
@@ -161,19 +163,19 @@ Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
 
 // ---- embedding, rope ----------------------------------------------------------------
 
-// denseEmbedding({ weight, ids }) -> { out }
+// denseEmbedding({ weight, ids }) -> out
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.embedding");
   return one(info.Env(), ops::embedding(o.tensor("weight"), o.tensor("ids")));
 }
 
-// denseEmbeddingBackward({ gOut, ids, numEmbeddings }) -> { out }
+// denseEmbeddingBackward({ gOut, ids, numEmbeddings }) -> out
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.embeddingBackward");
   return one(info.Env(), ops::embedding_backward(o.tensor("gOut"), o.tensor("ids"), o.integer("numEmbeddings")));
 }
 
-// denseRope({ x, positions, base?, inverse? }) -> { out }
+// denseRope({ x, positions, base?, inverse? }) -> out
 Napi::Value Rope(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.rope");
   return one(info.Env(),
@@ -182,36 +184,36 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
 
 // ---- shape ----------------------------------------------------------------------
 
-// denseTokenShift({ x }) -> { out }
+// denseTokenShift({ x }) -> out
 Napi::Value TokenShift(const Napi::CallbackInfo& info) {
   return one(info.Env(), ops::token_shift(Options(info[0], "ops.tokenShift").tensor("x")));
 }
 
-// denseTokenShiftBackward({ g }) -> { out }
+// denseTokenShiftBackward({ g }) -> out
 Napi::Value TokenShiftBackward(const Napi::CallbackInfo& info) {
   return one(info.Env(), ops::token_shift_backward(Options(info[0], "ops.tokenShiftBackward").tensor("g")));
 }
 
-// denseConcat({ xs, dim }) -> { out }
+// denseConcat({ xs, dim }) -> out
 Napi::Value Concat(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.concat");
   return one(info.Env(), ops::concat(o.tensors("xs"), o.integer("dim")));
 }
 
-// denseSlice({ x, dim, start, end }) -> { out }
+// denseSlice({ x, dim, start, end }) -> out
 Napi::Value Slice(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.slice");
   return one(info.Env(), ops::slice(o.tensor("x"), o.integer("dim"), o.integer("start"), o.integer("end")));
 }
 
-// denseSliceBackward({ g, inputShape, dim, start, end }) -> { out }
+// denseSliceBackward({ g, inputShape, dim, start, end }) -> out
 Napi::Value SliceBackward(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.sliceBackward");
   return one(info.Env(), ops::slice_backward(o.tensor("g"), o.integers("inputShape"), o.integer("dim"),
                                              o.integer("start"), o.integer("end")));
 }
 
-// densePermute({ x, dims }) -> { out }
+// densePermute({ x, dims }) -> out
 Napi::Value Permute(const Napi::CallbackInfo& info) {
   Options o(info[0], "ops.permute");
   return one(info.Env(), ops::permute(o.tensor("x"), o.integers("dims")));

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "addon_state.h"
 #include "ops/arg_checks.h"
 #include "runtime/dtype.h"
-#include "tensor_handle.h"
 
 namespace lmk::addon {
 namespace {
@@ -55,7 +55,6 @@ std::string describe_js(const Napi::Value& v) {
   if (v.IsArray()) return concat("array of length ", v.As<Napi::Array>().Length());
   if (v.IsTypedArray()) return "typed array";
   if (v.IsFunction()) return "function";
-  if (v.IsExternal()) return "tensor handle";
   return "object";
 }
 
@@ -103,10 +102,10 @@ std::vector<int64_t> integers_arg(const Napi::Value& v, const char* fn, const ch
 }
 
 const Tensor& tensor_arg(const Napi::Value& v, const char* fn, const char* arg) {
-  if (!v.IsExternal()) throw_type_error(fn, ": ", arg, " must be a Tensor, got ", describe_js(v));
-  TensorBox* box = v.As<Napi::External<TensorBox>>().Data();
-  if (box->released) throw_type_error(fn, ": ", arg, " tensor was disposed");
-  return box->tensor;
+  if (!v.IsNumber()) throw_type_error(fn, ": ", arg, " must be a Tensor, got ", describe_js(v));
+  const Tensor* tensor = addon_state(v.Env())->tensors.find(v.As<Napi::Number>().DoubleValue());
+  if (tensor == nullptr) throw_type_error(fn, ": ", arg, " tensor was disposed");
+  return *tensor;
 }
 
 std::vector<Tensor> tensors_arg(const Napi::Value& v, const char* fn, const char* arg) {
@@ -152,22 +151,8 @@ std::optional<Options> Options::optional_options(const char* name) const {
 
 // ---- core results to JS ---------------------------------------------------------------
 
-Napi::Object wrap_tensor(Napi::Env env, Tensor tensor) {
-  auto* box = new TensorBox{std::move(tensor), addon_state(env), false, 0};
-  // Views (reshape) share storage and report nothing again.
-  box->external_bytes = box->tensor.device().is_cpu() ? static_cast<int64_t>(box->tensor.nbytes()) : 0;
-  if (box->external_bytes) Napi::MemoryManagement::AdjustExternalMemory(env, box->external_bytes);
-  box->state->live_tensors.fetch_add(1);
-  auto handle = Napi::External<TensorBox>::New(env, box, [](Napi::Env finalize_env, TensorBox* b) {
-    release_handle(finalize_env, b);
-    delete b;
-  });
-  auto result = Napi::Object::New(env);
-  result.Set("handle", handle);
-  result.Set("shape", from_shape(env, box->tensor.shape));
-  result.Set("dtype", dtype_name(box->tensor.dtype));
-  result.Set("device", box->tensor.device().to_string());
-  return result;
+Napi::Value wrap_tensor(Napi::Env env, Tensor tensor) {
+  return Napi::Number::New(env, addon_state(env)->tensors.add(env, std::move(tensor)));
 }
 
 Napi::Object tensors_object(Napi::Env env,

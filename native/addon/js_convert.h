@@ -69,6 +69,7 @@ std::string string_arg(const Napi::Value& v, const char* fn, const char* arg);
 // An array of integers (shapes, dims), as integer_arg for each element.
 std::vector<int64_t> integers_arg(const Napi::Value& v, const char* fn, const char* arg);
 // The tensor behind a handle (TypeError when it is not one or was disposed).
+// The reference stays valid while the handle is live.
 const Tensor& tensor_arg(const Napi::Value& v, const char* fn, const char* arg);
 std::vector<Tensor> tensors_arg(const Napi::Value& v, const char* fn, const char* arg);
 
@@ -104,8 +105,8 @@ class Options {
 
 // ---- core results to JS ----------------------------------------------------------
 
-// {handle, shape, dtype, device}: what the TS Tensor wraps.
-Napi::Object wrap_tensor(Napi::Env env, Tensor tensor);
+// A new handle on `tensor` (tensor_handle.h): what the TS Tensor wraps.
+Napi::Value wrap_tensor(Napi::Env env, Tensor tensor);
 // An object of wrapped tensors by name; absent ones are left out.
 Napi::Object tensors_object(Napi::Env env,
                             std::initializer_list<std::pair<const char*, std::optional<Tensor>>> entries);

@@ -1,28 +1,42 @@
 // Tensor handles, creation, conversion, transfer, read-back and memory.
 #include <cstring>
 
+#include "addon_state.h"
 #include "bindings.h"
 #include "js_convert.h"
 #include "ops/tensor_ops.h"
 #include "runtime/storage.h"
-#include "tensor_handle.h"
 
 namespace lmk::addon {
 
-void release_handle(Napi::Env env, TensorBox* box) {
-  if (box->released) return;
-  box->released = true;
-  box->tensor = Tensor{};
-  box->state->live_tensors.fetch_sub(1);
-  if (box->external_bytes) Napi::MemoryManagement::AdjustExternalMemory(env, -box->external_bytes);
-  box->external_bytes = 0;
-}
-
 namespace {
 
+// release(handle): drops the handle's reference (dispose, or the GC's
+// FinalizationRegistry); a released or unknown handle is ignored.
 Napi::Value Release(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal()) release_handle(info.Env(), info[0].As<Napi::External<TensorBox>>().Data());
+  if (info[0].IsNumber())
+    addon_state(info.Env())->tensors.release(info.Env(), info[0].As<Napi::Number>().DoubleValue());
   return info.Env().Undefined();
+}
+
+// tensorMeta() -> { table, stride, dims, dtypes }: the metadata array of this
+// environment's handles (tensor_handle.h) and the dtype names by value.
+Napi::Value TensorMeta(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto result = Napi::Object::New(env);
+  result.Set("table", addon_state(env)->tensors.meta_buffer(env));
+  result.Set("stride", TensorTable::kMetaStride);
+  result.Set("dims", TensorTable::kMetaDims);
+  const DType dtypes[] = {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16, DType::Int32};
+  auto names = Napi::Array::New(env);
+  for (DType d : dtypes) names.Set(static_cast<uint32_t>(d), dtype_name(d));
+  result.Set("dtypes", names);
+  return result;
+}
+
+// tensorShape(handle) -> number[]: for a rank beyond the metadata array's.
+Napi::Value TensorShape(const Napi::CallbackInfo& info) {
+  return from_shape(info.Env(), tensor_arg(info[0], "tensorShape", "handle").shape);
 }
 
 // The device and dtype of a creation call.
@@ -205,7 +219,7 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   in_use.Set("cuda", cuda_in_use);
   reserved.Set("cuda", cuda_reserved);
   auto result = Napi::Object::New(env);
-  result.Set("tensors", static_cast<double>(addon_state(env)->live_tensors.load()));
+  result.Set("tensors", static_cast<double>(addon_state(env)->tensors.live()));
   result.Set("bytesInUse", in_use);
   result.Set("bytesReserved", reserved);
   return result;
@@ -222,6 +236,8 @@ void register_tensor_bindings(Napi::Env env, Napi::Object exports) {
   export_bindings(env, exports,
                   {
                       {"release", Release},
+                      {"tensorMeta", TensorMeta},
+                      {"tensorShape", TensorShape},
                       {"empty", Empty},
                       {"full", Full},
                       {"arange", Arange},

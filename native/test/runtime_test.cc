@@ -2,6 +2,7 @@
 // copy ops, and (when a GPU is present) CUDA against the CPU.
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -92,6 +93,53 @@ TEST(kernel_errors_surface_at_the_next_sync_and_clear) {
   stream.enqueue("test.throwing", [] { throw_range_error("bad value"); }, {out.storage}, {out.storage});
   CHECK_THROWS_KIND(stream.synchronize(), ErrorKind::Range, "test.throwing: bad value");
   CHECK_EQ(read<float>(ops::full({1}, 2, DType::Float32, kCpu))[0], 2.0f);
+}
+
+TEST(small_tasks_run_inline_only_when_the_stream_is_idle) {
+  Stream& stream = stream_for(kCpu);
+  stream.synchronize();
+  const std::thread::id caller = std::this_thread::get_id();
+  // Idle: an InlineWhenIdle task runs before enqueue returns, on this thread.
+  std::thread::id ran_on;
+  stream.enqueue(
+      "test.inline", [&] { ran_on = std::this_thread::get_id(); }, {}, {}, Placement::InlineWhenIdle);
+  CHECK(ran_on == caller);
+  // A Worker task (what a collective uses) never runs here, idle or not.
+  std::promise<std::thread::id> worker_ran;
+  stream.enqueue("test.worker", [&] { worker_ran.set_value(std::this_thread::get_id()); }, {}, {});
+  CHECK(worker_ran.get_future().get() != caller);
+  // Busy: a small task queues behind the running one and runs after it, in order.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::vector<int> order;
+  std::mutex order_mutex;
+  auto note = [&](int step) {
+    std::lock_guard<std::mutex> lock(order_mutex);
+    order.push_back(step);
+  };
+  stream.enqueue("test.blocking",
+                 [&, released] {
+                   released.wait();
+                   note(1);
+                 },
+                 {}, {});
+  stream.enqueue(
+      "test.small", [&] { note(2); }, {}, {}, Placement::InlineWhenIdle);
+  note(0);  // the small task did not run here while the stream was busy
+  release.set_value();
+  stream.synchronize();
+  CHECK_EQ(order.size(), size_t(3));
+  CHECK_EQ(order[0], 0);
+  CHECK_EQ(order[1], 1);
+  CHECK_EQ(order[2], 2);
+  // An inline task's error is recorded like a worker task's: at the next sync, once.
+  Tensor out = ops::empty({1}, DType::Float32, kCpu);
+  stream.enqueue(
+      "test.inline_throwing", [] { throw_range_error("bad value"); }, {out.storage}, {out.storage},
+      Placement::InlineWhenIdle);
+  CHECK_THROWS_KIND(stream.synchronize(), ErrorKind::Range, "test.inline_throwing: bad value");
+  stream.synchronize();
+  CHECK_THROWS_KIND(read<float>(out), ErrorKind::Range, "bad value");  // the poisoned output
 }
 
 TEST(storage_lives_until_queued_work_finishes) {

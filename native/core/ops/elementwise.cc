@@ -161,6 +161,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   p.a = a.data();
   p.b = b.data();
   p.out = out.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::binary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::binary_cuda(p, s)); });
   return out;
 }
@@ -188,6 +189,7 @@ BinaryGrads binary_backward(BinaryOp op, const Tensor& a, const Tensor& b, const
   p.gy = gy.data();
   p.ga = ga_full.data();
   p.gb = gb_full.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::binary_backward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::binary_backward_cuda(p, s)); });
   BinaryGrads grads;
@@ -209,6 +211,7 @@ Tensor scalar_op(ScalarOp op, const Tensor& x, double s) {
   p.s = s;
   p.x = x.data();
   p.out = out.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::scalar_op_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::scalar_op_cuda(p, s)); });
   return out;
 }
@@ -225,6 +228,7 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   p.n = x.numel();
   p.x = x.data();
   p.out = out.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::unary_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::unary_cuda(p, s)); });
   return out;
 }
@@ -256,6 +260,7 @@ Tensor unary_backward(UnaryOp op, const std::optional<Tensor>& x, const std::opt
   p.y = need_y ? y->data() : nullptr;
   p.gy = gy.data();
   p.gx = gx.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::unary_backward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::unary_backward_cuda(p, s)); });
   return gx;
@@ -270,6 +275,7 @@ void fill_(const Tensor& x, double value) {
   int64_t n = x.numel();
   void* data = x.data();
   DType dtype = x.dtype;
+  task.may_run_inline();
   task.enqueue([=] { kernels::fill_cpu(data, dtype, n, value); },
                [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); });
 }
@@ -288,6 +294,7 @@ void add_in_place_(const Tensor& target, const Tensor& src, std::optional<double
   p.alpha = alpha.value_or(1.0);
   p.target = target.data();
   p.src = src.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::axpy_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::axpy_cuda(p, s)); });
 }
 
@@ -305,6 +312,7 @@ void copy_into_(const Tensor& target, const Tensor& src) {
   OpTask task(fn, target.device());
   task.writes(target);
   task.read(src);
+  task.may_run_inline();
   task.enqueue([=] { kernels::convert_cpu(in, sd, out, td, n); },
                [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, sd, out, td, n, s)); });
 }

@@ -43,6 +43,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   p.weight = weight.data();
   p.out = out.data();
   p.first_bad_index = ids_check(task, ids, V);
+  task.may_run_inline();
   task.enqueue([p] { kernels::embedding_forward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::embedding_forward_cuda(p, s)); });
   return out;
@@ -77,6 +78,7 @@ Tensor embedding_backward(const Tensor& gout, const Tensor& ids, int64_t num_emb
   }
 #endif
   p.first_bad_index = ids_check(task, ids, num_embeddings);
+  task.may_run_inline();
   task.enqueue([p] { kernels::embedding_backward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::embedding_backward_cuda(p, s)); });
   return out;

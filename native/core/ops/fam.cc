@@ -128,10 +128,12 @@ kernels::FamParams block_params(const FamBlockAttentionArgs& a, const BlockShape
 // Queues the forward or backward kernel (CPU, or CUDA: tiled, or the simple
 // reference kernels where the tiled ones do not fit or a test asks for them).
 void enqueue_forward(OpTask& task, const kernels::FamParams& p) {
+  task.may_run_inline();
   task.enqueue([p] { kernels::fam_forward_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::fam_forward_cuda(p, s)); });
 }
 
 void enqueue_backward(OpTask& task, const kernels::FamParams& p) {
+  task.may_run_inline();
   task.enqueue([p] { kernels::fam_backward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::fam_backward_cuda(p, s)); });
 }

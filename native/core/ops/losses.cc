@@ -347,6 +347,7 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, std
   p.grad = compute_grad ? result.grad_logits->data() : nullptr;
   p.workspace = task.workspace(kernels::cross_entropy_workspace_bytes(p));
   p.first_bad_label = bad_label_check(task, "labels", labels, p.V, ignore_index);
+  task.may_run_inline();
   task.enqueue([p] { kernels::cross_entropy_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); });
   return result;
@@ -368,6 +369,7 @@ Tensor goldfish_mask(const Tensor& labels, std::optional<int64_t> ignore_index, 
   p.labels = labels.data_as<int32_t>();
   p.ignore_index = common_options(ignore_index, std::nullopt, std::nullopt, fn).ignore_index;
   p.mask = mask.data_as<int32_t>();
+  task.may_run_inline();
   task.enqueue([p] { kernels::goldfish_mask_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::goldfish_mask_cuda(p, s)); });
   return mask;
@@ -412,6 +414,7 @@ GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, std
   p.kept_count = result.kept_tokens.data_as<int32_t>();
   p.workspace = task.workspace(kernels::cross_entropy_workspace_bytes(p));
   p.first_bad_label = bad_label_check(task, "labels", labels, p.V, ignore_index);
+  task.may_run_inline();
   task.enqueue([p] { kernels::cross_entropy_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::cross_entropy_cuda(p, s)); });
   return result;
@@ -442,6 +445,7 @@ OrpoResult orpo(const Tensor& chosen_logits, const Tensor& rejected_logits, cons
   p.rejected_logits = rejected_logits.data();
   p.workspace = task.workspace(kernels::orpo_workspace_bytes(p));
   orpo_value_checks(task, setup, chosen_labels, rejected_labels, &p);
+  task.may_run_inline();
   task.enqueue([p] { kernels::orpo_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::orpo_cuda(p, s)); });
   return r;
 }
@@ -572,6 +576,7 @@ Tensor shift_labels(const Tensor& input_ids, std::optional<int64_t> ignore_index
   const int32_t* in = input_ids.data_as<int32_t>();
   int32_t* outp = labels.data_as<int32_t>();
   int32_t ignore = static_cast<int32_t>(ignore_index);
+  task.may_run_inline();
   task.enqueue([=] { kernels::shift_labels_cpu(in, outp, rows, T, ignore); },
                [=](void* s) { LMK_CUDA_CALL(kernels::shift_labels_cuda(in, outp, rows, T, ignore, s)); });
   return labels;

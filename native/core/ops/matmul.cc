@@ -117,6 +117,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, std::optional<bool> trans_a_opti
         kernels::make_strided_layout(batch, {matrix_strides(batch_a, M * Ka), matrix_strides(batch_b, Ka * N)}, kFn);
   }
   const kernels::GemmKernel kernel = current_kernel();
+  task.may_run_inline();
   task.enqueue([p, kernel] { kernels::matmul_cpu(p, kernel); },
                [p, kernel](void* s) { LMK_CUDA_CALL(kernels::matmul_cuda(p, kernel, s)); });
   return out;

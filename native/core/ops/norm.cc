@@ -51,11 +51,13 @@ double resolve_eps(std::optional<double> eps, double fallback, const char* fn) {
 }
 
 void run_forward(OpTask& task, const kernels::NormParams& p) {
+  task.may_run_inline();
   task.enqueue([p] { kernels::norm_forward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::norm_forward_cuda(p, s)); });
 }
 
 void run_backward(OpTask& task, const kernels::NormParams& p) {
+  task.may_run_inline();
   task.enqueue([p] { kernels::norm_backward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::norm_backward_cuda(p, s)); });
 }

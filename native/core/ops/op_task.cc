@@ -34,6 +34,17 @@ void* OpTask::workspace(size_t bytes) {
   return storage->data();
 }
 
+Placement compute_placement(size_t bytes) {
+  return bytes <= OpTask::kInlineBytes ? Placement::InlineWhenIdle : Placement::Worker;
+}
+
+Placement OpTask::cpu_placement() const {
+  if (!may_run_inline_) return Placement::Worker;
+  size_t bytes = 0;
+  for (const StoragePtr& s : uses_) bytes += s->bytes();
+  return compute_placement(bytes);
+}
+
 int64_t* OpTask::value_check(ErrorKind kind, DescribeBadIndex describe) {
   checked_ = true;
   return stream_for(device_).add_value_check(kind, std::move(describe), outputs_).first_bad_index;

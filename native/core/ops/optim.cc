@@ -80,6 +80,7 @@ void adamw_step_(const AdamwArgs& a) {
   const double bias_correction2 = 1 - std::pow(a.beta2, a.step);
   p.step_size = a.lr / bias_correction1;
   p.bc2_sqrt = std::sqrt(bias_correction2);
+  task.may_run_inline();
   task.enqueue([p] { kernels::adamw_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::adamw_cuda(p, s)); });
 }
 
@@ -108,6 +109,7 @@ Tensor grad_norm_clip_(const std::vector<Tensor>& grads, double max_norm) {
 #ifdef LMK_WITH_CUDA
   if (device.is_cuda()) p.workspace = task.workspace(kernels::grad_clip_workspace_bytes_cuda(p));
 #endif
+  task.may_run_inline();
   task.enqueue([p] { kernels::grad_clip_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::grad_clip_cuda(p, s)); });
   return norm;
 }

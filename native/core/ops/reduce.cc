@@ -31,6 +31,7 @@ Tensor sum_middle(const Tensor& x, int64_t O, int64_t R, int64_t I, const Shape&
     if (bytes > 0) p.workspace = task.workspace(bytes);
   }
 #endif
+  task.may_run_inline();
   task.enqueue([p] { kernels::sum_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::sum_cuda(p, s)); });
   return out;
 }
@@ -155,6 +156,7 @@ Tensor expand_to(const Tensor& x, const Shape& shape) {
   p.layout = kernels::make_strided_layout(shape, {kernels::broadcast_strides(x.shape, shape)}, fn);
   p.src = x.data();
   p.out = out.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::strided_copy_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); });
   return out;

@@ -50,6 +50,7 @@ Tensor rope(const Tensor& x, const Tensor& positions, std::optional<double> base
   p.x = x.data();
   p.positions = positions.data_as<int32_t>();
   p.out = out.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::rope_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::rope_cuda(p, s)); });
   return out;
 }

@@ -20,6 +20,7 @@ void enqueue_copies(OpTask& task, std::vector<kernels::BlockCopyParams> copies, 
   void* zero_data = zero ? zero->data() : nullptr;
   DType zero_dtype = zero ? zero->dtype : DType::Float32;
   int64_t zero_n = zero ? zero->numel() : 0;
+  task.may_run_inline();
   task.enqueue(
       [=] {
         if (zero_data) kernels::fill_cpu(zero_data, zero_dtype, zero_n, 0.0);
@@ -111,6 +112,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims, const char* fn
   p.layout = kernels::make_strided_layout(shape, {strides}, fn);
   p.src = x.data();
   p.out = out.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::strided_copy_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::strided_copy_cuda(p, s)); });
   return out;

@@ -88,6 +88,7 @@ Tensor full(const Shape& shape, double value, DType dtype, const Device& device,
   Tensor t = task.output(shape, dtype);
   int64_t n = t.numel();
   void* data = t.data();
+  task.may_run_inline();
   task.enqueue([=] { kernels::fill_cpu(data, dtype, n, value); },
                [=](void* s) { LMK_CUDA_CALL(kernels::fill_cuda(data, dtype, n, value, s)); });
   return t;
@@ -98,6 +99,7 @@ Tensor arange(int64_t n, DType dtype, const Device& device) {
   OpTask task("arange", device);
   Tensor t = task.output({n}, dtype);
   void* data = t.data();
+  task.may_run_inline();
   task.enqueue([=] { kernels::arange_cpu(data, dtype, n); },
                [=](void* s) { LMK_CUDA_CALL(kernels::arange_cuda(data, dtype, n, s)); });
   return t;
@@ -124,6 +126,7 @@ static Tensor random_tensor(const char* fn, const Shape& shape, DType dtype, con
   }
   int64_t n = t.numel();
   void* data = t.data();
+  task.may_run_inline();
   task.enqueue([=] { kernels::random_cpu(data, dtype, n, params); },
                [=](void* s) { LMK_CUDA_CALL(kernels::random_cuda(data, dtype, n, params, s)); });
   return t;
@@ -164,8 +167,9 @@ Tensor from_host(const void* data, DType host_dtype, int64_t count, const Shape&
   if (n > 0) std::memcpy(staging->data(), data, staging->size());
   void* dst = t.data();
   if (device.is_cpu()) {
-    stream_for(device).enqueue("tensor", [=] { kernels::convert_cpu(staging->data(), host_dtype, dst, dtype, n); },
-                               {t.storage}, {t.storage});
+    stream_for(device).enqueue(
+        "tensor", [=] { kernels::convert_cpu(staging->data(), host_dtype, dst, dtype, n); }, {t.storage}, {t.storage},
+        compute_placement(staging->size() + t.nbytes()));
     return t;
   }
 #ifdef LMK_WITH_CUDA
@@ -204,6 +208,7 @@ Tensor to_dtype(const Tensor& src, DType dtype) {
   const void* in = src.data();
   void* out = dst.data();
   DType src_dtype = src.dtype;
+  task.may_run_inline();
   task.enqueue([=] { kernels::convert_cpu(in, src_dtype, out, dtype, n); },
                [=](void* s) { LMK_CUDA_CALL(kernels::convert_cuda(in, src_dtype, out, dtype, n, s)); });
   return dst;
@@ -336,7 +341,11 @@ void read_to_host(const Tensor& src, ReadDone done, bool raw) {
   DType src_dtype = src.dtype;
   StoragePtr storage = src.storage;
   if (src.device().is_cpu()) {
-    stream.enqueue("data", [=] { kernels::convert_cpu(in, src_dtype, bytes->data(), host_dtype, n); }, {storage}, {});
+    // A small read (after an idle stream) copies on the calling thread; the
+    // when_done below then reports at once too.
+    stream.enqueue(
+        "data", [=] { kernels::convert_cpu(in, src_dtype, bytes->data(), host_dtype, n); }, {storage}, {},
+        compute_placement(bytes->size() + storage->bytes()));
   } else {
 #ifdef LMK_WITH_CUDA
     void* s = stream_handle(src.device());
@@ -401,6 +410,7 @@ Tensor check_indices(const Tensor& values, int64_t limit, const char* fn, const 
   const int32_t* in = values.data_as<int32_t>();
   int32_t* out = copy.data_as<int32_t>();
   int64_t n = values.numel();
+  task.may_run_inline();
   task.enqueue(
       [=] {
         kernels::convert_cpu(in, DType::Int32, out, DType::Int32, n);

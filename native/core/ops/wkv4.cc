@@ -92,6 +92,7 @@ Wkv4ForwardResult wkv4_forward(const Wkv4ForwardArgs& args) {
     if (workspace_bytes > 0) p.workspace = task.workspace(workspace_bytes);
   }
 #endif
+  task.may_run_inline();
   task.enqueue([p] { kernels::wkv4_forward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::wkv4_forward_cuda(p, s)); });
   return out;
@@ -145,6 +146,7 @@ Wkv4BackwardResult wkv4_backward(const Wkv4BackwardArgs& args) {
   if (c.device.is_cuda()) workspace_bytes = kernels::wkv4_backward_workspace_bytes_cuda(p);
 #endif
   p.workspace = task.workspace(workspace_bytes);
+  task.may_run_inline();
   task.enqueue([p] { kernels::wkv4_backward_cpu(p); },
                [p](void* s) { LMK_CUDA_CALL(kernels::wkv4_backward_cuda(p, s)); });
   return out;
@@ -170,6 +172,7 @@ Wkv4StepResult wkv4_step(const Wkv4StepArgs& args) {
   p.state_in = args.state.data();
   p.y = out.y.data();
   p.state_out = out.state.data();
+  task.may_run_inline();
   task.enqueue([p] { kernels::wkv4_step_cpu(p); }, [p](void* s) { LMK_CUDA_CALL(kernels::wkv4_step_cuda(p, s)); });
   return out;
 }

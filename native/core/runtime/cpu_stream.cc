@@ -1,5 +1,11 @@
 // The CPU stream: a worker thread that runs queued tasks in order. Each task
-// parallelises itself over the intra-op thread pool.
+// parallelises itself over the intra-op thread pool. A small task
+// (Placement::InlineWhenIdle) and a sync point run on the calling thread when
+// nothing is queued or running: one task at a time, in order, as on the
+// worker, without waking it. The worker spins briefly before it sleeps, so a
+// burst of queued tasks does not pay a futex wake for each.
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -7,6 +13,7 @@
 #include <thread>
 
 #include "runtime/stream.h"
+#include "runtime/thread_pool.h"
 
 namespace lmk {
 namespace {
@@ -23,19 +30,19 @@ class CpuStream final : public Stream {
   CpuStream() : worker_([this] { worker_loop(); }) { worker_.detach(); }
   const Device& device() const override { return device_; }
 
-  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses,
-               std::vector<StoragePtr> outputs) override {
+  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses, std::vector<StoragePtr> outputs,
+               Placement placement) override {
+    if (placement == Placement::InlineWhenIdle) {
+      InlineTurn turn(*this);
+      if (turn.taken) {
+        SerialParallelFor serial;  // a small task: waking the pool would cost more
+        run_recording_errors(op, run, outputs);
+        return;  // the references go with the arguments, after the work
+      }
+    }
     push([this, op = std::move(op), run = std::move(run), uses = std::move(uses),
           outputs = std::move(outputs)]() mutable {
-      try {
-        run();
-      } catch (const Error& e) {
-        record(op, e.kind(), e.what(), outputs);
-      } catch (const std::bad_alloc&) {
-        record(op, ErrorKind::Runtime, "out of memory", outputs);
-      } catch (const std::exception& e) {
-        record(op, ErrorKind::Runtime, e.what(), outputs);
-      }
+      run_recording_errors(op, run, outputs);
       // Drop the references here, on the worker, once the work is done.
       uses.clear();
       outputs.clear();
@@ -64,7 +71,7 @@ class CpuStream final : public Stream {
       std::lock_guard<std::mutex> lock(checks_mutex_);
       checks.swap(checks_);
     }
-    push([this, done = std::move(done), checks = std::move(checks)]() {
+    auto report = [this, done = std::move(done), checks = std::move(checks)]() {
       for (const auto& check : checks) {
         int64_t index = *check->word;
         if (index == kNoBadIndex) continue;
@@ -78,28 +85,103 @@ class CpuStream final : public Stream {
         error.swap(pending_error_);
       }
       done(error);
-    });
+    };
+    InlineTurn turn(*this);
+    if (turn.taken) {
+      report();
+    } else {
+      push(std::move(report));
+    }
   }
 
  private:
+  // The right to run one task on the calling thread: taken when nothing is
+  // queued or running, and then the worker waits until it is handed back.
+  struct InlineTurn {
+    explicit InlineTurn(CpuStream& s) : stream(s) {
+      std::lock_guard<std::mutex> lock(stream.queue_mutex_);
+      taken = !stream.busy_ && stream.queue_.empty();
+      if (taken) stream.set_busy(true);
+    }
+    ~InlineTurn() {
+      if (!taken) return;
+      bool wake;
+      {
+        std::lock_guard<std::mutex> lock(stream.queue_mutex_);
+        stream.set_busy(false);
+        wake = !stream.queue_.empty() && stream.worker_sleeping_;
+      }
+      if (wake) stream.queue_ready_.notify_one();
+    }
+    InlineTurn(const InlineTurn&) = delete;
+    InlineTurn& operator=(const InlineTurn&) = delete;
+    CpuStream& stream;
+    bool taken = false;
+  };
+
+  void run_recording_errors(const std::string& op, const std::function<void()>& run,
+                            const std::vector<StoragePtr>& outputs) {
+    try {
+      run();
+    } catch (const Error& e) {
+      record(op, e.kind(), e.what(), outputs);
+    } catch (const std::bad_alloc&) {
+      record(op, ErrorKind::Runtime, "out of memory", outputs);
+    } catch (const std::exception& e) {
+      record(op, ErrorKind::Runtime, e.what(), outputs);
+    }
+  }
+
+  // Under queue_mutex_; the atomic copies let the spinning worker poll without the lock.
+  void set_busy(bool busy) {
+    busy_ = busy;
+    can_start_.store(!busy_ && !queue_.empty(), std::memory_order_release);
+  }
+
   void push(std::function<void()> task) {
+    bool wake;
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
       queue_.push_back(std::move(task));
+      can_start_.store(!busy_, std::memory_order_release);
+      wake = worker_sleeping_ && !busy_;
     }
-    queue_ready_.notify_one();
+    if (wake) queue_ready_.notify_one();
+  }
+
+  // Polls for work for up to kSpin before the worker sleeps on the condition
+  // variable: tasks queued back to back then cost no futex wake each.
+  void spin_for_work() {
+    constexpr auto kSpin = std::chrono::microseconds(50);
+    auto until = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 0;; ++i) {
+      if (can_start_.load(std::memory_order_acquire)) return;
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) return;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
   }
 
   void worker_loop() {
     for (;;) {
+      spin_for_work();
       std::function<void()> task;
       {
         std::unique_lock<std::mutex> lock(queue_mutex_);
-        queue_ready_.wait(lock, [this] { return !queue_.empty(); });
+        while (busy_ || queue_.empty()) {
+          worker_sleeping_ = true;
+          queue_ready_.wait(lock);
+          worker_sleeping_ = false;
+        }
         task = std::move(queue_.front());
         queue_.pop_front();
+        set_busy(true);
       }
       task();
+      task = nullptr;  // the task's references go before the next one may start
+      std::lock_guard<std::mutex> lock(queue_mutex_);
+      set_busy(false);
     }
   }
 
@@ -120,6 +202,9 @@ class CpuStream final : public Stream {
   std::mutex queue_mutex_;
   std::condition_variable queue_ready_;
   std::deque<std::function<void()>> queue_;
+  bool busy_ = false;                   // a task runs (on the worker or inline)
+  bool worker_sleeping_ = false;        // the worker waits on queue_ready_
+  std::atomic<bool> can_start_{false};  // !busy_ && !queue_.empty()
   std::mutex error_mutex_;
   std::optional<RecordedError> pending_error_;
   std::mutex checks_mutex_;

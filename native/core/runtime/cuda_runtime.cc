@@ -115,8 +115,8 @@ class CudaStream final : public Stream {
   cudaStream_t handle() const { return stream_; }
   cudaMemPool_t pool() const { return pool_; }
 
-  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses,
-               std::vector<StoragePtr> outputs) override {
+  void enqueue(std::string op, std::function<void()> run, std::vector<StoragePtr> uses, std::vector<StoragePtr> outputs,
+               Placement) override {
     cudaSetDevice(device_.index);
     try {
       run();

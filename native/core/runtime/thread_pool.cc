@@ -39,7 +39,7 @@ class ThreadPool {
   int size() const { return size_; }
 
   void run(int64_t chunks, const std::function<void(int64_t)>& chunk_fn) {
-    if (chunks <= 1 || helpers_.empty() || inside_job_) {
+    if (chunks <= 1 || helpers_.empty() || inside_job_ || serial_) {
       for (int64_t c = 0; c < chunks; ++c) chunk_fn(c);
       return;
     }
@@ -109,9 +109,13 @@ class ThreadPool {
   int pending_helpers_ = 0;
   std::exception_ptr first_error_;
   static thread_local bool inside_job_;
+
+ public:
+  static thread_local bool serial_;  // SerialParallelFor
 };
 
 thread_local bool ThreadPool::inside_job_ = false;
+thread_local bool ThreadPool::serial_ = false;
 
 ThreadPool& pool() {
   // Leaked on purpose: helper threads must not be joined during static
@@ -123,6 +127,9 @@ ThreadPool& pool() {
 }  // namespace
 
 int thread_pool_size() { return pool().size(); }
+
+SerialParallelFor::SerialParallelFor() : previous_(ThreadPool::serial_) { ThreadPool::serial_ = true; }
+SerialParallelFor::~SerialParallelFor() { ThreadPool::serial_ = previous_; }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

@@ -14,4 +14,19 @@ int thread_pool_size();
 // a chunk in order is deterministic for a fixed thread count.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// While one lives, parallel_for on this thread runs its chunks one after the
+// other on this thread: the same chunks, so the same results. For the small
+// tasks the CPU stream runs on the calling thread, where waking the pool
+// would cost more than the work.
+class SerialParallelFor {
+ public:
+  SerialParallelFor();
+  ~SerialParallelFor();
+  SerialParallelFor(const SerialParallelFor&) = delete;
+  SerialParallelFor& operator=(const SerialParallelFor&) = delete;
+
+ private:
+  bool previous_;
+};
+
 }  // namespace lmk
