@@ -613,38 +613,59 @@ void syncthreads(Site site) {
   ++self->barriers_passed;
 }
 
+// What is wrong with a warp collective's own arguments; empty when nothing.
+std::string collective_argument_problem(Site site, WarpOp op, unsigned mask, unsigned lane, int lane_arg, int width) {
+  const std::string what = std::string(op_name(op)) + " at " + where(site);
+  if (!((mask >> lane) & 1)) {
+    return what + ": the mask " + hex(mask) + " does not include the calling lane " + std::to_string(lane);
+  }
+  if (width < 1 || width > kWarpSize || (width & (width - 1)) != 0) {
+    return what + ": width " + std::to_string(width) + " is not a power of two up to 32";
+  }
+  if ((op == WarpOp::ShflUp || op == WarpOp::ShflDown) && lane_arg < 0) return what + ": negative delta";
+  return {};
+}
+
+// Ends the calling thread after its diagnostic was recorded. Nothing the
+// thread owns may be alive here (its stack is abandoned, destructors never
+// run): callers let their strings go first.
+[[noreturn]] void abandon_thread(Fiber* self) {
+  self->state = State::Done;
+  yield_to_scheduler(self, true);
+  std::abort();  // a failed thread is never resumed
+}
+
 uint64_t warp_collective(Site site, WarpOp op, unsigned mask, uint64_t value, int lane_arg, int width) {
   Fiber* self = current_fiber();
   if (!self) {
     std::fprintf(stderr, "lmk emulated CUDA: %s at %s outside a kernel\n", op_name(op), where(site).c_str());
     std::abort();
   }
+  bool failed = false;
+  unsigned parity = 0;
+  {
+    InternalAccesses internal;
+    std::string problem = collective_argument_problem(site, op, mask, self->linear % kWarpSize, lane_arg, width);
+    if (!problem.empty()) {
+      fail(self, problem);
+      failed = true;
+    } else {
+      self->state = State::AtWarp;
+      self->site = site;
+      self->op = op;
+      self->mask = mask;
+      self->value = value;
+      self->lane_arg = lane_arg;
+      self->width = width;
+      parity = self->warp_syncs_passed & 1;
+      if (op == WarpOp::Sync) tsan_release(warp_word(self->linear / kWarpSize, parity));
+    }
+  }
+  if (failed) abandon_thread(self);
   InternalAccesses internal;
-  const unsigned lane = self->linear % kWarpSize;
-  const std::string what = std::string(op_name(op)) + " at " + where(site);
-  if (!((mask >> lane) & 1)) {
-    fail_in_kernel(
-        (what + ": the mask " + hex(mask) + " does not include the calling lane " + std::to_string(lane)).c_str());
-  }
-  if (width < 1 || width > kWarpSize || (width & (width - 1)) != 0) {
-    fail_in_kernel((what + ": width " + std::to_string(width) + " is not a power of two up to 32").c_str());
-  }
-  if ((op == WarpOp::ShflUp || op == WarpOp::ShflDown) && lane_arg < 0) {
-    fail_in_kernel((what + ": negative delta").c_str());
-  }
-  self->state = State::AtWarp;
-  self->site = site;
-  self->op = op;
-  self->mask = mask;
-  self->value = value;
-  self->lane_arg = lane_arg;
-  self->width = width;
-  const unsigned warp = self->linear / kWarpSize;
-  const unsigned parity = self->warp_syncs_passed & 1;
-  if (op == WarpOp::Sync) tsan_release(warp_word(warp, parity));
   yield_to_scheduler(self, false);
   if (op == WarpOp::Sync) {
-    tsan_acquire(warp_word(warp, parity));
+    tsan_acquire(warp_word(self->linear / kWarpSize, parity));
     ++self->warp_syncs_passed;
   }
   return self->result;
@@ -656,11 +677,11 @@ void fail_in_kernel(const char* what) {
     std::fprintf(stderr, "lmk emulated CUDA: %s (outside a kernel)\n", what);
     std::abort();
   }
-  InternalAccesses internal;
-  fail(self, what);
-  self->state = State::Done;
-  yield_to_scheduler(self, true);
-  std::abort();  // a failed thread is never resumed
+  {
+    InternalAccesses internal;
+    fail(self, what);
+  }
+  abandon_thread(self);
 }
 
 }  // namespace detail
