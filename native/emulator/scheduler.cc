@@ -446,10 +446,21 @@ void* tsan_fiber_of(unsigned thread) {
   return nullptr;
 #endif
 }
-// After a failed launch: threads abandoned mid-way may hold TSan ignore
-// scopes open; start from fresh contexts.
+// After a failed launch: the abandoned threads never reached their last
+// release, so order them before the host here (their reads of the launch's
+// parameters and stacks would race with what the host does next), then start
+// from fresh contexts.
 void drop_tsan_fibers() {
 #if defined(LMK_EMU_TSAN)
+  void* host = __tsan_get_current_fiber();
+  static char abandoned;
+  for (void* context : g_tsan_contexts) {
+    if (!context) continue;
+    __tsan_switch_to_fiber(context, __tsan_switch_to_fiber_no_sync);  // no code runs on it here
+    __tsan_release(&abandoned);
+    __tsan_switch_to_fiber(host, __tsan_switch_to_fiber_no_sync);
+  }
+  __tsan_acquire(&abandoned);
   for (void*& context : g_tsan_contexts) {
     if (context) __tsan_destroy_fiber(context);
     context = nullptr;
@@ -603,12 +614,18 @@ void syncthreads(Site site) {
     std::fprintf(stderr, "lmk emulated CUDA: __syncthreads at %s outside a kernel\n", where(site).c_str());
     std::abort();
   }
-  InternalAccesses internal;
-  self->state = State::AtBarrier;
-  self->site = site;
-  const unsigned parity = self->barriers_passed & 1;
-  tsan_release(barrier_word(parity));
+  // The ignore scopes end before the switch: a thread abandoned there (its
+  // block failed) must not hold one open.
+  unsigned parity;
+  {
+    InternalAccesses internal;
+    self->state = State::AtBarrier;
+    self->site = site;
+    parity = self->barriers_passed & 1;
+    tsan_release(barrier_word(parity));
+  }
   yield_to_scheduler(self, false);
+  InternalAccesses internal;
   tsan_acquire(barrier_word(parity));
   ++self->barriers_passed;
 }
@@ -630,7 +647,10 @@ std::string collective_argument_problem(Site site, WarpOp op, unsigned mask, uns
 // thread owns may be alive here (its stack is abandoned, destructors never
 // run): callers let their strings go first.
 [[noreturn]] void abandon_thread(Fiber* self) {
-  self->state = State::Done;
+  {
+    InternalAccesses internal;
+    self->state = State::Done;
+  }
   yield_to_scheduler(self, true);
   std::abort();  // a failed thread is never resumed
 }
@@ -662,8 +682,8 @@ uint64_t warp_collective(Site site, WarpOp op, unsigned mask, uint64_t value, in
     }
   }
   if (failed) abandon_thread(self);
+  yield_to_scheduler(self, false);  // outside the ignore scope, as in syncthreads
   InternalAccesses internal;
-  yield_to_scheduler(self, false);
   if (op == WarpOp::Sync) {
     tsan_acquire(warp_word(self->linear / kWarpSize, parity));
     ++self->warp_syncs_passed;
