@@ -446,10 +446,21 @@ void* tsan_fiber_of(unsigned thread) {
   return nullptr;
 #endif
 }
-// After a failed launch: threads abandoned mid-way may hold TSan ignore
-// scopes open; start from fresh contexts.
+// After a failed launch: the abandoned threads never reached their last
+// release, so order them before the host here (their reads of the launch's
+// parameters and stacks would race with what the host does next), then start
+// from fresh contexts.
 void drop_tsan_fibers() {
 #if defined(LMK_EMU_TSAN)
+  void* host = __tsan_get_current_fiber();
+  static char abandoned;
+  for (void* context : g_tsan_contexts) {
+    if (!context) continue;
+    __tsan_switch_to_fiber(context, __tsan_switch_to_fiber_no_sync);  // no code runs on it here
+    __tsan_release(&abandoned);
+    __tsan_switch_to_fiber(host, __tsan_switch_to_fiber_no_sync);
+  }
+  __tsan_acquire(&abandoned);
   for (void*& context : g_tsan_contexts) {
     if (context) __tsan_destroy_fiber(context);
     context = nullptr;
@@ -603,14 +614,45 @@ void syncthreads(Site site) {
     std::fprintf(stderr, "lmk emulated CUDA: __syncthreads at %s outside a kernel\n", where(site).c_str());
     std::abort();
   }
-  InternalAccesses internal;
-  self->state = State::AtBarrier;
-  self->site = site;
-  const unsigned parity = self->barriers_passed & 1;
-  tsan_release(barrier_word(parity));
+  // The ignore scopes end before the switch: a thread abandoned there (its
+  // block failed) must not hold one open.
+  unsigned parity;
+  {
+    InternalAccesses internal;
+    self->state = State::AtBarrier;
+    self->site = site;
+    parity = self->barriers_passed & 1;
+    tsan_release(barrier_word(parity));
+  }
   yield_to_scheduler(self, false);
+  InternalAccesses internal;
   tsan_acquire(barrier_word(parity));
   ++self->barriers_passed;
+}
+
+// What is wrong with a warp collective's own arguments; empty when nothing.
+std::string collective_argument_problem(Site site, WarpOp op, unsigned mask, unsigned lane, int lane_arg, int width) {
+  const std::string what = std::string(op_name(op)) + " at " + where(site);
+  if (!((mask >> lane) & 1)) {
+    return what + ": the mask " + hex(mask) + " does not include the calling lane " + std::to_string(lane);
+  }
+  if (width < 1 || width > kWarpSize || (width & (width - 1)) != 0) {
+    return what + ": width " + std::to_string(width) + " is not a power of two up to 32";
+  }
+  if ((op == WarpOp::ShflUp || op == WarpOp::ShflDown) && lane_arg < 0) return what + ": negative delta";
+  return {};
+}
+
+// Ends the calling thread after its diagnostic was recorded. Nothing the
+// thread owns may be alive here (its stack is abandoned, destructors never
+// run): callers let their strings go first.
+[[noreturn]] void abandon_thread(Fiber* self) {
+  {
+    InternalAccesses internal;
+    self->state = State::Done;
+  }
+  yield_to_scheduler(self, true);
+  std::abort();  // a failed thread is never resumed
 }
 
 uint64_t warp_collective(Site site, WarpOp op, unsigned mask, uint64_t value, int lane_arg, int width) {
@@ -619,32 +661,31 @@ uint64_t warp_collective(Site site, WarpOp op, unsigned mask, uint64_t value, in
     std::fprintf(stderr, "lmk emulated CUDA: %s at %s outside a kernel\n", op_name(op), where(site).c_str());
     std::abort();
   }
+  bool failed = false;
+  unsigned parity = 0;
+  {
+    InternalAccesses internal;
+    std::string problem = collective_argument_problem(site, op, mask, self->linear % kWarpSize, lane_arg, width);
+    if (!problem.empty()) {
+      fail(self, problem);
+      failed = true;
+    } else {
+      self->state = State::AtWarp;
+      self->site = site;
+      self->op = op;
+      self->mask = mask;
+      self->value = value;
+      self->lane_arg = lane_arg;
+      self->width = width;
+      parity = self->warp_syncs_passed & 1;
+      if (op == WarpOp::Sync) tsan_release(warp_word(self->linear / kWarpSize, parity));
+    }
+  }
+  if (failed) abandon_thread(self);
+  yield_to_scheduler(self, false);  // outside the ignore scope, as in syncthreads
   InternalAccesses internal;
-  const unsigned lane = self->linear % kWarpSize;
-  const std::string what = std::string(op_name(op)) + " at " + where(site);
-  if (!((mask >> lane) & 1)) {
-    fail_in_kernel(
-        (what + ": the mask " + hex(mask) + " does not include the calling lane " + std::to_string(lane)).c_str());
-  }
-  if (width < 1 || width > kWarpSize || (width & (width - 1)) != 0) {
-    fail_in_kernel((what + ": width " + std::to_string(width) + " is not a power of two up to 32").c_str());
-  }
-  if ((op == WarpOp::ShflUp || op == WarpOp::ShflDown) && lane_arg < 0) {
-    fail_in_kernel((what + ": negative delta").c_str());
-  }
-  self->state = State::AtWarp;
-  self->site = site;
-  self->op = op;
-  self->mask = mask;
-  self->value = value;
-  self->lane_arg = lane_arg;
-  self->width = width;
-  const unsigned warp = self->linear / kWarpSize;
-  const unsigned parity = self->warp_syncs_passed & 1;
-  if (op == WarpOp::Sync) tsan_release(warp_word(warp, parity));
-  yield_to_scheduler(self, false);
   if (op == WarpOp::Sync) {
-    tsan_acquire(warp_word(warp, parity));
+    tsan_acquire(warp_word(self->linear / kWarpSize, parity));
     ++self->warp_syncs_passed;
   }
   return self->result;
@@ -656,11 +697,11 @@ void fail_in_kernel(const char* what) {
     std::fprintf(stderr, "lmk emulated CUDA: %s (outside a kernel)\n", what);
     std::abort();
   }
-  InternalAccesses internal;
-  fail(self, what);
-  self->state = State::Done;
-  yield_to_scheduler(self, true);
-  std::abort();  // a failed thread is never resumed
+  {
+    InternalAccesses internal;
+    fail(self, what);
+  }
+  abandon_thread(self);
 }
 
 }  // namespace detail

@@ -105,7 +105,7 @@ __global__ void read_unwritten_dynamic_shared(unsigned* out) {
   LMK_DYNAMIC_SHARED(unsigned, smem);
   if (threadIdx.x == 0) out[blockIdx.x] = smem[1];
   __syncthreads();
-  smem[1] = 7;  // the next block must see the poison again
+  if (threadIdx.x == 1) smem[1] = 7;  // the next block must see the poison again
 }
 
 __global__ void record_order(unsigned* counter, unsigned* order) { order[atomicAdd(counter, 1u)] = threadIdx.x; }
