@@ -1,11 +1,18 @@
 // A minimal test harness: TEST(name) registers a function, CHECK* record
-// failures with file:line, main() runs everything and prints a summary line.
+// failures with file:line, main() runs everything (or the tests whose name
+// contains LMK_TEST_FILTER) and prints a summary line.
 #pragma once
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
+
+#if defined(LMK_CUDA_EMULATED)
+#include "emulator/control.h"
+#endif
 
 namespace lmk_test {
 
@@ -88,12 +95,23 @@ double relative_error(const A& out, const B& ref) {
     if (!lmk_threw) lmk_test::fail(__FILE__, __LINE__, "expected " #expr " to throw");                    \
   } while (0)
 
+// Emulated CUDA: outputs copied to the host are digested per test, so that
+// runs in different thread orders can be compared (scripts/test-cpp.sh emulate).
+#if defined(LMK_CUDA_EMULATED)
+#define LMK_TEST_LABEL(name) lmk::emulator::set_digest_label(name)
+#else
+#define LMK_TEST_LABEL(name) (void)(name)
+#endif
+
 #define LMK_TEST_MAIN()                                                            \
   int main() {                                                                     \
     int passed = 0, failed = 0;                                                    \
+    const char* filter = std::getenv("LMK_TEST_FILTER");                           \
     for (auto& t : lmk_test::registry()) {                                         \
+      if (filter && !std::strstr(t.name, filter)) continue;                        \
       int before = lmk_test::failures();                                           \
       std::printf("[ RUN  ] %s\n", t.name);                                        \
+      LMK_TEST_LABEL(t.name);                                                      \
       try {                                                                        \
         t.fn();                                                                    \
       } catch (const std::exception& e) {                                          \

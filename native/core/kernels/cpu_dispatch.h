@@ -13,9 +13,9 @@
 // picks the clone for the running CPU (target_clones). Put it on small
 // non-template entry points whose hot loops are templates inlined into them
 // (LMK_ALWAYS_INLINE): a template or lambda called from a clone is compiled
-// once, for the baseline, unless it is inlined. Off under AddressSanitizer
-// (its ifunc resolvers would run before the sanitizer's runtime is set up)
-// and off other targets.
+// once, for the baseline, unless it is inlined. Off under AddressSanitizer and
+// ThreadSanitizer (the ifunc resolvers would run before the sanitizer's runtime is
+// set up; one level also builds faster) and off other targets.
 //
 // Code that must differ between levels by more than the instruction set (the
 // GEMM micro-kernel's tile shape) marks one function per level with
@@ -29,7 +29,7 @@
 #define LMK_CPU_TARGETS_X86 0
 #endif
 
-#if LMK_CPU_TARGETS_X86 && !defined(__SANITIZE_ADDRESS__)
+#if LMK_CPU_TARGETS_X86 && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define LMK_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define LMK_CPU_CLONES

@@ -55,6 +55,10 @@ const Cublas* cublas() {
   static const Cublas* result = nullptr;
   static std::once_flag once;
   std::call_once(once, [] {
+#if defined(LMK_CUDA_EMULATED)
+    // The emulated device's memory is host memory: a real cuBLAS cannot use it.
+    return;
+#endif
     void* handle = open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so"}, &library.library);
     if (!handle) return;
     if (!find(handle, "cublasCreate_v2", &library.create) || !find(handle, "cublasDestroy_v2", &library.destroy) ||
