@@ -705,6 +705,18 @@ TEST(cuda_matches_cpu_when_present) {
     CHECK_THROWS_KIND(read<float>(bad.loss), ErrorKind::Range, "at flat index 1");
     cuda_stream(0).synchronize();
   }
+  // More rows than the finishing reduction has threads (256): every thread
+  // of its tree sums real rows, so a missing barrier there shows.
+  {
+    const int64_t B = 4, T = 150, V = 37;
+    auto z = random_logits(B * T * V, 135, 3.0);
+    auto y = random_labels(B * T, static_cast<int32_t>(V), 136, 0.2);
+    auto a = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32), labels_of(y, {B, T}), -100,
+                                ops::LossReduction::Mean);
+    auto b = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32, gpu), labels_of(y, {B, T}, gpu), -100,
+                                ops::LossReduction::Mean);
+    CHECK_LE(std::fabs(read_double(b.loss)[0] - read_double(a.loss)[0]), 1e-5 * std::fabs(read_double(a.loss)[0]));
+  }
   auto shifted = read<int32_t>(ops::shift_labels(labels_of({1, 2, 3, 4}, {2, 2}, gpu)));
   CHECK((shifted == std::vector<int32_t>{2, -100, 4, -100}));
 }
