@@ -3,6 +3,7 @@
 // references written here with plain loops, finite-difference gradients in
 // float64, the extreme rows docs/kernels.md names, bad inputs, determinism, and —
 // when a GPU is present — both CUDA kernel versions against the CPU.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -716,6 +717,18 @@ TEST(cuda_matches_cpu_when_present) {
     auto b = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32, gpu), labels_of(y, {B, T}, gpu), -100,
                                 ops::LossReduction::Mean);
     CHECK_LE(std::fabs(read_double(b.loss)[0] - read_double(a.loss)[0]), 1e-5 * std::fabs(read_double(a.loss)[0]));
+    // Logits one element into their storage: not 16-byte aligned like the
+    // gradient, so the row kernel takes its scalar-store path.
+    std::vector<double> shifted_z(z.size() + 1, 0.0);
+    std::copy(z.begin(), z.end(), shifted_z.begin() + 1);
+    Tensor odd = tensor_of(shifted_z, {static_cast<int64_t>(shifted_z.size())}, DType::Float32, gpu);
+    odd.offset = 1;
+    odd.shape = {B, T, V};
+    auto c = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32), labels_of(y, {B, T}), -100,
+                                ops::LossReduction::None);
+    auto d = ops::cross_entropy(odd, labels_of(y, {B, T}, gpu), -100, ops::LossReduction::None);
+    CHECK_LE(lmk_test::relative_error(read_double(d.loss), read_double(c.loss)), 1e-5);
+    CHECK_LE(lmk_test::relative_error(read_double(*d.grad_logits), read_double(*c.grad_logits)), 1e-4);
   }
   auto shifted = read<int32_t>(ops::shift_labels(labels_of({1, 2, 3, 4}, {2, 2}, gpu)));
   CHECK((shifted == std::vector<int32_t>{2, -100, 4, -100}));
