@@ -717,6 +717,15 @@ TEST(cuda_matches_cpu_when_present) {
     auto b = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32, gpu), labels_of(y, {B, T}, gpu), -100,
                                 ops::LossReduction::Mean);
     CHECK_LE(std::fabs(read_double(b.loss)[0] - read_double(a.loss)[0]), 1e-5 * std::fabs(read_double(a.loss)[0]));
+    // ORPO's per-sequence token counts: sequences longer than half the
+    // block (T = 150 > 128), so every thread of the count tree holds tokens.
+    ops::OrpoOptions o;
+    auto yr = random_labels(B * T, static_cast<int32_t>(V), 137, 0.2);
+    auto oa = ops::orpo(tensor_of(z, {B, T, V}, DType::Float32), tensor_of(z, {B, T, V}, DType::Float32),
+                        labels_of(y, {B, T}), labels_of(yr, {B, T}), o);
+    auto ob = ops::orpo(tensor_of(z, {B, T, V}, DType::Float32, gpu), tensor_of(z, {B, T, V}, DType::Float32, gpu),
+                        labels_of(y, {B, T}, gpu), labels_of(yr, {B, T}, gpu), o);
+    CHECK_LE(lmk_test::relative_error(read_double(ob.log_odds), read_double(oa.log_odds)), 1e-4);
     // Logits one element into their storage: not 16-byte aligned like the
     // gradient, so the row kernel takes its scalar-store path.
     std::vector<double> shifted_z(z.size() + 1, 0.0);
