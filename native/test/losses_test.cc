@@ -5,6 +5,7 @@
 // when a GPU is present — both CUDA kernel versions against the CPU. The
 // losses from hidden states against the logits versions with the matmul's
 // backward in float64 loops, and on CUDA against the CPU.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -710,6 +711,39 @@ TEST(cuda_matches_cpu_when_present) {
     auto bad = ops::cross_entropy(tensor_of({0, 1, 2, 3}, {2, 2}, DType::Float32, gpu), labels_of({0, 5}, {2}, gpu));
     CHECK_THROWS_KIND(read<float>(bad.loss), ErrorKind::Range, "at flat index 1");
     cuda_stream(0).synchronize();
+  }
+  // More rows than the finishing reduction has threads (256): every thread
+  // of its tree sums real rows, so a missing barrier there shows.
+  {
+    const int64_t B = 4, T = 150, V = 37;
+    auto z = random_logits(B * T * V, 135, 3.0);
+    auto y = random_labels(B * T, static_cast<int32_t>(V), 136, 0.2);
+    auto a = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32), labels_of(y, {B, T}), -100,
+                                ops::LossReduction::Mean);
+    auto b = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32, gpu), labels_of(y, {B, T}, gpu), -100,
+                                ops::LossReduction::Mean);
+    CHECK_LE(std::fabs(read_double(b.loss)[0] - read_double(a.loss)[0]), 1e-5 * std::fabs(read_double(a.loss)[0]));
+    // ORPO's per-sequence token counts: sequences longer than half the
+    // block (T = 150 > 128), so every thread of the count tree holds tokens.
+    ops::OrpoOptions o;
+    auto yr = random_labels(B * T, static_cast<int32_t>(V), 137, 0.2);
+    auto oa = ops::orpo(tensor_of(z, {B, T, V}, DType::Float32), tensor_of(z, {B, T, V}, DType::Float32),
+                        labels_of(y, {B, T}), labels_of(yr, {B, T}), o);
+    auto ob = ops::orpo(tensor_of(z, {B, T, V}, DType::Float32, gpu), tensor_of(z, {B, T, V}, DType::Float32, gpu),
+                        labels_of(y, {B, T}, gpu), labels_of(yr, {B, T}, gpu), o);
+    CHECK_LE(lmk_test::relative_error(read_double(ob.log_odds), read_double(oa.log_odds)), 1e-4);
+    // Logits one element into their storage: not 16-byte aligned like the
+    // gradient, so the row kernel takes its scalar-store path.
+    std::vector<double> shifted_z(z.size() + 1, 0.0);
+    std::copy(z.begin(), z.end(), shifted_z.begin() + 1);
+    Tensor odd = tensor_of(shifted_z, {static_cast<int64_t>(shifted_z.size())}, DType::Float32, gpu);
+    odd.offset = 1;
+    odd.shape = {B, T, V};
+    auto c = ops::cross_entropy(tensor_of(z, {B, T, V}, DType::Float32), labels_of(y, {B, T}), -100,
+                                ops::LossReduction::None);
+    auto d = ops::cross_entropy(odd, labels_of(y, {B, T}, gpu), -100, ops::LossReduction::None);
+    CHECK_LE(lmk_test::relative_error(read_double(d.loss), read_double(c.loss)), 1e-5);
+    CHECK_LE(lmk_test::relative_error(read_double(*d.grad_logits), read_double(*c.grad_logits)), 1e-4);
   }
   auto shifted = read<int32_t>(ops::shift_labels(labels_of({1, 2, 3, 4}, {2, 2}, gpu)));
   CHECK((shifted == std::vector<int32_t>{2, -100, 4, -100}));
