@@ -32,13 +32,15 @@
 #undef __host__
 #undef __shared__
 #undef __launch_bounds__
+// __noinline__ is left undefined: libstdc++ spells its own attribute
+// __attribute__((__noinline__)), which CUDA's macro would break in headers
+// included after this one (<mutex> in the NCCL collectives); no kernel uses it.
 #undef __noinline__
 #define __global__
 #define __device__
 #define __host__
 #define __shared__ static
 #define __launch_bounds__(...)
-#define __noinline__ __attribute__((noinline))
 
 namespace lmk::emulator {
 
