@@ -48,6 +48,8 @@ std::map<void*, size_t>& allocations() {
   return *table;
 }
 size_t g_bytes_allocated = 0;
+// What the emulated device reports as its global memory (it is host memory).
+constexpr size_t kEmulatedGlobalMemory = size_t(16) << 30;
 
 cudaError_t fail(cudaError_t status, const std::string& message) {
   set_error(status, "emulated CUDA: " + message);
@@ -148,7 +150,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   std::strncpy(prop->name, "lmkernels emulated CUDA device (sm_90 limits)", sizeof(prop->name) - 1);
   prop->major = 9;
   prop->minor = 0;
-  prop->totalGlobalMem = size_t(16) << 30;
+  prop->totalGlobalMem = kEmulatedGlobalMemory;
   prop->sharedMemPerBlock = kDefaultDynamicSharedBytes;
   prop->sharedMemPerBlockOptin = kMaxDynamicSharedBytesOptIn;
   prop->warpSize = 32;
@@ -274,6 +276,14 @@ cudaError_t cudaFreeAsync(void* pointer, cudaStream_t) { return release(pointer)
 cudaError_t cudaMallocHost(void** pointer, size_t size) { return allocate(pointer, size, false); }
 cudaError_t cudaHostAlloc(void** pointer, size_t size, unsigned int) { return allocate(pointer, size, false); }
 cudaError_t cudaFreeHost(void* pointer) { return release(pointer); }
+// Free = the reported global memory less what is allocated now.
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  if (!free_bytes || !total_bytes) return fail(cudaErrorInvalidValue, "cudaMemGetInfo: null output pointer");
+  std::lock_guard<std::mutex> lock(memory_mutex());
+  *total_bytes = kEmulatedGlobalMemory;
+  *free_bytes = g_bytes_allocated < kEmulatedGlobalMemory ? kEmulatedGlobalMemory - g_bytes_allocated : 0;
+  return cudaSuccess;
+}
 cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned int) {
   *device = host;  // one address space
   return cudaSuccess;
