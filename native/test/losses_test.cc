@@ -988,6 +988,10 @@ TEST(linear_losses_cuda_match_cpu_when_present) {
                                                                                  : kernels::KernelVariant::Default);
     for (DType dtype : {DType::Float32, DType::BFloat16, DType::Float16}) {
       for (int64_t V : {int64_t(37), int64_t(4099), int64_t(32003)}) {
+        // The large vocabulary once (tiled GEMM, float32): under the CUDA
+        // emulation it is by far the slowest case, and the other GEMM kernels
+        // and dtypes take the same chunk paths at V = 4099.
+        if (V > 4099 && (gemm_case != 1 || dtype != DType::Float32 || std::getenv("LMK_TEST_TRIM_LARGE"))) continue;
         const int64_t B = 3, T = 17, d = 24;
         HeadProblem cpu = head_problem(B * T, d, V, dtype, 141);
         Tensor hidden = ops::to_device(cpu.hidden, gpu), weight = ops::to_device(cpu.weight, gpu),
