@@ -619,6 +619,14 @@ TEST(cuda_kernels_match_the_cpu) {
     same(rn_g.y, rn_c.y, tol, "rms norm");
     same(ops::rms_norm_backward(to_gpu(a), to_gpu(b), rn_g.rstd, to_gpu(a)).gx,
          ops::rms_norm_backward(a, b, rn_c.rstd, a).gx, tol, "rms norm gx");
+    // Rows wider than the 256-thread block, so that every thread's partial sum is
+    // nonzero and each barrier of the block's tree matters; 5 rows loop under a capped grid.
+    Tensor wide = make(random_values(5 * 300, 95), {5, 300}, dt);
+    Tensor wide_w = make(random_values(300, 96, 0.5, 2), {300}, dt);
+    same(ops::layer_norm(to_gpu(wide), to_gpu(wide_w), to_gpu(wide_w), 1e-5).y,
+         ops::layer_norm(wide, wide_w, wide_w, 1e-5).y, tol, "layer norm, wide rows");
+    same(ops::rms_norm(to_gpu(wide), to_gpu(wide_w), 1e-5).y, ops::rms_norm(wide, wide_w, 1e-5).y, tol,
+         "rms norm, wide rows");
     Tensor ids = make_ids({3, 1, 3, 0, 2, 3}, {2, 3});
     Tensor w = make(random_values(4 * 70, 93), {4, 70}, dt);
     same(ops::embedding(to_gpu(w), to_gpu(ids)), ops::embedding(w, ids), 0, "embedding");

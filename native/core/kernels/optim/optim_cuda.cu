@@ -49,8 +49,9 @@ __global__ void sum_squares_kernel(const T* g, int64_t n, double* slots) {
       if (threadIdx.x < width) tree[threadIdx.x] += tree[threadIdx.x + width];
       __syncthreads();
     }
+    // No barrier before the next chunk's tree: only thread 0 reads tree[0] here,
+    // and only thread 0 writes tree[0] there, after this read.
     if (threadIdx.x == 0) slots[c] = static_cast<double>(tree[0]);
-    __syncthreads();
   }
 }
 

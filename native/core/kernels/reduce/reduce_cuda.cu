@@ -50,13 +50,14 @@ __global__ void sum_chunks_kernel(const T* x, int64_t O, int64_t R, int64_t I, P
         if (threadIdx.x < width) tree[threadIdx.x] += tree[threadIdx.x + width];
         __syncthreads();
       }
+      // No barrier before the next item's tree: only thread 0 reads tree[0] here,
+      // and only thread 0 writes tree[0] there, after this read.
       if (threadIdx.x == 0) {
         if (plan.chunks == 1)
           store_compute(out, o, tree[0]);
         else
           partial[o * plan.chunks + c] = tree[0];
       }
-      __syncthreads();  // tree is reused by the next item
     } else {
       int64_t i = ib * kThreads + threadIdx.x;
       if (i < I) {
