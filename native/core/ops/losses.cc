@@ -107,6 +107,46 @@ int64_t* bad_label_check(OpTask& task, const char* arg, const Tensor& labels, in
   });
 }
 
+// The fields of a cross-entropy pass that every loss over rows of labels fills
+// alike (cross-entropy, goldfish, the linear loss's chunks): the rows, the
+// labels and their rule, token weights, the reduction, and where the loss and
+// the log-sum-exp go (lse may be absent).
+void set_label_rows(kernels::CrossEntropyParams& p, DType dtype, int64_t V, const Tensor& labels, int64_t ignore_index,
+                    LossReduction reduction, const std::optional<Tensor>& weights, double grad_scale, Tensor& loss,
+                    Tensor* lse) {
+  p.dtype = dtype;
+  p.V = V;
+  p.rows = labels.numel();
+  p.T = positions(labels);
+  p.labels = labels.data_as<int32_t>();
+  p.ignore_index = ignore_index;
+  p.reduction = reduction == LossReduction::Mean  ? kernels::kLossMean
+                : reduction == LossReduction::Sum ? kernels::kLossSum
+                                                  : kernels::kLossNone;
+  if (weights) {
+    p.weights = weights->data();
+    p.weights_dtype = weights->dtype;
+  }
+  p.grad_scale = grad_scale;
+  p.loss = loss.data();
+  p.lse = lse ? lse->data() : nullptr;
+}
+
+// The goldfish loss's extra outputs (0-d: the means over all supervised and
+// over dropped tokens, the two token counts), pointed to by the pass.
+struct GoldfishOutputs {
+  Tensor loss_all_tokens, loss_dropped_tokens, supervised_tokens, kept_tokens;
+};
+GoldfishOutputs goldfish_outputs(OpTask& task, DType out, kernels::CrossEntropyParams& p) {
+  GoldfishOutputs g{task.output({}, out), task.output({}, out), task.output({}, DType::Int32),
+                    task.output({}, DType::Int32)};
+  p.loss_all = g.loss_all_tokens.data();
+  p.loss_dropped = g.loss_dropped_tokens.data();
+  p.supervised_count = g.supervised_tokens.data_as<int32_t>();
+  p.kept_count = g.kept_tokens.data_as<int32_t>();
+  return g;
+}
+
 // ORPO's pairs: chosen [B,T,X] and rejected [B,T',X] alike (dtype, device),
 // X the last dim (`last`: V of logits, d of hidden states), B >= 1, T, T' >= 1.
 void check_pairs(const char* fn, const Tensor& chosen, const Tensor& rejected, const char* chosen_arg,
@@ -327,23 +367,9 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, std
   task.reads(logits, labels, weights);
 
   kernels::CrossEntropyParams p;
-  p.dtype = logits.dtype;
-  p.V = logits.shape.back();
-  p.rows = labels.numel();
-  p.T = positions(labels);
+  set_label_rows(p, logits.dtype, logits.shape.back(), labels, ignore_index, reduction, weights, grad_scale,
+                 result.loss, &result.lse);
   p.logits = logits.data();
-  p.labels = labels.data_as<int32_t>();
-  p.ignore_index = ignore_index;
-  p.reduction = reduction == LossReduction::Mean  ? kernels::kLossMean
-                : reduction == LossReduction::Sum ? kernels::kLossSum
-                                                  : kernels::kLossNone;
-  if (weights) {
-    p.weights = weights->data();
-    p.weights_dtype = weights->dtype;
-  }
-  p.grad_scale = grad_scale;
-  p.loss = result.loss.data();
-  p.lse = result.lse.data();
   p.grad = compute_grad ? result.grad_logits->data() : nullptr;
   p.workspace = task.workspace(kernels::cross_entropy_workspace_bytes(p));
   p.first_bad_label = bad_label_check(task, "labels", labels, p.V, ignore_index);
@@ -391,27 +417,17 @@ GoldfishLossResult goldfish_loss(const Tensor& logits, const Tensor& labels, std
   DType out = accumulation_dtype(logits.dtype);
   GoldfishLossResult result;
   result.loss = task.output({}, out);
-  result.loss_all_tokens = task.output({}, out);
-  result.loss_dropped_tokens = task.output({}, out);
-  result.supervised_tokens = task.output({}, DType::Int32);
-  result.kept_tokens = task.output({}, DType::Int32);
+  GoldfishOutputs extra = goldfish_outputs(task, out, p);
+  result.loss_all_tokens = extra.loss_all_tokens;
+  result.loss_dropped_tokens = extra.loss_dropped_tokens;
+  result.supervised_tokens = extra.supervised_tokens;
+  result.kept_tokens = extra.kept_tokens;
   if (compute_grad) result.grad_logits = task.output(logits.shape, logits.dtype);
 
-  p.dtype = logits.dtype;
-  p.V = logits.shape.back();
-  p.rows = labels.numel();
-  p.T = positions(labels);
+  set_label_rows(p, logits.dtype, logits.shape.back(), labels, ignore_index, LossReduction::Mean, std::nullopt,
+                 grad_scale, result.loss, nullptr);
   p.logits = logits.data();
-  p.labels = labels.data_as<int32_t>();
-  p.ignore_index = ignore_index;
-  p.reduction = kernels::kLossMean;
-  p.grad_scale = grad_scale;
-  p.loss = result.loss.data();
   p.grad = compute_grad ? result.grad_logits->data() : nullptr;
-  p.loss_all = result.loss_all_tokens.data();
-  p.loss_dropped = result.loss_dropped_tokens.data();
-  p.supervised_count = result.supervised_tokens.data_as<int32_t>();
-  p.kept_count = result.kept_tokens.data_as<int32_t>();
   p.workspace = task.workspace(kernels::cross_entropy_workspace_bytes(p));
   p.first_bad_label = bad_label_check(task, "labels", labels, p.V, ignore_index);
   task.may_run_inline();
@@ -479,38 +495,18 @@ LinearCrossEntropyResult linear_cross_entropy(const Tensor& hidden, const Tensor
   r.loss = task.output(reduction == LossReduction::None ? labels.shape : Shape{}, out);
   r.lse = task.output(labels.shape, out);
   if (goldfish) {
-    r.loss_all_tokens = task.output({}, out);
-    r.loss_dropped_tokens = task.output({}, out);
-    r.supervised_tokens = task.output({}, DType::Int32);
-    r.kept_tokens = task.output({}, DType::Int32);
+    GoldfishOutputs extra = goldfish_outputs(task, out, p);
+    r.loss_all_tokens = extra.loss_all_tokens;
+    r.loss_dropped_tokens = extra.loss_dropped_tokens;
+    r.supervised_tokens = extra.supervised_tokens;
+    r.kept_tokens = extra.kept_tokens;
   }
   if (compute_grad) r.grad_hidden = task.output(hidden.shape, hidden.dtype);
   lp.head = linear_head(task, weight, o.bias, chunk_rows, compute_grad, &r.grad_weight, &r.grad_bias);
 
-  p.dtype = hidden.dtype;
-  p.V = V;
-  p.rows = rows;
-  p.T = positions(labels);
-  p.labels = labels.data_as<int32_t>();
-  p.ignore_index = ignore_index;
-  p.reduction = reduction == LossReduction::Mean  ? kernels::kLossMean
-                : reduction == LossReduction::Sum ? kernels::kLossSum
-                                                  : kernels::kLossNone;
-  if (weights) {
-    p.weights = weights->data();
-    p.weights_dtype = weights->dtype;
-  }
-  p.grad_scale = grad_scale;
-  p.loss = r.loss.data();
-  p.lse = r.lse.data();
+  set_label_rows(p, hidden.dtype, V, labels, ignore_index, reduction, weights, grad_scale, r.loss, &r.lse);
   // A flag here (the driver points it at its chunk buffer): gradients wanted.
   p.grad = compute_grad ? r.grad_hidden->data() : nullptr;
-  if (goldfish) {
-    p.loss_all = r.loss_all_tokens->data();
-    p.loss_dropped = r.loss_dropped_tokens->data();
-    p.supervised_count = r.supervised_tokens->data_as<int32_t>();
-    p.kept_count = r.kept_tokens->data_as<int32_t>();
-  }
   lp.hidden = hidden.data();
   lp.grad_hidden = compute_grad ? r.grad_hidden->data() : nullptr;
   lp.workspace = task.workspace(kernels::linear_cross_entropy_workspace_bytes(lp));
