@@ -164,15 +164,21 @@ Napi::Object tensors_object(Napi::Env env,
   return out;
 }
 
-Napi::Value typed_array_from(Napi::Env env, DType host_dtype, const std::vector<uint8_t>& bytes) {
-  auto buffer = Napi::ArrayBuffer::New(env, bytes.size());
-  if (!bytes.empty()) std::memcpy(buffer.Data(), bytes.data(), bytes.size());
-  size_t n = bytes.size() / dtype_size(host_dtype);
+Napi::Value new_typed_array(Napi::Env env, DType host_dtype, size_t n, void** data) {
+  auto buffer = Napi::ArrayBuffer::New(env, n * dtype_size(host_dtype));
+  *data = buffer.Data();
   switch (host_dtype) {
     case DType::Float64: return Napi::Float64Array::New(env, n, buffer, 0);
     case DType::Int32: return Napi::Int32Array::New(env, n, buffer, 0);
     default: return Napi::Float32Array::New(env, n, buffer, 0);
   }
+}
+
+Napi::Value typed_array_from(Napi::Env env, DType host_dtype, const std::vector<uint8_t>& bytes) {
+  void* data = nullptr;
+  Napi::Value array = new_typed_array(env, host_dtype, bytes.size() / dtype_size(host_dtype), &data);
+  if (!bytes.empty()) std::memcpy(data, bytes.data(), bytes.size());
+  return array;
 }
 
 Napi::Array from_shape(Napi::Env env, const Shape& shape) {

@@ -112,6 +112,8 @@ Napi::Object tensors_object(Napi::Env env,
                             std::initializer_list<std::pair<const char*, std::optional<Tensor>>> entries);
 // Host bytes of `host_dtype` (float32, float64 or int32) as a new typed array.
 Napi::Value typed_array_from(Napi::Env env, DType host_dtype, const std::vector<uint8_t>& bytes);
+// A new Float32/Float64/Int32Array (host_dtype) of n elements; *data: its bytes.
+Napi::Value new_typed_array(Napi::Env env, DType host_dtype, size_t n, void** data);
 Napi::Array from_shape(Napi::Env env, const Shape& shape);
 
 }  // namespace lmk::addon

@@ -166,8 +166,11 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
 // readSync(handle) -> typed array (blocks).
 Napi::Value ReadSync(const Napi::CallbackInfo& info) {
   const Tensor& t = tensor_arg(info[0], "Tensor.dataSync", "this");
-  DType host_dtype = ops::host_read_dtype(t.dtype);
-  return typed_array_from(info.Env(), host_dtype, ops::read_to_host_blocking(t));
+  // Straight into the typed array's buffer (the JS thread waits, so it stays alive).
+  void* data = nullptr;
+  Napi::Value array = new_typed_array(info.Env(), ops::host_read_dtype(t.dtype), static_cast<size_t>(t.numel()), &data);
+  ops::read_to_host_blocking(t, data);
+  return array;
 }
 
 // readRaw(handle) -> Uint8Array: the storage's own bytes, for checkpoints that

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -332,10 +333,10 @@ DType host_read_dtype(DType dtype) {
   return (dtype == DType::BFloat16 || dtype == DType::Float16) ? DType::Float32 : dtype;
 }
 
-void read_to_host(const Tensor& src, ReadDone done, bool raw) {
+void read_to_host_into(const Tensor& src, void* out, bool raw, DoneCallback done) {
   DType host_dtype = raw ? src.dtype : host_read_dtype(src.dtype);
   int64_t n = src.numel();
-  auto bytes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n) * dtype_size(host_dtype));
+  const size_t out_bytes = static_cast<size_t>(n) * dtype_size(host_dtype);
   Stream& stream = stream_for(src.device());
   const void* in = src.data();
   DType src_dtype = src.dtype;
@@ -344,44 +345,62 @@ void read_to_host(const Tensor& src, ReadDone done, bool raw) {
     // A small read (after an idle stream) copies on the calling thread; the
     // when_done below then reports at once too.
     stream.enqueue(
-        "data", [=] { kernels::convert_cpu(in, src_dtype, bytes->data(), host_dtype, n); }, {storage}, {},
-        compute_placement(bytes->size() + storage->bytes()));
+        "data", [=] { kernels::convert_cpu(in, src_dtype, out, host_dtype, n); }, {storage}, {},
+        compute_placement(out_bytes + storage->bytes()));
   } else {
 #ifdef LMK_WITH_CUDA
     void* s = stream_handle(src.device());
     Tensor staging = src_dtype == host_dtype ? src : empty(src.shape, host_dtype, src.device(), "data");
     const void* device_in = staging.data();
     StoragePtr staging_storage = staging.storage;
-    stream.enqueue("data",
-                   [=] {
-                     if (src_dtype != host_dtype)
-                       kernels::convert_cuda(in, src_dtype, staging_storage->data(), host_dtype, n, s);
-                     cuda_check(cudaMemcpyAsync(bytes->data(), device_in, bytes->size(), cudaMemcpyDeviceToHost,
-                                                static_cast<cudaStream_t>(s)),
-                                "data");
-                   },
-                   {storage, staging_storage}, {});
+    stream.enqueue(
+        "data",
+        [=] {
+          if (src_dtype != host_dtype) kernels::convert_cuda(in, src_dtype, staging_storage->data(), host_dtype, n, s);
+          cuda_check(cudaMemcpyAsync(out, device_in, out_bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(s)),
+                     "data");
+        },
+        {storage, staging_storage}, {});
 #endif
   }
-  stream.when_done([bytes, storage, done = std::move(done)](const std::optional<RecordedError>& error) {
-    std::optional<RecordedError> result = error;
-    if (!result) result = storage->poison_error();
-    done(std::move(*bytes), result);
+  stream.when_done([storage, done = std::move(done)](const std::optional<RecordedError>& error) {
+    done(error ? error : storage->poison_error());
   });
 }
 
+void read_to_host(const Tensor& src, ReadDone done, bool raw) {
+  DType host_dtype = raw ? src.dtype : host_read_dtype(src.dtype);
+  auto bytes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(src.numel()) * dtype_size(host_dtype));
+  read_to_host_into(
+      src, bytes->data(), raw,
+      [bytes, done = std::move(done)](const std::optional<RecordedError>& error) { done(std::move(*bytes), error); });
+}
+
+void read_to_host_blocking(const Tensor& src, void* out, bool raw) {
+  // The hand-over lives on this stack frame: nothing to allocate, and when the
+  // read runs on the calling thread (an idle CPU stream) the wait returns at once.
+  struct Landing {
+    std::mutex mutex;
+    std::condition_variable landed;
+    bool done = false;
+    std::optional<RecordedError> error;
+  } landing;
+  read_to_host_into(src, out, raw, [&landing](const std::optional<RecordedError>& error) {
+    std::lock_guard<std::mutex> lock(landing.mutex);
+    landing.error = error;
+    landing.done = true;
+    landing.landed.notify_one();  // under the lock: the waiter cannot return (and free landing) before it is released
+  });
+  std::unique_lock<std::mutex> lock(landing.mutex);
+  landing.landed.wait(lock, [&landing] { return landing.done; });
+  if (landing.error) throw Error(landing.error->kind, landing.error->message);
+}
+
 std::vector<uint8_t> read_to_host_blocking(const Tensor& src, bool raw) {
-  std::promise<std::pair<std::vector<uint8_t>, std::optional<RecordedError>>> landed;
-  auto result = landed.get_future();
-  read_to_host(
-      src,
-      [&landed](std::vector<uint8_t>&& bytes, const std::optional<RecordedError>& error) {
-        landed.set_value({std::move(bytes), error});
-      },
-      raw);
-  auto [bytes, error] = result.get();
-  if (error) throw Error(error->kind, error->message);
-  return std::move(bytes);
+  std::vector<uint8_t> bytes(static_cast<size_t>(src.numel()) *
+                             dtype_size(raw ? src.dtype : host_read_dtype(src.dtype)));
+  read_to_host_blocking(src, bytes.data(), raw);
+  return bytes;
 }
 
 Device usable_device(const std::string& name, const char* fn, const char* arg) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace lmk::ops {
@@ -63,8 +64,14 @@ using ReadDone = std::function<void(std::vector<uint8_t>&& bytes, const std::opt
 // With raw = true the bytes are the storage's own (bf16/f16 as 16-bit words).
 void read_to_host(const Tensor& src, ReadDone done, bool raw = false);
 
-// The same, blocking the caller until the bytes land; throws the error.
-// For C++ callers: the addon's dataSync, tests and benchmarks.
+// The same into `out` (numel × the host dtype's size, alive until `done`):
+// done(the error to report, if any) runs after the copy.
+void read_to_host_into(const Tensor& src, void* out, bool raw, DoneCallback done);
+
+// Blocking the caller until the bytes land; throws the error. For C++
+// callers: the addon's dataSync (straight into the typed array), tests and
+// benchmarks.
+void read_to_host_blocking(const Tensor& src, void* out, bool raw = false);
 std::vector<uint8_t> read_to_host_blocking(const Tensor& src, bool raw = false);
 
 // The device a name ('cpu', 'cuda', 'cuda:N') names, checked to be usable
