@@ -5,7 +5,11 @@
 # alone to a scratch git worktree of HEAD under /tmp (never to this tree),
 # the emulated tests are rebuilt (incrementally) and run in the thread orders
 # forward, reverse and random plus a capped-grid run, and a markdown table is
-# printed: location, mutation, caught, by what.
+# printed: location, mutation, caught, by what. A mutation that no order
+# catches then runs the test binary of its kernel family in a sanitizer
+# build: ThreadSanitizer for a removed barrier, AddressSanitizer for a
+# bounds guard ("yes (TSan)", "yes (ASan)").
+# LMK_MUTATE_ORDERS=0 runs only that stage; LMK_MUTATE_SANITIZE=0 skips it.
 #
 #   scripts/mutate-cuda.sh [regex]     only the mutations whose location matches
 #
@@ -68,6 +72,41 @@ caught_by() {
   echo "${tests:+$tests, }order $order: $diag"
 }
 
+# The sanitizer stage, for a mutation that no thread order caught: the test
+# binary that launches the mutated file's kernels, run once (random order) in
+# a sanitizer build of the emulated tests. A removed barrier goes to
+# ThreadSanitizer (each emulated CUDA thread a TSan fiber, __syncthreads a
+# release/acquire), which reports a shared-memory write and another thread's
+# access with no barrier between them whatever the order; a loosened bounds
+# guard goes to AddressSanitizer, which reports the access one past the end.
+test_for_family() {
+  case "$1" in
+    *fam*) echo fam_test ;;
+    *losses*) echo losses_test ;;
+    *wkv4*) echo wkv4_test ;;
+    *) echo dense_test ;;
+  esac
+}
+run_sanitized() { # KIND (tsan|asan) FILE OUT
+  local kind="$1" file="$2" out="$3" test generator=() options env
+  test=$(test_for_family "$file")
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  if [[ "$kind" == tsan ]]; then
+    options=(-DLMK_TSAN=ON)
+    env=(TSAN_OPTIONS=halt_on_error=1 LMK_NUM_THREADS=2)
+  else
+    options=(-DLMK_SANITIZE=ON)
+    env=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+  fi
+  (cd "$scratch" && export CCACHE_BASEDIR="$(dirname "$scratch")" &&
+    cmake -S . -B "build-emulate-$kind" "${generator[@]}" -DLMK_CUDA=EMULATE -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      "${options[@]}" >/dev/null &&
+    cmake --build "build-emulate-$kind" -j "${LMK_BUILD_JOBS:-2}" --target "$test" >/dev/null &&
+    echo "=== emulated CUDA (build-emulate-$kind): thread order random:1 ($test)" &&
+    env "${env[@]}" LMK_EMU_ORDER=random:1 LMK_TEST_FILTER="${LMK_TEST_FILTER-cuda}" LMK_TEST_TRIM_LARGE=1 \
+      timeout 3600 "build-emulate-$kind/$test") >"$out" 2>&1
+}
+
 results=()
 # mutate FILE LOCATION DESCRIPTION APPLY-COMMAND...
 mutate() {
@@ -85,11 +124,30 @@ mutate() {
   local name out caught="no" by="-" rc
   name=$(echo "$location" | tr '/:' '__')
   out="$log_dir/$name.log"
-  run_tests "$out"
-  rc=$?
+  rc=0
+  if [[ "${LMK_MUTATE_ORDERS:-1}" != 0 ]]; then
+    run_tests "$out"
+    rc=$?
+  fi
   if ((rc != 0)); then
     caught="yes"
     by=$(caught_by "$out" "$rc")
+  elif [[ "${LMK_MUTATE_SANITIZE:-1}" != 0 ]]; then
+    # The unmutated tree passes these builds in CI (`scripts/test-cpp.sh
+    # emulate-asan`, `emulate-tsan`); a report counts when it names the mutated file.
+    local kind=asan label=ASan summary
+    [[ "$description" == *__syncthreads* ]] && kind=tsan label=TSan
+    run_sanitized "$kind" "$file" "$out.$kind"
+    rc=$?
+    summary=$(grep -m1 -oE 'SUMMARY: (Thread|Address|UndefinedBehavior)Sanitizer: .*' "$out.$kind" |
+      sed -E "s|$scratch/||g; s/\|/\//g")
+    if [[ "$summary" == *"$(basename "$file")"* ]]; then
+      caught="yes ($label)"
+      by="$(test_for_family "$file"), order random:1: $(echo "$summary" | cut -c1-200)"
+    elif ((rc != 0)); then
+      caught="yes ($label build)"
+      by=$(caught_by "$out.$kind" "$rc")
+    fi
   fi
   results+=("| $location | $description | $caught | $by |")
   echo "mutate-cuda: $location: $description: caught $caught ${by:+($by)}" >&2
@@ -105,7 +163,7 @@ replace_first() { # FILE FROM TO: the first FROM (plain text) becomes TO
 }
 
 echo "mutate-cuda: baseline (no mutation) in $scratch" >&2
-if ! run_tests "$log_dir/baseline.log"; then
+if [[ "${LMK_MUTATE_ORDERS:-1}" != 0 ]] && ! run_tests "$log_dir/baseline.log"; then
   echo "mutate-cuda: the unmutated emulated tests fail; see $log_dir/baseline.log" >&2
   tail -20 "$log_dir/baseline.log" >&2
   exit 1
